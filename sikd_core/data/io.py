@@ -1,0 +1,295 @@
+"""Reading images, masks and NIfTI volumes into numpy arrays, with errors that name the file.
+
+2D files are read with Pillow, volumes with nibabel. Images keep their raw intensities (normalisation
+happens in :mod:`sikd_core.data.preprocess`); masks are returned as integer class maps under one of
+two conventions (``mask_mode``):
+
+* ``"label"``: pixel values are class indices (0 background, 1, 2, ...).
+* ``"binary"``: one foreground class, foreground = value > 127. This is the convention of 0/255 masks
+  saved as JPEG (soft edges) and of CVC-ClinicDB, whose masks hold faint "shadow" values 1..127 that are
+  background.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from sikd_core.errors import DatasetError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
+VOLUME_EXTENSIONS = (".nii.gz", ".nii")
+SUPPORTED_EXTENSIONS = IMAGE_EXTENSIONS + VOLUME_EXTENSIONS
+BINARY_THRESHOLD = 127
+# JPEG stores colour at reduced resolution, so a grey mask saved as RGB JPEG may differ by a few
+# levels between channels; lossless formats must match exactly.
+_LOSSY_CHANNEL_TOLERANCE = 8
+_GREY_MODES = ("L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+class UnreadableFileError(DatasetError):
+    """A file could not be decoded; ``path`` and ``reason`` let callers rephrase the message."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str, kind: str = "image"):
+        self.path = os.fspath(path)
+        self.reason = reason
+        super().__init__(
+            f"cannot read {kind} file {self.path}: {reason}", problems=[f"{self.path}: {reason}"], files=[self.path]
+        )
+
+
+def file_extension(path: str | os.PathLike[str]) -> str:
+    """Lower-case extension, treating ``.nii.gz`` as one extension."""
+    name = os.path.basename(os.fspath(path)).lower()
+    if name.endswith(".nii.gz"):
+        return ".nii.gz"
+    return os.path.splitext(name)[1]
+
+
+def strip_extension(name: str) -> str:
+    """File name without its extension (``a.nii.gz`` -> ``a``)."""
+    if name.lower().endswith(".nii.gz"):
+        return name[: -len(".nii.gz")]
+    return os.path.splitext(name)[0]
+
+
+def is_volume_file(path: str | os.PathLike[str]) -> bool:
+    """True for NIfTI files (``.nii`` / ``.nii.gz``)."""
+    return file_extension(path) in VOLUME_EXTENSIONS
+
+
+def is_supported_file(path: str | os.PathLike[str]) -> bool:
+    """True for any image or volume extension this module can read."""
+    return file_extension(path) in SUPPORTED_EXTENSIONS
+
+
+def _open_2d(path: str | os.PathLike[str], kind: str) -> Image.Image:
+    """Open and fully decode the first frame of a 2D image file."""
+    try:
+        im = Image.open(path)
+        im.seek(0)
+        im.load()
+    except FileNotFoundError as exc:
+        raise UnreadableFileError(path, "file not found", kind) from exc
+    except UnidentifiedImageError as exc:
+        raise UnreadableFileError(path, "not a recognised image file", kind) from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated / corrupt data
+        raise UnreadableFileError(path, f"corrupt or truncated image ({exc})", kind) from exc
+    return im
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a 2D image as float32 ``H,W,C`` raw intensities.
+
+    Grey -> C=1, RGB -> C=3; alpha is dropped (RGBA, LA), palette images become RGB, 16-bit and float
+    images keep their values. GIF/TIFF: first frame. A 2D NIfTI file is accepted as C=1.
+    """
+    if is_volume_file(path):
+        vol, _ = read_volume(path)
+        if vol.ndim != 2:
+            raise UnreadableFileError(path, f"is a {vol.ndim}D volume, not a 2D image")
+        return vol.astype(np.float32)[:, :, None]
+    im = _open_2d(path, "image")
+    mode = im.mode
+    if mode == "1":
+        arr = np.asarray(im.convert("L"))[:, :, None]
+    elif mode in _GREY_MODES:
+        arr = np.asarray(im)[:, :, None]
+    elif mode == "LA":
+        arr = np.asarray(im)[:, :, :1]
+    elif mode == "RGB":
+        arr = np.asarray(im)
+    elif mode == "RGBA":
+        arr = np.asarray(im)[:, :, :3]
+    else:  # P, PA, CMYK, YCbCr, LAB, HSV, RGBX, ...
+        arr = np.asarray(im.convert("RGB"))
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def read_mask_values(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a 2D mask as its raw integer values ``H,W`` (before a mask mode is applied).
+
+    RGB masks must have identical channels (channel 0 is used); palette masks give their palette
+    indices (the usual convention for label maps); 1-bit masks give 0/255.
+    """
+    if is_volume_file(path):
+        vol = read_label_volume(path)
+        if vol.ndim != 2:
+            raise UnreadableFileError(path, f"is a {vol.ndim}D volume, not a 2D mask", "mask")
+        return vol
+    im = _open_2d(path, "mask")
+    mode = im.mode
+    if mode == "1":
+        return np.asarray(im.convert("L"))
+    if mode in ("P", "L", "I", "I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(im)
+    if mode == "F":
+        return _integer_labels(np.asarray(im), path)
+    if mode in ("LA", "PA"):
+        return np.ascontiguousarray(np.asarray(im)[:, :, 0])
+    rgb = np.asarray(im if mode in ("RGB", "RGBA") else im.convert("RGB"))[:, :, :3]
+    tol = _LOSSY_CHANNEL_TOLERANCE if file_extension(path) in (".jpg", ".jpeg") else 0
+    c0 = rgb[:, :, 0]
+    diff = max(_max_abs_diff(rgb[:, :, 1], c0), _max_abs_diff(rgb[:, :, 2], c0))
+    if diff > tol:
+        raise UnreadableFileError(
+            path,
+            "colour-coded RGB masks are not supported; store a grey label map "
+            f"(its channels differ by up to {diff} levels)",
+            "mask",
+        )
+    return np.ascontiguousarray(c0)
+
+
+def _max_abs_diff(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max()) if a.size else 0
+
+
+def _integer_labels(arr: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
+    """Float label data -> int64, refusing values that are not whole numbers."""
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+        return arr
+    if not np.all(np.isfinite(arr)):
+        raise UnreadableFileError(path, "label data contains NaN or infinite values", "mask")
+    rounded = np.rint(arr)
+    if np.abs(arr - rounded).max(initial=0.0) > 1e-3:
+        raise UnreadableFileError(path, "label values are not whole numbers", "mask")
+    return rounded.astype(np.int64)
+
+
+def apply_mask_mode(values: np.ndarray, mask_mode: str, path: str | os.PathLike[str] = "<array>") -> np.ndarray:
+    """Raw mask values -> int64 class indices under ``mask_mode`` (``"label"`` or ``"binary"``)."""
+    if mask_mode == "binary":
+        return (values > BINARY_THRESHOLD).astype(np.int64)
+    if mask_mode == "label":
+        out = values.astype(np.int64, copy=False)
+        if out.size and out.min() < 0:
+            raise UnreadableFileError(path, f"negative label value {int(out.min())}", "mask")
+        return out
+    raise ValueError(f"mask_mode must be 'label' or 'binary'; got {mask_mode!r}")
+
+
+def read_mask(path: str | os.PathLike[str], mask_mode: str) -> np.ndarray:
+    """Read a 2D mask as int64 ``H,W`` class indices under ``mask_mode`` (see module docstring)."""
+    return apply_mask_mode(read_mask_values(path), mask_mode, path)
+
+
+def _nifti(path: str | os.PathLike[str]):  # -> nibabel image
+    import nibabel as nib
+
+    try:
+        return nib.load(os.fspath(path))
+    except FileNotFoundError as exc:
+        raise UnreadableFileError(path, "file not found", "volume") from exc
+    except Exception as exc:  # nibabel raises assorted ImageFileError / OSError / EOFError types
+        raise UnreadableFileError(path, f"not a readable NIfTI file ({exc})", "volume") from exc
+
+
+def _squeezed_shape(shape: tuple[int, ...], path: str | os.PathLike[str]) -> tuple[int, ...]:
+    """Drop trailing singleton axes beyond the third; refuse 4D+ data."""
+    shape = tuple(int(s) for s in shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) > 3:
+        raise UnreadableFileError(path, f"{len(shape)}D volumes {shape} are not supported (expect 2D or 3D)", "volume")
+    if len(shape) < 2:
+        raise UnreadableFileError(path, f"expected a 2D or 3D volume, got shape {shape}", "volume")
+    return shape
+
+
+def volume_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Shape and voxel spacing (mm) of a NIfTI file, from its header only (no voxel data read)."""
+    img = _nifti(path)
+    shape = _squeezed_shape(img.shape, path)
+    zooms = tuple(float(z) for z in img.header.get_zooms()[: len(shape)])
+    return shape, zooms
+
+
+def _volume_data(path: str | os.PathLike[str]) -> tuple[np.ndarray, tuple[float, ...]]:
+    img = _nifti(path)
+    shape = _squeezed_shape(img.shape, path)
+    try:
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # truncated gzip, short file...
+        raise UnreadableFileError(path, f"corrupt NIfTI data ({exc})", "volume") from exc
+    zooms = tuple(float(z) for z in img.header.get_zooms()[: len(shape)])
+    return np.asarray(data).reshape(shape), zooms
+
+
+def read_volume(path: str | os.PathLike[str]) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Read a NIfTI image as float32 (``X,Y,Z`` or ``X,Y``) plus its voxel spacing in mm.
+
+    Axes are kept in file order (no reorientation); slices are taken along the last axis.
+    """
+    data, zooms = _volume_data(path)
+    return data.astype(np.float32, copy=False), zooms
+
+
+def read_label_volume(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a NIfTI label volume as integers (float storage is accepted when values are whole)."""
+    data, _ = _volume_data(path)
+    return _integer_labels(data, path)
+
+
+def detect_mask_mode(values_per_mask: Mapping[str, np.ndarray | list[int] | set[int]]) -> str:
+    """Decide ``"binary"`` or ``"label"`` from the unique values of every mask.
+
+    A mask whose maximum is > 127 is binary-style (0/255 with soft JPEG edges, or CVC "shadows" that
+    are background); one with maximum 1..127 is a label map; all-zero masks fit both. Mixing the
+    first two kinds raises a :class:`DatasetError` that lists examples of each. A dataset with no
+    foreground at all is treated as binary (background + one foreground class).
+    """
+    binary_style: list[tuple[str, int]] = []
+    label_style: list[tuple[str, int]] = []
+    for name, values in values_per_mask.items():
+        arr = np.asarray(list(values) if isinstance(values, set) else values)
+        if arr.size == 0:
+            continue
+        vmax = int(arr.max())
+        if vmax > BINARY_THRESHOLD:
+            binary_style.append((name, vmax))
+        elif vmax > 0:
+            label_style.append((name, vmax))
+    if binary_style and label_style:
+        ex_b = [f"{n} (max value {v}: 0/255-style binary mask)" for n, v in sorted(binary_style)[:5]]
+        ex_l = [f"{n} (max value {v}: label map of class indices)" for n, v in sorted(label_style)[:5]]
+        raise DatasetError(
+            f"inconsistent class values: {len(binary_style)} mask(s) look like 0/255 binary masks "
+            f"(max > {BINARY_THRESHOLD}) and {len(label_style)} look like label maps (max 1..{BINARY_THRESHOLD}); "
+            "store all masks the same way, or choose mask_mode 'binary' or 'label' explicitly",
+            problems=ex_b + ex_l,
+            files=[n for n, _ in sorted(binary_style)[:5]] + [n for n, _ in sorted(label_style)[:5]],
+        )
+    if label_style:
+        return "label"
+    return "binary"
+
+
+def image_size_of(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(height, width) of a 2D image from its header, without decoding pixels."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (OSError, UnidentifiedImageError) as exc:
+        raise UnreadableFileError(path, "not a recognised image file") from exc
+    return h, w
+
+
+def list_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Files under ``folder`` (recursively), skipping hidden files, ``__MACOSX`` and ``Thumbs.db``."""
+    out: list[Path] = []
+    base = Path(folder)
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames if not _is_junk(d))
+        for f in sorted(filenames):
+            if not _is_junk(f):
+                out.append(Path(dirpath) / f)
+    return out
+
+
+def _is_junk(name: str) -> bool:
+    return name.startswith(".") or name == "__MACOSX" or name.lower() in ("thumbs.db", "desktop.ini")
