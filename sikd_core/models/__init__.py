@@ -1,0 +1,26 @@
+"""Segmentation networks: the paper's U-Net and adapted MONAI networks, built by name."""
+
+from __future__ import annotations
+
+from sikd_core.models.base import HookedSegmenter, SegmentationModel
+from sikd_core.models.registry import (
+    MODELS,
+    ModelInfo,
+    available_models,
+    create_model,
+    model_info,
+    register_model,
+)
+from sikd_core.models.unet import UNet
+
+__all__ = [
+    "MODELS",
+    "HookedSegmenter",
+    "ModelInfo",
+    "SegmentationModel",
+    "UNet",
+    "available_models",
+    "create_model",
+    "model_info",
+    "register_model",
+]

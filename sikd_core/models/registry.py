@@ -1,0 +1,126 @@
+"""Build networks by name. Every entry returns a :class:`SegmentationModel` with ``forward_features``."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sikd_core.errors import SpecError, UnknownModelError
+from sikd_core.models.base import HookedSegmenter, SegmentationModel
+from sikd_core.models.unet import UNet
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    builder: Callable[..., SegmentationModel]
+    description: str
+    #: The SIKD teacher drops skip connections (``skip_connections=False``) when the model has the switch.
+    skip_switch: bool = False
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+MODELS: dict[str, ModelInfo] = {}
+
+
+def register_model(name: str, description: str, *, skip_switch: bool = False, **defaults: Any):
+    """Decorator adding a builder ``fn(in_channels, num_classes, **kwargs)`` to the registry."""
+
+    def wrap(fn: Callable[..., SegmentationModel]) -> Callable[..., SegmentationModel]:
+        if name in MODELS:
+            raise ValueError(f"model {name!r} is already registered")
+        MODELS[name] = ModelInfo(name, fn, description, skip_switch, dict(defaults))
+        return fn
+
+    return wrap
+
+
+def available_models() -> list[str]:
+    return sorted(MODELS)
+
+
+def model_info(name: str) -> ModelInfo:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise UnknownModelError(
+            f"unknown model {name!r}; known models: {', '.join(available_models())}"
+        ) from None
+
+
+def create_model(name: str, in_channels: int, num_classes: int, **kwargs: Any) -> SegmentationModel:
+    """Build model ``name``; unknown names and unknown keyword arguments fail with the accepted ones."""
+    info = model_info(name)
+    params = inspect.signature(info.builder).parameters
+    accepted = [p for p in params if p not in ("in_channels", "num_classes")]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise SpecError(
+            f"model {name!r} does not take {', '.join(map(repr, unknown))}; it accepts: {', '.join(accepted)}"
+        )
+    return info.builder(in_channels, num_classes, **{**info.defaults, **kwargs})
+
+
+@register_model(
+    "unet",
+    "The paper's U-Net (conv-BN-ReLU, bilinear decoder); skip_connections switch for the SIKD teacher",
+    skip_switch=True,
+)
+def _unet(
+    in_channels: int,
+    num_classes: int,
+    widths: tuple[int, ...] | list[int] = (64, 128, 256, 512, 1024),
+    skip_connections: bool = True,
+) -> SegmentationModel:
+    return UNet(in_channels, num_classes, widths=tuple(widths), skip_connections=skip_connections)
+
+
+@register_model("basic_unet", "MONAI BasicUNet (2D)")
+def _basic_unet(
+    in_channels: int,
+    num_classes: int,
+    features: tuple[int, ...] | list[int] = (32, 32, 64, 128, 256, 32),
+    dropout: float = 0.0,
+) -> SegmentationModel:
+    from monai.networks.nets import BasicUNet
+
+    net = BasicUNet(spatial_dims=2, in_channels=in_channels, out_channels=num_classes,
+                    features=tuple(features), dropout=dropout)
+    return HookedSegmenter(net, net.final_conv, in_channels, num_classes, size_multiple=16)
+
+
+@register_model("attention_unet", "MONAI AttentionUnet (2D)")
+def _attention_unet(
+    in_channels: int,
+    num_classes: int,
+    channels: tuple[int, ...] | list[int] = (32, 64, 128, 256, 512),
+    dropout: float = 0.0,
+) -> SegmentationModel:
+    from monai.networks.nets import AttentionUnet
+
+    channels = tuple(channels)
+    strides = (2,) * (len(channels) - 1)
+    net = AttentionUnet(spatial_dims=2, in_channels=in_channels, out_channels=num_classes,
+                        channels=channels, strides=strides, dropout=dropout)
+    return HookedSegmenter(net, net.model[-1], in_channels, num_classes, size_multiple=2 ** len(strides))
+
+
+@register_model("swin_unetr", "MONAI SwinUNETR (2D Swin-transformer encoder, CNN decoder)")
+def _swin_unetr(
+    in_channels: int,
+    num_classes: int,
+    feature_size: int = 24,
+    depths: tuple[int, ...] | list[int] = (2, 2, 2, 2),
+    num_heads: tuple[int, ...] | list[int] = (3, 6, 12, 24),
+    window_size: int = 7,
+) -> SegmentationModel:
+    from monai.networks.nets import SwinUNETR
+
+    if feature_size % 12:
+        raise SpecError(f"swin_unetr feature_size must be a multiple of 12; got {feature_size}")
+    net = SwinUNETR(in_channels=in_channels, out_channels=num_classes, spatial_dims=2,
+                    feature_size=feature_size, depths=tuple(depths), num_heads=tuple(num_heads),
+                    window_size=window_size)
+    return HookedSegmenter(net, net.out, in_channels, num_classes, size_multiple=32, min_size=64)

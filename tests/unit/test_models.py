@@ -1,0 +1,107 @@
+"""One shared test for every registered model (forward, backward, odd sizes, save/load, features)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from sikd_core.errors import SpecError, UnknownModelError
+from sikd_core.models import SegmentationModel, UNet, available_models, create_model, model_info
+
+SMALL = {
+    "unet": {"widths": (8, 16, 32, 64)},
+    "basic_unet": {"features": (8, 8, 16, 32, 64, 8)},
+    "attention_unet": {"channels": (8, 16, 32, 64)},
+    "swin_unetr": {"feature_size": 12, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 1, 1)},
+}
+
+
+def test_every_model_has_a_small_config():
+    assert set(available_models()) == set(SMALL)
+    assert {"unet", "basic_unet", "attention_unet", "swin_unetr"} <= set(available_models())
+
+
+@pytest.fixture(params=sorted(SMALL))
+def name(request):
+    return request.param
+
+
+@pytest.mark.parametrize("in_ch,k", [(1, 2), (3, 4)])
+def test_forward_backward_features(name, in_ch, k):
+    torch.manual_seed(0)
+    model = create_model(name, in_ch, k, **SMALL[name])
+    assert isinstance(model, SegmentationModel)
+    x = torch.rand(2, in_ch, 33, 47)  # odd sizes
+    logits, feats = model.forward_with_features(x)
+    assert logits.shape == (2, k, 33, 47)
+    assert feats.ndim == 4 and feats.shape[0] == 2 and feats.shape[2:] == (33, 47)
+    assert torch.allclose(model(x), logits, atol=1e-5)
+    assert torch.allclose(model.forward_features(x), feats, atol=1e-5)
+    (logits.mean() + feats.mean()).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_features_are_head_input(name):
+    """forward_features must be exactly what the final 1x1 conv sees."""
+    torch.manual_seed(0)
+    model = create_model(name, 1, 3, **SMALL[name]).eval()
+    x = torch.rand(1, 1, 32, 32)
+    logits, feats = model.forward_with_features(x)
+    head = model.head if isinstance(model, UNet) else None
+    if head is None:  # MONAI: the hooked final conv; its weight is (K, F, 1, 1)
+        convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.out_channels == 3]
+        head = convs[-1]
+    assert head.weight.shape[1] == feats.shape[1]
+    torch.testing.assert_close(head(feats), logits, atol=1e-5, rtol=1e-4)
+
+
+def test_save_load_roundtrip(name):
+    torch.manual_seed(0)
+    a = create_model(name, 1, 2, **SMALL[name]).eval()
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    torch.manual_seed(1)
+    b = create_model(name, 1, 2, **SMALL[name]).eval()
+    b.load_state_dict(torch.load(buf))
+    x = torch.rand(1, 1, 32, 32)
+    torch.testing.assert_close(a(x), b(x))
+
+
+def test_unet_defaults_match_paper():
+    m = create_model("unet", 1, 2)
+    assert m.widths == (64, 128, 256, 512, 1024)
+    assert m.skip_connections is True
+    assert m.head.kernel_size == (1, 1) and m.head.in_channels == 64
+
+
+def test_unet_without_skips_is_a_different_network():
+    with_skip = create_model("unet", 1, 2, widths=(8, 16, 32))
+    no_skip = create_model("unet", 1, 2, widths=(8, 16, 32), skip_connections=False)
+    # Decoder blocks take only the upsampled path: fewer input channels, fewer weights.
+    assert no_skip.decoder[0].block[0].in_channels == 16
+    assert with_skip.decoder[0].block[0].in_channels == 32
+    assert sum(p.numel() for p in no_skip.parameters()) < sum(p.numel() for p in with_skip.parameters())
+    # And its output does not depend on the encoder's shallow features through a shortcut:
+    x = torch.rand(1, 1, 32, 32)
+    assert no_skip(x).shape == (1, 2, 32, 32)
+    assert model_info("unet").skip_switch and not model_info("basic_unet").skip_switch
+
+
+def test_unknown_model_lists_known():
+    with pytest.raises(UnknownModelError, match="known models: attention_unet, basic_unet, swin_unetr, unet"):
+        create_model("resnet", 1, 2)
+
+
+def test_unknown_kwarg_lists_accepted():
+    with pytest.raises(SpecError, match="does not take 'depth'.*widths"):
+        create_model("unet", 1, 2, depth=3)
+
+
+def test_too_small_input_is_explained():
+    m = create_model("unet", 1, 2, widths=(4, 8, 16, 32, 64))
+    with pytest.raises(ValueError, match="minimum 16"):
+        m(torch.rand(1, 1, 8, 8))
