@@ -1,0 +1,177 @@
+"""ExperimentSpec: the one schema the CLI, the API and the worker share.
+
+A spec file (YAML or JSON) holds these keys; unknown keys are an error and missing ones take the
+defaults below, which follow the paper (U-Net, cross-entropy, alpha = 2, class-mean teacher input,
+baseline + SIKD). Datasets are folder paths for the CLI and dataset ids for the service.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sikd_core.errors import SpecError
+
+Method = Literal["baseline", "sikd"]
+TeacherInput = Literal["class_mean", "image", "label_map"]
+METHODS: tuple[str, ...] = ("baseline", "sikd")
+TEACHER_INPUTS: tuple[str, ...] = ("class_mean", "image", "label_map")
+
+
+class ExperimentSpec(BaseModel):
+    """Everything needed to reproduce one experiment (baseline vs SIKD, intra- and cross-dataset)."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, validate_assignment=True)
+
+    name: str = Field("experiment", min_length=1, max_length=200, description="A label for people.")
+    train_dataset: str = Field(..., min_length=1, description="Training dataset: folder path (CLI) or id (API).")
+    eval_datasets: list[str] = Field(
+        default_factory=list, description="Datasets of the same task never seen in training (cross-dataset)."
+    )
+    model: str = Field("unet", description="Registered network name (see `sikd models`).")
+    model_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra network arguments, e.g. widths.")
+    image_size: tuple[int, int] = Field((256, 256), description="Training size H,W (an int means square).")
+    epochs: int = Field(50, ge=1, le=10000, description="Epochs of the baseline and the student.")
+    teacher_epochs: int | None = Field(None, ge=1, le=10000, description="Teacher epochs (default: epochs).")
+    batch_size: int = Field(8, ge=1, le=1024)
+    lr: float = Field(1e-3, gt=0, le=1.0, description="Adam learning rate, decayed polynomially (power 0.9).")
+    weight_decay: float = Field(0.0, ge=0, le=1.0)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=20)
+    methods: list[Method] = Field(default_factory=lambda: ["baseline", "sikd"], min_length=1)
+    alpha: float = Field(2.0, ge=0, le=1e4, description="Weight of the feature-distillation MSE.")
+    teacher_input: TeacherInput = Field("class_mean", description="class_mean (SIKD) or the ablations.")
+    teacher_skip_connections: bool = Field(
+        False, description="Keep skip connections in the teacher (the paper drops them; ablation)."
+    )
+    loss: Literal["ce", "dice_ce"] = Field("ce", description="Segmentation loss: ce (paper) or dice_ce.")
+    augment: bool = Field(True, description="Flips, rotation, scale/translate, intensity jitter.")
+    val_fraction: float = Field(0.1, ge=0.0, lt=0.9)
+    test_fraction: float = Field(0.2, gt=0.0, lt=0.9)
+    split_seed: int = Field(0, description="Seed of the train/val/test split (same for every method).")
+    mask_mode: Literal["auto", "label", "binary"] = Field("auto", description="How masks are read.")
+    steps_per_epoch: int | None = Field(None, ge=1, description="Default: one pass over the training split.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    amp: bool = Field(True, description="bf16 autocast and channels_last on CUDA (ignored on CPU).")
+    save_predictions: bool = Field(True, description="Keep predicted masks of the first seed for overlays.")
+    feature_maps: int = Field(2, ge=0, le=16, description="Images per dataset rendered as feature maps.")
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _square(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            return (v, v)
+        return v
+
+    @field_validator("image_size")
+    @classmethod
+    def _size_range(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if not all(16 <= s <= 4096 for s in v):
+            raise ValueError(f"image_size must lie in [16, 4096]; got {list(v)}")
+        return v
+
+    @field_validator("seeds", "methods")
+    @classmethod
+    def _unique(cls, v: list[Any]) -> list[Any]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicates in {v}")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v not in ("auto", "cpu", "cuda", "mps") and not (v.startswith("cuda:") and v[5:].isdigit()):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps; got {v!r}")
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        from sikd_core.errors import UnknownModelError
+        from sikd_core.models import model_info
+
+        try:
+            model_info(v)
+        except UnknownModelError as e:
+            raise ValueError(str(e)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperimentSpec:
+        if self.val_fraction + self.test_fraction >= 0.95:
+            raise ValueError("val_fraction + test_fraction must leave data to train on (< 0.95)")
+        if self.train_dataset in self.eval_datasets:
+            raise ValueError("eval_datasets must not contain the training dataset (its test split is the intra score)")
+        if len(set(self.eval_datasets)) != len(self.eval_datasets):
+            raise ValueError("eval_datasets holds duplicates")
+        return self
+
+    # ----------------------------------------------------------------------------------------------
+    @property
+    def effective_teacher_epochs(self) -> int:
+        return self.teacher_epochs or self.epochs
+
+    def stages(self) -> list[tuple[str, int]]:
+        """Training stages ``(stage, seed)`` in a valid order: baseline, teacher, student per seed."""
+        out: list[tuple[str, int]] = []
+        for seed in self.seeds:
+            if "baseline" in self.methods:
+                out.append(("baseline", seed))
+            if "sikd" in self.methods:
+                out += [("teacher", seed), ("student", seed)]
+        return out
+
+    def to_json_dict(self) -> dict[str, Any]:
+        d = self.model_dump(mode="json")
+        d["image_size"] = list(self.image_size)
+        return d
+
+
+def parse_spec(data: dict[str, Any]) -> ExperimentSpec:
+    """Validate a spec dict, turning pydantic's errors into one readable :class:`SpecError`."""
+    if not isinstance(data, dict):
+        raise SpecError(f"a spec must be a mapping of keys to values; got {type(data).__name__}")
+    try:
+        return ExperimentSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError("invalid experiment spec:\n" + format_validation_error(e)) from None
+
+
+def format_validation_error(e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(spec)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(ExperimentSpec.model_fields)
+            msg = f"unknown key; known keys: {known}"
+        elif err["type"] == "missing":
+            msg = "required"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def load_spec(path: str | Path, **overrides: Any) -> ExperimentSpec:
+    """Read a YAML or JSON spec file. ``overrides`` replace keys (e.g. from the command line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - any parser error becomes a spec error naming the file
+        raise SpecError(f"cannot parse spec file {path}: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(f"spec file {path} must hold a mapping of keys to values")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return parse_spec(data)

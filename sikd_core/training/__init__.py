@@ -1,0 +1,29 @@
+"""The training loop, its callbacks and checkpoints."""
+
+from __future__ import annotations
+
+from sikd_core.training.callbacks import Callback, CallbackList, LoggingCallback, ProgressBar, Throttle
+from sikd_core.training.trainer import (
+    DistillationTrainer,
+    TrainConfig,
+    Trainer,
+    TrainResult,
+    TrainState,
+    epoch_seed,
+    resolve_device,
+)
+
+__all__ = [
+    "Callback",
+    "CallbackList",
+    "DistillationTrainer",
+    "LoggingCallback",
+    "ProgressBar",
+    "Throttle",
+    "TrainConfig",
+    "TrainResult",
+    "TrainState",
+    "Trainer",
+    "epoch_seed",
+    "resolve_device",
+]

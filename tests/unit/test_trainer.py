@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sikd_core.classmean import class_mean_image
+from sikd_core.errors import TrainingCancelled, TrainingHealthError
+from sikd_core.models import create_model
+from sikd_core.training import Callback, DistillationTrainer, TrainConfig, Trainer
+
+
+def toy_data(n=24, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.zeros(n, size, size, dtype=torch.long)
+    for i in range(n):
+        r, c = torch.randint(4, size - 14, (2,), generator=g).tolist()
+        labels[i, r:r + 10, c:c + 10] = 1
+    images = (0.3 + 0.4 * labels.float() + 0.1 * torch.randn(n, size, size, generator=g)).clamp(0, 1)
+    return images.unsqueeze(1), labels
+
+
+def model(seed=0, skip=True):
+    torch.manual_seed(seed)
+    return create_model("unet", 1, 2, widths=(8, 16, 32), skip_connections=skip)
+
+
+def cfg(**kw):
+    base = dict(epochs=3, batch_size=4, lr=5e-3, seed=7)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def weights_equal(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+class StopAt(Callback):
+    def __init__(self, epoch, step):
+        self.epoch, self.step = epoch, step
+
+    def should_stop(self, trainer):
+        return trainer.state.epoch == self.epoch and trainer.state.step_in_epoch == self.step
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.events = []
+
+    def on_train_start(self, t):
+        self.events.append("start")
+
+    def on_step_end(self, t, logs):
+        self.events.append(("step", round(logs["loss"], 6)))
+
+    def on_epoch_end(self, t, logs):
+        self.events.append(("epoch", logs["epoch"], logs["val_dice"]))
+
+    def on_train_end(self, t, r):
+        self.events.append("end")
+
+
+def test_learns_and_selects_on_val_dice(tmp_path):
+    x, y = toy_data()
+    rec = Recorder()
+    r = Trainer(model(), (x, y), (x[:8], y[:8]), cfg(epochs=5), num_classes=2, checkpoint_dir=tmp_path,
+                callbacks=[rec]).fit()
+    assert r.best_score > 0.5 and 1 <= r.best_epoch <= 5
+    assert r.best_score == max(h["val_dice"] for h in r.history)
+    assert rec.events[0] == "start" and rec.events[-1] == "end"
+    assert sum(1 for e in rec.events if e[0] == "epoch") == 5
+    assert sum(1 for e in rec.events if e[0] == "step") == 5 * (24 // 4)
+    ckpt = torch.load(tmp_path / "latest.pt", weights_only=False)
+    assert {"model", "optimizer", "scheduler", "epoch", "best_score", "config"} <= set(ckpt)
+    assert ckpt["epoch"] == 5
+    best = torch.load(tmp_path / "best.pt", weights_only=False)
+    assert best["epoch"] == r.best_epoch and best["best_score"] == r.best_score
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    x, y = toy_data()
+    val = (x[:6], y[:6])
+    a = model()
+    Trainer(a, (x, y), val, cfg(), num_classes=2, checkpoint_dir=tmp_path / "a").fit()
+    b = model()
+    with pytest.raises(TrainingCancelled):
+        Trainer(b, (x, y), val, cfg(), num_classes=2, checkpoint_dir=tmp_path / "b", callbacks=[StopAt(1, 2)]).fit()
+    resumed = model(seed=99)  # fresh process: different init, everything comes from the checkpoint
+    r = Trainer(resumed, (x, y), val, cfg(), num_classes=2, checkpoint_dir=tmp_path / "b").fit()
+    assert r.epochs == 3
+    # Both runs end with the best weights loaded; compare the final (latest) weights too.
+    assert weights_equal(a, resumed)
+    la = torch.load(tmp_path / "a" / "latest.pt", weights_only=False)["model"]
+    lb = torch.load(tmp_path / "b" / "latest.pt", weights_only=False)["model"]
+    assert all(torch.equal(la[k], lb[k]) for k in la)
+
+
+def test_finished_run_is_not_retrained(tmp_path):
+    x, y = toy_data()
+    Trainer(model(), (x, y), (x[:6], y[:6]), cfg(epochs=2), num_classes=2, checkpoint_dir=tmp_path).fit()
+    rec = Recorder()
+    r = Trainer(model(5), (x, y), (x[:6], y[:6]), cfg(epochs=2), num_classes=2, checkpoint_dir=tmp_path,
+                callbacks=[rec]).fit()
+    assert r.epochs == 2 and not any(e[0] == "step" for e in rec.events if isinstance(e, tuple))
+
+
+def test_cancel_within_one_step():
+    x, y = toy_data()
+    rec = Recorder()
+    with pytest.raises(TrainingCancelled, match="epoch 1, step 3"):
+        Trainer(model(), (x, y), None, cfg(), num_classes=2, callbacks=[rec, StopAt(0, 2)]).fit()
+    assert sum(1 for e in rec.events if isinstance(e, tuple) and e[0] == "step") == 3
+
+
+def test_nan_loss_stops_with_clear_message():
+    x, y = toy_data()
+    x[0, 0, 0, 0] = float("nan")
+    x[:] = float("nan")
+    with pytest.raises(TrainingHealthError, match=r"loss became nan at epoch 1, step 1.*learning rate"):
+        Trainer(model(), (x, y), None, cfg(), num_classes=2).fit()
+
+
+def test_zero_dice_class_warns():
+    x, y = toy_data()
+    y3 = y.clone()
+    warnings = []
+
+    class W(Callback):
+        def on_warning(self, t, msg):
+            warnings.append(msg)
+
+    # Class 2 exists only in validation: the network can never learn it.
+    vy = y3[:4].clone()
+    vy[:, :4, :4] = 2
+    torch.manual_seed(0)
+    net = create_model("unet", 1, 3, widths=(8, 16, 32))
+    r = Trainer(net, (x, y3), (x[:4], vy), cfg(epochs=5, lr=2e-2, batch_size=2), num_classes=3, callbacks=[W()],
+                meta={"class_names": ["bg", "a", "rare"]}).fit()
+    assert [w for w in warnings if "zero validation Dice" in w] == [
+        "rare has had zero validation Dice in every epoch (first 3): it may be too rare or too small at this "
+        "image size, or the learning rate too high"]  # once, for the unlearnable class only
+    assert r.warnings == warnings
+
+
+def test_no_val_split_keeps_last_epoch_and_warns():
+    x, y = toy_data()
+    r = Trainer(model(), (x, y), None, cfg(epochs=2), num_classes=2).fit()
+    assert any("no validation split" in w for w in r.warnings)
+    assert r.best_epoch == 2 or math.isfinite(r.best_score)
+
+
+def test_alpha_zero_student_equals_baseline():
+    """The baseline is SIKD with alpha = 0 trained the same way: identical weights, step for step."""
+    x, y = toy_data()
+    base = model()
+    Trainer(base, (x, y), None, cfg(), num_classes=2).fit()
+    student = model()
+    DistillationTrainer(student, (x, y), None, cfg(), num_classes=2, teacher=model(3, skip=False), alpha=0.0,
+                        teacher_input_fn=lambda i, lab: class_mean_image(i, lab, 2)).fit()
+    assert weights_equal(base, student)
+
+
+def test_distillation_pulls_features_to_frozen_teacher():
+    x, y = toy_data()
+    teacher = model(3, skip=False)
+    Trainer(teacher, (x, y), None, cfg(epochs=2), num_classes=2,
+            input_fn=lambda i, lab: class_mean_image(i, lab, 2)).fit()
+    frozen = {k: v.clone() for k, v in teacher.state_dict().items()}
+    t_in = class_mean_image(x, y, 2)
+
+    def feature_gap(student):
+        student.eval()
+        teacher.eval()
+        with torch.no_grad():
+            return F.mse_loss(student.forward_features(x), teacher.forward_features(t_in)).item()
+
+    plain, distilled = model(), model()
+    Trainer(plain, (x, y), None, cfg(), num_classes=2).fit()
+    r = DistillationTrainer(distilled, (x, y), None, cfg(), num_classes=2, teacher=teacher, alpha=10.0,
+                            teacher_input_fn=lambda i, lab: class_mean_image(i, lab, 2)).fit()
+    assert all(torch.equal(frozen[k], v) for k, v in teacher.state_dict().items())  # teacher untouched
+    assert not any(p.requires_grad for p in teacher.parameters())
+    assert {"seg_loss", "kd_loss"} <= set(r.history[-1])
+    assert feature_gap(distilled) < 0.5 * feature_gap(plain)
