@@ -1,0 +1,292 @@
+"""The ``sikd`` command.
+
+    sikd run SPEC.yaml --out DIR         train baseline + SIKD, evaluate intra/cross, write the report
+    sikd eval RUN_DIR                    re-evaluate a finished experiment (rewrites its report)
+    sikd eval MODEL.pt DATASET...        score one model on whole datasets
+    sikd predict MODEL.pt IMAGE... --out DIR   masks and overlays for new images
+    sikd phantoms OUT --domain NAME -n N synthetic phantom dataset (SYNTHETIC, not patients)
+    sikd demo [--out DIR]                phantoms + a small experiment, end to end
+    sikd models                          the registered networks
+    sikd serve                           the whole service (API, worker, dashboard)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from sikd_core.errors import SIKDError
+
+log = logging.getLogger("sikd")
+
+
+def _parse_override(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise SIKDError(f"--set expects KEY=VALUE; got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sikd_core.pipeline import Experiment
+    from sikd_core.spec import load_spec
+    from sikd_core.training import LoggingCallback, ProgressBar
+
+    spec = load_spec(args.spec, **_parse_override(args.set or []))
+    exp = Experiment(spec, args.out, cache_dir=args.cache, device=args.device)
+    stages = spec.stages()
+    print(f"SIKD Studio: experiment {spec.name!r}: {len(stages)} training stages on {exp.device}, "
+          f"train {exp.train_ref.name}, cross {[r.name for r in exp.eval_refs] or 'none'}; output {exp.workdir}",
+          file=sys.stderr)
+
+    def callbacks_for(stage: str, seed: int) -> list:
+        i = stages.index((stage, seed)) + 1
+        cbs = [ProgressBar(desc=f"[{i}/{len(stages)}] {stage} seed {seed}")]
+        return cbs + [LoggingCallback()] if log.isEnabledFor(logging.INFO) else cbs
+
+    bar: dict[str, Any] = {}
+
+    def eval_progress(frac: float, msg: str) -> None:
+        from tqdm.auto import tqdm
+
+        if "bar" not in bar:
+            bar["bar"] = tqdm(total=100, desc="evaluation", unit="%")
+        b = bar["bar"]
+        b.update(round(frac * 100) - b.n)
+        b.set_postfix_str(msg, refresh=False)
+
+    report = exp.run(callbacks_for, eval_progress)
+    if "bar" in bar:
+        bar["bar"].close()
+    print((exp.workdir / "report.md").read_text())
+    print(f"report: {exp.workdir / 'report.md'} and {exp.workdir / 'report.json'}", file=sys.stderr)
+    return 0 if report["rows"] else 1
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    target = Path(args.target)
+    if target.is_dir():
+        from sikd_core.pipeline import Experiment
+        from sikd_core.spec import load_spec
+
+        if not (target / "spec.json").is_file():
+            raise SIKDError(f"{target} is not an experiment folder (no spec.json)")
+        if args.datasets:
+            raise SIKDError("give datasets only with a MODEL.pt; an experiment folder is evaluated on its spec's")
+        exp = Experiment(load_spec(target / "spec.json"), target, cache_dir=args.cache, device=args.device)
+        exp.evaluate()
+        print((target / "report.md").read_text())
+        return 0
+    if not args.datasets:
+        raise SIKDError("give one or more datasets to evaluate the model on")
+    import torch
+
+    from sikd_core.data import load_dataset
+    from sikd_core.inference import load_bundle
+    from sikd_core.pipeline import path_resolver, score_cases
+    from sikd_core.report import aggregate_rows
+    from sikd_core.training import resolve_device
+
+    device = resolve_device(args.device or "auto")
+    lm = load_bundle(target, device=device)
+    sets = []
+    for key in args.datasets:
+        ref = path_resolver(key)
+        m = load_dataset(ref.path, name=ref.name, scan=False)
+        if m.num_classes > lm.num_classes:
+            raise SIKDError(f"{ref.name} has {m.num_classes} classes; the model predicts {lm.num_classes}")
+        sets.append(("cross", m, [i for i, s in enumerate(m.samples) if s.label is not None]))
+    cache = Path(args.cache) if args.cache else Path(args.out or ".") / ".sikd-cache"
+    with torch.no_grad():
+        cases, units = score_cases({(lm.info.get("method", "model"), lm.info.get("seed", 0)): lm}, sets,
+                                   image_size=lm.image_size, in_channels=lm.in_channels,
+                                   num_classes=lm.num_classes, cache_dir=cache, device=device)
+    rows = aggregate_rows(cases, lm.class_names)
+    print("| Dataset | Cases | Dice | IoU | HD95 | HD | unit |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['dataset']} | {r['n_cases']} | {r['dice']:.4f} | {r['iou']:.4f} | {r['hd95']:.2f} | "
+              f"{r['hd']:.2f} | {units[r['dataset']]} |")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "eval.json").write_text(json.dumps({"rows": rows, "cases": cases, "units": units}, indent=1))
+        print(f"wrote {out / 'eval.json'}", file=sys.stderr)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from sikd_core.data import read_image
+    from sikd_core.inference import load_bundle, predict_images
+    from sikd_core.training import resolve_device
+    from sikd_core.viz import overlay_contours, overlay_fill, save_png, to_rgb_uint8
+
+    lm = load_bundle(args.model, device=resolve_device(args.device or "auto"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    images = [read_image(p) for p in args.images]
+    masks = predict_images(lm, images)
+    for path, img, mask in zip(args.images, images, masks, strict=True):
+        stem = Path(path).stem
+        if lm.num_classes == 2 and not args.label_values:
+            save_png(out / f"{stem}_mask.png", (mask * 255).astype(np.uint8))
+        else:
+            save_png(out / f"{stem}_mask.png", mask)
+        from sikd_core.data.preprocess import normalize_intensity
+
+        shown = to_rgb_uint8(normalize_intensity(img))
+        save_png(out / f"{stem}_overlay.png", overlay_contours(overlay_fill(shown, mask), {"prediction": mask}))
+        fractions = ", ".join(f"{n} {float((mask == k).mean()):.1%}" for k, n in enumerate(lm.class_names) if k)
+        print(f"{path}: {out / (stem + '_mask.png')} ({fractions})")
+    return 0
+
+
+def cmd_phantoms(args: argparse.Namespace) -> int:
+    from sikd_core.data import generate_phantoms
+
+    path = generate_phantoms(args.out, domain=args.domain, n=args.n, seed=args.seed, size=args.size)
+    print(f"wrote {args.n} SYNTHETIC phantom images (domain {args.domain}) to {path}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from sikd_core.models import MODELS
+
+    for name in sorted(MODELS):
+        info = MODELS[name]
+        print(f"{name:16s} {info.description}")
+    return 0
+
+
+DEMO_SPEC = {
+    "name": "phantom-demo",
+    "model": "unet",
+    "model_kwargs": {"widths": [16, 32, 64, 128]},
+    "image_size": 96,
+    "epochs": 6,
+    "batch_size": 8,
+    "lr": 0.002,
+    "seeds": [0],
+    "methods": ["baseline", "sikd"],
+    "alpha": 2.0,
+    "teacher_input": "class_mean",
+    "feature_maps": 2,
+}
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import yaml
+
+    from sikd_core.data import generate_phantoms
+
+    out = Path(args.out)
+    data = out / "data"
+    train = data / "vendor_a"
+    if not (train / "images").is_dir():
+        generate_phantoms(train, domain="vendor_a", n=args.n, seed=1, size=128)
+        for d in ("vendor_b", "vendor_c"):
+            generate_phantoms(data / d, domain=d, n=max(20, args.n // 3), seed=2, size=128)
+    spec = {**DEMO_SPEC, "train_dataset": str(train), "eval_datasets": [str(data / "vendor_b"), str(data / "vendor_c")],
+            "epochs": args.epochs}
+    spec_path = out / "demo.yaml"
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    print(f"demo: SYNTHETIC phantoms in {data}; spec {spec_path}", file=sys.stderr)
+    ns = argparse.Namespace(spec=str(spec_path), out=str(out / "run"), cache=None, device=args.device, set=[])
+    return cmd_run(ns)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from api.serve import serve
+    except ImportError as e:
+        raise SIKDError(f"the service is not installed ({e}); install with: pip install -e '.[service]'") from None
+    return serve(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sikd", description="SIKD Studio: shape-intensity knowledge distillation "
+                                "for robust medical image segmentation")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run an experiment spec (YAML/JSON): baseline, teacher, student, evaluation")
+    r.add_argument("spec")
+    r.add_argument("--out", required=True, help="experiment folder (re-running resumes it)")
+    r.add_argument("--cache", help="preprocessed-data cache folder (default OUT/cache)")
+    r.add_argument("--device", help="override the spec's device (cpu, cuda, cuda:N)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec key (YAML value)")
+    r.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("eval", help="evaluate an experiment folder, or a model on datasets")
+    e.add_argument("target", help="experiment folder, or a model.pt bundle")
+    e.add_argument("datasets", nargs="*", help="dataset folders (with a model.pt)")
+    e.add_argument("--out", help="write eval.json here")
+    e.add_argument("--cache")
+    e.add_argument("--device")
+    e.set_defaults(func=cmd_eval)
+
+    pr = sub.add_parser("predict", help="segment images with a trained model.pt")
+    pr.add_argument("model")
+    pr.add_argument("images", nargs="+")
+    pr.add_argument("--out", required=True)
+    pr.add_argument("--device")
+    pr.add_argument("--label-values", action="store_true",
+                    help="write class indices even for binary models (default: 0/255 for binary)")
+    pr.set_defaults(func=cmd_predict)
+
+    ph = sub.add_parser("phantoms", help="write a SYNTHETIC cardiac-like phantom dataset")
+    ph.add_argument("out")
+    ph.add_argument("--domain", required=True)
+    ph.add_argument("-n", type=int, default=100)
+    ph.add_argument("--seed", type=int, default=0)
+    ph.add_argument("--size", type=int, default=128)
+    ph.set_defaults(func=cmd_phantoms)
+
+    d = sub.add_parser("demo", help="generate phantoms and run a small baseline-vs-SIKD experiment")
+    d.add_argument("--out", default="sikd-demo")
+    d.add_argument("-n", type=int, default=120, help="training phantoms")
+    d.add_argument("--epochs", type=int, default=DEMO_SPEC["epochs"])
+    d.add_argument("--device")
+    d.set_defaults(func=cmd_demo)
+
+    m = sub.add_parser("models", help="list the registered networks")
+    m.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("serve", help="start the service: API, a worker and the dashboard")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000, help="API port")
+    s.add_argument("--ui-port", type=int, default=8501, help="dashboard port")
+    s.add_argument("--storage", help="storage root (default ./sikd_data)")
+    s.add_argument("--no-ui", action="store_true")
+    s.add_argument("--no-worker", action="store_true")
+    s.set_defaults(func=cmd_serve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except SIKDError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,584 @@
+"""The experiment pipeline: baseline, SIKD teacher -> student, evaluation and report.
+
+Every stage is idempotent and resumable. A stage writes its checkpoints under
+``workdir/seed_<s>/<stage>/`` while it trains (``latest.pt`` every epoch, ``best.pt`` on every new
+best validation Dice), resumes from ``latest.pt`` when it is run again, and ends by writing
+``model.pt`` (a bundle of the best weights) and ``done.json``; a finished stage is never retrained.
+The CLI runs all stages in one process (:meth:`Experiment.run`); the service's workers run
+:meth:`Experiment.run_stage` and :meth:`Experiment.evaluate` as separate jobs on the same workdir.
+
+Layout of ``workdir``::
+
+    spec.json  splits.json
+    seed_0/baseline/{latest.pt, best.pt, history.json, model.pt, done.json}
+    seed_0/teacher/...  seed_0/student/...
+    eval/cases.json                         per-case scores of every model and dataset
+    eval/predictions/<method>/<dataset>/    predicted masks (first seed), PNG class maps
+    eval/overlays/<dataset>/ + overlays.json      contour overlays: worst cases, largest differences
+    eval/features/<dataset>/ + features.json      penultimate feature maps (the paper's Fig. 7)
+    report.json  report.md
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sikd_core.classmean import class_mean_image, label_map_image
+from sikd_core.data import Augmenter, Manifest, PreparedData, iter_cases, load_dataset, make_splits, prepare
+from sikd_core.data.preprocess import load_case
+from sikd_core.data.splits import assert_no_leakage
+from sikd_core.errors import SIKDError, SpecError
+from sikd_core.inference import LoadedModel, load_bundle, logits_to_masks, save_bundle
+from sikd_core.metrics import case_metrics
+from sikd_core.models import create_model, model_info
+from sikd_core.report import aggregate_rows, paired_comparisons, render_markdown, summarise
+from sikd_core.spec import ExperimentSpec
+from sikd_core.training import Callback, DistillationTrainer, TrainConfig, Trainer, resolve_device
+from sikd_core.viz import (
+    downscale,
+    feature_map_image,
+    hstack_panels,
+    overlay_contours,
+    save_png,
+    to_rgb_uint8,
+)
+
+log = logging.getLogger("sikd_core.pipeline")
+
+TRAIN_STAGES = ("baseline", "teacher", "student")
+#: Stage -> method name in results (the teacher is not evaluated: it needs labels at inference).
+STAGE_METHOD = {"baseline": "baseline", "student": "sikd"}
+ProgressFn = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A dataset the spec names: ``key`` as written in the spec, its folder and a display name.
+
+    ``manifest`` may carry an already validated manifest (the service stores one at upload), which
+    saves re-scanning every file; without it the dataset is read and checked in full.
+    """
+
+    key: str
+    path: Path
+    name: str
+    manifest: Manifest | None = field(default=None, compare=False, repr=False)
+
+
+def path_resolver(key: str) -> DatasetRef:
+    """The CLI's resolver: dataset keys are folder (or datalist JSON) paths."""
+    path = Path(key).expanduser()
+    if not path.exists():
+        raise SpecError(f"dataset not found: {key} (give the path of a dataset folder or datalist JSON)")
+    path = path.resolve()
+    name = path.stem if path.is_file() else path.name
+    return DatasetRef(key=key, path=path, name=name)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "x"
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=True))
+    os.replace(tmp, path)
+
+
+class Experiment:
+    """One experiment spec bound to a working directory.
+
+    Args:
+        spec: the experiment.
+        workdir: where checkpoints, models and reports go (created).
+        resolver: maps the spec's dataset keys to folders (paths for the CLI, ids for the service).
+        cache_dir: where preprocessed arrays are cached (shared between experiments; default
+            ``workdir/cache``).
+        device: overrides ``spec.device``.
+    """
+
+    def __init__(
+        self,
+        spec: ExperimentSpec,
+        workdir: str | Path,
+        *,
+        resolver: Callable[[str], DatasetRef] = path_resolver,
+        cache_dir: str | Path | None = None,
+        device: str | None = None,
+    ):
+        self.spec = spec
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.resolver = resolver
+        self.cache_dir = Path(cache_dir) if cache_dir else self.workdir / "cache"
+        self.device = resolve_device(device or spec.device)
+        spec_path = self.workdir / "spec.json"
+        current = spec.to_json_dict()
+        if spec_path.exists():
+            stored = json.loads(spec_path.read_text())
+            training_keys = [k for k in current if k not in ("device", "name")]
+            changed = [k for k in training_keys if stored.get(k) != current[k]]
+            if changed:
+                raise SpecError(f"{self.workdir} holds an experiment with a different spec (changed: "
+                                f"{', '.join(changed)}); use a new output folder")
+        _write_json(spec_path, current)
+
+    # --------------------------------------------------------------------------- data
+    @cached_property
+    def train_ref(self) -> DatasetRef:
+        return self.resolver(self.spec.train_dataset)
+
+    @cached_property
+    def eval_refs(self) -> list[DatasetRef]:
+        refs = [self.resolver(k) for k in self.spec.eval_datasets]
+        names = [self.train_ref.name] + [r.name for r in refs]
+        if len(set(names)) != len(names):  # keep report rows unambiguous
+            refs = [DatasetRef(r.key, r.path, f"{r.name}#{i + 1}", r.manifest) for i, r in enumerate(refs)]
+        return refs
+
+    def _load(self, ref: DatasetRef) -> Manifest:
+        if ref.manifest is not None:
+            return ref.manifest if ref.manifest.name == ref.name else replace(ref.manifest, name=ref.name)
+        return load_dataset(ref.path, name=ref.name, mask_mode=self.spec.mask_mode, scan=True)
+
+    @cached_property
+    def train_manifest(self) -> Manifest:
+        return self._load(self.train_ref)
+
+    @property
+    def num_classes(self) -> int:
+        return self.train_manifest.num_classes
+
+    @property
+    def in_channels(self) -> int:
+        return self.train_manifest.in_channels
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.train_manifest.class_names)
+
+    @cached_property
+    def splits(self) -> dict[str, list[int]]:
+        m = self.train_manifest
+        sp = make_splits(m, val_fraction=self.spec.val_fraction, test_fraction=self.spec.test_fraction,
+                         seed=self.spec.split_seed)
+        assert_no_leakage(m, sp)
+        out = {"train": list(sp.train), "val": list(sp.val), "test": list(sp.test)}
+        keys = {k: [m.samples[i].key for i in v] for k, v in out.items()}
+        path = self.workdir / "splits.json"
+        if path.exists():
+            stored = json.loads(path.read_text())
+            if stored.get("keys") != keys:
+                raise SIKDError(f"the training dataset changed since this experiment split it ({path}); "
+                                "start a new experiment")
+        else:
+            _write_json(path, {"dataset": m.name, "sizes": {k: len(v) for k, v in out.items()},
+                               "cases": {k: len({m.samples[i].case_id for i in v}) for k, v in out.items()},
+                               "keys": keys})
+        if not out["train"]:
+            raise SIKDError("the training split is empty: the dataset is too small for these fractions")
+        if not out["test"]:
+            raise SIKDError("the test split is empty: no intra-dataset score can be computed")
+        return out
+
+    @cached_property
+    def train_data(self) -> PreparedData:
+        return prepare(self.train_manifest, self.spec.image_size, self.cache_dir)
+
+    def split_tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (float16, ``N,C,H,W``) and labels (uint8, ``N,H,W``) of a split, in memory on CPU."""
+        idx = self.splits[split]
+        pos = {m: p for p, m in enumerate(self.train_data.indices)}
+        rows = np.array([pos[i] for i in idx], dtype=np.int64)
+        images = torch.from_numpy(np.ascontiguousarray(self.train_data.images[rows]))
+        labels = torch.from_numpy(np.ascontiguousarray(self.train_data.labels[rows]))
+        if self.device.type == "cuda":
+            images, labels = images.pin_memory(), labels.pin_memory()
+        return images, labels
+
+    # --------------------------------------------------------------------------- stages
+    def stage_dir(self, stage: str, seed: int) -> Path:
+        return self.workdir / f"seed_{seed}" / stage
+
+    def is_done(self, stage: str, seed: int) -> bool:
+        return (self.stage_dir(stage, seed) / "done.json").is_file()
+
+    def stage_record(self, stage: str, seed: int) -> dict[str, Any] | None:
+        p = self.stage_dir(stage, seed) / "done.json"
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    def model_kwargs(self, stage: str) -> dict[str, Any]:
+        kw = dict(self.spec.model_kwargs)
+        if stage == "teacher" and model_info(self.spec.model).skip_switch and not self.spec.teacher_skip_connections:
+            kw["skip_connections"] = False
+        return kw
+
+    def build_model(self, stage: str, seed: int) -> torch.nn.Module:
+        # Baseline and student start from identical weights (same seed): the comparison is paired.
+        torch.manual_seed(seed)
+        return create_model(self.spec.model, self.in_channels, self.num_classes, **self.model_kwargs(stage))
+
+    def teacher_input_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+        k, c = self.num_classes, self.in_channels
+        if self.spec.teacher_input == "class_mean":
+            return lambda images, labels: class_mean_image(images, labels, k)
+        if self.spec.teacher_input == "label_map":
+            return lambda images, labels: label_map_image(labels, k, c).to(images.dtype)
+        return None  # "image": the teacher sees the original image
+
+    def _train_config(self, stage: str, seed: int) -> TrainConfig:
+        s = self.spec
+        return TrainConfig(epochs=s.effective_teacher_epochs if stage == "teacher" else s.epochs,
+                           batch_size=s.batch_size, lr=s.lr, weight_decay=s.weight_decay, seed=seed,
+                           steps_per_epoch=s.steps_per_epoch, loss=s.loss, amp=s.amp, device=str(self.device))
+
+    def run_stage(self, stage: str, seed: int, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+        """Train one stage (or return its record if it is already done)."""
+        if stage not in TRAIN_STAGES:
+            raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(TRAIN_STAGES)}")
+        if (stage, seed) not in self.spec.stages():
+            raise SpecError(f"stage {stage!r} with seed {seed} is not part of this experiment")
+        record = self.stage_record(stage, seed)
+        if record is not None:
+            return record
+        out = self.stage_dir(stage, seed)
+        out.mkdir(parents=True, exist_ok=True)
+        train, val = self.split_tensors("train"), self.split_tensors("val")
+        model = self.build_model(stage, seed)
+        meta = {"class_names": self.class_names, "seed": seed}
+        common: dict[str, Any] = dict(num_classes=self.num_classes, stage=stage, checkpoint_dir=out,
+                                      callbacks=callbacks, augmenter=Augmenter() if self.spec.augment else None,
+                                      meta=meta)
+        config = self._train_config(stage, seed)
+        if stage == "student":
+            teacher_bundle = self.stage_dir("teacher", seed) / "model.pt"
+            if not self.is_done("teacher", seed):
+                raise SIKDError(f"the teacher of seed {seed} must be trained before its student")
+            teacher = load_bundle(teacher_bundle, device=self.device).model
+            trainer: Trainer = DistillationTrainer(model, train, val, config, teacher=teacher, alpha=self.spec.alpha,
+                                                   teacher_input_fn=self.teacher_input_fn(), **common)
+        elif stage == "teacher":
+            trainer = Trainer(model, train, val, config, input_fn=self.teacher_input_fn(), **common)
+        else:
+            trainer = Trainer(model, train, val, config, **common)
+        t0 = time.monotonic()
+        result = trainer.fit()
+        info = dict(model=self.spec.model, model_kwargs=self.model_kwargs(stage), in_channels=self.in_channels,
+                    num_classes=self.num_classes, class_names=self.class_names, image_size=self.spec.image_size,
+                    normalization={"method": "percentile", "lower": 0.5, "upper": 99.5},
+                    method=STAGE_METHOD.get(stage, stage), stage=stage, seed=seed,
+                    teacher_input=self.spec.teacher_input if stage == "teacher" else None,
+                    spec=self.spec.to_json_dict(), train_dataset=self.train_ref.name,
+                    best_val_dice=result.best_score if math.isfinite(result.best_score) else None,
+                    best_epoch=result.best_epoch)
+        save_bundle(out / "model.pt", trainer.model, **info)
+        record = {"stage": stage, "seed": seed, "method": info["method"],
+                  "best_val_dice": info["best_val_dice"] if val[0].shape[0] else None,
+                  "best_epoch": result.best_epoch, "epochs": result.epochs, "seconds": result.seconds,
+                  "wall_seconds": time.monotonic() - t0, "warnings": result.warnings,
+                  "model_path": str(out / "model.pt"), "history": result.history}
+        _write_json(out / "done.json", record)
+        # The bundle holds the best weights; the optimiser state is no longer needed.
+        for name in ("latest.pt", "best.pt"):
+            (out / name).unlink(missing_ok=True)
+        return record
+
+    # --------------------------------------------------------------------------- evaluation
+    def _eval_models(self) -> dict[tuple[str, int], LoadedModel]:
+        missing = [f"{st} (seed {sd})" for st, sd in self.spec.stages() if not self.is_done(st, sd)]
+        if missing:
+            raise SIKDError(f"cannot evaluate before every stage is trained; missing: {', '.join(missing)}")
+        models = {}
+        for stage, seed in self.spec.stages():
+            if stage in STAGE_METHOD:
+                models[(STAGE_METHOD[stage], seed)] = load_bundle(self.stage_dir(stage, seed) / "model.pt",
+                                                                  device=self.device)
+        return models
+
+    def _eval_sets(self) -> list[tuple[str, Manifest, list[int]]]:
+        sets = [("intra", self.train_manifest, list(self.splits["test"]))]
+        for ref in self.eval_refs:
+            m = self._load(ref)
+            if m.num_classes > self.num_classes:
+                raise SIKDError(f"evaluation dataset {ref.name!r} has {m.num_classes} classes "
+                                f"({', '.join(m.class_names)}) but the model was trained on {self.num_classes} "
+                                f"({', '.join(self.class_names)}); cross-dataset evaluation needs the same task")
+            labelled = [i for i, s in enumerate(m.samples) if s.label is not None]
+            if not labelled:
+                raise SIKDError(f"evaluation dataset {ref.name!r} has no labelled images")
+            sets.append(("cross", m, labelled))
+        return sets
+
+    def evaluate(self, progress: ProgressFn | None = None) -> dict[str, Any]:
+        """Score every final model on the intra test split and every cross dataset; write the report."""
+        models = self._eval_models()
+        first_seed = self.spec.seeds[0]
+        sets = self._eval_sets()
+        eval_dir = self.workdir / "eval"
+        saver = None
+        if self.spec.save_predictions:
+            def saver(method: str, seed: int, manifest: Manifest, members: list[int], masks: list[np.ndarray]) -> None:
+                if seed == first_seed:
+                    self._save_prediction(eval_dir, method, manifest.name, manifest, members, masks)
+        cases, units = score_cases(models, sets, image_size=self.spec.image_size, in_channels=self.in_channels,
+                                   num_classes=self.num_classes, cache_dir=self.cache_dir, device=self.device,
+                                   prepared={self.train_manifest.name: self.train_data},
+                                   on_prediction=saver, progress=progress)
+        _write_json(eval_dir / "cases.json", cases)
+        report = self._report(cases, units)
+        if progress is not None:
+            progress(1.0, "rendering overlays and feature maps")
+        report["overlays"] = self._render_overlays(eval_dir, cases, sets, first_seed)
+        report["features"] = self._render_features(eval_dir, sets, models, first_seed)
+        _write_json(self.workdir / "report.json", report)
+        (self.workdir / "report.md").write_text(render_markdown(report), encoding="utf-8")
+        return report
+
+    def _save_prediction(self, eval_dir: Path, method: str, dataset: str, manifest: Manifest,
+                         members: list[int], masks: list[np.ndarray]) -> None:
+        folder = eval_dir / "predictions" / method / _safe(dataset)
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, mask in zip(members, masks, strict=True):
+            save_png(folder / f"{_safe(manifest.samples[i].key)}.png", mask)
+
+    def _report(self, cases: list[dict[str, Any]], units: dict[str, str]) -> dict[str, Any]:
+        rows = aggregate_rows(cases, self.class_names)
+        stages = []
+        warnings: list[str] = []
+        for stage, seed in self.spec.stages():
+            rec = self.stage_record(stage, seed) or {}
+            stages.append({k: rec.get(k) for k in ("stage", "seed", "best_val_dice", "best_epoch", "epochs",
+                                                      "seconds")})
+            warnings += [f"{stage} (seed {seed}): {w}" for w in rec.get("warnings", [])]
+        all_mm = bool(units) and all(u == "mm" for u in units.values())
+        return {
+            "format": "sikd-report/1",
+            "spec": self.spec.to_json_dict(),
+            "train_dataset": self.train_manifest.name,
+            "eval_datasets": [r.name for r in self.eval_refs],
+            "class_names": self.class_names,
+            "n_test_cases": len({self.train_manifest.samples[i].case_id for i in self.splits["test"]}),
+            "units": "mm" if all_mm else "px",
+            "dataset_units": units,
+            "rows": rows,
+            "summary": summarise(rows),
+            "comparisons": paired_comparisons(cases) if {"baseline", "sikd"} <= set(self.spec.methods) else [],
+            "stages": stages,
+            "warnings": warnings,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    # --------------------------------------------------------------------------- pictures
+    def _render_overlays(self, eval_dir: Path, cases: list[dict[str, Any]], sets: list[tuple[str, Manifest, list[int]]],
+                         seed: int, per_category: int = 6) -> list[dict[str, Any]]:
+        """Contour overlays (image, ground truth, baseline, SIKD) of chosen cases of every dataset."""
+        if not self.spec.save_predictions:
+            return []
+        by_case: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        for c in cases:
+            if c["seed"] == seed:
+                by_case.setdefault((c["dataset"], c["case"]), {})[c["method"]] = c
+        index: list[dict[str, Any]] = []
+        for split, manifest, indices in sets:
+            items = {case: ms for (ds, case), ms in by_case.items() if ds == manifest.name}
+            chosen = choose_overlay_cases(items, per_category)
+            members_of = dict(iter_cases(manifest, indices))
+            folder = eval_dir / "overlays" / _safe(manifest.name)
+            folder.mkdir(parents=True, exist_ok=True)
+            for case, categories in chosen.items():
+                members = members_of[case]
+                images, gt = load_case(manifest, members, in_channels=self.in_channels)
+                z = int(np.argmax((gt > 0).reshape(len(members), -1).sum(1)))  # the slice with most foreground
+                key = manifest.samples[members[z]].key
+                masks = {"ground_truth": gt[z]}
+                for method in ("baseline", "sikd"):
+                    p = eval_dir / "predictions" / method / _safe(manifest.name) / f"{_safe(key)}.png"
+                    if p.exists():
+                        from PIL import Image
+
+                        masks[method] = np.asarray(Image.open(p))
+                picture = downscale(overlay_contours(images[z], masks), 512)
+                fname = f"{_safe(key)}.png"
+                save_png(folder / fname, picture)
+                ms = by_case[(manifest.name, case)]
+                index.append({"dataset": manifest.name, "split": split, "case": case, "key": key,
+                              "file": f"overlays/{_safe(manifest.name)}/{fname}", "categories": categories,
+                              "scores": {m: {"dice": v["dice"], "iou": v["iou"], "hd95": v["hd95"]}
+                                         for m, v in ms.items()},
+                              "dice_diff": (ms["sikd"]["dice"] - ms["baseline"]["dice"])
+                              if {"sikd", "baseline"} <= set(ms) else None})
+        _write_json(eval_dir / "overlays.json", index)
+        return index
+
+    @torch.no_grad()
+    def _render_features(self, eval_dir: Path, sets: list[tuple[str, Manifest, list[int]]],
+                         models: dict[tuple[str, int], LoadedModel], seed: int) -> list[dict[str, Any]]:
+        """Channel-averaged penultimate feature maps of baseline, teacher and student, side by side."""
+        n = self.spec.feature_maps
+        if n == 0:
+            return []
+        nets: list[tuple[str, torch.nn.Module, bool]] = []
+        if ("baseline", seed) in models:
+            nets.append(("baseline", models[("baseline", seed)].model, False))
+        if self.is_done("teacher", seed):
+            nets.append(("teacher", load_bundle(self.stage_dir("teacher", seed) / "model.pt", self.device).model, True))
+        if ("sikd", seed) in models:
+            nets.append(("sikd", models[("sikd", seed)].model, False))
+        t_fn = self.teacher_input_fn()
+        index = []
+        for split, manifest, indices in sets:
+            data = self.train_data if manifest is self.train_manifest else prepare(
+                manifest, self.spec.image_size, self.cache_dir, in_channels=self.in_channels)
+            row_of = {m: p for p, m in enumerate(data.indices)}
+            # Evenly spaced cases that contain foreground, so the maps show a structure.
+            labelled = [i for i in indices if data.labels[row_of[i]].any()] or list(indices)
+            picks = [labelled[int(k)] for k in np.linspace(0, len(labelled) - 1, min(n, len(labelled)))]
+            folder = eval_dir / "features" / _safe(manifest.name)
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in picks:
+                x = torch.from_numpy(np.asarray(data.images[row_of[i]], dtype=np.float32))[None].to(self.device)
+                y = torch.from_numpy(np.asarray(data.labels[row_of[i]], dtype=np.int64))[None].to(self.device)
+                panels = [to_rgb_uint8(x[0].permute(1, 2, 0).cpu().numpy())]
+                names = ["image"]
+                for name, net, is_teacher in nets:
+                    inp = t_fn(x, y) if (is_teacher and t_fn is not None) else x
+                    feats = net.forward_features(inp)[0].float().cpu().numpy()
+                    panels.append(feature_map_image(feats))
+                    names.append(name)
+                key = manifest.samples[i].key
+                fname = f"{_safe(key)}.png"
+                save_png(folder / fname, hstack_panels(panels))
+                index.append({"dataset": manifest.name, "split": split, "key": key, "panels": names,
+                              "file": f"features/{_safe(manifest.name)}/{fname}"})
+        _write_json(eval_dir / "features.json", index)
+        return index
+
+    # --------------------------------------------------------------------------- everything
+    def run(self, callbacks_for: Callable[[str, int], Sequence[Callback]] | None = None,
+            eval_progress: ProgressFn | None = None) -> dict[str, Any]:
+        """Train every stage that is not done yet, then evaluate and write the report."""
+        for stage, seed in self.spec.stages():
+            cbs = callbacks_for(stage, seed) if callbacks_for else ()
+            self.run_stage(stage, seed, cbs)
+        return self.evaluate(eval_progress)
+
+
+def choose_overlay_cases(scores: dict[str, dict[str, dict[str, Any]]], per_category: int = 6) -> dict[str, list[str]]:
+    """Pick cases worth looking at from ``{case: {method: scores}}`` -> ``{case: [categories]}``.
+
+    Categories: ``worst`` (lowest Dice of SIKD, or of the only method), ``sikd_better`` and
+    ``baseline_better`` (largest Dice differences either way, when both methods ran) and ``typical``
+    (closest to the median Dice).
+    """
+    if not scores:
+        return {}
+    methods = set.intersection(*(set(ms) for ms in scores.values()))
+    main = "sikd" if "sikd" in methods else sorted(methods)[0]
+    rankings: dict[str, Callable[[dict[str, dict[str, Any]]], float]] = {"worst": lambda ms: ms[main]["dice"]}
+    if {"sikd", "baseline"} <= methods:
+        rankings["sikd_better"] = lambda ms: ms["baseline"]["dice"] - ms["sikd"]["dice"]
+        rankings["baseline_better"] = lambda ms: ms["sikd"]["dice"] - ms["baseline"]["dice"]
+    median = float(np.median([ms[main]["dice"] for ms in scores.values()]))
+    rankings["typical"] = lambda ms: abs(ms[main]["dice"] - median)
+    chosen: dict[str, list[str]] = {}
+    for category, key in rankings.items():
+        for case in sorted(scores, key=lambda c: (key(scores[c]), c))[:per_category]:
+            chosen.setdefault(case, []).append(category)
+    return chosen
+
+
+PredictionFn = Callable[[str, int, Manifest, list[int], list[np.ndarray]], None]
+
+
+@torch.no_grad()
+def score_cases(
+    models: dict[tuple[str, int], LoadedModel],
+    sets: Sequence[tuple[str, Manifest, list[int]]],
+    *,
+    image_size: tuple[int, int],
+    in_channels: int,
+    num_classes: int,
+    cache_dir: str | Path,
+    device: torch.device,
+    prepared: dict[str, PreparedData] | None = None,
+    on_prediction: PredictionFn | None = None,
+    progress: ProgressFn | None = None,
+    batch_size: int = 16,
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Score models ``{(method, seed): model}`` on ``(split, manifest, sample indices)`` sets.
+
+    Each image is predicted at the training size, its logits are resized to the original size, and the
+    case (an image, or a whole volume of stacked slices) is scored against the original labels. Returns
+    one record per (model, case) and the distance unit per dataset ("mm" when every case has a spacing).
+    """
+    cases: list[dict[str, Any]] = []
+    units: dict[str, str] = {}
+    total = sum(len(idx) for _, _, idx in sets)
+    done = 0
+    for split, manifest, indices in sets:
+        data = (prepared or {}).get(manifest.name) or prepare(manifest, image_size, cache_dir, in_channels=in_channels)
+        row_of = {m: p for p, m in enumerate(data.indices)}
+        case_list = list(iter_cases(manifest, indices))
+        has_mm = all(manifest.samples[i].spacing is not None for _, members in case_list for i in members)
+        units[manifest.name] = "mm" if has_mm else "px"
+        for chunk in _chunks(case_list, max_items=32):
+            flat = [i for _, members in chunk for i in members]
+            x = torch.from_numpy(np.ascontiguousarray(data.images[[row_of[i] for i in flat]])).to(device)
+            sizes = [data.orig_shapes[row_of[i]] for i in flat]
+            preds: dict[tuple[str, int], list[np.ndarray]] = {}
+            for key, lm in models.items():
+                logits = torch.cat([lm.model(x[s:s + batch_size].float()) for s in range(0, len(flat), batch_size)])
+                preds[key] = logits_to_masks(logits, sizes)
+            pos = 0
+            for case_id, members in chunk:
+                n = len(members)
+                _, gt = load_case(manifest, members, in_channels=in_channels)
+                s0 = manifest.samples[members[0]]
+                volumetric = s0.slice_index is not None
+                spacing = None
+                if has_mm:
+                    spacing = (s0.slice_spacing or 1.0, *s0.spacing) if volumetric else tuple(s0.spacing)
+                target = gt if volumetric else gt[0]
+                for (method, seed), masks in preds.items():
+                    pred = np.stack(masks[pos:pos + n]) if volumetric else masks[pos]
+                    cm = case_metrics(pred, target, num_classes, spacing)
+                    cases.append({"method": method, "seed": seed, "dataset": manifest.name, "split": split,
+                                  "case": case_id, "keys": [manifest.samples[i].key for i in members],
+                                  **cm.as_dict()})
+                    if on_prediction is not None:
+                        on_prediction(method, seed, manifest, members, masks[pos:pos + n])
+                pos += n
+            done += len(flat)
+            if progress is not None:
+                progress(done / total, f"evaluated {done}/{total} images")
+    return cases, units
+
+
+def _chunks(cases: list[tuple[str, list[int]]], max_items: int) -> list[list[tuple[str, list[int]]]]:
+    """Group whole cases into chunks of at most ``max_items`` samples (a larger case gets its own chunk)."""
+    out: list[list[tuple[str, list[int]]]] = []
+    cur: list[tuple[str, list[int]]] = []
+    size = 0
+    for case in cases:
+        if cur and size + len(case[1]) > max_items:
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(case)
+        size += len(case[1])
+    if cur:
+        out.append(cur)
+    return out

@@ -1,0 +1,247 @@
+"""Turn per-case scores into the experiment report: paper-style tables and paired statistics.
+
+``report.json`` rows are ``{method, seed, dataset, split ("intra"|"cross"), dice, iou, hd95, hd,
+per_class: {class_name: {dice, iou, hd95, hd}}, n_cases}``: one row per trained model and evaluated
+dataset. Single-number deltas mislead at small scale, so every dataset also gets a paired comparison:
+the per-case SIKD-minus-baseline difference (averaged over seeds), a bootstrap 95% confidence interval
+of its mean and a Wilcoxon signed-rank p-value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from sikd_core.metrics import METRIC_NAMES
+
+METHOD_LABELS = {"baseline": "Baseline", "sikd": "SIKD"}
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    arr = np.asarray(values, dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    return float(arr.mean()) if arr.size else float("nan")
+
+
+def _std(values: Sequence[float]) -> float:
+    arr = np.asarray(values, dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    return float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+
+
+def aggregate_rows(cases: Iterable[dict[str, Any]], class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """Per-case records -> one row per (method, seed, dataset, split) with means over cases."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for c in cases:
+        groups[(c["method"], c["seed"], c["dataset"], c["split"])].append(c)
+    fg = list(class_names[1:])
+    rows = []
+    for (method, seed, dataset, split), items in groups.items():
+        row: dict[str, Any] = {"method": method, "seed": seed, "dataset": dataset, "split": split,
+                               "n_cases": len(items)}
+        for m in METRIC_NAMES:
+            row[m] = _nanmean([it[m] for it in items])
+        row["per_class"] = {
+            name: {m: _nanmean([it["per_class"][m][ci] for it in items]) for m in METRIC_NAMES}
+            for ci, name in enumerate(fg)
+        }
+        rows.append(row)
+    rows.sort(key=lambda r: (r["split"] != "intra", r["dataset"], r["method"], r["seed"]))
+    return rows
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and std over seeds for every (method, dataset, split), overall and per class."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["method"], r["dataset"], r["split"])].append(r)
+    out = []
+    for (method, dataset, split), items in groups.items():
+        s: dict[str, Any] = {"method": method, "dataset": dataset, "split": split, "n_seeds": len(items),
+                             "seeds": sorted(r["seed"] for r in items)}
+        for m in METRIC_NAMES:
+            vals = [r[m] for r in items]
+            s[f"{m}_mean"], s[f"{m}_std"] = _nanmean(vals), _std(vals)
+        classes = list(items[0]["per_class"])
+        s["per_class"] = {
+            c: {f"{m}_{k}": f([r["per_class"][c][m] for r in items])
+                for m in METRIC_NAMES for k, f in (("mean", _nanmean), ("std", _std))}
+            for c in classes
+        }
+        out.append(s)
+    out.sort(key=lambda r: (r["split"] != "intra", r["dataset"], r["method"]))
+    return out
+
+
+def bootstrap_ci(diffs: np.ndarray, n_boot: int = 10000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of ``diffs``, vectorised (chunks of resamples at once)."""
+    diffs = np.asarray(diffs, dtype=np.float64)
+    if diffs.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    chunk = max(1, min(n_boot, 2_000_000 // max(diffs.size, 1)))
+    for start in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - start)
+        idx = rng.integers(0, diffs.size, size=(k, diffs.size))
+        means[start:start + k] = diffs[idx].mean(1)
+    a = (1 - level) / 2
+    lo, hi = np.quantile(means, [a, 1 - a])
+    return float(lo), float(hi)
+
+
+def wilcoxon_p(diffs: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value; 1.0 when every difference is zero, NaN below 2 pairs."""
+    from scipy.stats import wilcoxon
+
+    diffs = np.asarray(diffs, dtype=np.float64)
+    diffs = diffs[np.isfinite(diffs)]
+    if diffs.size < 2:
+        return float("nan")
+    if not np.any(diffs != 0):
+        return 1.0
+    return float(wilcoxon(diffs, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
+def paired_comparisons(cases: Iterable[dict[str, Any]], a: str = "sikd", b: str = "baseline") -> list[dict[str, Any]]:
+    """Per dataset: per-case ``a - b`` of Dice and HD95, paired on (seed, case), averaged over seeds."""
+    table: dict[tuple, dict[tuple, dict[str, dict]]] = defaultdict(lambda: defaultdict(dict))
+    for c in cases:
+        table[(c["dataset"], c["split"])][(c["seed"], c["case"])][c["method"]] = c
+    out = []
+    for (dataset, split), pairs in table.items():
+        per_case: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        n_pairs = 0
+        for (_seed, case), methods in pairs.items():
+            if a in methods and b in methods:
+                n_pairs += 1
+                for m in ("dice", "hd95"):
+                    per_case[case][m].append(methods[a][m] - methods[b][m])
+        if not n_pairs:
+            continue
+        entry: dict[str, Any] = {"dataset": dataset, "split": split, "n_cases": len(per_case),
+                                 "n_pairs": n_pairs, "a": a, "b": b}
+        for m in ("dice", "hd95"):
+            d = np.array([np.mean(v[m]) for v in per_case.values()], dtype=np.float64)
+            d = d[np.isfinite(d)]
+            lo, hi = bootstrap_ci(d)
+            better = d > 0 if m == "dice" else d < 0
+            worse = d < 0 if m == "dice" else d > 0
+            entry[m] = {"mean_diff": float(d.mean()) if d.size else float("nan"),
+                        "median_diff": float(np.median(d)) if d.size else float("nan"),
+                        "ci_low": lo, "ci_high": hi, "p_value": wilcoxon_p(d),
+                        "better": int(better.sum()), "worse": int(worse.sum()),
+                        "ties": int(d.size - better.sum() - worse.sum())}
+        out.append(entry)
+    out.sort(key=lambda r: (r["split"] != "intra", r["dataset"]))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- markdown
+def _f(v: float, digits: int = 3, sign: bool = False) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+
+
+def _cell(s: dict[str, Any], m: str, digits: int, n_seeds: int) -> str:
+    mean, std = s[f"{m}_mean"], s[f"{m}_std"]
+    return f"{_f(mean, digits)} ± {_f(std, digits)}" if n_seeds > 1 else _f(mean, digits)
+
+
+def _score_table(summary: list[dict[str, Any]], datasets: list[tuple[str, str]], methods: list[str],
+                 pick: Any, unit: str) -> list[str]:
+    header = ["Method"]
+    for name, split in datasets:
+        header += [f"{name} ({split}) Dice", "IoU", f"HD95 ({unit})"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    index = {(s["method"], s["dataset"], s["split"]): s for s in summary}
+    for method in methods:
+        cells = [METHOD_LABELS.get(method, method)]
+        for name, split in datasets:
+            s = index.get((method, name, split))
+            if s is None:
+                cells += ["–"] * 3
+                continue
+            src = pick(s)
+            cells += [_cell(src, "dice", 3, s["n_seeds"]), _cell(src, "iou", 3, s["n_seeds"]),
+                      _cell(src, "hd95", 2, s["n_seeds"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    if "baseline" in methods and "sikd" in methods:
+        cells = ["Δ SIKD − baseline"]
+        for name, split in datasets:
+            a, b = index.get(("sikd", name, split)), index.get(("baseline", name, split))
+            if a is None or b is None:
+                cells += ["–"] * 3
+                continue
+            pa, pb = pick(a), pick(b)
+            cells += [_f(pa["dice_mean"] - pb["dice_mean"], 3, True), _f(pa["iou_mean"] - pb["iou_mean"], 3, True),
+                      _f(pa["hd95_mean"] - pb["hd95_mean"], 2, True)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The human-readable report: the paper's table layout (intra vs cross, baseline vs SIKD, delta)."""
+    spec = report["spec"]
+    summary = report["summary"]
+    methods = [m for m in ("baseline", "sikd") if any(s["method"] == m for s in summary)]
+    datasets: list[tuple[str, str]] = []
+    for s in summary:
+        if (s["dataset"], s["split"]) not in datasets:
+            datasets.append((s["dataset"], s["split"]))
+    unit = report.get("units", "px")
+    n_seeds = len(spec["seeds"])
+    lines = [
+        f"# SIKD Studio report: {spec['name']}",
+        "",
+        f"Model `{spec['model']}` {spec.get('model_kwargs') or ''} · image size {spec['image_size'][0]}×"
+        f"{spec['image_size'][1]} · {spec['epochs']} epochs (teacher {spec.get('teacher_epochs') or spec['epochs']})"
+        f" · batch {spec['batch_size']} · lr {spec['lr']:g} · loss {spec['loss']} · α = {spec['alpha']:g} · "
+        f"teacher input `{spec['teacher_input']}` · seeds {spec['seeds']}",
+        "",
+        f"Trained on **{report['train_dataset']}**; intra = its test split ({report.get('n_test_cases', '?')} cases); "
+        f"cross = datasets never seen in training. Scores are means over foreground classes"
+        + (f", mean ± std over {n_seeds} seeds." if n_seeds > 1 else "."),
+        "",
+        "## Scores (mean over foreground classes)",
+        "",
+        *_score_table(summary, datasets, methods, lambda s: s, unit),
+    ]
+    class_names = report.get("class_names", [])
+    if len(class_names) > 2:
+        for cname in class_names[1:]:
+            lines += ["", f"### {cname}", ""]
+            lines += _score_table(summary, datasets, methods, lambda s, c=cname: s["per_class"][c], unit)
+    comps = report.get("comparisons") or []
+    if comps:
+        lines += ["", "## Paired per-case comparison (SIKD − baseline)", "",
+                  "Differences per case, averaged over seeds; 95% bootstrap CI of the mean; two-sided Wilcoxon "
+                  "signed-rank test. Better/worse count cases (Dice up, HD95 down = better).", "",
+                  f"| Dataset | Split | Cases | ΔDice [95% CI] | p | better/worse | ΔHD95 ({unit}) [95% CI] | p |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for c in comps:
+            d, h = c["dice"], c["hd95"]
+            lines.append(
+                f"| {c['dataset']} | {c['split']} | {c['n_cases']} | {_f(d['mean_diff'], 3, True)} "
+                f"[{_f(d['ci_low'], 3, True)}, {_f(d['ci_high'], 3, True)}] | {_f(d['p_value'], 3)} | "
+                f"{d['better']}/{d['worse']} | {_f(h['mean_diff'], 2, True)} [{_f(h['ci_low'], 2, True)}, "
+                f"{_f(h['ci_high'], 2, True)}] | {_f(h['p_value'], 3)} |")
+    stages = report.get("stages") or []
+    if stages:
+        lines += ["", "## Training", "", "| Stage | Seed | Best val Dice | Best epoch | Epochs | Time (s) |",
+                  "|---|---|---|---|---|---|"]
+        for s in stages:
+            lines.append(f"| {s['stage']} | {s['seed']} | {_f(s.get('best_val_dice'))} | {s.get('best_epoch')} | "
+                         f"{s.get('epochs')} | {_f(s.get('seconds'), 1)} |")
+    warnings = report.get("warnings") or []
+    if warnings:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
+    lines += ["", "Metric conventions: Dice/IoU 1 and HD 0 when a class is absent from both ground truth and "
+              "prediction; Dice/IoU 0 and HD = the image diagonal when it is absent from only one. "
+              f"Distances in {'millimetres' if unit == 'mm' else 'pixels of the original image'}.", ""]
+    return "\n".join(lines)

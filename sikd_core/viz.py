@@ -1,0 +1,137 @@
+"""Pictures for people: mask overlays with contours, and feature maps (the paper's Fig. 7).
+
+Everything works on numpy arrays (``H,W,3`` uint8 out) so the API, the CLI and the pipeline share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+#: Colours of the contours drawn for each source (RGB).
+CONTOUR_COLORS: dict[str, tuple[int, int, int]] = {
+    "ground_truth": (0, 230, 0),
+    "baseline": (255, 60, 60),
+    "sikd": (40, 140, 255),
+    "prediction": (255, 200, 0),
+}
+#: Fill colours per class index (class 0 unused), for filled prediction masks.
+CLASS_COLORS = np.array(
+    [[0, 0, 0], [255, 80, 80], [80, 200, 120], [80, 140, 255], [255, 200, 60], [200, 90, 255],
+     [60, 220, 220], [255, 140, 40], [160, 160, 160]], dtype=np.uint8)
+
+
+def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """``H,W`` / ``H,W,C`` image in [0,1] (or uint8) -> ``H,W,3`` uint8."""
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.dtype != np.uint8:
+        img = (np.clip(img.astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif img.shape[2] > 3:
+        img = img[..., :3]
+    return np.ascontiguousarray(img)
+
+
+def class_colors(num_classes: int) -> np.ndarray:
+    reps = int(np.ceil(num_classes / len(CLASS_COLORS)))
+    return np.tile(CLASS_COLORS, (reps, 1))[:num_classes]
+
+
+def mask_boundary(mask: np.ndarray, thickness: int = 1) -> np.ndarray:
+    """Pixels on the border of any foreground class region (class changes), as a bool map."""
+    m = np.asarray(mask)
+    edge = np.zeros(m.shape, dtype=bool)
+    edge[:-1, :] |= m[:-1, :] != m[1:, :]
+    edge[1:, :] |= m[1:, :] != m[:-1, :]
+    edge[:, :-1] |= m[:, :-1] != m[:, 1:]
+    edge[:, 1:] |= m[:, 1:] != m[:, :-1]
+    edge &= ndimage.binary_dilation(m > 0, iterations=1)  # keep the line on the foreground side
+    if thickness > 1:
+        edge = ndimage.binary_dilation(edge, iterations=thickness - 1)
+    return edge
+
+
+def overlay_contours(
+    image: np.ndarray,
+    masks: Mapping[str, np.ndarray],
+    colors: Mapping[str, tuple[int, int, int]] | None = None,
+    thickness: int | None = None,
+) -> np.ndarray:
+    """Draw the outline of each mask (``H,W`` class indices) on the image in its own colour."""
+    out = to_rgb_uint8(image).copy()
+    colors = {**CONTOUR_COLORS, **(colors or {})}
+    if thickness is None:
+        thickness = max(1, round(max(out.shape[:2]) / 300))
+    palette = list(CONTOUR_COLORS.values())
+    for i, (name, mask) in enumerate(masks.items()):
+        if mask.shape != out.shape[:2]:
+            raise ValueError(f"mask {name!r} has shape {mask.shape}, image {out.shape[:2]}")
+        color = colors.get(name, palette[i % len(palette)])
+        out[mask_boundary(mask, thickness)] = color
+    return out
+
+
+def overlay_fill(image: np.ndarray, mask: np.ndarray, opacity: float = 0.45) -> np.ndarray:
+    """Blend class colours over the image where the mask is foreground."""
+    out = to_rgb_uint8(image).astype(np.float32)
+    k = int(mask.max()) + 1 if mask.size else 1
+    colored = class_colors(max(k, 2))[mask]
+    fg = (mask > 0)[..., None]
+    out = np.where(fg, out * (1 - opacity) + colored * opacity, out)
+    return out.astype(np.uint8)
+
+
+def _viridis_lut() -> np.ndarray:
+    # Anchor colours of matplotlib's viridis, linearly interpolated to 256 entries.
+    anchors = np.array([[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142],
+                        [31, 158, 137], [53, 183, 121], [109, 205, 89], [180, 222, 44], [253, 231, 37]],
+                       dtype=np.float32)
+    x = np.linspace(0, 1, len(anchors))
+    t = np.linspace(0, 1, 256)
+    return np.stack([np.interp(t, x, anchors[:, c]) for c in range(3)], 1).astype(np.uint8)
+
+
+VIRIDIS = _viridis_lut()
+
+
+def feature_map_image(features: np.ndarray) -> np.ndarray:
+    """``F,H,W`` feature map -> ``H,W,3`` uint8: mean absolute activation over channels, min-max scaled."""
+    f = np.abs(np.asarray(features, dtype=np.float32)).mean(0)
+    lo, hi = float(f.min()), float(f.max())
+    f = (f - lo) / (hi - lo) if hi > lo else np.zeros_like(f)
+    return VIRIDIS[(f * 255).astype(np.uint8)]
+
+
+def hstack_panels(panels: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
+    """Place ``H,W,3`` panels of equal height side by side with a white gap."""
+    h = max(p.shape[0] for p in panels)
+    parts = []
+    for i, p in enumerate(panels):
+        if p.shape[0] != h:
+            raise ValueError("panels must share their height")
+        if i:
+            parts.append(np.full((h, gap, 3), 255, np.uint8))
+        parts.append(p)
+    return np.concatenate(parts, axis=1)
+
+
+def downscale(image: np.ndarray, max_side: int) -> np.ndarray:
+    """Shrink an ``H,W,3`` uint8 picture so its longer side is at most ``max_side`` (area average)."""
+    h, w = image.shape[:2]
+    s = max(h, w) / max_side
+    if s <= 1:
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((round(w / s), round(h / s)), Image.BILINEAR))
+
+
+def save_png(path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.asarray(image)).save(path, optimize=False, compress_level=6)
