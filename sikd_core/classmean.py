@@ -12,7 +12,7 @@ from torch import Tensor
 
 
 def class_mean_image(images: Tensor, labels: Tensor, num_classes: int) -> Tensor:
-    """Return the class-wise averaged image of every image in a batch, in one pass.
+    """Return the class-wise averaged image of every image in a batch, in one pass (scatter-add + gather).
 
     Args:
         images: ``B,C,H,W`` floating tensor (any device).
@@ -41,19 +41,20 @@ def class_mean_image(images: Tensor, labels: Tensor, num_classes: int) -> Tensor
         raise ValueError(f"images are on {images.device} but labels on {labels.device}")
     lab = labels.reshape(b, h * w).long()
     if lab.numel():
-        lo, hi = int(lab.min()), int(lab.max())
+        lo, hi = (int(v) for v in torch.aminmax(lab))
         if lo < 0 or hi >= num_classes:
             raise ValueError(f"label values must lie in [0, {num_classes}); found range [{lo}, {hi}]")
 
     acc = torch.float64 if images.dtype == torch.float64 else torch.float32
-    # One bin per (image, class): bin = b * K + label.
-    bins = (lab + torch.arange(b, device=lab.device).unsqueeze(1) * num_classes).reshape(-1)  # B*HW
-    pixels = images.to(acc).reshape(b, c, h * w).permute(1, 0, 2).reshape(c, b * h * w)  # C, B*HW
-    sums = torch.zeros(c, b * num_classes, dtype=acc, device=images.device)
-    sums.index_add_(1, bins, pixels)
-    counts = torch.bincount(bins, minlength=b * num_classes).to(acc)
+    # Per image: scatter-add every pixel into its class's bin (per channel), divide by the class's pixel
+    # count, then gather the means back at every pixel. No copies of the image beyond the dtype cast.
+    index = lab.unsqueeze(1).expand(b, c, h * w)  # B,C,HW (a view)
+    pixels = images.to(acc).reshape(b, c, h * w)
+    sums = torch.zeros(b, c, num_classes, dtype=acc, device=images.device).scatter_add_(2, index, pixels)
+    ones = torch.ones(1, 1, 1, dtype=acc, device=images.device).expand(b, 1, h * w)
+    counts = torch.zeros(b, 1, num_classes, dtype=acc, device=images.device).scatter_add_(2, lab.unsqueeze(1), ones)
     means = sums / counts.clamp_min(1)
-    out = means.index_select(1, bins).reshape(c, b, h, w).permute(1, 0, 2, 3)
+    out = means.gather(2, index).reshape(b, c, h, w)
     return out.to(images.dtype).contiguous()
 
 
