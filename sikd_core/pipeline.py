@@ -109,6 +109,7 @@ class Experiment:
         cache_dir: where preprocessed arrays are cached (shared between experiments; default
             ``workdir/cache``).
         device: overrides ``spec.device``.
+        checkpoint_interval_s: how often a training stage writes ``latest.pt`` (0: every epoch).
     """
 
     def __init__(
@@ -119,8 +120,10 @@ class Experiment:
         resolver: Callable[[str], DatasetRef] = path_resolver,
         cache_dir: str | Path | None = None,
         device: str | None = None,
+        checkpoint_interval_s: float = 30.0,
     ):
         self.spec = spec
+        self.checkpoint_interval_s = checkpoint_interval_s
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.resolver = resolver
@@ -244,7 +247,8 @@ class Experiment:
         s = self.spec
         return TrainConfig(epochs=s.effective_teacher_epochs if stage == "teacher" else s.epochs,
                            batch_size=s.batch_size, lr=s.lr, weight_decay=s.weight_decay, seed=seed,
-                           steps_per_epoch=s.steps_per_epoch, loss=s.loss, amp=s.amp, device=str(self.device))
+                           steps_per_epoch=s.steps_per_epoch, loss=s.loss, amp=s.amp, device=str(self.device),
+                           checkpoint_interval_s=self.checkpoint_interval_s)
 
     def run_stage(self, stage: str, seed: int, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
         """Train one stage (or return its record if it is already done)."""

@@ -111,7 +111,7 @@ def test_interrupted_stage_resumes_to_the_same_model(phantom_sets, tmp_path):
     spec = tiny_spec(phantom_sets, methods=["baseline"], epochs=3)
     ref = Experiment(spec, tmp_path / "ref")
     ref.run_stage("baseline", 0)
-    exp = Experiment(spec, tmp_path / "cut")
+    exp = Experiment(spec, tmp_path / "cut", checkpoint_interval_s=0)
     with pytest.raises(TrainingCancelled):
         exp.run_stage("baseline", 0, [CancelAfter(5)])  # epoch 2 of 3 (4 steps per epoch)
     assert (exp.stage_dir("baseline", 0) / "latest.pt").exists() and not exp.is_done("baseline", 0)

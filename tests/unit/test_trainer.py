@@ -28,7 +28,7 @@ def model(seed=0, skip=True):
 
 
 def cfg(**kw):
-    base = dict(epochs=3, batch_size=4, lr=5e-3, seed=7)
+    base = dict(epochs=3, batch_size=4, lr=5e-3, seed=7, checkpoint_interval_s=0)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -87,6 +87,7 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     b = model()
     with pytest.raises(TrainingCancelled):
         Trainer(b, (x, y), val, cfg(), num_classes=2, checkpoint_dir=tmp_path / "b", callbacks=[StopAt(1, 2)]).fit()
+    assert torch.load(tmp_path / "b" / "latest.pt", weights_only=False)["epoch"] == 1  # really resumes
     resumed = model(seed=99)  # fresh process: different init, everything comes from the checkpoint
     r = Trainer(resumed, (x, y), val, cfg(), num_classes=2, checkpoint_dir=tmp_path / "b").fit()
     assert r.epochs == 3
@@ -95,6 +96,20 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     la = torch.load(tmp_path / "a" / "latest.pt", weights_only=False)["model"]
     lb = torch.load(tmp_path / "b" / "latest.pt", weights_only=False)["model"]
     assert all(torch.equal(la[k], lb[k]) for k in la)
+
+
+def test_latest_checkpoint_interval(tmp_path):
+    x, y = toy_data()
+    epochs = []
+
+    class Spy(Callback):
+        def on_epoch_end(self, t, logs):
+            p = tmp_path / "latest.pt"
+            epochs.append(torch.load(p, weights_only=False)["epoch"] if p.exists() else None)
+
+    Trainer(model(), (x, y), None, cfg(checkpoint_interval_s=3600), num_classes=2, checkpoint_dir=tmp_path,
+            callbacks=[Spy()]).fit()
+    assert epochs == [None, None, 3]  # only the final epoch within the hour
 
 
 def test_finished_run_is_not_retrained(tmp_path):
