@@ -1,0 +1,70 @@
+"""First-start duties of ``sikd serve``: the admin token and the SYNTHETIC demo datasets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+
+from api import crud
+from api.core.config import Settings
+from api.db import session_scope
+from api.ingest import register_folder
+from api.storage import new_tmp_dir
+from sikd_core.data import generate_phantoms
+
+log = logging.getLogger("sikd.api.bootstrap")
+
+#: (domain, images, seed, name): a training domain and two unseen ones (cross-dataset evaluation).
+DEMO_DATASETS = (
+    ("vendor_a", 120, 1, "Cardiac phantoms vendor A (SYNTHETIC)"),
+    ("vendor_b", 40, 2, "Cardiac phantoms vendor B (SYNTHETIC)"),
+    ("vendor_c", 40, 3, "Cardiac phantoms vendor C (SYNTHETIC)"),
+)
+DEMO_SIZE = 128
+
+
+def admin_token(settings: Settings) -> tuple[str, bool]:
+    """``SIKD_ADMIN_TOKEN``, else the token stored under the storage root, else a new one (stored with
+    mode 0600). Returns the token and whether it was just generated."""
+    if settings.admin_token:
+        return settings.admin_token, False
+    path = settings.admin_token_file
+    if path.is_file():
+        return path.read_text().strip(), False
+    token = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token, True
+
+
+def ensure_admin(settings: Settings, token: str) -> int:
+    with session_scope(settings) as s:
+        return crud.ensure_admin(s, token=token).id
+
+
+def ensure_demo_datasets(settings: Settings, owner_id: int) -> list[int]:
+    """Generate and register the demo phantom datasets once (a marker file remembers it, so datasets a
+    user deleted are not recreated). Shared: every user can train on them."""
+    marker = settings.storage_dir / "demo_datasets.json"
+    if marker.is_file():
+        return json.loads(marker.read_text())
+    ids = []
+    for domain, n, seed, name in DEMO_DATASETS:
+        tmp = new_tmp_dir(settings, "demo-")
+        try:
+            folder = generate_phantoms(tmp / domain, domain=domain, n=n, seed=seed, size=DEMO_SIZE)
+            with session_scope(settings) as s:
+                owner = crud.get_user(s, user_id=owner_id)
+                assert owner is not None
+                ids.append(register_folder(s, settings, owner=owner, folder=folder, name=name, shared=True,
+                                           synthetic=True).id)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.info("registered demo dataset %s", name)
+    marker.write_text(json.dumps(ids))
+    return ids

@@ -1,0 +1,125 @@
+"""The service's one settings object, read from the environment (prefix ``SIKD_``) once per process.
+
+The API, the worker and ``sikd serve`` share it. ``DATABASE_URL`` and ``REDIS_URL`` are accepted
+without the prefix too, as most hosting platforms set them. Without a database URL the service uses
+SQLite at ``<storage>/sikd.db``; without a Redis URL it uses the embedded broker (kombu's filesystem
+transport under ``<storage>/broker/``), which needs no extra process.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SIKD_", extra="ignore", populate_by_name=True)
+
+    # ---------------------------------------------------------------- where things live
+    storage_dir: Path = Field(Path("sikd_data"), description="Root of uploads, datasets, caches and runs.")
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("SIKD_DATABASE_URL", "DATABASE_URL", "database_url"),
+        description="SQLAlchemy URL; default sqlite:///<storage>/sikd.db. postgres:// URLs use psycopg 3.")
+    redis_url: str | None = Field(
+        None, validation_alias=AliasChoices("SIKD_REDIS_URL", "REDIS_URL", "redis_url"),
+        description="Celery broker on Redis; unset: the embedded filesystem broker under <storage>/broker.")
+    celery_namespace: str = Field(
+        "sikd", description="Prefix of the Redis keys and name of the control exchange; unique per deployment.")
+    train_queue: str = "train"
+    default_queue: str = "default"
+    visibility_timeout_seconds: int = Field(12 * 3600, ge=60, description="Redis redelivery of unacked jobs.")
+    broker_polling_interval: float = Field(0.2, gt=0, description="Embedded broker: seconds between polls.")
+
+    # ---------------------------------------------------------------- auth
+    admin_token: str | None = Field(None, description="Bearer token of the first admin (else generated).")
+
+    # ---------------------------------------------------------------- uploads
+    max_upload_bytes: int = Field(2 * 1024**3, ge=1, description="Largest dataset .zip accepted.")
+    max_archive_files: int = Field(100_000, ge=1, description="Most entries a dataset .zip may hold.")
+    max_uncompressed_bytes: int = Field(20 * 1024**3, ge=1, description="Largest total size after extraction.")
+    max_compression_ratio: float = Field(100.0, gt=1, description="Largest uncompressed/compressed ratio.")
+    max_predict_files: int = Field(16, ge=1)
+    max_predict_file_bytes: int = Field(32 * 1024**2, ge=1)
+    samples_per_dataset: int = Field(6, ge=0, le=50, description="Thumbnails listed per dataset.")
+    thumbnail_size: int = Field(192, ge=32, le=1024)
+
+    # ---------------------------------------------------------------- experiments and workers
+    max_active_experiments: int = Field(3, ge=1, description="Queued + running experiments per user.")
+    progress_interval_seconds: float = Field(2.0, ge=0, description="Throttle of progress writes.")
+    heartbeat_seconds: float = Field(10.0, gt=0, description="How often a running stage proves it is alive.")
+    stale_heartbeat_seconds: float = Field(120.0, gt=0, description="A running stage silent this long is requeued.")
+    worker_ping_timeout: float = Field(1.0, gt=0)
+    health_cache_seconds: float = Field(5.0, ge=0)
+    predict_cache_size: int = Field(4, ge=1, description="Loaded models kept for /predict.")
+    demo_data: bool = Field(True, description="`sikd serve` preloads SYNTHETIC phantom datasets.")
+
+    @field_validator("storage_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @field_validator("celery_namespace", "train_queue", "default_queue")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,80}", v):
+            raise ValueError(f"use letters, digits, '.', '_' or '-' only; got {v!r}")
+        return v
+
+    # ---------------------------------------------------------------- derived
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        url = self.database_url or f"sqlite:///{self.storage_dir / 'sikd.db'}"
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix):]
+        return url
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.storage_dir / "datasets"
+
+    @property
+    def experiments_dir(self) -> Path:
+        return self.storage_dir / "experiments"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.storage_dir / "cache"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Uploads in progress and folders waiting for removal (same filesystem: renames are atomic)."""
+        return self.storage_dir / "tmp"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.storage_dir / "broker"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.storage_dir / "admin_token"
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    global _settings
+    if _settings is None:
+        _settings = Settings()
+    return _settings
+
+
+def set_settings(settings: Settings | None) -> None:
+    """Replace the process's settings (``sikd serve`` and tests); ``None`` re-reads the environment."""
+    global _settings
+    _settings = settings

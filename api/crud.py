@@ -1,0 +1,399 @@
+"""Queries. Every function takes the session first and keyword-only arguments after it.
+
+Visibility: a user sees the rows they own; admins see every row; shared datasets (the SYNTHETIC demo)
+are visible to all. Invisible rows are reported as missing, so ids of other users' rows reveal nothing.
+
+The worker's state changes are single conditional UPDATEs (claim, heartbeat, finish, "enqueue the
+evaluation once"), atomic on SQLite and Postgres alike, so duplicate deliveries and concurrent workers
+cannot both win.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm import Session, selectinload, undefer
+
+from api.models import (
+    ACTIVE_EXPERIMENT,
+    ApiToken,
+    Dataset,
+    EpochMetric,
+    Experiment,
+    ExperimentDataset,
+    Stage,
+    TrainedModel,
+    User,
+    utcnow,
+)
+
+# ------------------------------------------------------------------------------------------ users
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def get_user_by_token(session: Session, *, token: str) -> User | None:
+    return session.scalar(select(User).join(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+
+
+def get_user(session: Session, *, user_id: int) -> User | None:
+    return session.get(User, user_id)
+
+
+def get_user_by_name(session: Session, *, name: str) -> User | None:
+    return session.scalar(select(User).where(User.name == name))
+
+
+def list_users(session: Session, *, skip: int, limit: int) -> tuple[list[User], int]:
+    count = session.scalar(select(func.count()).select_from(User)) or 0
+    rows = session.scalars(select(User).order_by(User.id).offset(skip).limit(limit)).all()
+    return list(rows), count
+
+
+def create_user(session: Session, *, name: str, is_admin: bool) -> User:
+    user = User(name=name, is_admin=is_admin)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def add_token(session: Session, *, user: User, token: str | None = None) -> str:
+    """Store a new token of ``user`` (hashed) and return it in clear, for showing once."""
+    token = token or secrets.token_urlsafe(32)
+    session.add(ApiToken(user_id=user.id, token_hash=hash_token(token)))
+    session.flush()
+    return token
+
+
+def ensure_admin(session: Session, *, token: str) -> User:
+    """Make ``token`` an admin's token: the token's user if it exists, else the first admin (created as
+    ``admin`` when there is none) gets it."""
+    user = get_user_by_token(session, token=token)
+    if user is not None:
+        if not user.is_admin:
+            raise ValueError("the configured admin token belongs to a user who is not an admin")
+        return user
+    user = session.scalar(select(User).where(User.is_admin).order_by(User.id).limit(1))
+    if user is None:
+        name = "admin"
+        while get_user_by_name(session, name=name) is not None:
+            name += "_"
+        user = create_user(session, name=name, is_admin=True)
+    add_token(session, user=user, token=token)
+    return user
+
+
+# ------------------------------------------------------------------------------------------ datasets
+
+
+def _visible_dataset(user: User) -> Any:
+    return True if user.is_admin else or_(Dataset.owner_id == user.id, Dataset.shared)
+
+
+def list_datasets(session: Session, *, user: User, skip: int, limit: int) -> tuple[list[Dataset], int]:
+    cond = _visible_dataset(user)
+    count = session.scalar(select(func.count()).select_from(Dataset).where(cond)) or 0
+    rows = session.scalars(select(Dataset).where(cond).order_by(Dataset.id).offset(skip).limit(limit)).all()
+    return list(rows), count
+
+
+def get_dataset(session: Session, *, user: User, dataset_id: int, with_manifest: bool = False) -> Dataset | None:
+    q = select(Dataset).where(Dataset.id == dataset_id, _visible_dataset(user))
+    if with_manifest:
+        q = q.options(undefer(Dataset.manifest))
+    return session.scalar(q)
+
+
+def get_datasets_by_id(session: Session, *, ids: Sequence[int], with_manifest: bool = False) -> dict[int, Dataset]:
+    q = select(Dataset).where(Dataset.id.in_(list(ids)))
+    if with_manifest:
+        q = q.options(undefer(Dataset.manifest))
+    return {d.id: d for d in session.scalars(q)}
+
+
+def create_dataset(session: Session, *, owner: User, name: str, manifest: dict[str, Any], stats: dict[str, Any],
+                   size_bytes: int, shared: bool = False, synthetic: bool = False) -> Dataset:
+    ds = Dataset(owner_id=owner.id, name=name, format=manifest["format"], num_pairs=len(manifest["samples"]),
+                 num_classes=len(manifest["class_names"]), class_names=list(manifest["class_names"]),
+                 in_channels=int(manifest["in_channels"]), stats=stats, manifest=manifest,
+                 size_bytes=size_bytes, shared=shared, synthetic=synthetic)
+    session.add(ds)
+    session.flush()
+    return ds
+
+
+def experiments_using_dataset(session: Session, *, dataset_id: int) -> list[Experiment]:
+    q = (select(Experiment).join(ExperimentDataset).where(ExperimentDataset.dataset_id == dataset_id)
+         .order_by(Experiment.id))
+    return list(session.scalars(q))
+
+
+# ------------------------------------------------------------------------------------------ experiments
+
+
+def _visible_owned(model: Any, user: User) -> Any:
+    return True if user.is_admin else model.owner_id == user.id
+
+
+def count_active_experiments(session: Session, *, user: User) -> int:
+    q = select(func.count()).select_from(Experiment).where(
+        Experiment.owner_id == user.id, Experiment.status.in_(ACTIVE_EXPERIMENT))
+    return session.scalar(q) or 0
+
+
+def create_experiment(session: Session, *, owner: User, name: str, spec: dict[str, Any],
+                      stages: Sequence[tuple[str, int]], epochs: dict[str, int],
+                      datasets: Sequence[tuple[str, str, Dataset]]) -> Experiment:
+    """An experiment with its training ``stages`` ``(kind, seed)`` plus one evaluation stage.
+
+    ``datasets`` are ``(role, key, dataset)``. Stages that can start at once are ``queued``; a student
+    waits for its teacher and the evaluation for every training stage (``pending``).
+    """
+    exp = Experiment(owner_id=owner.id, name=name, spec=spec, status="queued")
+    for kind, seed in stages:
+        exp.stages.append(Stage(kind=kind, seed=seed, status="pending" if kind == "student" else "queued",
+                                epochs=epochs[kind], warnings=[]))
+    exp.stages.append(Stage(kind="evaluation", seed=None, status="pending", epochs=0, warnings=[]))
+    for pos, (role, key, ds) in enumerate(datasets):
+        exp.dataset_links.append(ExperimentDataset(dataset_id=ds.id, role=role, position=pos, key=key))
+    session.add(exp)
+    session.flush()
+    return exp
+
+
+def list_experiments(session: Session, *, user: User, status: str | None, skip: int,
+                     limit: int) -> tuple[list[Experiment], int]:
+    cond = [_visible_owned(Experiment, user)]
+    if status:
+        cond.append(Experiment.status == status)
+    count = session.scalar(select(func.count()).select_from(Experiment).where(*cond)) or 0
+    q = (select(Experiment).where(*cond).options(selectinload(Experiment.stages))
+         .order_by(Experiment.id.desc()).offset(skip).limit(limit))
+    return list(session.scalars(q)), count
+
+
+def get_experiment(session: Session, *, user: User, experiment_id: int) -> Experiment | None:
+    q = (select(Experiment).where(Experiment.id == experiment_id, _visible_owned(Experiment, user))
+         .options(selectinload(Experiment.stages)))
+    return session.scalar(q)
+
+
+def epoch_metrics(session: Session, *, stage_ids: Sequence[int]) -> dict[int, list[EpochMetric]]:
+    out: dict[int, list[EpochMetric]] = {i: [] for i in stage_ids}
+    q = select(EpochMetric).where(EpochMetric.stage_id.in_(list(stage_ids))).order_by(EpochMetric.epoch)
+    for m in session.scalars(q):
+        out[m.stage_id].append(m)
+    return out
+
+
+def request_cancel(session: Session, *, experiment_id: int, reason: str | None = None,
+                   status: str = "cancelled") -> bool:
+    """Ask running stages to stop; stages that have not started are cancelled now.
+
+    Returns False when the experiment had already finished (nothing changes then).
+    """
+    now = utcnow()
+    n = session.execute(
+        update(Experiment)
+        .where(Experiment.id == experiment_id, Experiment.status.in_(ACTIVE_EXPERIMENT))
+        .values(cancel_requested=True, status=status, finished_at=now, error=reason)
+    ).rowcount
+    if not n:
+        return False
+    session.execute(
+        update(Stage)
+        .where(Stage.experiment_id == experiment_id, Stage.status.in_(("pending", "queued")))
+        .values(status="cancelled", finished_at=now)
+    )
+    return True
+
+
+def delete_experiment(session: Session, *, experiment: Experiment) -> None:
+    session.delete(experiment)
+    session.flush()
+
+
+# ------------------------------------------------------------------------------------------ models
+
+
+def list_models(session: Session, *, user: User, experiment_id: int | None, skip: int,
+                limit: int) -> tuple[list[TrainedModel], int]:
+    cond = [_visible_owned(TrainedModel, user)]
+    if experiment_id is not None:
+        cond.append(TrainedModel.experiment_id == experiment_id)
+    count = session.scalar(select(func.count()).select_from(TrainedModel).where(*cond)) or 0
+    q = select(TrainedModel).where(*cond).order_by(TrainedModel.id).offset(skip).limit(limit)
+    return list(session.scalars(q)), count
+
+
+def get_model(session: Session, *, user: User, model_id: int) -> TrainedModel | None:
+    return session.scalar(select(TrainedModel).where(TrainedModel.id == model_id,
+                                                     _visible_owned(TrainedModel, user)))
+
+
+# ------------------------------------------------------------------------------------------ worker side
+
+
+def get_stage(session: Session, *, stage_id: int) -> Stage | None:
+    return session.get(Stage, stage_id)
+
+
+def get_experiment_for_worker(session: Session, *, experiment_id: int) -> Experiment | None:
+    return session.scalar(select(Experiment).where(Experiment.id == experiment_id)
+                          .options(selectinload(Experiment.dataset_links)))
+
+
+def claim_stage(session: Session, *, stage_id: int, token: str, worker: str, stale_before: datetime) -> bool:
+    """Take a stage for running: it must wait to run, or run with a heartbeat older than ``stale_before``
+    (its worker died). A duplicate delivery of a live or finished stage claims nothing."""
+    now = utcnow()
+    n = session.execute(
+        update(Stage)
+        .where(Stage.id == stage_id,
+               or_(Stage.status.in_(("pending", "queued")),
+                   and_(Stage.status == "running",
+                        or_(Stage.heartbeat_at.is_(None), Stage.heartbeat_at < stale_before))))
+        .values(status="running", claim_token=token, worker=worker, heartbeat_at=now, attempts=Stage.attempts + 1,
+                started_at=func.coalesce(Stage.started_at, now), finished_at=None, error=None,
+                traceback_summary=None)
+    ).rowcount
+    if n:
+        session.execute(update(Experiment)
+                        .where(Experiment.id == select(Stage.experiment_id).where(Stage.id == stage_id)
+                               .scalar_subquery(), Experiment.status == "queued")
+                        .values(status="running", started_at=now))
+    return bool(n)
+
+
+def update_claimed_stage(session: Session, *, stage_id: int, token: str, **values: Any) -> bool:
+    """Write progress of a stage this worker holds (and prove it is alive); False if the claim was lost."""
+    values.setdefault("heartbeat_at", utcnow())
+    n = session.execute(update(Stage).where(Stage.id == stage_id, Stage.claim_token == token,
+                                            Stage.status == "running").values(**values)).rowcount
+    return bool(n)
+
+
+def finish_stage(session: Session, *, stage_id: int, token: str, status: str, error: str | None = None,
+                 traceback_summary: str | None = None, **values: Any) -> bool:
+    values.update(status=status, finished_at=utcnow(), error=error, traceback_summary=traceback_summary,
+                  eta_seconds=None, claim_token=None)
+    if status == "succeeded":
+        values["progress"] = 1.0
+    return update_claimed_stage(session, stage_id=stage_id, token=token, **values)
+
+
+def experiment_cancel_requested(session: Session, *, experiment_id: int) -> bool:
+    """The cancel flag (a primary-key lookup, asked after every training step); a deleted experiment
+    counts as cancelled."""
+    flag = session.scalar(select(Experiment.cancel_requested).where(Experiment.id == experiment_id))
+    return flag is None or bool(flag)
+
+
+def fail_experiment(session: Session, *, experiment_id: int, error: str) -> None:
+    """Mark the experiment failed and stop its other stages."""
+    request_cancel(session, experiment_id=experiment_id, reason=error, status="failed")
+
+
+def release_student(session: Session, *, experiment_id: int, seed: int) -> None:
+    """The teacher is done: its student (sent next by the Celery chain) is now queued."""
+    session.execute(update(Stage).where(Stage.experiment_id == experiment_id, Stage.kind == "student",
+                                        Stage.seed == seed, Stage.status == "pending").values(status="queued"))
+
+
+def student_id(session: Session, *, experiment_id: int, seed: int | None) -> int | None:
+    return session.scalar(select(Stage.id).where(Stage.experiment_id == experiment_id, Stage.kind == "student",
+                                                 Stage.seed == seed))
+
+
+def stage_succeeded(session: Session, *, experiment_id: int, kind: str, seed: int | None) -> bool:
+    return session.scalar(select(Stage.status).where(Stage.experiment_id == experiment_id, Stage.kind == kind,
+                                                    Stage.seed == seed)) == "succeeded"
+
+
+def queue_evaluation_once(session: Session, *, experiment_id: int) -> int | None:
+    """If every training stage has succeeded and nobody has queued the evaluation yet, mark it queued and
+    return its stage id (exactly one caller ever gets an id back)."""
+    unfinished = exists().where(Stage.experiment_id == experiment_id, Stage.kind != "evaluation",
+                                Stage.status != "succeeded")
+    n = session.execute(
+        update(Experiment)
+        .where(Experiment.id == experiment_id, Experiment.eval_enqueued.is_(False),
+               Experiment.cancel_requested.is_(False), ~unfinished)
+        .values(eval_enqueued=True)
+    ).rowcount
+    if not n:
+        return None
+    stage_id = session.scalar(select(Stage.id).where(Stage.experiment_id == experiment_id,
+                                                     Stage.kind == "evaluation"))
+    session.execute(update(Stage).where(Stage.id == stage_id).values(status="queued"))
+    return stage_id
+
+
+def finish_experiment(session: Session, *, experiment_id: int) -> None:
+    session.execute(update(Experiment).where(Experiment.id == experiment_id, Experiment.status == "running")
+                    .values(status="succeeded", finished_at=utcnow()))
+
+
+def record_epoch(session: Session, *, stage_id: int, attempt: int, logs: dict[str, Any],
+                 replace: bool = True) -> None:
+    """Store one epoch's metrics; an epoch trained again (restart without checkpoint) replaces its row."""
+    fields = ("loss", "seg_loss", "kd_loss", "val_dice", "val_dice_per_class", "best_val_dice", "lr",
+              "train_seconds")
+    values = {k: logs.get(k) for k in fields}
+    row = session.scalar(select(EpochMetric).where(EpochMetric.stage_id == stage_id,
+                                                   EpochMetric.epoch == int(logs["epoch"])))
+    if row is None:
+        session.add(EpochMetric(stage_id=stage_id, epoch=int(logs["epoch"]), attempt=attempt, **values))
+    elif replace:
+        for k, v in values.items():
+            setattr(row, k, v)
+        row.attempt = attempt
+    session.flush()
+
+
+def create_model_row(session: Session, *, stage: Stage, owner_id: int, name: str, path: str, info: dict[str, Any],
+                     size_bytes: int) -> TrainedModel:
+    row = session.scalar(select(TrainedModel).where(TrainedModel.stage_id == stage.id))
+    if row is None:
+        row = TrainedModel(stage_id=stage.id, experiment_id=stage.experiment_id, owner_id=owner_id)
+        session.add(row)
+    row.name, row.path, row.size_bytes = name, path, size_bytes
+    row.method, row.seed = info["method"], int(info["seed"])
+    row.architecture, row.image_size = info["model"], list(info["image_size"])
+    row.num_classes, row.class_names = int(info["num_classes"]), list(info["class_names"])
+    row.best_val_dice = info.get("best_val_dice")
+    session.flush()
+    return row
+
+
+def requeue_stale(session: Session, *, stale_before: datetime, worker: str | None = None,
+                  worker_started: datetime | None = None) -> list[Stage]:
+    """Running stages whose worker is gone go back to ``queued`` and are returned (the caller enqueues
+    them); those of cancelled or failed experiments become ``cancelled``.
+
+    Gone means: no heartbeat since ``stale_before``, or (on a worker's start) the stage was claimed by
+    this same worker name before this worker process started.
+    """
+    gone = [Stage.heartbeat_at.is_(None), Stage.heartbeat_at < stale_before]
+    if worker is not None and worker_started is not None:
+        gone.append(and_(Stage.worker == worker, Stage.heartbeat_at < worker_started))
+    candidates = session.execute(select(Stage, Experiment.cancel_requested).join(Experiment)
+                                 .where(Stage.status == "running", or_(*gone))).all()
+    requeued = []
+    for st, cancelled in candidates:
+        values: dict[str, Any] = ({"status": "cancelled", "finished_at": utcnow()} if cancelled
+                                  else {"status": "queued"})
+        n = session.execute(update(Stage).where(Stage.id == st.id, Stage.status == "running",
+                                                Stage.claim_token == st.claim_token, or_(*gone))
+                            .values(claim_token=None, eta_seconds=None, **values)).rowcount
+        if n and not cancelled:
+            requeued.append(st)
+    session.flush()
+    return requeued

@@ -1,0 +1,54 @@
+"""Dependencies shared by the routes: settings, a DB session per request, the caller, pagination."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from api import crud
+from api.core.config import Settings
+from api.errors import ApiError
+from api.models import User
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.sessionmaker() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_session)]
+_bearer = HTTPBearer(auto_error=False, description="A token from `sikd serve` (admin) or POST /users.")
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def get_current_user(session: SessionDep,
+                     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
+    if creds is None or not creds.credentials:
+        raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'", headers=_CHALLENGE)
+    user = crud.get_user_by_token(session, token=creds.credentials)
+    if user is None:
+        raise ApiError(401, "invalid or revoked token", headers=_CHALLENGE)
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_admin(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise ApiError(403, "only an admin may do this")
+    return user
+
+
+AdminUser = Annotated[User, Depends(get_admin)]
+Skip = Annotated[int, Query(ge=0, description="Items to skip.")]
+Limit = Annotated[int, Query(ge=1, le=500, description="Most items returned.")]

@@ -1,0 +1,227 @@
+"""Experiments on the API side: validate and enqueue, cancel, delete, and read what the pipeline wrote.
+
+The API never trains: it stores the experiment with its stages, commits, and then sends the stage ids
+to the ``train`` queue. Results, overlays and feature maps are files the evaluation stage wrote under
+``<storage>/experiments/<id>/`` (``report.json``, ``report.md``, ``eval/``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from api import crud
+from api.core.config import Settings
+from api.errors import ApiError
+from api.models import ACTIVE_EXPERIMENT, Dataset, Experiment, User
+from api.schemas import ExperimentPublic, StagePublic
+from api.storage import experiment_dir, move_to_trash
+from sikd_core.spec import parse_spec
+from worker import dispatch
+
+log = logging.getLogger("sikd.api.experiments")
+
+
+def _dataset_ids(keys: list[str]) -> dict[str, int]:
+    bad = [k for k in keys if not k.strip().isdigit()]
+    if bad:
+        raise ApiError(422, "datasets are given by id (see GET /datasets); not an id: " + ", ".join(map(repr, bad)),
+                       datasets=bad)
+    return {k: int(k) for k in keys}
+
+
+def create(session: Session, settings: Settings, *, user: User, body: dict[str, Any]) -> Experiment:
+    """Validate a spec whose datasets are ids, store the experiment, then enqueue its first stages."""
+    spec = parse_spec(body)
+    keys = [spec.train_dataset, *spec.eval_datasets]
+    ids = _dataset_ids(keys)
+    if len(set(ids.values())) != len(ids):
+        raise ApiError(422, "a dataset id appears twice among train_dataset and eval_datasets")
+    found: dict[str, Dataset] = {}
+    for key, ds_id in ids.items():
+        ds = crud.get_dataset(session, user=user, dataset_id=ds_id)
+        if ds is not None:
+            found[key] = ds
+    missing = [k for k in keys if k not in found]
+    if missing:
+        raise ApiError(422, "unknown dataset id(s): " + ", ".join(missing), datasets=missing)
+    train = found[spec.train_dataset]
+    mismatch = [found[k] for k in spec.eval_datasets if found[k].num_classes != train.num_classes]
+    if mismatch:
+        raise ApiError(422, f"the training dataset {train.id} ({train.name!r}) has {train.num_classes} classes "
+                            f"({', '.join(train.class_names)}), but " + "; ".join(
+                                f"dataset {d.id} ({d.name!r}) has {d.num_classes} ({', '.join(d.class_names)})"
+                                for d in mismatch) + ": cross-dataset evaluation needs the same classes")
+    active = crud.count_active_experiments(session, user=user)
+    if active >= settings.max_active_experiments:
+        raise ApiError(429, f"you have {active} experiments queued or running; the limit is "
+                            f"{settings.max_active_experiments}. Wait for one to finish or cancel one.")
+    epochs = {"baseline": spec.epochs, "student": spec.epochs, "teacher": spec.effective_teacher_epochs}
+    exp = crud.create_experiment(
+        session, owner=user, name=spec.name, spec=spec.to_json_dict(), stages=spec.stages(), epochs=epochs,
+        datasets=[("train", spec.train_dataset, train)] + [("eval", k, found[k]) for k in spec.eval_datasets])
+    session.commit()
+    student_of = {st.seed: st.id for st in exp.stages if st.kind == "student"}
+    try:
+        for st in exp.stages:
+            if st.status == "queued":
+                dispatch.enqueue_stage(st.id, kind=st.kind,
+                                       then_student_id=student_of.get(st.seed) if st.kind == "teacher" else None)
+    except Exception as e:  # noqa: BLE001 - the broker is down: say so instead of leaving it queued forever
+        log.exception("could not enqueue experiment %d", exp.id)
+        crud.request_cancel(session, experiment_id=exp.id, status="failed",
+                            reason=f"could not be queued (broker unavailable: {e})")
+        session.commit()
+        raise ApiError(503, f"experiment {exp.id} was stored but could not be queued: the broker is unavailable "
+                            f"({e})") from None
+    session.refresh(exp)
+    return exp
+
+
+def progress(exp: Experiment) -> float:
+    """Overall progress: training stages weighted by epochs, the evaluation by a tenth of them."""
+    train = [s for s in exp.stages if s.kind != "evaluation"]
+    total = sum(max(s.epochs, 1) for s in train)
+    weights = [(max(s.epochs, 1), s) for s in train] + [(max(1.0, total / 10), s) for s in exp.stages
+                                                          if s.kind == "evaluation"]
+    if exp.status == "succeeded":
+        return 1.0
+    done = sum(w * (1.0 if s.status == "succeeded" else min(max(s.progress, 0.0), 1.0)) for w, s in weights)
+    return done / sum(w for w, _ in weights) if weights else 0.0
+
+
+def public(exp: Experiment) -> ExperimentPublic:
+    return ExperimentPublic(id=exp.id, name=exp.name, owner_id=exp.owner_id, status=exp.status,  # type: ignore[arg-type]
+                            spec=exp.spec, created_at=exp.created_at, started_at=exp.started_at,
+                            finished_at=exp.finished_at, error=exp.error, progress=progress(exp),
+                            stages=[StagePublic.model_validate(s) for s in exp.stages])
+
+
+def cancel(session: Session, *, exp: Experiment) -> None:
+    if exp.status not in ACTIVE_EXPERIMENT:
+        raise ApiError(409, f"experiment {exp.id} has already {exp.status}; only queued or running experiments "
+                            "can be cancelled")
+    crud.request_cancel(session, experiment_id=exp.id, reason="cancelled by the user")
+    session.commit()
+
+
+def delete(session: Session, settings: Settings, *, exp: Experiment) -> None:
+    """Cancel (running stages stop within a step), remove the rows (models too), then the files."""
+    exp_id = exp.id
+    if exp.status in ACTIVE_EXPERIMENT:
+        crud.request_cancel(session, experiment_id=exp_id, reason="deleted")
+        session.commit()
+    crud.delete_experiment(session, experiment=exp)
+    session.commit()
+    trash = move_to_trash(settings, experiment_dir(settings, exp_id))
+    if trash is not None:
+        try:
+            dispatch.enqueue_removal([str(trash)])
+        except Exception:  # noqa: BLE001 - no broker: remove it here
+            shutil.rmtree(trash, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------ files
+def json_safe(obj: Any) -> Any:
+    """NaN/inf (which the pipeline writes for undefined distances) become null: JSON has no NaN."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def require_finished(exp: Experiment, what: str) -> None:
+    if exp.status != "succeeded":
+        extra = f" ({exp.error})" if exp.error else ""
+        raise ApiError(409, f"experiment {exp.id} is {exp.status}{extra}; its {what} exist once it has succeeded")
+
+
+def read_json(settings: Settings, exp: Experiment, rel: str, what: str) -> Any:
+    require_finished(exp, what)
+    path = experiment_dir(settings, exp.id) / rel
+    if not path.is_file():
+        raise ApiError(404, f"experiment {exp.id} has no {what} ({rel} is missing)")
+    return json_safe(json.loads(path.read_text()))
+
+
+def report(settings: Settings, exp: Experiment) -> dict[str, Any]:
+    return read_json(settings, exp, "report.json", "results")
+
+
+def report_markdown(settings: Settings, exp: Experiment) -> str:
+    require_finished(exp, "report")
+    path = experiment_dir(settings, exp.id) / "report.md"
+    if not path.is_file():
+        raise ApiError(404, f"experiment {exp.id} has no report.md")
+    return path.read_text(encoding="utf-8")
+
+
+def overlays(settings: Settings, exp: Experiment, *, dataset: str | None, category: str | None,
+             sort: str | None) -> list[dict[str, Any]]:
+    items = read_json(settings, exp, "eval/overlays.json", "overlays")
+    if dataset:
+        items = [o for o in items if o["dataset"] == dataset]
+    if category:
+        items = [o for o in items if category in o["categories"]]
+    if sort == "dice_diff":  # largest SIKD gain first
+        items.sort(key=lambda o: -(o["dice_diff"] if o["dice_diff"] is not None else -math.inf))
+    elif sort == "worst":  # lowest Dice of SIKD (else of the only method) first
+        def main_dice(o: dict[str, Any]) -> float:
+            sc = o["scores"].get("sikd") or next(iter(o["scores"].values()), {})
+            return sc.get("dice") if sc.get("dice") is not None else math.inf
+        items.sort(key=main_dice)
+    return items
+
+
+def prediction_files(settings: Settings, exp: Experiment) -> list[tuple[Path, str]]:
+    require_finished(exp, "predictions")
+    root = experiment_dir(settings, exp.id) / "eval" / "predictions"
+    if not root.is_dir():
+        raise ApiError(404, f"experiment {exp.id} kept no predictions (spec save_predictions is false)")
+    return [(p, p.relative_to(root).as_posix()) for p in sorted(root.rglob("*.png")) if p.is_file()]
+
+
+class _Sink:
+    """A write-only file object whose bytes are taken out as they come (zip streaming)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.pos = 0
+
+    def write(self, b: bytes) -> int:
+        self.parts.append(bytes(b))
+        self.pos += len(b)
+        return len(b)
+
+    def tell(self) -> int:
+        return self.pos
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        out = b"".join(self.parts)
+        self.parts = []
+        return out
+
+
+def stream_zip(files: list[tuple[Path, str]]) -> Iterator[bytes]:
+    """A zip of ``(path, name in zip)`` produced file by file (never the whole archive in memory)."""
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as zf:  # type: ignore[arg-type]
+        for path, name in files:
+            with open(path, "rb") as src, zf.open(name, "w") as dst:
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+            yield sink.take()
+    yield sink.take()

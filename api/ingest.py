@@ -1,0 +1,199 @@
+"""Turning an uploaded .zip (or a folder) into a validated dataset row.
+
+Archives are checked twice against zip bombs and path tricks: once on the central directory before
+anything is extracted (entry names, symlinks, entry count, declared sizes and compression ratios) and
+again while extracting, counting the bytes actually written. Validation itself is
+``sikd_core.data.load_dataset(scan=True)``: every pair is read once, and its problems come back with
+the files named. A rejected upload leaves nothing behind: no row and no files.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import stat
+import zipfile
+import zlib
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from api import crud
+from api.core.config import Settings
+from api.errors import ApiError, dataset_error
+from api.models import Dataset, User
+from api.storage import (
+    OutsideFolderError,
+    dataset_dir,
+    discard,
+    folder_size,
+    manifest_from_stored,
+    manifest_to_stored,
+)
+from sikd_core.data import dataset_stats, load_dataset, load_original
+from sikd_core.errors import DatasetError
+from sikd_core.viz import downscale, overlay_contours, overlay_fill, to_rgb_uint8
+
+log = logging.getLogger("sikd.api.ingest")
+
+#: Entries this small are not judged by their compression ratio (tiny files compress oddly).
+RATIO_MIN_BYTES = 1024 * 1024
+CHUNK = 1024 * 1024
+_JUNK_PARTS = {"__MACOSX"}
+
+
+def _is_junk(parts: list[str]) -> bool:
+    return any(p in _JUNK_PARTS for p in parts) or parts[-1] in (".DS_Store", "Thumbs.db")
+
+
+def _entry_problem(info: zipfile.ZipInfo) -> str | None:
+    name = info.filename
+    norm = name.replace("\\", "/")
+    if "\x00" in name:
+        return "a NUL byte in the name"
+    if norm.startswith("/") or re.match(r"^[A-Za-z]:", norm):
+        return "an absolute path"
+    if ".." in norm.split("/"):
+        return "a path that leaves the archive (..)"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "a symbolic link"
+    if info.flag_bits & 0x1:
+        return "encrypted"
+    return None
+
+
+def check_archive(path: Path, settings: Settings) -> list[zipfile.ZipInfo]:
+    """Check the central directory; returns the entries to extract (files, junk skipped)."""
+    if not zipfile.is_zipfile(path):
+        raise ApiError(400, "the upload is not a zip archive; zip the dataset folder (images/ + masks/, or an "
+                            "nnU-Net dataset) and upload the .zip")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise ApiError(400, f"the zip archive cannot be read: {e}") from None
+    unsafe = [(i.filename, p) for i in infos if (p := _entry_problem(i))]
+    if unsafe:
+        raise ApiError(400, "the archive holds unsafe entries: " + "; ".join(f"{n!r} ({p})" for n, p in unsafe[:10]),
+                       problems=[f"{n}: {p}" for n, p in unsafe], files=[n for n, _ in unsafe])
+    files = [i for i in infos if not i.is_dir() and not _is_junk(i.filename.replace("\\", "/").split("/"))]
+    if not files:
+        raise ApiError(400, "the zip archive is empty")
+    names = [i.filename.replace("\\", "/") for i in files]
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise ApiError(400, "the archive lists the same file more than once: " + ", ".join(dups[:10]), files=dups)
+    if len(files) > settings.max_archive_files:
+        raise ApiError(413, f"the archive holds {len(files)} files; the limit is {settings.max_archive_files}")
+    total = sum(i.file_size for i in files)
+    if total > settings.max_uncompressed_bytes:
+        raise ApiError(413, f"the archive would expand to {total} bytes; the limit is "
+                            f"{settings.max_uncompressed_bytes} bytes")
+    ratio = settings.max_compression_ratio
+    bombs = [i.filename for i in files
+             if i.file_size > RATIO_MIN_BYTES and i.file_size > ratio * max(i.compress_size, 1)]
+    if bombs:
+        raise ApiError(413, f"suspicious compression ratio (over {ratio:g}:1) of " + ", ".join(bombs[:10]),
+                       files=bombs)
+    archive = path.stat().st_size
+    if total > RATIO_MIN_BYTES and total > ratio * max(archive, 1):
+        raise ApiError(413, f"the archive expands {total / max(archive, 1):.0f}-fold; the limit is {ratio:g}:1")
+    return files
+
+
+def extract_archive(path: Path, files: list[zipfile.ZipInfo], dest: Path, settings: Settings) -> None:
+    """Extract ``files`` under ``dest``, counting the bytes really written against the declared sizes."""
+    budget = settings.max_uncompressed_bytes
+    written_total = 0
+    root = dest.resolve()
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in files:
+                rel = info.filename.replace("\\", "/").lstrip("/")
+                target = (root / rel).resolve()
+                if root not in target.parents:  # belt and braces after check_archive
+                    raise ApiError(400, f"unsafe entry {info.filename!r}", files=[info.filename])
+                target.parent.mkdir(parents=True, exist_ok=True)
+                written = 0
+                with zf.open(info) as src, open(target, "wb") as out:
+                    while chunk := src.read(CHUNK):
+                        written += len(chunk)
+                        written_total += len(chunk)
+                        if written > info.file_size or written_total > budget:
+                            raise ApiError(413, f"{info.filename} expands beyond its declared size "
+                                                f"({info.file_size} bytes): rejected as a zip bomb",
+                                           files=[info.filename])
+                        out.write(chunk)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+        raise ApiError(400, f"the zip archive is corrupt or uses an unsupported compression: {e}") from None
+
+
+def register_folder(session: Session, settings: Settings, *, owner: User, folder: Path, name: str,
+                    shared: bool = False, synthetic: bool = False) -> Dataset:
+    """Validate the dataset in ``folder``, move it to ``<storage>/datasets/<id>/`` and add its row.
+
+    The caller commits. On any error the folder is left where it was (the caller discards it).
+    """
+    try:
+        manifest = load_dataset(folder, name=name, scan=True)
+    except DatasetError as e:
+        raise dataset_error(e) from None
+    try:
+        stored = manifest_to_stored(manifest, folder)
+    except OutsideFolderError as e:
+        raise ApiError(400, str(e), files=e.files) from None
+    ds = crud.create_dataset(session, owner=owner, name=name, manifest=stored, stats=dataset_stats(manifest),
+                             size_bytes=folder_size(folder), shared=shared, synthetic=synthetic)
+    final = dataset_dir(settings, ds.id)
+    if final.exists():  # left over from an older database on the same storage
+        discard(settings, final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(folder, final)
+    return ds
+
+
+def ingest_zip(session: Session, settings: Settings, *, owner: User, archive: Path, name: str,
+               workdir: Path) -> Dataset:
+    """Check, extract, validate and register an uploaded zip; commits on success, leaves nothing on failure."""
+    files = check_archive(archive, settings)
+    folder = workdir / "data"
+    folder.mkdir()
+    ds = None
+    try:
+        extract_archive(archive, files, folder, settings)
+        archive.unlink()  # the extracted copy is kept; free the space now
+        ds = register_folder(session, settings, owner=owner, folder=folder, name=name)
+        session.commit()
+        return ds
+    except BaseException:
+        session.rollback()
+        if ds is not None:
+            discard(settings, dataset_dir(settings, ds.id))
+        raise
+
+
+def dataset_manifest(settings: Settings, ds: Dataset):  # -> sikd_core.data.Manifest
+    return manifest_from_stored(ds.manifest, dataset_dir(settings, ds.id))
+
+
+def thumbnail_png(settings: Settings, ds: Dataset, index: int) -> bytes:
+    """A small picture of sample ``index``: classes filled and outlined over the image (cached on disk)."""
+    cache = dataset_dir(settings, ds.id) / ".thumbs" / f"{index}_{settings.thumbnail_size}.png"
+    if cache.is_file():
+        return cache.read_bytes()
+    manifest = dataset_manifest(settings, ds)
+    image, label = load_original(manifest, index)
+    picture = overlay_contours(overlay_fill(to_rgb_uint8(image), label.astype("uint8")), {"ground_truth": label})
+    picture = downscale(picture, settings.thumbnail_size)
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, format="PNG")
+    data = buf.getvalue()
+    cache.parent.mkdir(exist_ok=True)
+    tmp = cache.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, cache)
+    return data

@@ -1,0 +1,56 @@
+"""The FastAPI application: ``create_app()`` (``uvicorn api.main:create_app --factory``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import crud
+from api.core.config import Settings, get_settings
+from api.db import session_factory, session_scope, upgrade_database
+from api.errors import install_error_handlers
+from api.predict import ModelCache
+from api.routes import datasets, experiments, health, models, users
+from api.routes.health import HealthChecker, service_version
+from api.storage import ensure_layout
+
+DESCRIPTION = """Train and compare segmentation models with **shape-intensity knowledge distillation** (SIKD):
+upload datasets, start experiments (baseline vs SIKD, intra- and cross-dataset), follow their progress,
+read results and overlays, download models and segment new images.
+
+Authenticate with `Authorization: Bearer <token>` (the admin token is printed by `sikd serve`)."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; at start it applies the database migrations and registers ``SIKD_ADMIN_TOKEN``."""
+    settings = settings or get_settings()
+
+    from worker.celery_app import configure
+
+    configure(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ensure_layout(settings)
+        upgrade_database(settings)
+        if settings.admin_token:
+            with session_scope(settings) as s:
+                crud.ensure_admin(s, token=settings.admin_token)
+        yield
+
+    app = FastAPI(title="SIKD Studio", version=service_version(), description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.sessionmaker = session_factory(settings)
+    app.state.model_cache = ModelCache(settings.predict_cache_size)
+    app.state.health = HealthChecker(settings)
+    install_error_handlers(app)
+    for r in (health.router, users.router, datasets.router, experiments.router, models.router):
+        app.include_router(r)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> dict[str, str]:
+        return {"name": "SIKD Studio", "docs": "/docs", "health": "/health"}
+
+    return app

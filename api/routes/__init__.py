@@ -1,0 +1,1 @@
+"""One router per resource; handlers are thin (queries live in api.crud)."""

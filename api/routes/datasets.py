@@ -1,0 +1,125 @@
+"""Datasets: upload a .zip, list, inspect (statistics and thumbnails), delete."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from api import crud, ingest
+from api.deps import CurrentUser, Limit, SessionDep, SettingsDep, Skip
+from api.errors import ApiError, not_found
+from api.models import Dataset
+from api.schemas import DatasetDetail, DatasetPublic, Message, Page, SamplePublic
+from api.storage import dataset_dir, move_to_trash, new_tmp_dir
+from api.uploads import receive_multipart
+from sikd_core.data import Sample
+from worker import dispatch
+
+router = APIRouter(tags=["datasets"])
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {
+                "file": {"type": "string", "format": "binary",
+                         "description": "A .zip of images/ + masks/ (optionally inside one folder) or an nnU-Net "
+                                        "dataset (dataset.json, imagesTr/, labelsTr/)."},
+                "name": {"type": "string", "maxLength": 200, "description": "Display name (default: the file name)."},
+            }}}},
+    }
+}
+
+
+def _detail(request: Request, ds: Dataset, k: int) -> DatasetDetail:
+    samples = ds.manifest["samples"]
+    picks = sorted({int(i) for i in np.linspace(0, len(samples) - 1, min(k, len(samples)))}) if samples else []
+    return DatasetDetail(
+        **DatasetPublic.model_validate(ds).model_dump(), stats=ds.stats,
+        samples=[SamplePublic(index=i, key=Sample.from_dict(samples[i]).key,
+                              url=str(request.app.url_path_for("dataset_sample", dataset_id=str(ds.id), index=str(i))))
+                 for i in picks])
+
+
+@router.post("/datasets", response_model=DatasetDetail, status_code=201, openapi_extra=_UPLOAD_BODY,
+             responses={400: {"model": Message}, 413: {"model": Message}, 422: {"model": Message}})
+async def upload_dataset(request: Request, session: SessionDep, settings: SettingsDep,
+                         user: CurrentUser) -> DatasetDetail:
+    """Upload a dataset .zip (multipart field ``file``, optional ``name``); it is validated in full.
+
+    Rejections name the problem and the files (``problems``, ``files``); nothing is kept from them.
+    """
+    workdir = new_tmp_dir(settings, "upload-")
+    try:
+        form = await receive_multipart(request, dest=workdir / "upload", file_fields={"file"},
+                                       max_file_bytes=settings.max_upload_bytes,
+                                       max_total_bytes=settings.max_upload_bytes, max_files=1)
+        if not form.files:
+            raise ApiError(422, "no file received: send the .zip in the multipart field 'file'")
+        upload = form.files[0]
+        name = (form.fields.get("name") or "").strip() or Path(upload.filename).stem
+        if not 1 <= len(name) <= 200:
+            raise ApiError(422, "the dataset name must have 1 to 200 characters")
+        ds = await run_in_threadpool(ingest.ingest_zip, session, settings, owner=user, archive=upload.path,
+                                     name=name, workdir=workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return _detail(request, ds, settings.samples_per_dataset)
+
+
+@router.get("/datasets", response_model=Page[DatasetPublic])
+def list_datasets(session: SessionDep, user: CurrentUser, skip: Skip = 0, limit: Limit = 100) -> Page[DatasetPublic]:
+    rows, count = crud.list_datasets(session, user=user, skip=skip, limit=limit)
+    return Page(data=[DatasetPublic.model_validate(d) for d in rows], count=count)
+
+
+@router.get("/datasets/{dataset_id}", response_model=DatasetDetail)
+def read_dataset(dataset_id: int, request: Request, session: SessionDep, settings: SettingsDep,
+                 user: CurrentUser) -> DatasetDetail:
+    ds = crud.get_dataset(session, user=user, dataset_id=dataset_id, with_manifest=True)
+    if ds is None:
+        raise not_found("dataset", dataset_id)
+    return _detail(request, ds, settings.samples_per_dataset)
+
+
+@router.get("/datasets/{dataset_id}/samples/{index}.png", name="dataset_sample",
+            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+def dataset_sample(dataset_id: int, index: int, session: SessionDep, settings: SettingsDep,
+                   user: CurrentUser) -> Response:
+    """A thumbnail of sample ``index`` with its mask overlaid."""
+    ds = crud.get_dataset(session, user=user, dataset_id=dataset_id, with_manifest=True)
+    if ds is None:
+        raise not_found("dataset", dataset_id)
+    if not 0 <= index < ds.num_pairs:
+        raise ApiError(404, f"dataset {dataset_id} has samples 0..{ds.num_pairs - 1}; there is no sample {index}")
+    return Response(ingest.thumbnail_png(settings, ds, index), media_type="image/png",
+                    headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.delete("/datasets/{dataset_id}", status_code=204, response_class=Response,
+               responses={409: {"model": Message}})
+def delete_dataset(dataset_id: int, session: SessionDep, settings: SettingsDep, user: CurrentUser) -> Response:
+    ds = crud.get_dataset(session, user=user, dataset_id=dataset_id)
+    if ds is None:
+        raise not_found("dataset", dataset_id)
+    if ds.owner_id != user.id and not user.is_admin:
+        raise ApiError(403, f"dataset {dataset_id} is shared with you; only its owner or an admin may delete it")
+    users = crud.experiments_using_dataset(session, dataset_id=dataset_id)
+    if users:
+        names = ", ".join(f"{e.id} ({e.name!r})" for e in users)
+        raise ApiError(409, f"dataset {dataset_id} is used by experiment(s) {names}; delete them first",
+                       experiments=[e.id for e in users])
+    session.delete(ds)
+    session.commit()
+    trash = move_to_trash(settings, dataset_dir(settings, dataset_id))
+    if trash is not None:
+        try:
+            dispatch.enqueue_removal([str(trash)])
+        except Exception:  # noqa: BLE001 - no broker: remove it here
+            shutil.rmtree(trash, ignore_errors=True)
+    return Response(status_code=204)

@@ -1,0 +1,185 @@
+"""Experiments: create (enqueue), follow, cancel, delete; results, report, overlays, feature maps, files."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
+
+from api import crud
+from api import experiments as svc
+from api.deps import CurrentUser, Limit, SessionDep, SettingsDep, Skip
+from api.errors import not_found
+from api.models import Experiment
+from api.schemas import (
+    EpochMetricPublic,
+    ExperimentMetrics,
+    ExperimentPublic,
+    ExperimentResults,
+    ExperimentStatus,
+    FeaturePublic,
+    Message,
+    ModelOption,
+    OptionsPublic,
+    OverlayPublic,
+    Page,
+    ResultRow,
+    StageMetrics,
+)
+from api.storage import experiment_dir, safe_join
+from sikd_core.models import MODELS
+from sikd_core.spec import METHODS, TEACHER_INPUTS, ExperimentSpec
+
+router = APIRouter(tags=["experiments"])
+
+_SPEC_EXAMPLE = {"name": "phantom-demo", "train_dataset": 1, "eval_datasets": [2, 3], "image_size": 96,
+                 "epochs": 6, "model_kwargs": {"widths": [16, 32, 64, 128]}, "seeds": [0]}
+
+
+def _get(session: SessionDep, user: CurrentUser, experiment_id: int) -> Experiment:
+    exp = crud.get_experiment(session, user=user, experiment_id=experiment_id)
+    if exp is None:
+        raise not_found("experiment", experiment_id)
+    return exp
+
+
+@router.get("/options", response_model=OptionsPublic)
+def options(user: CurrentUser) -> OptionsPublic:
+    """What an experiment can be made of: networks, methods, teacher inputs, spec defaults and schema."""
+    defaults = {k: f.get_default(call_default_factory=True) for k, f in ExperimentSpec.model_fields.items()
+                if not f.is_required()}
+    return OptionsPublic(
+        models=[ModelOption(name=m.name, description=m.description, skip_switch=m.skip_switch, defaults=m.defaults)
+                for m in sorted(MODELS.values(), key=lambda m: m.name)],
+        methods=list(METHODS), teacher_inputs=list(TEACHER_INPUTS),
+        spec_defaults=defaults,
+        spec_schema=ExperimentSpec.model_json_schema())
+
+
+@router.post("/experiments", response_model=ExperimentPublic, status_code=201,
+             responses={422: {"model": Message}, 429: {"model": Message}, 503: {"model": Message}})
+def create_experiment(
+    body: Annotated[dict[str, Any], Body(description="An ExperimentSpec (see GET /options) whose train_dataset and "
+                                                     "eval_datasets are dataset ids.",
+                                         examples=[_SPEC_EXAMPLE])],
+    session: SessionDep, settings: SettingsDep, user: CurrentUser,
+) -> ExperimentPublic:
+    """Validate, store and enqueue an experiment; answers at once (training runs on the workers)."""
+    return svc.public(svc.create(session, settings, user=user, body=body))
+
+
+@router.get("/experiments", response_model=Page[ExperimentPublic])
+def list_experiments(session: SessionDep, user: CurrentUser, status: ExperimentStatus | None = None,
+                     skip: Skip = 0, limit: Limit = 100) -> Page[ExperimentPublic]:
+    rows, count = crud.list_experiments(session, user=user, status=status, skip=skip, limit=limit)
+    return Page(data=[svc.public(e) for e in rows], count=count)
+
+
+@router.get("/experiments/{experiment_id}", response_model=ExperimentPublic)
+def read_experiment(experiment_id: int, session: SessionDep, user: CurrentUser) -> ExperimentPublic:
+    return svc.public(_get(session, user, experiment_id))
+
+
+@router.get("/experiments/{experiment_id}/metrics", response_model=ExperimentMetrics)
+def experiment_metrics(experiment_id: int, session: SessionDep, user: CurrentUser) -> ExperimentMetrics:
+    """Per-epoch curves of every training stage."""
+    exp = _get(session, user, experiment_id)
+    stages = [s for s in exp.stages if s.kind != "evaluation"]
+    rows = crud.epoch_metrics(session, stage_ids=[s.id for s in stages])
+    data = [StageMetrics(stage_id=s.id, kind=s.kind, seed=s.seed, status=s.status,  # type: ignore[arg-type]
+                         epochs=[EpochMetricPublic.model_validate(m) for m in rows[s.id]]) for s in stages]
+    train = crud.get_datasets_by_id(session, ids=[lk.dataset_id for lk in exp.dataset_links if lk.role == "train"])
+    class_names = next((ds.class_names for ds in train.values()), [])
+    return ExperimentMetrics(data=data, count=len(data), class_names=class_names)
+
+
+@router.get("/experiments/{experiment_id}/results", response_model=ExperimentResults,
+            responses={409: {"model": Message}})
+def experiment_results(experiment_id: int, session: SessionDep, settings: SettingsDep,
+                       user: CurrentUser) -> ExperimentResults:
+    """Dice, IoU and HD95 of every model on every dataset, the summary over seeds and the paired comparisons."""
+    rep = svc.report(settings, _get(session, user, experiment_id))
+    rows = [ResultRow(**r) for r in rep["rows"]]
+    return ExperimentResults(data=rows, count=len(rows), summary=rep["summary"], comparisons=rep["comparisons"],
+                             class_names=rep["class_names"], units=rep["units"],
+                             dataset_units=rep.get("dataset_units", {}), warnings=rep.get("warnings", []))
+
+
+@router.get("/experiments/{experiment_id}/report", response_class=PlainTextResponse,
+            responses={200: {"content": {"text/markdown": {}}}, 409: {"model": Message}})
+def experiment_report(experiment_id: int, session: SessionDep, settings: SettingsDep,
+                      user: CurrentUser) -> PlainTextResponse:
+    text = svc.report_markdown(settings, _get(session, user, experiment_id))
+    return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
+
+
+@router.post("/experiments/{experiment_id}/cancel", response_model=ExperimentPublic,
+             responses={409: {"model": Message}})
+def cancel_experiment(experiment_id: int, session: SessionDep, user: CurrentUser) -> ExperimentPublic:
+    """Stop the experiment: running stages stop within one training step."""
+    exp = _get(session, user, experiment_id)
+    svc.cancel(session, exp=exp)
+    session.expire_all()
+    return svc.public(_get(session, user, experiment_id))
+
+
+@router.delete("/experiments/{experiment_id}", status_code=204, response_class=Response)
+def delete_experiment(experiment_id: int, session: SessionDep, settings: SettingsDep, user: CurrentUser) -> Response:
+    """Cancel if needed, then remove the experiment, its models and its files."""
+    svc.delete(session, settings, exp=_get(session, user, experiment_id))
+    return Response(status_code=204)
+
+
+def _file_url(request: Request, experiment_id: int, rel: str) -> str:
+    return str(request.app.url_path_for("experiment_file", experiment_id=str(experiment_id), path=rel))
+
+
+@router.get("/experiments/{experiment_id}/overlays", response_model=Page[OverlayPublic],
+            responses={409: {"model": Message}})
+def experiment_overlays(
+    experiment_id: int, request: Request, session: SessionDep, settings: SettingsDep, user: CurrentUser,
+    dataset: str | None = None,
+    category: Literal["worst", "sikd_better", "baseline_better", "typical"] | None = None,
+    sort: Annotated[Literal["dice_diff", "worst"] | None,
+                    Query(description="dice_diff: largest SIKD gain first; worst: lowest Dice first")] = None,
+    skip: Skip = 0, limit: Limit = 100,
+) -> Page[OverlayPublic]:
+    """Contour overlays (image, ground truth, baseline, SIKD) of selected cases, each with its PNG's URL."""
+    items = svc.overlays(settings, _get(session, user, experiment_id), dataset=dataset, category=category, sort=sort)
+    page = [OverlayPublic(**o, url=_file_url(request, experiment_id, o["file"])) for o in items[skip:skip + limit]]
+    return Page(data=page, count=len(items))
+
+
+@router.get("/experiments/{experiment_id}/features", response_model=Page[FeaturePublic],
+            responses={409: {"model": Message}})
+def experiment_features(experiment_id: int, request: Request, session: SessionDep, settings: SettingsDep,
+                        user: CurrentUser, dataset: str | None = None) -> Page[FeaturePublic]:
+    """Penultimate feature maps of baseline, teacher and student side by side (the paper's Fig. 7)."""
+    items = svc.read_json(settings, _get(session, user, experiment_id), "eval/features.json", "feature maps")
+    if dataset:
+        items = [f for f in items if f["dataset"] == dataset]
+    return Page(data=[FeaturePublic(**f, url=_file_url(request, experiment_id, f["file"])) for f in items],
+                count=len(items))
+
+
+@router.get("/experiments/{experiment_id}/files/{path:path}", name="experiment_file", response_class=FileResponse)
+def experiment_file(experiment_id: int, path: str, session: SessionDep, settings: SettingsDep,
+                    user: CurrentUser) -> FileResponse:
+    """A file under the experiment's ``eval/`` folder (overlays, feature maps, predictions, cases.json)."""
+    exp = _get(session, user, experiment_id)
+    target = safe_join(experiment_dir(settings, exp.id) / "eval", path)
+    if target is None:
+        raise not_found("file", path)
+    return FileResponse(target)
+
+
+@router.get("/experiments/{experiment_id}/predictions.zip", response_class=StreamingResponse,
+            responses={200: {"content": {"application/zip": {}}}, 409: {"model": Message}})
+def experiment_predictions(experiment_id: int, session: SessionDep, settings: SettingsDep,
+                           user: CurrentUser) -> StreamingResponse:
+    """The predicted masks (first seed) as a zip: ``<method>/<dataset>/<case>.png``, streamed."""
+    files = svc.prediction_files(settings, _get(session, user, experiment_id))
+    return StreamingResponse(svc.stream_zip(files), media_type="application/zip",
+                             headers={"Content-Disposition": f'attachment; filename="experiment-{experiment_id}'
+                                                             f'-predictions.zip"'})

@@ -1,0 +1,84 @@
+"""Trained models (every baseline and SIKD student): list, download, predict."""
+
+from __future__ import annotations
+
+import shutil
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
+
+from api import crud
+from api.deps import CurrentUser, Limit, SessionDep, SettingsDep, Skip
+from api.errors import ApiError, not_found
+from api.models import TrainedModel
+from api.predict import predict_files
+from api.schemas import Message, ModelPublic, Page, Predictions
+from api.storage import new_tmp_dir
+from api.uploads import receive_multipart
+
+router = APIRouter(tags=["models"])
+
+_PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["files"],
+            "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                                     "description": "One or more images (PNG, JPEG, TIFF, BMP, 2D NIfTI)."}}}}},
+    }
+}
+
+
+def _get(session: SessionDep, user: CurrentUser, model_id: int) -> TrainedModel:
+    row = crud.get_model(session, user=user, model_id=model_id)
+    if row is None:
+        raise not_found("model", model_id)
+    return row
+
+
+@router.get("/models", response_model=Page[ModelPublic])
+def list_models(session: SessionDep, user: CurrentUser, experiment_id: int | None = None, skip: Skip = 0,
+                limit: Limit = 100) -> Page[ModelPublic]:
+    rows, count = crud.list_models(session, user=user, experiment_id=experiment_id, skip=skip, limit=limit)
+    return Page(data=[ModelPublic.model_validate(m) for m in rows], count=count)
+
+
+@router.get("/models/{model_id}", response_model=ModelPublic)
+def read_model(model_id: int, session: SessionDep, user: CurrentUser) -> ModelPublic:
+    return ModelPublic.model_validate(_get(session, user, model_id))
+
+
+@router.get("/models/{model_id}/download", response_class=FileResponse)
+def download_model(model_id: int, session: SessionDep, settings: SettingsDep, user: CurrentUser) -> FileResponse:
+    """The ``model.pt`` bundle (weights + spec); use it with ``sikd predict`` or ``sikd_core.inference``."""
+    row = _get(session, user, model_id)
+    path = settings.storage_dir / row.path
+    if not path.is_file():
+        raise ApiError(404, f"the file of model {model_id} is missing")
+    return FileResponse(path, media_type="application/octet-stream",
+                        filename=f"sikd-exp{row.experiment_id}-{row.method}-seed{row.seed}.pt")
+
+
+@router.post("/models/{model_id}/predict", response_model=Predictions, openapi_extra=_PREDICT_BODY,
+             responses={413: {"model": Message}, 422: {"model": Message}})
+async def predict(model_id: int, request: Request, session: SessionDep, settings: SettingsDep,
+                  user: CurrentUser) -> Predictions:
+    """Segment uploaded images (multipart field ``files``, repeatable): masks and overlays as base64 PNG."""
+    row = await run_in_threadpool(_get, session, user, model_id)
+    path = settings.storage_dir / row.path
+    if not path.is_file():
+        raise ApiError(404, f"the file of model {model_id} is missing")
+    workdir = new_tmp_dir(settings, "predict-")
+    try:
+        form = await receive_multipart(request, dest=workdir, file_fields={"files"},
+                                       max_file_bytes=settings.max_predict_file_bytes,
+                                       max_total_bytes=settings.max_predict_file_bytes * settings.max_predict_files,
+                                       max_files=settings.max_predict_files)
+        if not form.files:
+            raise ApiError(422, "no images received: send them in the multipart field 'files'")
+        loaded = await run_in_threadpool(request.app.state.model_cache.get, path)
+        data = await run_in_threadpool(predict_files, loaded, form.files)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return Predictions(data=data, model_id=model_id)

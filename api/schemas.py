@@ -1,0 +1,252 @@
+"""Request and response bodies: ``XCreate`` (in) and ``XPublic`` (out) families; lists are ``{data, count}``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+ExperimentStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+StageStatus = Literal["pending", "queued", "running", "succeeded", "failed", "cancelled"]
+StageKind = Literal["baseline", "teacher", "student", "evaluation"]
+
+
+class ORM(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    count: int = Field(description="Number of items matching the query (all pages).")
+
+
+class Message(BaseModel):
+    detail: str
+
+
+# ------------------------------------------------------------------------------------------ users
+class UserCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.@+-]+$")
+    is_admin: bool = False
+
+
+class UserPublic(ORM):
+    id: int
+    name: str
+    is_admin: bool
+    created_at: datetime
+
+
+class TokenPublic(BaseModel):
+    token: str = Field(description="Send as 'Authorization: Bearer <token>'. Shown once; only its hash is stored.")
+    user: UserPublic
+
+
+# ------------------------------------------------------------------------------------------ datasets
+class DatasetPublic(ORM):
+    id: int
+    name: str
+    owner_id: int
+    format: str
+    num_pairs: int
+    num_classes: int
+    class_names: list[str]
+    in_channels: int
+    size_bytes: int
+    shared: bool
+    synthetic: bool
+    created_at: datetime
+
+
+class SamplePublic(BaseModel):
+    index: int
+    key: str
+    url: str
+
+
+class DatasetDetail(DatasetPublic):
+    stats: dict[str, Any] = Field(description="pairs, image sizes, modes, classes with pixel fractions, warnings")
+    samples: list[SamplePublic] = Field(description="Thumbnails with the mask overlaid.")
+
+
+# ------------------------------------------------------------------------------------------ experiments
+class StagePublic(ORM):
+    id: int
+    kind: StageKind
+    seed: int | None
+    status: StageStatus
+    progress: float
+    epoch: int
+    epochs: int
+    loss: float | None
+    val_dice: float | None
+    best_val_dice: float | None
+    eta_seconds: float | None
+    message: str | None = None
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None = None
+    worker: str | None = None
+    attempts: int = 0
+    resumed_from_epoch: int | None = None
+    error: str | None
+    traceback_summary: str | None
+    warnings: list[str] = []
+
+
+class ExperimentPublic(ORM):
+    id: int
+    name: str
+    owner_id: int
+    status: ExperimentStatus
+    spec: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    progress: float = Field(ge=0, le=1)
+    stages: list[StagePublic]
+
+
+class EpochMetricPublic(ORM):
+    epoch: int
+    attempt: int
+    loss: float | None
+    seg_loss: float | None
+    kd_loss: float | None
+    val_dice: float | None
+    val_dice_per_class: list[float] | None
+    best_val_dice: float | None
+    lr: float | None
+    train_seconds: float | None
+
+
+class StageMetrics(BaseModel):
+    stage_id: int
+    kind: StageKind
+    seed: int | None
+    status: StageStatus
+    epochs: list[EpochMetricPublic]
+
+
+class ExperimentMetrics(Page[StageMetrics]):
+    class_names: list[str]
+
+
+class ResultRow(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    method: str
+    seed: int
+    dataset: str
+    split: Literal["intra", "cross"]
+    dice: float | None
+    iou: float | None
+    hd95: float | None
+    per_class: dict[str, dict[str, float | None]]
+
+
+class ExperimentResults(Page[ResultRow]):
+    summary: list[dict[str, Any]]
+    comparisons: list[dict[str, Any]]
+    class_names: list[str]
+    units: str
+    dataset_units: dict[str, str] = {}
+    warnings: list[str] = []
+
+
+class OverlayPublic(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    dataset: str
+    split: str
+    case: str
+    key: str
+    categories: list[str]
+    scores: dict[str, dict[str, float | None]]
+    dice_diff: float | None
+    file: str
+    url: str
+
+
+class FeaturePublic(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    dataset: str
+    split: str
+    key: str
+    panels: list[str]
+    file: str
+    url: str
+
+
+# ------------------------------------------------------------------------------------------ models
+class ModelPublic(ORM):
+    id: int
+    name: str
+    owner_id: int
+    experiment_id: int
+    stage_id: int
+    method: str
+    seed: int
+    architecture: str
+    image_size: list[int]
+    num_classes: int
+    class_names: list[str]
+    best_val_dice: float | None
+    size_bytes: int
+    created_at: datetime
+
+
+class PredictionPublic(BaseModel):
+    filename: str
+    width: int
+    height: int
+    class_fractions: dict[str, float]
+    mask_values: Literal["0/255", "class index"] = Field(
+        description="Binary models give a 0/255 mask, others the class index per pixel.")
+    mask_png: str = Field(description="base64 PNG")
+    overlay_png: str = Field(description="base64 PNG: the image with the prediction filled and outlined")
+
+
+class Predictions(BaseModel):
+    data: list[PredictionPublic]
+    model_id: int
+
+
+# ------------------------------------------------------------------------------------------ service
+class CheckPublic(BaseModel):
+    ok: bool
+    detail: str
+
+
+class WorkersPublic(BaseModel):
+    ok: bool
+    count: int
+    names: list[str]
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: CheckPublic
+    broker: CheckPublic
+    workers: WorkersPublic
+    version: str
+
+
+class ModelOption(BaseModel):
+    name: str
+    description: str
+    skip_switch: bool
+    defaults: dict[str, Any]
+
+
+class OptionsPublic(BaseModel):
+    models: list[ModelOption]
+    methods: list[str]
+    teacher_inputs: list[str]
+    spec_defaults: dict[str, Any]
+    spec_schema: dict[str, Any]

@@ -1,0 +1,170 @@
+"""``sikd serve``: the whole service on one machine, with nothing else to install or start.
+
+It applies the migrations, makes sure the admin token exists (printing it), preloads the SYNTHETIC
+demo datasets, then runs the API (uvicorn), one Celery worker (``-Q train,default -c 1``) and, when
+``ui/streamlit_app.py`` exists, the dashboard, as child processes. Ctrl-C or SIGTERM stops them all.
+
+SQLite at ``<storage>/sikd.db`` and the embedded broker are used unless ``DATABASE_URL`` /
+``REDIS_URL`` (or their ``SIKD_`` forms) say otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from api.bootstrap import admin_token, ensure_admin, ensure_demo_datasets
+from api.core.config import Settings, set_settings
+from api.db import upgrade_database
+from api.storage import ensure_layout
+
+log = logging.getLogger("sikd.serve")
+
+UI_APP = Path(__file__).resolve().parents[1] / "ui" / "streamlit_app.py"
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the child gets SIGTERM when ``sikd serve`` dies, even from SIGKILL."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _start(cmd: list[str], env: dict[str, str], name: str) -> subprocess.Popen:
+    log.info("starting %s: %s", name, " ".join(cmd))
+    preexec = _die_with_parent if sys.platform.startswith("linux") else None
+    return subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=preexec)  # noqa: PLW1509
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def stop_children(children: dict[str, subprocess.Popen], grace: float = 8.0) -> None:
+    """SIGTERM everyone; a worker still busy with a training step gets SIGQUIT (cold shutdown: its stage
+    resumes from the last checkpoint at the next start); whatever remains is killed."""
+    for proc in children.values():
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for name, proc in children.items():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGQUIT if name == "worker" else signal.SIGKILL)
+    for proc in children.values():
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait(timeout=5)
+    for proc in children.values():  # grandchildren (e.g. the worker's pool process)
+        _signal_group(proc, signal.SIGKILL)
+
+
+def _reset_embedded_control(settings: Settings) -> None:
+    """Before our worker starts: forget broadcast bindings of workers that died without unbinding, and
+    drop messages that are not jobs (pings and replies nobody will read)."""
+    control = settings.broker_dir / "control"
+    if control.is_dir():
+        for f in control.iterdir():
+            f.unlink(missing_ok=True)
+    jobs = {f"{settings.train_queue}.msg", f"{settings.default_queue}.msg"}
+    queue = settings.broker_dir / "queue"
+    if queue.is_dir():
+        for f in queue.iterdir():
+            if f.name.partition(".")[2] not in jobs:
+                f.unlink(missing_ok=True)
+
+
+def _wait_http(url: str, timeout: float, procs: dict[str, subprocess.Popen]) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs.values()):
+            return False
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - our own local URL
+                if r.status == 200:
+                    return True
+        time.sleep(0.3)
+    return False
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the service until Ctrl-C / SIGTERM; returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = {"storage_dir": Path(args.storage)} if getattr(args, "storage", None) else {}
+    if "SIKD_STORAGE_DIR" not in os.environ and not overrides:
+        overrides["storage_dir"] = Path("sikd_data")
+    settings = Settings(**overrides)
+    set_settings(settings)
+    ensure_layout(settings)
+    upgrade_database(settings)
+    token, generated = admin_token(settings)
+    admin_id = ensure_admin(settings, token)
+    if settings.demo_data:
+        ensure_demo_datasets(settings, admin_id)
+    if settings.embedded_broker:
+        _reset_embedded_control(settings)
+
+    env = dict(os.environ, SIKD_STORAGE_DIR=str(settings.storage_dir), PYTHONUNBUFFERED="1")
+    env.pop("SIKD_ADMIN_TOKEN", None)  # the database holds its hash; children need no secret
+    root = Path(__file__).resolve().parents[1]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
+    host, port = args.host, int(args.port)
+    api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    children: dict[str, subprocess.Popen] = {}
+    stopping = {"signal": None}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping["signal"] = signum
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    code = 0
+    try:
+        children["api"] = _start([sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--host", host,
+                                  "--port", str(port), "--log-level", "warning"], env, "api")
+        if not args.no_worker:
+            children["worker"] = _start(
+                [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q",
+                 f"{settings.train_queue},{settings.default_queue}", "-c", "1", "-n", f"sikd@{socket.gethostname()}",
+                 "--loglevel", "INFO"], env, "worker")
+        if not args.no_ui and UI_APP.is_file():
+            ui_env = dict(env, SIKD_API_URL=api_url, SIKD_API_TOKEN=token)
+            children["ui"] = _start([sys.executable, "-m", "streamlit", "run", str(UI_APP), "--server.port",
+                                     str(args.ui_port), "--server.headless", "true"], ui_env, "ui")
+        if not _wait_http(f"{api_url}/health", 60, children):
+            dead = [n for n, p in children.items() if p.poll() is not None]
+            print(f"SIKD Studio failed to start ({', '.join(dead) or 'the API did not answer'})", file=sys.stderr)
+            return 1
+        lines = [f"SIKD Studio is running. API: {api_url}  (docs: {api_url}/docs)"]
+        if "ui" in children:
+            lines.append(f"Dashboard: http://{host}:{args.ui_port}")
+        lines.append(f"Admin token{' (new, saved in ' + str(settings.admin_token_file) + ')' if generated else ''}: "
+                     f"{token}")
+        lines.append(f"Storage: {settings.storage_dir}   Database: "
+                     f"{'SQLite' if settings.sqlalchemy_url.startswith('sqlite') else 'external'}   Broker: "
+                     f"{'embedded' if settings.embedded_broker else 'Redis'}   Ctrl-C stops everything.")
+        print("\n".join(lines), flush=True)
+        while stopping["signal"] is None:
+            dead = [n for n, p in children.items() if p.poll() is not None]
+            if dead:
+                print(f"{', '.join(dead)} stopped unexpectedly; shutting down", file=sys.stderr)
+                code = 1
+                break
+            time.sleep(0.5)
+    finally:
+        stop_children(children)
+        for s, h in old.items():
+            signal.signal(s, h)
+    return code

@@ -1,0 +1,75 @@
+"""The Celery app: queues, routes and the settings long training jobs need.
+
+Broker: Redis when ``SIKD_REDIS_URL``/``REDIS_URL`` is set, else the embedded filesystem broker under
+``<storage>/broker`` (see :mod:`worker.broker`). No result backend: state lives in the database.
+
+Queues: ``train`` (teacher, student, baseline, evaluation) and ``default`` (light work such as removing
+deleted datasets). One training job per worker (``-c 1``, prefetch 1); run one worker per GPU::
+
+    CUDA_VISIBLE_DEVICES=0 celery -A worker.celery_app worker -Q train -c 1 -n gpu0@%h
+    CUDA_VISIBLE_DEVICES=1 celery -A worker.celery_app worker -Q train -c 1 -n gpu1@%h
+    celery -A worker.celery_app worker -Q default -c 2 -n light@%h
+
+Jobs are acknowledged late and rejected (redelivered) when their worker is lost; Redis redelivers an
+unacknowledged job only after ``visibility_timeout`` (12 h by default, longer than any job), so a dead
+worker's stage is also requeued from the database by its heartbeat (see :mod:`worker.recovery`).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from api.core.config import Settings, get_settings
+
+TASK_TRAIN = "sikd.train_stage"
+TASK_EVALUATE = "sikd.evaluate"
+TASK_REMOVE = "sikd.remove_paths"
+
+app = Celery("sikd", include=["worker.tasks", "worker.recovery"])
+
+
+def broker_options(settings: Settings) -> dict:
+    """``broker_url``, ``broker_transport`` and ``broker_transport_options`` for ``settings``."""
+    if settings.redis_url:
+        return {"broker_url": settings.redis_url, "broker_transport": None,
+                "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_seconds,
+                                             "global_keyprefix": f"{settings.celery_namespace}:"}}
+    folder = settings.broker_dir
+    for sub in ("queue", "control"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return {"broker_url": "filesystem://", "broker_transport": "worker.broker:Transport",
+            "broker_transport_options": {"data_folder_in": str(folder / "queue"),
+                                         "data_folder_out": str(folder / "queue"),
+                                         "control_folder": str(folder / "control"),
+                                         "polling_interval": settings.broker_polling_interval}}
+
+
+def configure(settings: Settings) -> None:
+    """(Re)configure the app; the API, the worker and tests call it with their settings."""
+    app.conf.update(
+        **broker_options(settings),
+        broker_connection_retry_on_startup=True,
+        result_backend=None,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        task_default_queue=settings.default_queue,
+        task_queues=(Queue(settings.train_queue), Queue(settings.default_queue)),
+        task_routes={TASK_TRAIN: {"queue": settings.train_queue},
+                     TASK_EVALUATE: {"queue": settings.train_queue},
+                     TASK_REMOVE: {"queue": settings.default_queue}},
+        control_exchange=settings.celery_namespace,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    # Connections made for an earlier configuration must not be reused (tests reconfigure).
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+configure(get_settings())

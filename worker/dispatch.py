@@ -1,0 +1,45 @@
+"""Enqueueing stages. Messages carry primary keys only; the task re-reads the rows.
+
+A teacher and its student travel as one Celery chain (the student is sent when the teacher task
+returns); baselines go alone, so two workers train them side by side.
+"""
+
+from __future__ import annotations
+
+from celery import chain
+from celery.canvas import Signature
+
+from worker.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN, app
+
+
+def _sig(name: str, *args: object) -> Signature:
+    return app.signature(name, args=args, immutable=True)
+
+
+def _send(sig: Signature) -> None:
+    sig.apply_async()
+
+
+def enqueue_training(stage_id: int, *, then_student_id: int | None = None) -> None:
+    """Send a training stage; ``then_student_id`` chains the student after its teacher."""
+    if then_student_id is not None:
+        _send(chain(_sig(TASK_TRAIN, stage_id), _sig(TASK_TRAIN, then_student_id)))
+    else:
+        _send(_sig(TASK_TRAIN, stage_id))
+
+
+def enqueue_evaluation(stage_id: int) -> None:
+    _send(_sig(TASK_EVALUATE, stage_id))
+
+
+def enqueue_removal(paths: list[str]) -> None:
+    """Ask a light worker (``default`` queue) to delete folders under the storage root."""
+    _send(_sig(TASK_REMOVE, list(paths)))
+
+
+def enqueue_stage(stage_id: int, *, kind: str, then_student_id: int | None = None) -> None:
+    """Send any stage: the evaluation, or a training stage (a teacher with its student chained)."""
+    if kind == "evaluation":
+        enqueue_evaluation(stage_id)
+    else:
+        enqueue_training(stage_id, then_student_id=then_student_id)

@@ -1,0 +1,206 @@
+"""Celery tasks: load the rows by id, call sikd_core, record the outcome. Nothing else.
+
+A task first claims its stage (an atomic UPDATE): a duplicate delivery, a stage already finished or an
+experiment cancelled meanwhile claims nothing and the task returns quietly. Training resumes from the
+stage's ``latest.pt`` and a finished stage is never retrained (sikd_core's ``Experiment`` guarantees
+both), so running a stage again after a crash is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from api import crud
+from api.core.config import Settings, get_settings
+from api.db import session_scope
+from api.models import utcnow
+from api.storage import dataset_dir, discard, experiment_dir, manifest_from_stored
+from sikd_core.errors import SIKDError, SpecError, TrainingCancelled
+from sikd_core.inference import load_bundle
+from sikd_core.pipeline import DatasetRef, Experiment
+from sikd_core.spec import parse_spec
+from worker import dispatch
+from worker.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN, app
+from worker.progress import DbProgressCallback, StageRecorder, cancel_requested, finite
+
+log = logging.getLogger("sikd.worker")
+
+
+@dataclass
+class Claimed:
+    stage_id: int
+    kind: str
+    seed: int | None
+    attempt: int
+    experiment_id: int
+    owner_id: int
+    spec: dict[str, Any]
+    datasets: dict[str, int]  # spec key -> dataset id
+    token: str
+
+
+def describe_error(e: BaseException) -> str:
+    """sikd_core's messages (e.g. TrainingHealthError) are meant for users and are shown as they are."""
+    return str(e) if isinstance(e, SIKDError) else f"{type(e).__name__}: {e}"
+
+
+def traceback_summary(e: BaseException, frames: int = 4, max_chars: int = 3000) -> str:
+    text = "".join(traceback.format_exception(type(e), e, e.__traceback__, limit=-frames))
+    return text[-max_chars:]
+
+
+def claim(settings: Settings, stage_id: int, worker: str) -> Claimed | None:
+    """Claim the stage for this worker, or None when there is nothing to run."""
+    with session_scope(settings) as s:
+        stage = crud.get_stage(s, stage_id=stage_id)
+        if stage is None:
+            return None
+        exp = crud.get_experiment_for_worker(s, experiment_id=stage.experiment_id)
+        if exp is None or exp.cancel_requested:
+            return None
+        if stage.kind == "student" and not crud.stage_succeeded(s, experiment_id=exp.id, kind="teacher",
+                                                                 seed=stage.seed):
+            return None  # the teacher is still running elsewhere; its chain sends the student again
+        token = uuid.uuid4().hex
+        stale = utcnow() - timedelta(seconds=settings.stale_heartbeat_seconds)
+        if not crud.claim_stage(s, stage_id=stage_id, token=token, worker=worker, stale_before=stale):
+            return None
+        s.refresh(stage)
+        return Claimed(stage_id=stage.id, kind=stage.kind, seed=stage.seed, attempt=stage.attempts,
+                       experiment_id=exp.id, owner_id=exp.owner_id, spec=dict(exp.spec),
+                       datasets={link.key: link.dataset_id for link in exp.dataset_links}, token=token)
+
+
+def build_experiment(settings: Settings, c: Claimed) -> Experiment:
+    """sikd_core's Experiment on the stored spec, resolving dataset ids to the stored manifests."""
+    spec = parse_spec(c.spec)
+    with session_scope(settings) as s:
+        rows = crud.get_datasets_by_id(s, ids=list(c.datasets.values()), with_manifest=True)
+        refs = {key: DatasetRef(key=key, path=dataset_dir(settings, ds_id), name=rows[ds_id].name,
+                                manifest=manifest_from_stored(rows[ds_id].manifest, dataset_dir(settings, ds_id)))
+                for key, ds_id in c.datasets.items() if ds_id in rows}
+
+    def resolver(key: str) -> DatasetRef:
+        if key not in refs:
+            raise SpecError(f"dataset {key} no longer exists")
+        return refs[key]
+
+    return Experiment(spec, experiment_dir(settings, c.experiment_id), resolver=resolver,
+                      cache_dir=settings.cache_dir)
+
+
+def _stopped(settings: Settings, c: Claimed, rec: StageRecorder, e: BaseException) -> str:
+    """Record why a stage ended without success (unless another worker holds it now)."""
+    if rec.lost:
+        log.warning("stage %d was taken over by another worker; stopping", c.stage_id)
+        return "lost"
+    with session_scope(settings) as s:
+        if isinstance(e, TrainingCancelled):
+            crud.finish_stage(s, stage_id=c.stage_id, token=c.token, status="cancelled")
+            gone = crud.get_experiment_for_worker(s, experiment_id=c.experiment_id) is None
+            outcome = "cancelled"
+        else:
+            msg = describe_error(e)
+            crud.finish_stage(s, stage_id=c.stage_id, token=c.token, status="failed", error=msg,
+                              traceback_summary=traceback_summary(e))
+            name = c.kind if c.seed is None else f"{c.kind} (seed {c.seed})"
+            crud.fail_experiment(s, experiment_id=c.experiment_id, error=f"{name} failed: {msg}")
+            gone, outcome = False, "failed"
+            log.error("stage %d (%s) failed: %s", c.stage_id, name, msg)
+    if gone:  # deleted while running: whatever this stage wrote since goes too
+        discard(settings, experiment_dir(settings, c.experiment_id))
+    return outcome
+
+
+def run_training_stage(stage_id: int, *, worker: str = "local") -> str:
+    """Train one stage; returns the outcome (succeeded, failed, cancelled, skipped or lost)."""
+    settings = get_settings()
+    c = claim(settings, stage_id, worker)
+    if c is None or c.kind == "evaluation":
+        return "skipped"
+    with StageRecorder(settings, stage_id, c.token) as rec:
+        try:
+            exp = build_experiment(settings, c)
+            cb = DbProgressCallback(rec, experiment_id=c.experiment_id, attempt=c.attempt)
+            record = exp.run_stage(c.kind, int(c.seed or 0), callbacks=[cb])
+        except Exception as e:  # noqa: BLE001 - every failure is recorded on the stage
+            return _stopped(settings, c, rec, e)
+    with session_scope(settings) as s:
+        if not crud.finish_stage(s, stage_id=stage_id, token=c.token, status="succeeded",
+                                 best_val_dice=finite(record.get("best_val_dice")), epoch=record["epochs"]):
+            return "lost"
+        if c.kind in ("baseline", "student"):
+            path = Path(record["model_path"])
+            info = load_bundle(path).info
+            stage = crud.get_stage(s, stage_id=stage_id)
+            assert stage is not None
+            crud.create_model_row(s, stage=stage, owner_id=c.owner_id,
+                                  name=f"{c.spec.get('name', 'experiment')} #{c.experiment_id} "
+                                       f"{info['method']} seed {c.seed}",
+                                  path=str(path.relative_to(settings.storage_dir)), info=info,
+                                  size_bytes=path.stat().st_size)
+        if c.kind == "teacher":
+            crud.release_student(s, experiment_id=c.experiment_id, seed=int(c.seed or 0))
+    with session_scope(settings) as s:
+        eval_id = crud.queue_evaluation_once(s, experiment_id=c.experiment_id)
+    if eval_id is not None:
+        dispatch.enqueue_evaluation(eval_id)
+    return "succeeded"
+
+
+def run_evaluation_stage(stage_id: int, *, worker: str = "local") -> str:
+    """Evaluate every final model and write the report; the experiment then succeeds."""
+    settings = get_settings()
+    c = claim(settings, stage_id, worker)
+    if c is None or c.kind != "evaluation":
+        return "skipped"
+    with StageRecorder(settings, stage_id, c.token) as rec:
+
+        def progress(frac: float, message: str) -> None:
+            rec.write(progress=frac, message=message[:300])
+            if rec.lost or cancel_requested(settings, c.experiment_id):
+                raise TrainingCancelled("evaluation cancelled")
+
+        try:
+            build_experiment(settings, c).evaluate(progress=progress)
+        except Exception as e:  # noqa: BLE001
+            return _stopped(settings, c, rec, e)
+    with session_scope(settings) as s:
+        if not crud.finish_stage(s, stage_id=stage_id, token=c.token, status="succeeded"):
+            return "lost"
+        crud.finish_experiment(s, experiment_id=c.experiment_id)
+    return "succeeded"
+
+
+def remove_paths(paths: list[str]) -> int:
+    """Delete folders under the storage root (never outside it)."""
+    settings = get_settings()
+    root = settings.storage_dir.resolve()
+    n = 0
+    for p in paths:
+        path = Path(p).resolve()
+        if root in path.parents:
+            discard(settings, path)
+            n += 1
+    return n
+
+
+@app.task(name=TASK_TRAIN, bind=True)
+def train_stage(self: Any, stage_id: int) -> str:
+    return run_training_stage(stage_id, worker=self.request.hostname or "worker")
+
+
+@app.task(name=TASK_EVALUATE, bind=True)
+def evaluate(self: Any, stage_id: int) -> str:
+    return run_evaluation_stage(stage_id, worker=self.request.hostname or "worker")
+
+
+@app.task(name=TASK_REMOVE)
+def remove(paths: list[str]) -> int:
+    return remove_paths(paths)
