@@ -1,0 +1,1 @@
+"""SIKD Studio training service: the REST API (FastAPI) over sikd_core."""
