@@ -10,6 +10,7 @@ the files named. A rejected upload leaves nothing behind: no row and no files.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import re
@@ -130,12 +131,49 @@ def extract_archive(path: Path, files: list[zipfile.ZipInfo], dest: Path, settin
         raise ApiError(400, f"the zip archive is corrupt or uses an unsupported compression: {e}") from None
 
 
+def _strings(obj: object) -> list[str]:
+    if isinstance(obj, str):
+        return [obj]
+    if isinstance(obj, dict):
+        return [s for v in obj.values() for s in _strings(v)]
+    if isinstance(obj, list):
+        return [s for v in obj for s in _strings(v)]
+    return []
+
+
+def check_json_references(folder: Path) -> None:
+    """JSON files (datalists, dataset.json) may only name files inside the archive: an absolute path or a
+    ``..`` that climbs out would make the server read its own files (or hang on a device file)."""
+    root = folder.resolve()
+    problems, files = [], []
+    for path in sorted(folder.rglob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue  # sikd_core reports unreadable JSON it needs, with its name
+        rel = path.relative_to(folder).as_posix()
+        for ref in _strings(data):
+            norm = ref.replace("\\", "/")
+            if not ("/" in norm or "." in norm):
+                continue
+            absolute = norm.startswith("/") or re.match(r"^[A-Za-z]:/", norm) is not None
+            target = Path(norm) if absolute else (path.parent / norm)
+            if absolute or not os.path.normpath(target.absolute()).startswith(str(root) + os.sep):
+                problems.append(f"{rel}: {ref!r} points outside the archive")
+                if rel not in files:
+                    files.append(rel)
+    if problems:
+        raise ApiError(400, "the archive refers to files outside the archive: " + "; ".join(problems[:5]),
+                       problems=problems, files=files)
+
+
 def register_folder(session: Session, settings: Settings, *, owner: User, folder: Path, name: str,
                     shared: bool = False, synthetic: bool = False) -> Dataset:
     """Validate the dataset in ``folder``, move it to ``<storage>/datasets/<id>/`` and add its row.
 
     The caller commits. On any error the folder is left where it was (the caller discards it).
     """
+    check_json_references(folder)
     try:
         manifest = load_dataset(folder, name=name, scan=True)
     except DatasetError as e:

@@ -25,7 +25,11 @@ from sikd_core.data import Manifest
 
 
 def ensure_layout(settings: Settings) -> None:
-    for d in (settings.datasets_dir, settings.experiments_dir, settings.cache_dir, settings.tmp_dir):
+    """Create the storage folders (and the embedded broker's, which kombu expects to exist)."""
+    dirs = [settings.datasets_dir, settings.experiments_dir, settings.cache_dir, settings.tmp_dir]
+    if settings.embedded_broker:
+        dirs += [settings.broker_dir / "queue", settings.broker_dir / "control"]
+    for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
 
 

@@ -35,9 +35,7 @@ def broker_options(settings: Settings) -> dict:
         return {"broker_url": settings.redis_url, "broker_transport": None,
                 "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_seconds,
                                              "global_keyprefix": f"{settings.celery_namespace}:"}}
-    folder = settings.broker_dir
-    for sub in ("queue", "control"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
+    folder = settings.broker_dir  # created by api.storage.ensure_layout (API start, worker init)
     return {"broker_url": "filesystem://", "broker_transport": "worker.broker:Transport",
             "broker_transport_options": {"data_folder_in": str(folder / "queue"),
                                          "data_folder_out": str(folder / "queue"),

@@ -14,12 +14,13 @@ import logging
 import threading
 from datetime import datetime, timedelta
 
-from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutting_down
 
 from api import crud
 from api.core.config import Settings, get_settings
 from api.db import dispose_engines, session_scope
 from api.models import utcnow
+from api.storage import empty_trash, ensure_layout
 from worker import dispatch
 
 log = logging.getLogger("sikd.worker.recovery")
@@ -47,6 +48,13 @@ def _periodic(settings: Settings, interval: float) -> None:
             recover(settings)
         except Exception:  # noqa: BLE001 - the database may be briefly unreachable; try again later
             log.exception("stale-stage recovery failed")
+
+
+@worker_init.connect
+def _on_init(**_: object) -> None:
+    settings = get_settings()
+    ensure_layout(settings)
+    empty_trash(settings)
 
 
 @worker_process_init.connect

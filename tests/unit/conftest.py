@@ -1,0 +1,137 @@
+"""Fixtures of the service unit tests: every test runs against SQLite AND the real Postgres.
+
+Each backend gets a fresh database per test session (the Postgres one is dropped at the end); each test
+gets empty tables, its own storage folder and an app whose enqueued jobs are recorded instead of sent
+(``jobs``), so tests can run the worker's task functions themselves on the real rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.service_helpers import (
+    ADMIN_TOKEN,
+    clear_tables,
+    create_pg_database,
+    drop_pg_database,
+    new_user,
+    unique,
+    upload,
+)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def database_url(request, tmp_path_factory) -> Iterator[str]:
+    from api.core.config import Settings
+    from api.db import dispose_engines, upgrade_database
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'sikd.db'}"
+        upgrade_database(Settings(database_url=url, storage_dir=tmp_path_factory.mktemp("migrate")))
+        yield url
+        dispose_engines()
+        return
+    url = create_pg_database()
+    try:
+        upgrade_database(Settings(database_url=url, storage_dir=tmp_path_factory.mktemp("migrate")))
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
+class Jobs(list):
+    """Jobs the code under test enqueued, as ``(task name, stage id or args)`` lists per message."""
+
+    def names(self) -> list[list[str]]:
+        return [[name for name, _ in msg] for msg in self]
+
+
+@pytest.fixture
+def settings(database_url, tmp_path, monkeypatch) -> Iterator[Any]:
+    from api.core.config import Settings, set_settings
+    from api.storage import ensure_layout
+    from worker.celery_app import configure
+
+    s = Settings(database_url=database_url, storage_dir=tmp_path / "storage", admin_token=ADMIN_TOKEN,
+                 celery_namespace=unique("sikdtest"), train_queue=unique("train"), default_queue=unique("default"),
+                 heartbeat_seconds=0.2, progress_interval_seconds=0.0, stale_heartbeat_seconds=30,
+                 health_cache_seconds=0, worker_ping_timeout=0.3)
+    for var in ("DATABASE_URL", "REDIS_URL", "SIKD_DATABASE_URL", "SIKD_REDIS_URL", "SIKD_ADMIN_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    clear_tables(s)
+    ensure_layout(s)
+    set_settings(s)
+    configure(s)
+    yield s
+    set_settings(None)
+
+
+@pytest.fixture
+def jobs(monkeypatch) -> Jobs:
+    """Record what would be sent to the broker (ids only) instead of sending it."""
+    from celery.canvas import _chain
+
+    from worker import dispatch
+
+    sent = Jobs()
+
+    def record(sig: Any) -> None:
+        parts = sig.tasks if isinstance(sig, _chain) else [sig]
+        sent.append([(p.task, tuple(p.args)) for p in parts])
+
+    monkeypatch.setattr(dispatch, "_send", record)
+    return sent
+
+
+@pytest.fixture
+def client(settings, jobs) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.fixture
+def admin(client) -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture
+def alice(client, admin) -> dict[str, str]:
+    return new_user(client, admin, "alice")
+
+
+@pytest.fixture
+def bob(client, admin) -> dict[str, str]:
+    return new_user(client, admin, "bob")
+
+
+# ---------------------------------------------------------------------------------------------- data
+@pytest.fixture(scope="session")
+def phantom_zips(tmp_path_factory) -> dict[str, bytes]:
+    """SYNTHETIC phantom datasets as zips: a training domain (16 images) and an unseen one (6), 32 px."""
+    from sikd_core.data import generate_phantoms
+    from tests.service_helpers import zip_folder
+
+    root = tmp_path_factory.mktemp("phantom_zips")
+    out = {}
+    for domain, n, seed in (("vendor_a", 16, 1), ("vendor_b", 6, 2)):
+        folder = generate_phantoms(root / domain, domain=domain, n=n, seed=seed, size=32)
+        out[domain] = zip_folder(folder, top=domain)
+    return out
+
+
+@pytest.fixture
+def datasets(client, alice, phantom_zips) -> dict[str, int]:
+    """Alice's two phantom datasets (ids)."""
+    ids = {}
+    for domain, data in phantom_zips.items():
+        r = upload(client, alice, data, name=domain)
+        assert r.status_code == 201, r.text
+        ids[domain] = r.json()["id"]
+    return ids
