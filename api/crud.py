@@ -251,13 +251,14 @@ def get_experiment_for_worker(session: Session, *, experiment_id: int) -> Experi
 
 
 def claim_stage(session: Session, *, stage_id: int, token: str, worker: str, stale_before: datetime) -> bool:
-    """Take a stage for running: it must wait to run, or run with a heartbeat older than ``stale_before``
-    (its worker died). A duplicate delivery of a live or finished stage claims nothing."""
+    """Take a stage for running: it must be ``queued`` (a student only after its teacher succeeded, the
+    evaluation only after every training stage), or ``running`` with a heartbeat older than
+    ``stale_before`` (its worker died). A duplicate or early delivery claims nothing."""
     now = utcnow()
     n = session.execute(
         update(Stage)
         .where(Stage.id == stage_id,
-               or_(Stage.status.in_(("pending", "queued")),
+               or_(Stage.status == "queued",
                    and_(Stage.status == "running",
                         or_(Stage.heartbeat_at.is_(None), Stage.heartbeat_at < stale_before))))
         .values(status="running", claim_token=token, worker=worker, heartbeat_at=now, attempts=Stage.attempts + 1,
@@ -310,11 +311,6 @@ def release_student(session: Session, *, experiment_id: int, seed: int) -> None:
 def student_id(session: Session, *, experiment_id: int, seed: int | None) -> int | None:
     return session.scalar(select(Stage.id).where(Stage.experiment_id == experiment_id, Stage.kind == "student",
                                                  Stage.seed == seed))
-
-
-def stage_succeeded(session: Session, *, experiment_id: int, kind: str, seed: int | None) -> bool:
-    return session.scalar(select(Stage.status).where(Stage.experiment_id == experiment_id, Stage.kind == kind,
-                                                    Stage.seed == seed)) == "succeeded"
 
 
 def queue_evaluation_once(session: Session, *, experiment_id: int) -> int | None:

@@ -197,3 +197,19 @@ def storage_listing(settings: Any) -> list[str]:
     skip = ("sikd.db", "broker", ".migrate.lock")
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                   if not p.relative_to(root).as_posix().startswith(skip))
+
+
+def drain(jobs: list, worker: str = "worker-1") -> list[tuple[str, tuple, Any]]:
+    """Run recorded jobs in order, as a worker would (a chain's next task follows when one returns);
+    jobs they enqueue are run too. Returns ``(task, args, outcome)``."""
+    from worker import tasks
+    from worker.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN
+
+    run = {TASK_TRAIN: lambda i: tasks.run_training_stage(i, worker=worker),
+           TASK_EVALUATE: lambda i: tasks.run_evaluation_stage(i, worker=worker),
+           TASK_REMOVE: tasks.remove_paths}
+    done = []
+    while jobs:
+        for name, args in jobs.pop(0):
+            done.append((name, args, run[name](*args)))
+    return done

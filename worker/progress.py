@@ -78,17 +78,18 @@ class DbProgressCallback(Callback):
         self.attempt = attempt
         self.throttle = Throttle(recorder.settings.progress_interval_seconds)
 
-    def _record_epochs(self, history: list[dict[str, Any]], replace: bool) -> None:
+    def _record_epochs(self, history: list[dict[str, Any]], attempt: int, replace: bool) -> None:
         with session_scope(self.recorder.settings) as s:
             for logs in history:
-                crud.record_epoch(s, stage_id=self.recorder.stage_id, attempt=self.attempt,
+                crud.record_epoch(s, stage_id=self.recorder.stage_id, attempt=attempt,
                                   logs={k: finite(v) for k, v in logs.items()}, replace=replace)
 
     def on_train_start(self, trainer: Any) -> None:
         st = trainer.state
         # A resumed run: epochs finished before the restart whose rows were not written (the worker died
-        # between saving the checkpoint and recording the epoch) are recorded from the checkpoint.
-        self._record_epochs(st.history, replace=False)
+        # between saving the checkpoint and recording the epoch) are recorded from the checkpoint, as the
+        # work of the attempt before this one.
+        self._record_epochs(st.history, max(1, self.attempt - 1), replace=False)
         best = st.best_score if (trainer.val is not None and st.best_epoch > 0) else None
         self.recorder.write(epochs=trainer.config.epochs, epoch=st.epoch, progress=trainer.progress,
                             resumed_from_epoch=st.epoch or None, best_val_dice=best,
@@ -101,7 +102,7 @@ class DbProgressCallback(Callback):
                                 eta_seconds=trainer.eta_seconds)
 
     def on_epoch_end(self, trainer: Any, logs: dict[str, Any]) -> None:
-        self._record_epochs([logs], replace=True)
+        self._record_epochs([logs], self.attempt, replace=True)
         self.recorder.write(progress=trainer.progress, epoch=logs["epoch"], loss=logs.get("loss"),
                             val_dice=logs.get("val_dice"), best_val_dice=logs.get("best_val_dice"),
                             eta_seconds=trainer.eta_seconds)

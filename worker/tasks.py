@@ -64,9 +64,6 @@ def claim(settings: Settings, stage_id: int, worker: str) -> Claimed | None:
         exp = crud.get_experiment_for_worker(s, experiment_id=stage.experiment_id)
         if exp is None or exp.cancel_requested:
             return None
-        if stage.kind == "student" and not crud.stage_succeeded(s, experiment_id=exp.id, kind="teacher",
-                                                                 seed=stage.seed):
-            return None  # the teacher is still running elsewhere; its chain sends the student again
         token = uuid.uuid4().hex
         stale = utcnow() - timedelta(seconds=settings.stale_heartbeat_seconds)
         if not crud.claim_stage(s, stage_id=stage_id, token=token, worker=worker, stale_before=stale):
@@ -92,7 +89,7 @@ def build_experiment(settings: Settings, c: Claimed) -> Experiment:
         return refs[key]
 
     return Experiment(spec, experiment_dir(settings, c.experiment_id), resolver=resolver,
-                      cache_dir=settings.cache_dir)
+                      cache_dir=settings.cache_dir, checkpoint_interval_s=settings.checkpoint_interval_seconds)
 
 
 def _stopped(settings: Settings, c: Claimed, rec: StageRecorder, e: BaseException) -> str:

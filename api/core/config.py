@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     progress_interval_seconds: float = Field(2.0, ge=0, description="Throttle of progress writes.")
     heartbeat_seconds: float = Field(10.0, gt=0, description="How often a running stage proves it is alive.")
     stale_heartbeat_seconds: float = Field(120.0, gt=0, description="A running stage silent this long is requeued.")
+    checkpoint_interval_seconds: float = Field(
+        30.0, ge=0, description="How often a training stage writes latest.pt (0: every epoch): at most this much "
+                                "training is repeated after a crash.")
     worker_ping_timeout: float = Field(1.0, gt=0)
     health_cache_seconds: float = Field(5.0, ge=0)
     predict_cache_size: int = Field(4, ge=1, description="Loaded models kept for /predict.")

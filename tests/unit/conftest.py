@@ -58,6 +58,7 @@ def settings(database_url, tmp_path, monkeypatch) -> Iterator[Any]:
     s = Settings(database_url=database_url, storage_dir=tmp_path / "storage", admin_token=ADMIN_TOKEN,
                  celery_namespace=unique("sikdtest"), train_queue=unique("train"), default_queue=unique("default"),
                  heartbeat_seconds=0.2, progress_interval_seconds=0.0, stale_heartbeat_seconds=30,
+                 checkpoint_interval_seconds=0,
                  health_cache_seconds=0, worker_ping_timeout=0.3)
     for var in ("DATABASE_URL", "REDIS_URL", "SIKD_DATABASE_URL", "SIKD_REDIS_URL", "SIKD_ADMIN_TOKEN"):
         monkeypatch.delenv(var, raising=False)

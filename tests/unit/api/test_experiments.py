@@ -1,0 +1,176 @@
+"""Creating experiments: validation, what is enqueued (ids only, after commit), limits, cancel, delete."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.service_helpers import tiny_spec
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_create_stores_and_enqueues_ids_only(client, alice, datasets, jobs, settings):
+    r = client.post("/experiments", json=tiny_spec(datasets, seeds=[0, 1]), headers=alice)
+    assert r.status_code == 201, r.text
+    exp = r.json()
+    assert exp["status"] == "queued" and exp["progress"] == 0
+    assert exp["spec"]["train_dataset"] == str(datasets["vendor_a"])
+    kinds = [(s["kind"], s["seed"], s["status"]) for s in exp["stages"]]
+    assert kinds == [("baseline", 0, "queued"), ("teacher", 0, "queued"), ("student", 0, "pending"),
+                     ("baseline", 1, "queued"), ("teacher", 1, "queued"), ("student", 1, "pending"),
+                     ("evaluation", None, "pending")]
+    ids = {(s["kind"], s["seed"]): s["id"] for s in exp["stages"]}
+    # Baselines alone; each teacher chained with its student; the evaluation waits.
+    assert sorted(jobs) == sorted([
+        [("sikd.train_stage", (ids["baseline", 0],))],
+        [("sikd.train_stage", (ids["teacher", 0],)), ("sikd.train_stage", (ids["student", 0],))],
+        [("sikd.train_stage", (ids["baseline", 1],))],
+        [("sikd.train_stage", (ids["teacher", 1],)), ("sikd.train_stage", (ids["student", 1],))],
+    ])
+    from worker.celery_app import app
+
+    assert app.amqp.router.route({}, "sikd.train_stage")["queue"].name == settings.train_queue
+    assert app.amqp.router.route({}, "sikd.remove_paths")["queue"].name == settings.default_queue
+    got = client.get(f"/experiments/{exp['id']}", headers=alice).json()
+    assert got["stages"] == exp["stages"]
+
+
+def test_baseline_only_and_sikd_only(client, alice, datasets, jobs):
+    r = client.post("/experiments", json=tiny_spec(datasets, methods=["baseline"]), headers=alice)
+    assert [s["kind"] for s in r.json()["stages"]] == ["baseline", "evaluation"] and len(jobs) == 1
+    r = client.post("/experiments", json=tiny_spec(datasets, methods=["sikd"], eval_datasets=[]), headers=alice)
+    assert [s["kind"] for s in r.json()["stages"]] == ["teacher", "student", "evaluation"]
+    assert jobs.names()[-1] == ["sikd.train_stage", "sikd.train_stage"]
+
+
+def test_spec_errors_are_readable_422(client, alice, datasets, jobs):
+    r = client.post("/experiments", json={**tiny_spec(datasets), "epochz": 3, "lr": -1}, headers=alice)
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert "invalid experiment spec" in detail and "epochz: unknown key; known keys:" in detail
+    assert "lr: Input should be greater than 0" in detail
+    r = client.post("/experiments", json={**tiny_spec(datasets), "model": "nope"}, headers=alice)
+    assert r.status_code == 422 and "unknown model 'nope'; known models:" in r.json()["detail"]
+    r = client.post("/experiments", json={"name": "x"}, headers=alice)
+    assert r.status_code == 422 and "train_dataset: required" in r.json()["detail"]
+    assert client.post("/experiments", json=[1, 2], headers=alice).status_code == 422
+    assert client.get("/experiments", headers=alice).json()["count"] == 0 and not jobs
+
+
+def test_unknown_foreign_and_non_id_datasets_are_422(client, alice, bob, datasets, jobs, phantom_zips):
+    from tests.service_helpers import upload
+
+    bobs = upload(client, bob, phantom_zips["vendor_b"], name="bobs").json()["id"]
+    r = client.post("/experiments", json=tiny_spec(datasets, eval_datasets=[bobs, 999]), headers=alice)
+    assert r.status_code == 422
+    assert r.json()["detail"] == f"unknown dataset id(s): {bobs}, 999" and r.json()["datasets"] == [str(bobs), "999"]
+    r = client.post("/experiments", json=tiny_spec(datasets, train_dataset="/data/kvasir"), headers=alice)
+    assert r.status_code == 422 and "datasets are given by id" in r.json()["detail"]
+    r = client.post("/experiments", json=tiny_spec(datasets, eval_datasets=[datasets["vendor_a"]]), headers=alice)
+    assert r.status_code == 422 and "must not contain the training dataset" in r.json()["detail"]
+    assert not jobs
+
+
+def test_class_count_mismatch_is_422(client, alice, datasets, jobs, tmp_path):
+    import os
+
+    from tests.conftest import SHARED, copy_polyp_pairs
+    from tests.service_helpers import upload, zip_folder
+
+    names = sorted(os.listdir(SHARED / "cvc-clinicdb" / "images"))[:2]
+    polyp = upload(client, alice, zip_folder(copy_polyp_pairs(tmp_path / "cvc", "cvc-clinicdb", names)),
+                   name="cvc").json()["id"]
+    r = client.post("/experiments", json=tiny_spec(datasets, eval_datasets=[polyp]), headers=alice)
+    assert r.status_code == 422
+    d = r.json()["detail"]
+    assert f"training dataset {datasets['vendor_a']} ('vendor_a') has 4 classes" in d
+    assert f"dataset {polyp} ('cvc') has 2 (background, foreground)" in d
+    assert not jobs
+
+
+def test_active_experiment_limit_is_429(client, alice, bob, datasets, jobs, settings):
+    settings.max_active_experiments = 2
+    for _ in range(2):
+        assert client.post("/experiments", json=tiny_spec(datasets), headers=alice).status_code == 201
+    r = client.post("/experiments", json=tiny_spec(datasets), headers=alice)
+    assert r.status_code == 429 and "limit is 2" in r.json()["detail"]
+    first = client.get("/experiments", headers=alice).json()["data"][-1]["id"]
+    assert client.post(f"/experiments/{first}/cancel", headers=alice).status_code == 200
+    assert client.post("/experiments", json=tiny_spec(datasets), headers=alice).status_code == 201
+
+
+def test_list_filters_by_status_and_paginates(client, alice, datasets, jobs):
+    ids = [client.post("/experiments", json=tiny_spec(datasets, name=f"e{i}"), headers=alice).json()["id"]
+           for i in range(3)]
+    client.post(f"/experiments/{ids[1]}/cancel", headers=alice)
+    page = client.get("/experiments?limit=2", headers=alice).json()
+    assert page["count"] == 3 and [e["id"] for e in page["data"]] == [ids[2], ids[1]]  # newest first
+    cancelled = client.get("/experiments?status=cancelled", headers=alice).json()
+    assert cancelled["count"] == 1 and cancelled["data"][0]["id"] == ids[1]
+    assert client.get("/experiments?status=weird", headers=alice).status_code == 422
+
+
+def test_cancel_queued_experiment(client, alice, datasets, jobs):
+    exp = client.post("/experiments", json=tiny_spec(datasets), headers=alice).json()
+    r = client.post(f"/experiments/{exp['id']}/cancel", headers=alice)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "cancelled" and body["finished_at"] and body["error"] == "cancelled by the user"
+    assert {s["status"] for s in body["stages"]} == {"cancelled"}
+    r = client.post(f"/experiments/{exp['id']}/cancel", headers=alice)
+    assert r.status_code == 409 and "already cancelled" in r.json()["detail"]
+
+
+def test_results_are_409_until_finished(client, alice, datasets, jobs):
+    exp = client.post("/experiments", json=tiny_spec(datasets), headers=alice).json()
+    for path in ("results", "report", "overlays", "features", "predictions.zip"):
+        r = client.get(f"/experiments/{exp['id']}/{path}", headers=alice)
+        assert r.status_code == 409, path
+        assert r.json()["detail"].startswith(f"experiment {exp['id']} is queued;")
+    metrics = client.get(f"/experiments/{exp['id']}/metrics", headers=alice).json()
+    assert metrics["count"] == 3 and all(m["epochs"] == [] for m in metrics["data"])
+    assert metrics["class_names"] == ["background", "RV", "myocardium", "LV"]
+
+
+def test_delete_removes_rows_and_files(client, alice, datasets, jobs, settings):
+    exp = client.post("/experiments", json=tiny_spec(datasets), headers=alice).json()
+    workdir = settings.experiments_dir / str(exp["id"])
+    workdir.mkdir(parents=True)
+    (workdir / "spec.json").write_text("{}")
+    assert client.delete(f"/experiments/{exp['id']}", headers=alice).status_code == 204
+    assert not workdir.exists()
+    assert client.get(f"/experiments/{exp['id']}", headers=alice).status_code == 404
+    assert jobs.names()[-1] == ["sikd.remove_paths"]
+
+
+def test_broker_down_is_503_and_the_experiment_is_marked_failed(client, alice, datasets, monkeypatch):
+    from worker import dispatch
+
+    def down(sig):
+        raise ConnectionRefusedError("no broker")
+
+    monkeypatch.setattr(dispatch, "_send", down)
+    r = client.post("/experiments", json=tiny_spec(datasets), headers=alice)
+    assert r.status_code == 503 and "could not be queued" in r.json()["detail"]
+    exp = client.get("/experiments", headers=alice).json()["data"][0]
+    assert exp["status"] == "failed" and "broker unavailable" in exp["error"]
+
+
+def test_options_describe_models_and_the_spec(client, alice):
+    opts = client.get("/options", headers=alice).json()
+    names = [m["name"] for m in opts["models"]]
+    assert "unet" in names and all(m["description"] for m in opts["models"])
+    assert opts["methods"] == ["baseline", "sikd"] and "class_mean" in opts["teacher_inputs"]
+    assert opts["spec_defaults"]["epochs"] == 50 and opts["spec_defaults"]["image_size"] == [256, 256]
+    assert "train_dataset" not in opts["spec_defaults"]
+    assert "train_dataset" in opts["spec_schema"]["required"]
+    assert client.get("/options").status_code == 401
+
+
+def test_openapi_documents_the_upload_and_the_routes(client):
+    doc = client.get("/openapi.json").json()
+    body = doc["paths"]["/datasets"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert body["properties"]["file"]["format"] == "binary"
+    for path in ("/experiments/{experiment_id}/overlays", "/models/{model_id}/predict", "/health", "/options"):
+        assert path in doc["paths"]
+    assert client.get("/docs").status_code == 200
