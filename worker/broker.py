@@ -6,7 +6,8 @@ the wrong moment can take a half-written file; and it claims a message by moving
 temp folder, which is a copy (not an atomic rename) when that lies on another filesystem. Here a
 message is written under a hidden name and renamed into place, and a consumer claims it by renaming it
 to a hidden name in the same folder: both are atomic, so every message is read whole, exactly once.
-Fan-out (used by ``celery inspect``/``control ping``) works as in kombu.
+Fan-out (used by ``celery inspect``/``control ping``) works as in kombu. Bindings are kept per
+connection, so connections to different folders in one process do not mix (kombu shares them).
 """
 
 from __future__ import annotations
@@ -50,3 +51,10 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+    def __init__(self, client: object, **kwargs: object):
+        super().__init__(client, **kwargs)
+        # kombu keeps the filesystem transport's bindings in one process-wide state and writes a binding
+        # to the control folder only the first time the process sees it; a connection to another folder
+        # (another storage root) would then route its messages nowhere. Each connection keeps its own.
+        self.state = virtual.BrokerState()

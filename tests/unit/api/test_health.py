@@ -1,0 +1,27 @@
+"""GET /health: database, broker and worker checks, without a token."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_health_without_workers_is_degraded(client, settings):
+    h = client.get("/health").json()
+    assert h["status"] == "degraded" and h["version"]
+    assert h["database"]["ok"] is True and h["database"]["detail"].startswith(("sqlite", "postgresql"))
+    assert h["broker"] == {"ok": True, "detail": f"embedded filesystem broker at {settings.broker_dir}"}
+    assert h["workers"] == {"ok": False, "count": 0, "names": []}
+
+
+def test_health_reports_an_unreachable_database(tmp_path):
+    from api.core.config import Settings
+    from api.routes.health import HealthChecker
+    from worker.celery_app import configure
+
+    s = Settings(storage_dir=tmp_path, database_url="postgresql://nobody@127.0.0.1:1/none")
+    configure(s)
+    h = HealthChecker(s).check()
+    assert h.status == "degraded" and not h.database.ok and "postgresql" in h.database.detail
+    assert "OperationalError" in h.database.detail

@@ -1,0 +1,141 @@
+"""A finished experiment through the API: results, report, overlays, feature maps, files, predictions,
+models (download, predict). The experiment is run by the worker's task functions in-process."""
+
+from __future__ import annotations
+
+import base64
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.service_helpers import drain, png_bytes, tiny_spec
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def finished(client, alice, datasets, jobs) -> dict:
+    r = client.post("/experiments", json=tiny_spec(datasets, name="done"), headers=alice)
+    assert r.status_code == 201, r.text
+    assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 4
+    return r.json()
+
+
+def test_results_and_report(client, alice, finished):
+    eid = finished["id"]
+    res = client.get(f"/experiments/{eid}/results", headers=alice).json()
+    keys = {(r["method"], r["seed"], r["dataset"], r["split"]) for r in res["data"]}
+    assert keys == {(m, 0, d, s) for m in ("baseline", "sikd") for d, s in (("vendor_a", "intra"), ("vendor_b", "cross"))}
+    assert res["count"] == 4 and res["class_names"] == ["background", "RV", "myocardium", "LV"]
+    assert res["units"] == "px" and {c["dataset"] for c in res["comparisons"]} == {"vendor_a", "vendor_b"}
+    for row in res["data"]:
+        assert 0 <= row["dice"] <= 1 and set(row["per_class"]) == {"RV", "myocardium", "LV"}
+    assert res["summary"]
+    md = client.get(f"/experiments/{eid}/report", headers=alice)
+    assert md.headers["content-type"].startswith("text/markdown")
+    assert "# SIKD Studio report: done" in md.text and "| SIKD |" in md.text
+
+
+def test_overlays_features_and_files(client, alice, finished):
+    eid = finished["id"]
+    ov = client.get(f"/experiments/{eid}/overlays", headers=alice).json()
+    assert ov["count"] > 0 and {o["dataset"] for o in ov["data"]} == {"vendor_a", "vendor_b"}
+    png = client.get(ov["data"][0]["url"], headers=alice)
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    b = client.get(f"/experiments/{eid}/overlays?dataset=vendor_b&category=worst&sort=worst", headers=alice).json()
+    assert b["count"] >= 1 and all(o["dataset"] == "vendor_b" and "worst" in o["categories"] for o in b["data"])
+    worst = [o["scores"]["sikd"]["dice"] for o in b["data"]]
+    assert worst == sorted(worst)
+    diffs = [o["dice_diff"] for o in client.get(f"/experiments/{eid}/overlays?sort=dice_diff",
+                                                 headers=alice).json()["data"]]
+    assert diffs == sorted(diffs, reverse=True)
+    page = client.get(f"/experiments/{eid}/overlays?skip=1&limit=1", headers=alice).json()
+    assert page["count"] == ov["count"] and page["data"] == ov["data"][1:2]
+    feats = client.get(f"/experiments/{eid}/features", headers=alice).json()
+    assert feats["count"] == 2 and feats["data"][0]["panels"] == ["image", "baseline", "teacher", "sikd"]
+    assert client.get(feats["data"][0]["url"], headers=alice).status_code == 200
+    assert client.get(f"/experiments/{eid}/files/cases.json", headers=alice).json()
+
+
+def test_files_serve_nothing_outside_eval(client, alice, finished, settings):
+    workdir = settings.experiments_dir / str(finished["id"])
+    assert (workdir / "report.json").is_file()
+    (workdir / "eval" / "link.json").symlink_to(workdir / "report.json")
+    # Encoded dots and slashes reach the handler as "../report.json", "/etc/passwd"...
+    for path in ("..%2Freport.json", "%2E%2E/report.json", "overlays/%2E%2E/%2E%2E/report.json", "%2Fetc%2Fpasswd",
+                 "link.json", "overlays", "nope.png"):
+        r = client.get(f"/experiments/{finished['id']}/files/{path}", headers=alice)
+        assert r.status_code == 404 and r.json()["detail"].startswith("file "), path
+
+
+def test_predictions_zip_streams_every_mask(client, alice, finished, settings):
+    r = client.get(f"/experiments/{finished['id']}/predictions.zip", headers=alice)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    names = zipfile.ZipFile(io.BytesIO(r.content)).namelist()
+    root = settings.experiments_dir / str(finished["id"]) / "eval" / "predictions"
+    assert sorted(names) == sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+    assert {n.split("/")[0] for n in names} == {"baseline", "sikd"} and len(names) == 2 * (4 + 6)
+
+
+def test_models_download_and_predict(client, alice, finished, tmp_path):
+    models = client.get(f"/models?experiment_id={finished['id']}", headers=alice).json()
+    assert models["count"] == 2 and {m["method"] for m in models["data"]} == {"baseline", "sikd"}
+    sikd = next(m for m in models["data"] if m["method"] == "sikd")
+    assert client.get(f"/models/{sikd['id']}", headers=alice).json() == sikd
+    dl = client.get(f"/models/{sikd['id']}/download", headers=alice)
+    assert dl.status_code == 200 and "sikd-exp" in dl.headers["content-disposition"]
+    (tmp_path / "model.pt").write_bytes(dl.content)
+    from sikd_core.inference import load_bundle
+
+    lm = load_bundle(tmp_path / "model.pt")
+    assert lm.info["method"] == "sikd" and lm.num_classes == 4 and lm.info["spec"]["name"] == "done"
+    # sikd predict works on the download
+    from sikd_core.cli import main
+
+    img = np.random.default_rng(0).integers(0, 255, (40, 50), dtype=np.uint8)
+    (tmp_path / "x.png").write_bytes(png_bytes(img))
+    assert main(["predict", str(tmp_path / "model.pt"), str(tmp_path / "x.png"), "--out", str(tmp_path / "out")]) == 0
+    r = client.post(f"/models/{sikd['id']}/predict", headers=alice,
+                    files=[("files", ("a.png", png_bytes(img), "image/png")),
+                           ("files", ("b.png", png_bytes(img[:30, :20]), "image/png"))])
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert [(d["filename"], d["width"], d["height"]) for d in data] == [("a.png", 50, 40), ("b.png", 20, 30)]
+    for d in data:
+        assert set(d["class_fractions"]) == {"background", "RV", "myocardium", "LV"}
+        assert abs(sum(d["class_fractions"].values()) - 1) < 1e-6 and d["mask_values"] == "class index"
+        mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(d["mask_png"]))))
+        overlay = Image.open(io.BytesIO(base64.b64decode(d["overlay_png"])))
+        assert mask.shape == (d["height"], d["width"]) and mask.max() < 4
+        assert overlay.size == (d["width"], d["height"]) and overlay.mode == "RGB"
+    expected = np.asarray(Image.open(tmp_path / "out" / "x_mask.png"))
+    got = np.asarray(Image.open(io.BytesIO(base64.b64decode(data[0]["mask_png"]))))
+    assert np.array_equal(got, expected)  # the API and the CLI predict the same
+
+
+def test_predict_rejects_bad_images_and_too_many_files(client, alice, finished, settings):
+    mid = client.get(f"/models?experiment_id={finished['id']}", headers=alice).json()["data"][0]["id"]
+    r = client.post(f"/models/{mid}/predict", headers=alice, files=[("files", ("bad.png", b"nope", "image/png"))])
+    assert r.status_code == 422 and "bad.png" in r.json()["detail"] and r.json()["files"] == ["bad.png"]
+    settings.max_predict_files = 1
+    img = png_bytes(np.zeros((8, 8), np.uint8))
+    r = client.post(f"/models/{mid}/predict", headers=alice,
+                    files=[("files", ("a.png", img, "image/png")), ("files", ("b.png", img, "image/png"))])
+    assert r.status_code == 413 and "at most 1" in r.json()["detail"]
+    settings.max_predict_files, settings.max_predict_file_bytes = 4, 100
+    r = client.post(f"/models/{mid}/predict", headers=alice, files=[("files", ("c.png", b"x" * 500, "image/png"))])
+    assert r.status_code == 413 and "c.png" in r.json()["detail"]
+    r = client.post(f"/models/{mid}/predict", headers=alice, data={"x": "1"})
+    assert r.status_code in (415, 422)
+    assert not list(settings.tmp_dir.iterdir())
+
+
+def test_deleting_a_finished_experiment_removes_models_and_files(client, alice, finished, settings):
+    eid = finished["id"]
+    assert client.delete(f"/experiments/{eid}", headers=alice).status_code == 204
+    assert client.get(f"/models?experiment_id={eid}", headers=alice).json()["count"] == 0
+    assert not (settings.experiments_dir / str(eid)).exists()
+    assert client.get(f"/experiments/{eid}/metrics", headers=alice).status_code == 404
