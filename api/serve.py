@@ -50,16 +50,18 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
-def stop_children(children: dict[str, subprocess.Popen], grace: float = 8.0) -> None:
-    """SIGTERM everyone; a worker still busy with a training step gets SIGQUIT (cold shutdown: its stage
-    resumes from the last checkpoint at the next start); whatever remains is killed."""
+def stop_children(children: dict[str, subprocess.Popen], grace: float = 8.0, worker_grace: float = 3.0) -> None:
+    """SIGTERM everyone; a worker still busy with a training job gets SIGQUIT after ``worker_grace`` (cold
+    shutdown: its job goes back to the queue and its stage resumes from the last checkpoint at the next
+    start) instead of finishing the job first; whatever remains is killed."""
     for proc in children.values():
         if proc.poll() is None:
             _signal_group(proc, signal.SIGTERM)
-    deadline = time.monotonic() + grace
+    start = time.monotonic()
     for name, proc in children.items():
+        wait = (worker_grace if name == "worker" else grace) - (time.monotonic() - start)
         try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            proc.wait(timeout=max(0.1, wait))
         except subprocess.TimeoutExpired:
             _signal_group(proc, signal.SIGQUIT if name == "worker" else signal.SIGKILL)
     for proc in children.values():

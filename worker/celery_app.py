@@ -36,7 +36,7 @@ def broker_options(settings: Settings) -> dict:
                 "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_seconds,
                                              "global_keyprefix": f"{settings.celery_namespace}:"}}
     folder = settings.broker_dir  # created by api.storage.ensure_layout (API start, worker init)
-    return {"broker_url": "filesystem://", "broker_transport": "worker.broker:Transport",
+    return {"broker_url": "filesystem://localhost/", "broker_transport": "worker.broker:Transport",
             "broker_transport_options": {"data_folder_in": str(folder / "queue"),
                                          "data_folder_out": str(folder / "queue"),
                                          "control_folder": str(folder / "control"),
@@ -62,7 +62,6 @@ def configure(settings: Settings) -> None:
                      TASK_EVALUATE: {"queue": settings.train_queue},
                      TASK_REMOVE: {"queue": settings.default_queue}},
         control_exchange=settings.celery_namespace,
-        worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
     # Connections made for an earlier configuration must not be reused (tests reconfigure).

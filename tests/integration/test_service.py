@@ -1,0 +1,144 @@
+"""End to end on the real Postgres and Redis with real Celery worker processes: a tiny experiment on
+SYNTHETIC phantoms from upload to prediction, cancelling a running experiment, and a worker killed
+mid-stage whose successor resumes from the checkpoint."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.service_helpers import png_bytes, tiny_spec, upload, wait_for, zip_folder
+
+pytestmark = [pytest.mark.integration]
+
+ADMIN = {"Authorization": "Bearer test-admin-token-0123456789"}
+
+
+@pytest.fixture(scope="module")
+def phantom_zips(tmp_path_factory) -> dict[str, bytes]:
+    from sikd_core.data import generate_phantoms
+
+    root = tmp_path_factory.mktemp("it_phantoms")
+    return {d: zip_folder(generate_phantoms(root / d, domain=d, n=n, seed=s, size=32), top=d)
+            for d, n, s in (("vendor_a", 16, 1), ("vendor_b", 6, 2))}
+
+
+@pytest.fixture
+def user(api) -> dict[str, str]:
+    r = api.post("/users", json={"name": "it-user"}, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+@pytest.fixture
+def datasets(api, user, phantom_zips) -> dict[str, int]:
+    ids = {}
+    for d, data in phantom_zips.items():
+        r = upload(api, user, data, name=d)
+        assert r.status_code == 201, r.text
+        ids[d] = r.json()["id"]
+    return ids
+
+
+def experiment(api, headers, eid) -> dict:
+    return api.get(f"/experiments/{eid}", headers=headers).json()
+
+
+def finished(api, headers, eid, timeout: float, worker) -> dict:
+    def done():
+        e = experiment(api, headers, eid)
+        return e if e["status"] not in ("queued", "running") else None
+
+    try:
+        return wait_for(done, timeout, 0.3, what=f"experiment {eid} to finish")
+    except BaseException:
+        print(worker.tail())
+        raise
+
+
+@pytest.mark.timeout(240)
+def test_upload_train_evaluate_download_predict(api, user, datasets, start_worker, tmp_path):
+    worker = start_worker()
+    health = wait_for(lambda: (h := api.get("/health").json())["status"] == "ok" and h, 30, what="health ok")
+    assert health["workers"]["count"] == 1 and health["workers"]["names"][0].startswith(worker.name)
+    assert health["broker"]["detail"].startswith("redis") and health["database"]["detail"].startswith("postgresql")
+
+    r = api.post("/experiments", json=tiny_spec(datasets, name="it-full"), headers=user)
+    assert r.status_code == 201, r.text
+    eid = r.json()["id"]
+    exp = finished(api, user, eid, 180, worker)
+    assert exp["status"] == "succeeded", (exp, worker.tail())
+    assert all(s["status"] == "succeeded" and s["worker"].startswith(worker.name) for s in exp["stages"])
+    assert exp["progress"] == 1.0
+
+    res = api.get(f"/experiments/{eid}/results", headers=user).json()
+    assert res["count"] == 4 and {r["split"] for r in res["data"]} == {"intra", "cross"}
+    assert "| SIKD |" in api.get(f"/experiments/{eid}/report", headers=user).text
+    ov = api.get(f"/experiments/{eid}/overlays?dataset=vendor_b&sort=dice_diff", headers=user).json()
+    assert ov["count"] > 0 and api.get(ov["data"][0]["url"], headers=user).status_code == 200
+    metrics = api.get(f"/experiments/{eid}/metrics", headers=user).json()
+    assert all([e["epoch"] for e in m["epochs"]] == [1, 2] for m in metrics["data"])
+
+    models = api.get(f"/models?experiment_id={eid}", headers=user).json()
+    assert models["count"] == 2
+    sikd = next(m for m in models["data"] if m["method"] == "sikd")
+    bundle = api.get(f"/models/{sikd['id']}/download", headers=user)
+    assert bundle.status_code == 200
+    (tmp_path / "m.pt").write_bytes(bundle.content)
+    from sikd_core.inference import load_bundle
+
+    assert load_bundle(tmp_path / "m.pt").info["method"] == "sikd"
+    img = np.random.default_rng(1).integers(0, 255, (36, 44), dtype=np.uint8)
+    p = api.post(f"/models/{sikd['id']}/predict", headers=user, files=[("files", ("x.png", png_bytes(img), "image/png"))])
+    assert p.status_code == 200, p.text
+    pred = p.json()["data"][0]
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(pred["mask_png"]))))
+    assert mask.shape == (36, 44) and pred["width"] == 44 and pred["height"] == 36
+
+
+@pytest.mark.timeout(180)
+def test_cancel_a_running_experiment(api, user, datasets, start_worker, stack_settings):
+    worker = start_worker()
+    r = api.post("/experiments", json=tiny_spec(datasets, name="it-cancel", methods=["baseline"], epochs=2000),
+                 headers=user)
+    eid = r.json()["id"]
+    wait_for(lambda: experiment(api, user, eid)["stages"][0]["epoch"] >= 2, 90, 0.2, what="training to run")
+    t0 = time.monotonic()
+    assert api.post(f"/experiments/{eid}/cancel", headers=user).json()["status"] == "cancelled"
+    stage = wait_for(lambda: (s := experiment(api, user, eid)["stages"][0])["status"] == "cancelled" and s, 30, 0.1,
+                     what="the stage to stop")
+    took = time.monotonic() - t0
+    assert took < 10, took
+    assert stage["epoch"] < 2000 and stage["finished_at"]
+    assert experiment(api, user, eid)["status"] == "cancelled"
+    # The worker is free again: a new experiment runs to the end.
+    r = api.post("/experiments", json=tiny_spec(datasets, name="after-cancel", methods=["baseline"]), headers=user)
+    assert finished(api, user, r.json()["id"], 120, worker)["status"] == "succeeded"
+
+
+@pytest.mark.timeout(300)
+def test_killed_worker_is_replaced_and_the_stage_resumes_from_its_checkpoint(api, user, datasets, start_worker):
+    first = start_worker("gpu0")
+    spec = tiny_spec(datasets, name="it-kill", methods=["sikd"], epochs=4, teacher_epochs=80, steps_per_epoch=8)
+    eid = api.post("/experiments", json=spec, headers=user).json()["id"]
+    teacher = lambda: next(s for s in experiment(api, user, eid)["stages"] if s["kind"] == "teacher")  # noqa: E731
+    wait_for(lambda: teacher()["epoch"] >= 4, 120, 0.1, what="the teacher's fourth epoch")
+    first.sigkill()
+    killed_at = teacher()
+    assert killed_at["status"] == "running" and killed_at["epoch"] < 80, killed_at
+    second = start_worker("gpu0")  # the same worker name, as after a restart
+    exp = finished(api, user, eid, 240, second)
+    assert exp["status"] == "succeeded", (exp, second.tail())
+    t = next(s for s in exp["stages"] if s["kind"] == "teacher")
+    assert t["attempts"] == 2 and t["resumed_from_epoch"] >= 3, t
+    metrics = api.get(f"/experiments/{eid}/metrics", headers=user).json()
+    rows = next(m for m in metrics["data"] if m["kind"] == "teacher")["epochs"]
+    assert [e["epoch"] for e in rows] == list(range(1, 81))  # every epoch once, none repeated
+    after = [e["epoch"] for e in rows if e["attempt"] == 2]
+    assert after and min(after) == t["resumed_from_epoch"] + 1 > 1  # continued, not restarted
+    assert "requeued" in second.tail(400) or "requeueing" in second.tail(400)
