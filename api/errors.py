@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from sikd_core.errors import DatasetError, SpecError
+
+log = logging.getLogger("sikd.api")
 
 
 class ApiError(Exception):
@@ -41,3 +45,17 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SpecError)
     async def _spec_error(request: Request, exc: SpecError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        lines = [f"{'.'.join(str(p) for p in e.get('loc', ())) or 'request'}: {e.get('msg')}" for e in errors]
+        return JSONResponse({"detail": "; ".join(lines) or "invalid request",
+                             "errors": [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in errors]},
+                            status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal server error ({type(exc).__name__}); see the server log"},
+                            status_code=500)

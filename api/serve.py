@@ -106,9 +106,7 @@ def serve(args: argparse.Namespace) -> int:
     """Run the service until Ctrl-C / SIGTERM; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = {"storage_dir": Path(args.storage)} if getattr(args, "storage", None) else {}
-    if "SIKD_STORAGE_DIR" not in os.environ and not overrides:
-        overrides["storage_dir"] = Path("sikd_data")
-    settings = Settings(**overrides)
+    settings = Settings(**overrides)  # storage: --storage, else SIKD_STORAGE_DIR, else ./sikd_data
     set_settings(settings)
     ensure_layout(settings)
     upgrade_database(settings)

@@ -64,9 +64,11 @@ def configure(settings: Settings) -> None:
         control_exchange=settings.celery_namespace,
         worker_send_task_events=False,
     )
-    # Connections made for an earlier configuration must not be reused (tests reconfigure).
+    # Objects built from an earlier configuration (connection pools, queues, the control mailbox with its
+    # exchange name) must not outlive it; tests reconfigure the app in one process.
     app._pool = None
-    app.amqp._producer_pool = None
+    for cached in ("amqp", "control"):
+        app.__dict__.pop(cached, None)
 
 
 configure(get_settings())

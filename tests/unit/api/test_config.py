@@ -42,3 +42,19 @@ def test_names_are_checked():
     with pytest.raises(ValidationError, match="letters, digits"):
         Settings(train_queue="train queue")
     assert Settings(storage_dir=Path("rel")).storage_dir.is_absolute()
+
+
+def test_reconfiguring_celery_replaces_broker_queues_and_control_exchange(tmp_path):
+    from worker.celery_app import app, configure
+
+    a = Settings(storage_dir=tmp_path / "a", celery_namespace="ns-a", train_queue="ta")
+    b = Settings(storage_dir=tmp_path / "b", celery_namespace="ns-b", train_queue="tb",
+                 redis_url="redis://127.0.0.1:6379/0")
+    configure(a)
+    assert app.control.mailbox.namespace == "ns-a" and "ta" in app.amqp.queues
+    assert app.conf.broker_transport_options["data_folder_in"] == str(a.broker_dir / "queue")
+    configure(b)
+    assert app.control.mailbox.namespace == "ns-b" and "tb" in app.amqp.queues and "ta" not in app.amqp.queues
+    assert app.conf.broker_url == b.redis_url and app.conf.broker_transport is None
+    assert app.conf.broker_transport_options == {"visibility_timeout": 12 * 3600, "global_keyprefix": "ns-b:"}
+    assert app.amqp.router.route({}, "sikd.evaluate")["queue"].name == "tb"

@@ -174,3 +174,11 @@ def test_openapi_documents_the_upload_and_the_routes(client):
     for path in ("/experiments/{experiment_id}/overlays", "/models/{model_id}/predict", "/health", "/options"):
         assert path in doc["paths"]
     assert client.get("/docs").status_code == 200
+
+
+def test_validation_errors_have_a_readable_detail(client, alice):
+    r = client.get("/experiments?limit=0&skip=-1", headers=alice)
+    assert r.status_code == 422
+    body = r.json()
+    assert "query.limit: Input should be greater than or equal to 1" in body["detail"]
+    assert "query.skip" in body["detail"] and len(body["errors"]) == 2
