@@ -59,11 +59,24 @@ def get_engine(settings: Settings) -> Engine:
 
 
 def dispose_engines() -> None:
-    """Forget every engine (after a fork, and at the end of tests)."""
+    """Forget every engine (at the end of tests; a forked child does it by itself, see below)."""
     with _lock:
         for (pid, _), engine in list(_engines.items()):
             engine.dispose(close=pid == os.getpid())
         _engines.clear()
+
+
+def _after_fork_in_child() -> None:
+    # A forked process (a Celery pool process) must not use its parent's connections, and the lock may
+    # have been held by another thread of the parent at the moment of the fork: start afresh.
+    global _lock
+    _lock = threading.Lock()
+    for engine in _engines.values():
+        engine.dispose(close=False)
+    _engines.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def session_factory(settings: Settings) -> sessionmaker[Session]:

@@ -14,11 +14,11 @@ import logging
 import threading
 from datetime import datetime, timedelta
 
-from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import worker_init, worker_ready, worker_shutting_down
 
 from api import crud
 from api.core.config import Settings, get_settings
-from api.db import dispose_engines, session_scope
+from api.db import session_scope
 from api.models import utcnow
 from api.storage import empty_trash, ensure_layout
 from worker import dispatch
@@ -52,15 +52,11 @@ def _periodic(settings: Settings, interval: float) -> None:
 
 @worker_init.connect
 def _on_init(**_: object) -> None:
+    global STARTED_AT
+    STARTED_AT = utcnow()
     settings = get_settings()
     ensure_layout(settings)
     empty_trash(settings)
-
-
-@worker_process_init.connect
-def _child_init(**_: object) -> None:
-    # A forked pool process must not reuse its parent's database connections.
-    dispose_engines()
 
 
 @worker_ready.connect

@@ -94,25 +94,25 @@ def build_experiment(settings: Settings, c: Claimed) -> Experiment:
 
 def _stopped(settings: Settings, c: Claimed, rec: StageRecorder, e: BaseException) -> str:
     """Record why a stage ended without success (unless another worker holds it now)."""
+    with session_scope(settings) as s:
+        deleted = crud.get_stage(s, stage_id=c.stage_id) is None
+    if deleted:  # the experiment was deleted while this stage ran: what it wrote since goes too
+        discard(settings, experiment_dir(settings, c.experiment_id))
+        return "cancelled"
     if rec.lost:
         log.warning("stage %d was taken over by another worker; stopping", c.stage_id)
         return "lost"
     with session_scope(settings) as s:
         if isinstance(e, TrainingCancelled):
             crud.finish_stage(s, stage_id=c.stage_id, token=c.token, status="cancelled")
-            gone = crud.get_experiment_for_worker(s, experiment_id=c.experiment_id) is None
-            outcome = "cancelled"
-        else:
-            msg = describe_error(e)
-            crud.finish_stage(s, stage_id=c.stage_id, token=c.token, status="failed", error=msg,
-                              traceback_summary=traceback_summary(e))
-            name = c.kind if c.seed is None else f"{c.kind} (seed {c.seed})"
-            crud.fail_experiment(s, experiment_id=c.experiment_id, error=f"{name} failed: {msg}")
-            gone, outcome = False, "failed"
-            log.error("stage %d (%s) failed: %s", c.stage_id, name, msg)
-    if gone:  # deleted while running: whatever this stage wrote since goes too
-        discard(settings, experiment_dir(settings, c.experiment_id))
-    return outcome
+            return "cancelled"
+        msg = describe_error(e)
+        crud.finish_stage(s, stage_id=c.stage_id, token=c.token, status="failed", error=msg,
+                          traceback_summary=traceback_summary(e))
+        name = c.kind if c.seed is None else f"{c.kind} (seed {c.seed})"
+        crud.fail_experiment(s, experiment_id=c.experiment_id, error=f"{name} failed: {msg}")
+    log.error("stage %d (%s) failed: %s", c.stage_id, name, msg)
+    return "failed"
 
 
 def run_training_stage(stage_id: int, *, worker: str = "local") -> str:

@@ -231,3 +231,23 @@ def test_remove_paths_stays_inside_the_storage_root(settings, tmp_path):
     outside.mkdir()
     assert tasks.remove_paths([str(inside), str(outside), str(settings.storage_dir / ".." / "keep")]) == 1
     assert not inside.exists() and outside.exists()
+
+
+def test_deleting_a_running_experiment_stops_it_and_removes_its_files(client, alice, datasets, jobs, settings):
+    exp = create(client, alice, datasets, methods=["baseline"], epochs=500)
+    sid = stage_ids(exp)["baseline", 0]
+    workdir = settings.experiments_dir / str(exp["id"])
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", tasks.run_training_stage(sid)))
+    t.start()
+    try:
+        wait_for(lambda: rows(settings, Stage, id=sid) and rows(settings, Stage, id=sid)[0].epoch >= 2, 60,
+                 what="two epochs")
+        assert (workdir / "seed_0" / "baseline" / "latest.pt").is_file()
+        assert client.delete(f"/experiments/{exp['id']}", headers=alice).status_code == 204
+    finally:
+        t.join(60)
+    assert out["r"] == "cancelled"
+    assert not workdir.exists()  # also what the stage wrote after the API removed the folder
+    assert rows(settings, Stage, experiment_id=exp["id"]) == []
+    assert rows(settings, EpochMetric, stage_id=sid) == []
