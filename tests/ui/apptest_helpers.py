@@ -1,0 +1,47 @@
+"""Reading what an AppTest rendered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def texts(at: Any, kind: str) -> list[str]:
+    """The text of every element of ``kind`` (error, warning, info, success, markdown, caption, ...)."""
+    return [str(e.value) for e in getattr(at, kind)]
+
+
+def all_text(at: Any) -> str:
+    out = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "error", "warning", "info", "success"):
+        out += texts(at, kind)
+    return "\n".join(out)
+
+
+def no_exceptions(at: Any) -> None:
+    assert not at.exception, "the page raised: " + "\n".join(str(e.value) + "\n" + "\n".join(e.stack)
+                                                            for e in at.exception)
+
+
+def _decode(v: Any) -> Any:
+    """Plotly 6 sends numeric arrays as ``{dtype, bdata}`` (base64 typed arrays): back to a list."""
+    if isinstance(v, dict) and "bdata" in v and "dtype" in v:
+        import base64
+
+        import numpy as np
+
+        arr = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        if "shape" in v:
+            arr = arr.reshape([int(s) for s in str(v["shape"]).split(",")])
+        return arr.tolist()
+    return v
+
+
+def plotly_traces(at: Any, key: str) -> list[dict[str, Any]]:
+    """The traces of the plotly chart with ``key``, with their arrays decoded."""
+    import json
+
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        if chart.proto.id.endswith(f"-{key}"):
+            return [{k: _decode(v) for k, v in t.items()} for t in spec["data"]]
+    raise AssertionError(f"no plotly chart with key {key!r}; ids: {[c.proto.id for c in at.get('plotly_chart')]}")

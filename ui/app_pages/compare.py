@@ -1,0 +1,113 @@
+"""Compare: several experiments' intra and cross-dataset scores side by side, plotted against the setting
+that differs between them (an alpha sweep, a teacher-input ablation, ...)."""
+
+from __future__ import annotations
+
+import plotly.express as px
+import streamlit as st
+
+from ui.client import ApiError, Client
+from ui.data import compare_frame, compare_table, setting_value, spec_differences
+from ui.widgets import fail, show_error
+
+api = Client()
+st.title("Compare experiments")
+MAX_DEFAULT = 8
+
+
+def default_selection(exps: list[dict]) -> list[int]:
+    """``?ids=1,2,3`` if given; else the latest experiment and the others trained and evaluated on the same
+    datasets (a sweep usually keeps the data fixed), at most eight."""
+    ids = {e["id"] for e in exps}
+    raw = str(st.query_params.get("ids", ""))
+    asked = [int(x) for x in raw.replace(" ", "").split(",") if x.isdigit() and int(x) in ids]
+    if asked:
+        return asked
+    latest = exps[0]["spec"]  # the API lists the newest first
+
+    def same_data(spec: dict) -> bool:
+        return (spec.get("train_dataset") == latest.get("train_dataset")
+                and sorted(spec.get("eval_datasets") or []) == sorted(latest.get("eval_datasets") or []))
+
+    picks = [e["id"] for e in exps if same_data(e["spec"])][:MAX_DEFAULT]
+    return sorted(picks) if len(picks) >= 2 else []
+
+
+try:
+    exps = api.get_all("/experiments", {"status": "succeeded"})
+except ApiError as e:
+    fail(e, "listing experiments")
+if len(exps) < 2:
+    st.info(f"Comparing needs at least two succeeded experiments; there {'is' if len(exps) == 1 else 'are'} "
+            f"{len(exps) or 'none'}. Start a sweep on **New experiment**, e.g. the same spec with α = 0.5, 1, 2 "
+            "and 4, or with each teacher input.", icon=":material/monitoring:")
+    st.page_link("app_pages/new_experiment.py", label="New experiment", icon=":material/add_circle:")
+    st.stop()
+
+by_id = {e["id"]: e for e in exps}
+if "cmp_ids" not in st.session_state:
+    st.session_state["cmp_ids"] = default_selection(exps)
+chosen = st.multiselect("Experiments (succeeded)", list(by_id), key="cmp_ids",
+                        format_func=lambda i: f"#{i} {by_id[i]['name']}",
+                        placeholder="pick two or more experiments")
+if chosen:
+    st.query_params["ids"] = ",".join(str(i) for i in chosen)  # a link to this comparison
+if len(chosen) < 2:
+    st.caption("Pick two or more experiments to see their scores side by side.")
+    st.stop()
+
+results = {}
+for i in chosen:
+    try:
+        results[i] = api.get(f"/experiments/{i}/results", cache="settled")
+    except ApiError as e:
+        show_error(e, f"loading the scores of experiment #{i}")
+if len(results) < 2:
+    st.stop()
+
+specs = {i: by_id[i]["spec"] for i in results}
+varying = spec_differences(list(specs.values()))
+classes = []
+for r in results.values():
+    for c in r.get("class_names", [])[1:]:
+        if c not in classes:
+            classes.append(c)
+
+c = st.columns([2, 2, 3])
+metric = c[0].radio("Metric", ["Dice", "IoU", "HD95"], horizontal=True, key="cmp_metric")
+cls_choice = c[1].selectbox("Scores of", ["mean over foreground classes", *classes], key="cmp_class")
+cls = None if cls_choice.startswith("mean") else cls_choice
+if varying:
+    c[2].markdown("**Settings that differ:** " + ", ".join(f"`{k}`" for k in varying))
+else:
+    c[2].markdown("**Settings that differ:** none (only the name): the plot shows one point per experiment.")
+
+long = compare_frame(results, by_id, class_name=cls)
+if long.empty:
+    st.warning("The chosen experiments hold no scores.")
+    st.stop()
+table = compare_table(long, metric, {i: {k: specs[i].get(k) for k in varying} for i in results})
+st.dataframe(table, width="stretch", key="cmp_table")
+st.caption(f"{metric} per dataset and method (mean over seeds). "
+           + ("Higher is better." if metric != "HD95" else "Lower is better."))
+
+x_key = st.selectbox("Plot against", varying, key="cmp_x") if varying else None
+plot = long.copy()
+if x_key:
+    plot["Setting"] = [setting_value(specs[i], x_key) for i in plot["ID"]]
+    numeric = all(isinstance(v, (int, float)) for v in plot["Setting"])
+    plot = plot.sort_values("Setting") if numeric else plot
+    x_title = x_key
+else:
+    plot["Setting"] = plot["Experiment"]
+    numeric, x_title = False, "experiment"
+plot["Series"] = plot["Dataset"] + " (" + plot["Split"] + ") · " + plot["Method"]
+fig = px.line(plot, x="Setting", y=metric, color="Dataset", line_dash="Method", symbol="Split",
+              error_y=f"{metric} std", markers=True, hover_data=["Experiment", "Seeds"],
+              labels={"Setting": x_title})
+if not numeric:
+    fig.update_xaxes(type="category")
+fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), title=f"{metric} against {x_title}")
+st.plotly_chart(fig, width="stretch", key="cmp_plot")
+if x_key and len(varying) > 1:
+    st.caption(f"Several settings differ ({', '.join(varying)}): points along `{x_key}` may differ in the others too.")

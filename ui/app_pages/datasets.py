@@ -1,0 +1,135 @@
+"""Datasets: upload a .zip (the API validates every pair and says exactly what is wrong), list the
+datasets with their statistics, look at samples with the mask overlaid and at the class pixel fractions."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from ui.client import ApiError, Client
+from ui.data import fmt_bytes, parse_time
+from ui.widgets import fail, picture, show_error
+
+api = Client()
+st.title("Datasets")
+
+
+def validation_report(d: dict) -> None:
+    """What the API found in a dataset: size, classes, image sizes and modes, warnings."""
+    stats = d.get("stats") or {}
+    c = st.columns(5)
+    c[0].metric("Image/mask pairs", d["num_pairs"])
+    c[1].metric("Cases", stats.get("cases", "–"))
+    c[2].metric("Classes", d["num_classes"], help=", ".join(d["class_names"]))
+    c[3].metric("Channels", d["in_channels"])
+    c[4].metric("Size", fmt_bytes(d["size_bytes"]))
+    sizes = stats.get("image_sizes") or {}
+    modes = stats.get("image_modes") or {}
+    st.caption(f"Format **{d['format']}** · masks read as **{stats.get('mask_mode', '?')}** · classes "
+               f"{', '.join(d['class_names'])} · image sizes "
+               + ", ".join(f"{k} ({v})" for k, v in list(sizes.items())[:6]) + (" …" if len(sizes) > 6 else "")
+               + " · " + ", ".join(f"{k}: {v}" for k, v in modes.items() if v)
+               + (f" · {stats['volumes']} volumes, {stats['slices']} slices" if stats.get("volumetric") else "")
+               + (" · SYNTHETIC" if d.get("synthetic") else ""))
+    for w in stats.get("warnings") or []:
+        st.warning(w)
+
+
+# ------------------------------------------------------------------------------------------ upload
+with st.expander("Upload a dataset (.zip)", expanded=st.session_state.get("ds_upload_open", False)):
+    st.markdown("A zip of **images/** + **masks/** with matching file names (optionally inside one folder), or an "
+                "**nnU-Net** dataset (dataset.json, imagesTr/, labelsTr/). PNG, JPEG, TIFF, BMP and NIfTI are read; "
+                "every pair is checked before the dataset is kept.")
+    up = st.file_uploader("Dataset archive", type=["zip"], key="ds_file")
+    name = st.text_input("Name (default: the file name)", key="ds_name", max_chars=200)
+    if st.button("Upload and validate", type="primary", disabled=up is None, key="ds_upload"):
+        st.session_state["ds_upload_open"] = True
+        with st.spinner(f"Uploading {up.name} and checking every pair…"):
+            try:
+                created = api.post("/datasets", files={"file": (up.name, up.getvalue(), "application/zip")},
+                                   data={"name": name.strip()} if name.strip() else None)
+                st.session_state["ds_upload_result"] = ("ok", created)
+                st.session_state["ds_selected"] = created["id"]
+            except ApiError as e:
+                st.session_state["ds_upload_result"] = ("error", e)
+    result = st.session_state.get("ds_upload_result")
+    if result is not None:
+        kind, value = result
+        if kind == "ok":
+            st.success(f"Dataset **#{value['id']} {value['name']}** is valid and was added.", icon=":material/check_circle:")
+            validation_report(value)
+        else:
+            st.error("The dataset was rejected; nothing was kept.", icon=":material/block:")
+            show_error(value, "uploading the dataset")
+
+# ------------------------------------------------------------------------------------------ list
+try:
+    datasets = api.get_all("/datasets")
+except ApiError as e:
+    fail(e, "listing datasets")
+
+if not datasets:
+    st.info("No datasets yet. Upload one above: a .zip of images/ + masks/ (or an nnU-Net dataset). "
+            "`sikd serve` also preloads SYNTHETIC phantom datasets unless `SIKD_DEMO_DATA=false`.", icon=":material/folder_open:")
+    st.stop()
+
+frame = pd.DataFrame([{
+    "ID": d["id"], "Name": d["name"], "Format": d["format"], "Pairs": d["num_pairs"], "Classes": d["num_classes"],
+    "Class names": ", ".join(d["class_names"]), "Channels": d["in_channels"], "Size": fmt_bytes(d["size_bytes"]),
+    "Shared": d["shared"], "Synthetic": d["synthetic"],
+    "Added": (t.strftime("%Y-%m-%d %H:%M") if (t := parse_time(d.get("created_at"))) else ""),
+} for d in datasets])
+st.dataframe(frame, hide_index=True, width="stretch", key="datasets_table")
+
+by_id = {d["id"]: d for d in datasets}
+if st.session_state.get("ds_selected") not in by_id:
+    st.session_state["ds_selected"] = datasets[-1]["id"]
+chosen = st.selectbox("Dataset", list(by_id), key="ds_selected",
+                      format_func=lambda i: f"#{i} {by_id[i]['name']} ({by_id[i]['num_pairs']} pairs)")
+try:
+    detail = api.get(f"/datasets/{chosen}", cache="settled")
+except ApiError as e:
+    fail(e, f"loading dataset #{chosen}")
+
+st.subheader(f"#{detail['id']} {detail['name']}")
+validation_report(detail)
+
+left, right = st.columns([3, 2])
+with left:
+    st.markdown("**Samples** (mask overlaid)")
+    samples = detail.get("samples") or []
+    if not samples:
+        st.caption("No thumbnails.")
+    cols = st.columns(3)
+    for i, s in enumerate(samples):
+        with cols[i % 3]:
+            picture(api, s["url"], caption=f"{s['key']} (#{s['index']})")
+with right:
+    classes = (detail.get("stats") or {}).get("classes") or []
+    if classes:
+        cf = pd.DataFrame([{"Class": c["name"], "Pixel fraction": c["pixel_fraction"],
+                            "Images with the class": c.get("images_present")} for c in classes])
+        fig = px.bar(cf, x="Class", y="Pixel fraction", text_auto=".1%", hover_data=["Images with the class"],
+                     title="Class pixel fractions", color="Class")
+        fig.update_layout(height=340, showlegend=False, margin=dict(l=10, r=10, t=40, b=10),
+                          yaxis_tickformat=".0%")
+        st.plotly_chart(fig, width="stretch", key="class_fractions")
+
+if st.button("Delete this dataset", key="ds_delete"):
+    st.session_state["ds_confirm_delete"] = chosen
+if st.session_state.get("ds_confirm_delete") == chosen:
+    st.warning(f"Delete dataset **#{chosen} {detail['name']}** and its files? Experiments that use it must be "
+               "deleted first.")
+    yes, no = st.columns(2)
+    if yes.button("Yes, delete", type="primary", key="ds_delete_yes"):
+        st.session_state.pop("ds_confirm_delete", None)
+        try:
+            api.delete(f"/datasets/{chosen}")
+            st.session_state.pop("ds_selected", None)
+            st.rerun()
+        except ApiError as e:
+            show_error(e, f"deleting dataset #{chosen}")
+    if no.button("Keep it", key="ds_delete_no"):
+        st.session_state.pop("ds_confirm_delete", None)
+        st.rerun()

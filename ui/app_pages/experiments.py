@@ -1,0 +1,117 @@
+"""Experiments: every experiment with its status, a progress bar per stage and the ETA, refreshed live;
+open, cancel or delete one."""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from ui.client import ApiError, Client
+from ui.data import ACTIVE, experiments_frame
+from ui.widgets import explain, fail, show_error
+
+PAGE_SIZE = 50
+REFRESH_ACTIVE = 3.0  # seconds between refreshes while something is queued or running
+REFRESH_IDLE = 15.0
+
+api = Client()
+st.title("Experiments")
+
+top = st.columns([2, 2, 1])
+status = top[0].selectbox("Status", ["all", "queued", "running", "succeeded", "failed", "cancelled"],
+                          key="exp_status")
+params = {} if status == "all" else {"status": status}
+try:
+    # Two count-only queries tell whether anything is moving (then the table refreshes every few seconds).
+    active = sum(api.page("/experiments", limit=1, params={"status": s})[1] for s in ACTIVE)
+    _, total = api.page("/experiments", limit=1, params=params)
+except ApiError as e:
+    fail(e, "listing experiments")
+
+pages = max(1, math.ceil(total / PAGE_SIZE))
+if st.session_state.get("exp_page", 1) > pages:  # the last page went away (deleted experiments)
+    st.session_state["exp_page"] = pages
+page_no = top[1].number_input(f"Page (of {pages}, {PAGE_SIZE} per page)", min_value=1, max_value=pages, value=1,
+                              key="exp_page") if pages > 1 else 1
+top[2].page_link("app_pages/new_experiment.py", label="New experiment", icon=":material/add_circle:")
+
+if total == 0:
+    if status == "all":
+        st.info("No experiments yet. Start one on **New experiment** (it needs a dataset: upload one on "
+                "**Datasets** if the list there is empty).", icon=":material/science:")
+        st.page_link("app_pages/new_experiment.py", label="New experiment", icon=":material/add_circle:")
+    else:
+        st.info(f"No {status} experiments.")
+    st.stop()
+
+COLUMNS = {
+    "ID": st.column_config.NumberColumn(width="small", format="%d"),
+    "Progress": st.column_config.ProgressColumn("Overall", min_value=0.0, max_value=1.0, format="percent"),
+    **{k: st.column_config.ProgressColumn(k, min_value=0.0, max_value=1.0, format="percent",
+                                          help=f"{k} stage(s), averaged over seeds")
+       for k in ("Baseline", "Teacher", "Student", "Evaluation")},
+    "Now": st.column_config.TextColumn("Now", width="medium"),
+    "ETA": st.column_config.TextColumn("ETA", help="Estimated time left, from the running stages' epoch times"),
+}
+
+
+@st.fragment(run_every=REFRESH_ACTIVE if active else REFRESH_IDLE)
+def live_table() -> None:
+    """The table and its actions; reruns on its own every few seconds (not the whole page)."""
+    try:
+        exps, count = api.page("/experiments", skip=(int(page_no) - 1) * PAGE_SIZE, limit=PAGE_SIZE, params=params)
+    except ApiError as e:
+        show_error(e, "refreshing the experiments")
+        return
+    n_active = sum(e["status"] in ACTIVE for e in exps)
+    st.caption(f"{count} experiment(s){f', {n_active} active on this page' if n_active else ''} · "
+               f"refreshes every {REFRESH_ACTIVE if active else REFRESH_IDLE:g} s")
+    st.dataframe(experiments_frame(exps), hide_index=True, column_config=COLUMNS, width="stretch",
+                 key="experiments_table")
+    if not exps:
+        return
+    by_id = {e["id"]: e for e in exps}
+    cols = st.columns([4, 1, 1, 1], vertical_alignment="bottom")
+    chosen = cols[0].selectbox("Experiment", list(by_id), key="exp_choice",
+                               format_func=lambda i: f"#{i} {by_id[i]['name']} ({by_id[i]['status']})")
+    exp = by_id.get(chosen)
+    if exp is None:
+        return
+    if cols[1].button("Open", key="exp_open", type="primary", width="stretch"):
+        st.switch_page("app_pages/experiment.py", query_params={"id": str(exp["id"])})
+    if cols[2].button("Cancel", key="exp_cancel", disabled=exp["status"] not in ACTIVE, width="stretch",
+                      help="Stop it: running stages stop within one training step."):
+        try:
+            api.post(f"/experiments/{exp['id']}/cancel")
+            st.toast(f"Experiment #{exp['id']} cancelled")
+            st.rerun()
+        except ApiError as e:
+            st.error(explain(e, f"cancelling experiment #{exp['id']}"))
+    if cols[3].button("Delete", key="exp_delete", width="stretch",
+                      help="Remove it with its models and files (asks first)."):
+        st.session_state["exp_confirm_delete"] = exp["id"]
+    pending = st.session_state.get("exp_confirm_delete")
+    if pending is not None and pending in by_id:
+        target = by_id[pending]
+        with st.container(border=True):
+            st.warning(f"Delete experiment **#{pending} {target['name']}** ({target['status']}) with its trained "
+                       "models, predictions and report? This cannot be undone."
+                       + (" It is still active: it will be cancelled first." if target["status"] in ACTIVE else ""))
+            yes, no = st.columns(2)
+            if yes.button("Yes, delete", key="exp_delete_yes", type="primary", width="stretch"):
+                st.session_state.pop("exp_confirm_delete", None)
+                try:
+                    api.delete(f"/experiments/{pending}")
+                    st.toast(f"Experiment #{pending} deleted")
+                except ApiError as e:
+                    st.session_state["exp_delete_error"] = explain(e, f"deleting experiment #{pending}")
+                st.rerun()
+            if no.button("Keep it", key="exp_delete_no", width="stretch"):
+                st.session_state.pop("exp_confirm_delete", None)
+                st.rerun()
+    if err := st.session_state.pop("exp_delete_error", None):
+        st.error(err)
+
+
+live_table()

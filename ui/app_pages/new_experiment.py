@@ -1,0 +1,212 @@
+"""New experiment: a form that mirrors ExperimentSpec (defaults from the API: the paper's), validated by
+the API; its errors show under the fields they concern. On success the experiment's page opens."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import streamlit as st
+
+from ui.client import ApiError, Client
+from ui.data import TEACHER_INPUT_LABELS, parse_seeds, spec_errors
+from ui.widgets import explain, fail
+
+api = Client()
+st.title("New experiment")
+st.caption("Baseline vs SIKD: the baseline trains on the images; the teacher on class-wise mean images "
+           "(shape + intensity); the student is distilled from the teacher's penultimate features. Both are "
+           "scored on the training dataset's test split (intra) and on the unseen datasets (cross).")
+
+try:
+    options = api.get("/options", cache="settled")
+    datasets = api.get_all("/datasets")
+except ApiError as e:
+    fail(e, "loading the options and datasets")
+
+if not datasets:
+    st.info("No datasets yet: upload one on **Datasets** first (a .zip of images/ + masks/, or an nnU-Net dataset).",
+            icon=":material/folder_open:")
+    st.page_link("app_pages/datasets.py", label="Datasets", icon=":material/folder_open:")
+    st.stop()
+
+D: dict[str, Any] = options["spec_defaults"]
+by_id = {d["id"]: d for d in datasets}
+models = {m["name"]: m for m in options["models"]}
+
+
+def ds_label(i: int) -> str:
+    d = by_id[i]
+    return (f"#{i} {d['name']} · {d['num_pairs']} pairs · {d['num_classes']} classes"
+            + (" · SYNTHETIC" if d.get("synthetic") else ""))
+
+
+# Datasets outside the form, so the cross choices follow the training choice.
+st.subheader("Data")
+dcols = st.columns(2)
+train_id = dcols[0].selectbox("Training dataset", list(by_id), format_func=ds_label, key="ne_train",
+                              help="Trained on its train split; its held-out test split gives the intra scores.")
+train_err = dcols[0].empty()
+same_task = [i for i in by_id if i != train_id and by_id[i]["class_names"] == by_id[train_id]["class_names"]]
+others = [i for i in by_id if i != train_id]
+if st.session_state.get("ne_cross_for") != train_id:  # a new training set: default to every dataset of its task
+    st.session_state["ne_cross"] = same_task
+    st.session_state["ne_cross_for"] = train_id
+cross_ids = dcols[1].multiselect(
+    "Unseen (cross) datasets", others, format_func=ds_label, key="ne_cross",
+    help="Datasets of the same task never seen in training (cross-dataset generalisation).")
+cross_err = dcols[1].empty()
+if not same_task:
+    dcols[1].caption("No other dataset has the same classes as the training dataset.")
+
+with st.form("new_experiment", border=True):
+    slots: dict[str, Any] = {}
+
+    def slot(key: str, where: Any = None) -> None:
+        slots[key] = (where or st).empty()
+
+    st.subheader("Model and training")
+    c = st.columns(3)
+    name = c[0].text_input("Name", value=str(D.get("name", "experiment")), max_chars=200, key="ne_name")
+    slot("name", c[0])
+    model_names = sorted(models)
+    model = c[1].selectbox("Model", model_names, index=model_names.index(D.get("model", "unet"))
+                           if D.get("model", "unet") in model_names else 0, key="ne_model",
+                           format_func=lambda n: f"{n} — {models[n]['description']}")
+    slot("model", c[1])
+    loss = c[2].selectbox("Loss", ["ce", "dice_ce"], index=["ce", "dice_ce"].index(D.get("loss", "ce")),
+                          format_func=lambda v: {"ce": "cross-entropy (paper)", "dice_ce": "Dice + cross-entropy"}[v],
+                          key="ne_loss")
+    slot("loss", c[2])
+
+    c = st.columns(4)
+    h0, w0 = D.get("image_size", [256, 256])
+    height = c[0].number_input("Image height (px)", 16, 4096, int(h0), step=16, key="ne_h")
+    width = c[1].number_input("Image width (px)", 16, 4096, int(w0), step=16, key="ne_w")
+    slot("image_size", c[0])
+    epochs = c[2].number_input("Epochs", 1, 10000, int(D.get("epochs", 50)), key="ne_epochs",
+                               help="Of the baseline and the student (the teacher too unless set below).")
+    slot("epochs", c[2])
+    batch = c[3].number_input("Batch size", 1, 1024, int(D.get("batch_size", 8)), key="ne_batch")
+    slot("batch_size", c[3])
+
+    c = st.columns(4)
+    lr = c[0].number_input("Learning rate", min_value=1e-6, max_value=1.0, value=float(D.get("lr", 1e-3)),
+                           step=1e-4, format="%.5f", key="ne_lr", help="Adam, decayed polynomially (power 0.9).")
+    slot("lr", c[0])
+    seeds_text = c[1].text_input("Seeds", ", ".join(str(s) for s in D.get("seeds", [0])), key="ne_seeds",
+                                 help="Comma-separated; each seed trains every method once (mean ± std over seeds).")
+    slot("seeds", c[1])
+    methods = c[2].multiselect("Methods", options["methods"], default=D.get("methods", options["methods"]),
+                               format_func=lambda m: {"baseline": "Baseline", "sikd": "SIKD"}.get(m, m),
+                               key="ne_methods")
+    slot("methods", c[2])
+    alpha = c[3].number_input("α (distillation weight)", 0.0, 1e4, float(D.get("alpha", 2.0)), step=0.5,
+                              key="ne_alpha", help="Weight of the feature-distillation MSE (the paper uses 2).")
+    slot("alpha", c[3])
+
+    c = st.columns(2)
+    teacher_input = c[0].selectbox(
+        "Teacher input", options["teacher_inputs"],
+        index=options["teacher_inputs"].index(D.get("teacher_input", "class_mean")), key="ne_tin",
+        format_func=lambda v: TEACHER_INPUT_LABELS.get(v, v))
+    slot("teacher_input", c[0])
+
+    with st.expander("Advanced options"):
+        a = st.columns(3)
+        teacher_epochs = a[0].number_input("Teacher epochs (0 = same as epochs)", 0, 10000,
+                                           int(D.get("teacher_epochs") or 0), key="ne_tepochs")
+        slot("teacher_epochs", a[0])
+        weight_decay = a[1].number_input("Weight decay", 0.0, 1.0, float(D.get("weight_decay", 0.0)), step=1e-5,
+                                         format="%.6f", key="ne_wd")
+        slot("weight_decay", a[1])
+        steps = a[2].number_input("Steps per epoch (0 = one pass over the train split)", 0, 10**7,
+                                  int(D.get("steps_per_epoch") or 0), key="ne_steps")
+        slot("steps_per_epoch", a[2])
+        a = st.columns(3)
+        val_fraction = a[0].number_input("Validation fraction", 0.0, 0.89, float(D.get("val_fraction", 0.1)),
+                                         step=0.05, key="ne_val")
+        slot("val_fraction", a[0])
+        test_fraction = a[1].number_input("Test fraction (intra scores)", 0.01, 0.89,
+                                          float(D.get("test_fraction", 0.2)), step=0.05, key="ne_test")
+        slot("test_fraction", a[1])
+        split_seed = a[2].number_input("Split seed", value=int(D.get("split_seed", 0)), step=1, key="ne_split")
+        slot("split_seed", a[2])
+        a = st.columns(3)
+        mask_mode = a[0].selectbox("Mask mode", ["auto", "label", "binary"],
+                                   index=["auto", "label", "binary"].index(D.get("mask_mode", "auto")), key="ne_mask")
+        slot("mask_mode", a[0])
+        device = a[1].text_input("Device", str(D.get("device", "auto")), key="ne_device",
+                                 help="auto, cpu, cuda or cuda:N (of the worker).")
+        slot("device", a[1])
+        feature_maps = a[2].number_input("Feature-map images per dataset", 0, 16, int(D.get("feature_maps", 2)),
+                                         key="ne_feat")
+        slot("feature_maps", a[2])
+        a = st.columns(4)
+        augment = a[0].checkbox("Augmentation", bool(D.get("augment", True)), key="ne_aug")
+        slot("augment", a[0])
+        amp = a[1].checkbox("Mixed precision (CUDA)", bool(D.get("amp", True)), key="ne_amp")
+        slot("amp", a[1])
+        save_predictions = a[2].checkbox("Keep predictions (overlays)", bool(D.get("save_predictions", True)),
+                                         key="ne_save")
+        slot("save_predictions", a[2])
+        skips = a[3].checkbox("Teacher keeps skip connections (ablation)",
+                              bool(D.get("teacher_skip_connections", False)), key="ne_skips")
+        slot("teacher_skip_connections", a[3])
+        kwargs_text = st.text_area(
+            "Model arguments (JSON)", json.dumps(D.get("model_kwargs") or {}), key="ne_kwargs", height=68,
+            help='Extra arguments of the network, e.g. {"widths": [16, 32, 64, 128]} for a smaller U-Net.')
+        slot("model_kwargs")
+
+    general = st.empty()
+    submitted = st.form_submit_button("Start experiment", type="primary")
+
+if submitted:
+    local: dict[str, list[str]] = {}
+    try:
+        seeds = parse_seeds(seeds_text)
+    except ValueError as e:
+        local["seeds"] = [str(e)]
+    try:
+        model_kwargs = json.loads(kwargs_text or "{}")
+        if not isinstance(model_kwargs, dict):
+            raise ValueError("give a JSON object, e.g. {\"widths\": [16, 32, 64, 128]}")
+    except ValueError as e:
+        local["model_kwargs"] = [f"not valid JSON: {e}"]
+    if local:
+        for key, msgs in local.items():
+            slots[key].error("; ".join(msgs))
+        general.error("Fix the fields marked above.")
+        st.stop()
+    body = {
+        "name": name, "train_dataset": str(train_id), "eval_datasets": [str(i) for i in cross_ids], "model": model,
+        "model_kwargs": model_kwargs, "image_size": [int(height), int(width)], "epochs": int(epochs),
+        "teacher_epochs": int(teacher_epochs) or None, "batch_size": int(batch), "lr": float(lr),
+        "weight_decay": float(weight_decay), "seeds": seeds, "methods": methods, "alpha": float(alpha),
+        "teacher_input": teacher_input, "teacher_skip_connections": bool(skips), "loss": loss,
+        "augment": bool(augment), "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
+        "split_seed": int(split_seed), "mask_mode": mask_mode, "steps_per_epoch": int(steps) or None,
+        "device": device, "amp": bool(amp), "save_predictions": bool(save_predictions),
+        "feature_maps": int(feature_maps),
+    }
+    try:
+        created = api.post("/experiments", json=body)
+    except ApiError as e:
+        if e.status == 422:
+            fields, other = spec_errors(e.detail)
+            for key, msgs in fields.items():
+                target = {"train_dataset": train_err, "eval_datasets": cross_err}.get(key) or slots.get(key)
+                if target is None:
+                    other.append(f"{key}: {'; '.join(msgs)}")
+                else:
+                    target.error("; ".join(msgs))
+            bad = [str(b) for b in e.body.get("datasets") or []]
+            if bad:
+                (train_err if str(train_id) in bad else cross_err).error(e.message)
+                other = [m for m in other if m != e.message]
+            general.error("The API did not accept the experiment" + (": " + " · ".join(other) if other else
+                                                                      " (see the fields marked above)."))
+        else:
+            general.error(explain(e, "starting the experiment"))
+    else:
+        st.switch_page("app_pages/experiment.py", query_params={"id": str(created["id"])})

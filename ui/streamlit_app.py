@@ -1,0 +1,36 @@
+"""SIKD Studio dashboard: ``streamlit run ui/streamlit_app.py`` (``sikd serve`` starts it for you).
+
+The router: page setup, the sidebar's API connection, then the chosen page from ``app_pages/``. It
+talks only to the REST API at ``SIKD_API_URL`` with the token ``SIKD_API_TOKEN`` (or one typed in the
+sidebar).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run ui/streamlit_app.py` puts ui/, not the project, on the path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from ui.widgets import connection_panel  # noqa: E402
+
+st.set_page_config(page_title="SIKD Studio", page_icon=":material/biotech:", layout="wide")
+
+PAGES = {
+    "Data": [st.Page("app_pages/datasets.py", title="Datasets", icon=":material/folder_open:", url_path="datasets")],
+    "Experiments": [
+        st.Page("app_pages/experiments.py", title="Experiments", icon=":material/list_alt:", url_path="experiments", default=True),
+        st.Page("app_pages/new_experiment.py", title="New experiment", icon=":material/add_circle:", url_path="new_experiment"),
+        st.Page("app_pages/experiment.py", title="Experiment detail", icon=":material/biotech:", url_path="experiment"),
+        st.Page("app_pages/compare.py", title="Compare", icon=":material/monitoring:", url_path="compare"),
+    ],
+}
+
+page = st.navigation(PAGES)
+st.sidebar.markdown("**SIKD Studio** · shape-intensity knowledge distillation")
+if connection_panel() is not None:
+    page.run()

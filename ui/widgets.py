@@ -1,0 +1,119 @@
+"""Streamlit pieces the pages share: the connection panel, errors explained in words, pictures, pickers."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import streamlit as st
+
+from ui.client import TOKEN_KEY, ApiError, ApiUnreachable, Client, clear_cache
+from ui.data import CONTOUR_COLORS, STATUS_ICONS
+
+START_HINT = ("Start the service with `sikd serve` (or `./start.sh`): it runs the API on port 8000, a worker and "
+              "this dashboard. If the API runs elsewhere, set `SIKD_API_URL` before starting the dashboard.")
+TOKEN_HINT = ("`sikd serve` prints the admin token when it starts (it is also saved in `<storage>/admin_token`); "
+              "an admin creates tokens for other people with `POST /users`.")
+
+
+def explain(e: ApiError, doing: str = "") -> str:
+    """An API error as a sentence a user can act on."""
+    what = f" while {doing}" if doing else ""
+    if isinstance(e, ApiUnreachable):
+        return (f"The SIKD Studio API does not answer at **{e.base_url}**{what}: `{e.method} {e.url}` failed "
+                f"({e.reason}). {START_HINT}")
+    if e.status == 401:
+        return (f"The API refused `{e.method} {e.url}`: {e.message}. Enter a valid token in the sidebar "
+                f"(**API token**). {TOKEN_HINT}")
+    if e.status == 403:
+        return f"Not allowed{what}: {e.message}."
+    if e.status == 404:
+        return f"Not found{what}: {e.message}."
+    if e.status == 409:
+        return f"Not possible now{what}: {e.message}."
+    if e.status == 429:
+        return f"Too many experiments at once: {e.message}"
+    if e.status is not None and e.status >= 500:
+        return (f"The API failed{what} (HTTP {e.status} from `{e.method} {e.url}`): {e.message}. "
+                "See the log of `sikd serve` for details.")
+    return f"The API rejected the request{what} (HTTP {e.status}): {e.message}"
+
+
+def show_error(e: ApiError, doing: str = "") -> None:
+    """Show an API error with its details (the problem list and files of a rejected dataset)."""
+    st.error(explain(e, doing), icon=":material/cloud_off:" if isinstance(e, ApiUnreachable) else ":material/error:")
+    if e.problems or e.files:
+        with st.container(border=True):
+            if e.problems:
+                st.markdown(f"**Problems ({len(e.problems)})**")
+                st.code("\n".join(e.problems), language=None)
+            if e.files:
+                st.markdown(f"**Files ({len(e.files)})**")
+                st.code("\n".join(e.files), language=None)
+
+
+def fail(e: ApiError, doing: str = "") -> None:
+    """Show the error and stop this page's run (nothing below makes sense without the data)."""
+    show_error(e, doing)
+    st.stop()
+
+
+def connection_panel() -> dict[str, Any] | None:
+    """The sidebar's API connection: URL, token, health, user. Returns ``/me`` when the dashboard can
+    talk to the API, else explains in the main area why not and returns None."""
+    with st.sidebar:
+        st.text_input("API token", key=TOKEN_KEY, type="password",
+                      placeholder="using SIKD_API_TOKEN" if Client().token else "paste your token",
+                      help="Sent as `Authorization: Bearer <token>`. " + TOKEN_HINT)
+        api = Client()
+        st.caption(f"API: `{api.base}`")
+        try:
+            health = api.health()
+        except ApiError as e:
+            st.caption(":material/cloud_off: API unreachable")
+            show_error(e, "checking the service's health")
+            return None
+        workers = health.get("workers") or {}
+        if health.get("status") == "ok":
+            st.caption(f":green[:material/check_circle:] service ok · {workers.get('count', 0)} worker(s) · v{health.get('version', '?')}")
+        else:
+            bad = [f"{name}: {health[name]['detail']}" for name in ("database", "broker")
+                   if not (health.get(name) or {}).get("ok")]
+            if not workers.get("ok"):
+                bad.append("no worker answers: new experiments wait in the queue until one starts")
+            st.caption(":orange[:material/warning:] service degraded — " + "; ".join(bad))
+        try:
+            me = api.get("/me", cache="settled")
+        except ApiError as e:
+            st.caption(":material/lock: not signed in")
+            if e.status == 401:
+                st.warning(f"The API at **{api.base}** needs a token: {e.message}. Enter your token in the sidebar "
+                           f"(**API token**). {TOKEN_HINT}", icon=":material/key:")
+            else:
+                show_error(e, "checking your token")
+            return None
+        st.caption(f"Signed in as **{html.escape(me['name'])}**{' (admin)' if me.get('is_admin') else ''}")
+        if st.button("Refresh data", help="Forget cached API responses and reload.", width="stretch"):
+            clear_cache()
+            st.rerun()
+    return me
+
+
+def status_badge(status: str) -> str:
+    colours = {"queued": "gray", "running": "blue", "succeeded": "green", "failed": "red", "cancelled": "orange"}
+    return f":{colours.get(status, 'gray')}-badge[{STATUS_ICONS.get(status, '')} {status}]"
+
+
+def contour_legend() -> None:
+    chips = " ".join(
+        f"<span style='display:inline-block;width:1.6em;height:0.35em;background:{c};vertical-align:middle;"
+        f"margin:0 0.3em 0 0.9em'></span>{html.escape(name)}" for name, c in CONTOUR_COLORS.items())
+    st.markdown(f"<div class='sikd-legend'>Contours:{chips}</div>", unsafe_allow_html=True)
+
+
+def picture(api: Client, url: str, caption: str | None = None) -> None:
+    """An image the API serves (thumbnails, overlays, feature maps), fetched with the token."""
+    try:
+        st.image(api.bytes(url), caption=caption, width="stretch", output_format="PNG")
+    except ApiError as e:
+        st.warning(f"Picture unavailable ({url}): {explain(e)}")
