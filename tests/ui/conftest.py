@@ -1,0 +1,146 @@
+"""Fixtures of the dashboard tests: the real API in subprocesses, SYNTHETIC data made through the REST API,
+and Streamlit's AppTest driving ``ui/streamlit_app.py`` against it.
+
+Two services run for the whole session (started side by side, SQLite + embedded broker in temp folders):
+
+* ``queue_api``: API only, no worker, so experiments stay ``queued`` (cancel, delete, the 200-experiment
+  timing and the form's submissions are deterministic);
+* ``work_api``: API + one worker, on which a few tiny experiments really train (scores, overlays, feature
+  maps, a failed stage).
+
+Every test works as its own fresh user (its own token), so it sees only what it created.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.service_helpers import free_port, zip_bytes
+from tests.ui.stack import Api, Stack, phantom_zip, tiny_spec
+
+UI_APP = Path(__file__).resolve().parents[2] / "ui" / "streamlit_app.py"
+
+
+@dataclass
+class Services:
+    queue: Stack
+    work: Stack
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory) -> Iterator[Services]:
+    root = tmp_path_factory.mktemp("ui_services")
+    queue = Stack(root / "queue", worker=False, ui=False, log=root / "queue.log")
+    work = None
+    try:
+        work = Stack(root / "work", worker=True, ui=False, log=root / "work.log")
+        queue.wait_ready()
+        work.wait_ready()
+        yield Services(queue=queue, work=work)
+    finally:
+        queue.stop()
+        if work is not None:
+            work.stop()
+
+
+@pytest.fixture(scope="session")
+def zips(tmp_path_factory) -> dict[str, bytes]:
+    """SYNTHETIC phantoms as upload zips: a training domain (20 images) and two unseen ones (6 each)."""
+    root = tmp_path_factory.mktemp("ui_zips")
+    return {"vendor_a": phantom_zip(root, "vendor_a", 20, 1, size=40),
+            "vendor_b": phantom_zip(root, "vendor_b", 6, 2, size=40),
+            "vendor_c": phantom_zip(root, "vendor_c", 6, 3, size=40)}
+
+
+@pytest.fixture(scope="session")
+def broken_zip(zips) -> bytes:
+    """A dataset whose masks do not match their images (wrong size) and one image without a mask."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    def png(shape: tuple[int, ...], value: int = 0) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(np.full(shape, value, dtype=np.uint8)).save(buf, format="PNG")
+        return buf.getvalue()
+
+    return zip_bytes({
+        "bad/images/case_01.png": png((40, 40), 90), "bad/masks/case_01.png": png((40, 40)),
+        "bad/images/case_02.png": png((40, 40), 90), "bad/masks/case_02.png": png((32, 32)),
+        "bad/images/case_03.png": png((40, 40), 90), "bad/masks/case_03.png": png((24, 40)),
+    })
+
+
+@pytest.fixture
+def queue_user(services) -> Iterator[Api]:
+    api = services.queue.admin.new_user("q")
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def queue_data(queue_user, zips) -> dict[str, int]:
+    """The fresh user's three datasets on the worker-less service (ids by domain)."""
+    return {name: queue_user.upload(data, name)["id"] for name, data in zips.items()}
+
+
+@pytest.fixture(scope="session")
+def trained(services, zips) -> dict[str, Any]:
+    """On the service with a worker, one user's datasets and really trained tiny experiments: an alpha
+    sweep (alpha 1 and 2, two seeds each) and one that fails in its first stage (a bad network argument)."""
+    api = services.work.admin.new_user("trained")
+    ids = {name: api.upload(data, name)["id"] for name, data in zips.items()}
+    cross = [ids["vendor_b"], ids["vendor_c"]]
+    sweep = [api.post("/experiments", json=tiny_spec(ids["vendor_a"], cross, name=f"alpha {a:g}", alpha=a,
+                                                     seeds=[0, 1]))["id"] for a in (1.0, 2.0)]
+    broken = api.post("/experiments", json=tiny_spec(ids["vendor_a"], cross, name="broken",
+                                                     model_kwargs={"widths": "not a list"}))["id"]
+    for i in sweep:
+        api.wait_experiment(i, timeout=180)
+    api.wait_experiment(broken, timeout=120, statuses=("failed",))
+    return {"api": api, "datasets": ids, "sweep": sweep, "failed": broken}
+
+
+# ---------------------------------------------------------------------------------------------- AppTest
+@pytest.fixture
+def dashboard(monkeypatch) -> Callable[..., Any]:
+    """``dashboard(page, url=..., token=..., query=...)``: an AppTest of the dashboard that has run once on
+    ``page`` (a file under ui/app_pages/) against the given API. Caches are emptied first, so each test
+    starts cold."""
+    from streamlit.testing.v1 import AppTest
+
+    from ui import client
+
+    client.clear_cache()
+
+    def open_page(page: str, *, url: str, token: str | None, query: dict[str, str] | None = None,
+                  timeout: float = 30) -> AppTest:
+        monkeypatch.setenv("SIKD_API_URL", url)
+        if token is None:
+            monkeypatch.delenv("SIKD_API_TOKEN", raising=False)
+        else:
+            monkeypatch.setenv("SIKD_API_TOKEN", token)
+        at = AppTest.from_file(str(UI_APP), default_timeout=timeout)
+        for k, v in (query or {}).items():
+            at.query_params[k] = v
+        at.switch_page(f"app_pages/{page}.py")
+        return at.run()
+
+    yield open_page
+    client.clear_cache()
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A URL where nothing listens."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+os.environ.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")

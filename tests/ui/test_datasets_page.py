@@ -1,0 +1,98 @@
+"""Datasets page: empty state, upload (valid: the validation report; invalid: the API's exact error with
+its problem files), list, thumbnails, class fractions, delete."""
+
+from __future__ import annotations
+
+from tests.ui.apptest_helpers import all_text, no_exceptions, plotly_traces, texts
+
+
+def upload(at, data: bytes, filename: str, name: str = ""):
+    at.file_uploader(key="ds_file").set_value((filename, data, "application/zip"))
+    at.run()
+    if name:
+        at.text_input(key="ds_name").input(name)
+    return at.button(key="ds_upload").click().run()
+
+
+def test_empty_state_points_to_the_upload(dashboard, services, queue_user):
+    at = dashboard("datasets", url=services.queue.url, token=queue_user.token)
+    no_exceptions(at)
+    info = "\n".join(texts(at, "info"))
+    assert "No datasets yet" in info and "Upload one above" in info
+    assert not at.dataframe
+    assert at.button(key="ds_upload").disabled  # nothing chosen yet
+
+
+def test_valid_upload_shows_the_validation_report_and_the_dataset(dashboard, services, queue_user, zips):
+    at = dashboard("datasets", url=services.queue.url, token=queue_user.token)
+    at = upload(at, zips["vendor_a"], "vendor_a.zip", name="Vendor A phantoms")
+    no_exceptions(at)
+    stored = queue_user.get("/datasets")["data"]
+    assert [d["name"] for d in stored] == ["Vendor A phantoms"]
+    ds = queue_user.get(f"/datasets/{stored[0]['id']}")
+    assert any(f"#{ds['id']} Vendor A phantoms** is valid" in s for s in texts(at, "success"))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Image/mask pairs"] == "20" and metrics["Classes"] == str(ds["num_classes"])
+    assert metrics["Cases"] == str(ds["stats"]["cases"])
+    table = at.dataframe[0].value
+    assert table["Name"].tolist() == ["Vendor A phantoms"] and table["Pairs"].tolist() == [20]
+    assert table["Class names"].tolist() == [", ".join(ds["class_names"])]
+    # the gallery: one thumbnail per sample the API lists, captioned with its key
+    captions = [c for img in at.get("image") for c in (i.caption for i in img.proto.imgs)]
+    assert sorted(captions) == sorted(f"{s['key']} (#{s['index']})" for s in ds["samples"])
+    assert len(captions) >= 4
+    # class pixel fractions as a bar chart with the API's numbers
+    traces = plotly_traces(at, "class_fractions")
+    xs = [x for trace in traces for x in trace["x"]]
+    ys = [y for trace in traces for y in trace["y"]]
+    assert xs == ds["class_names"]
+    assert ys == [c["pixel_fraction"] for c in ds["stats"]["classes"]]
+
+
+def test_rejected_upload_shows_the_api_error_with_problems_and_files(dashboard, services, queue_user, broken_zip):
+    expected = queue_user.call("POST", "/datasets", expect=422,
+                               files={"file": ("bad.zip", broken_zip, "application/zip")})
+    expected = expected.json() if hasattr(expected, "json") else expected
+    at = dashboard("datasets", url=services.queue.url, token=queue_user.token)
+    at = upload(at, broken_zip, "bad.zip")
+    no_exceptions(at)
+    errors = "\n".join(texts(at, "error"))
+    assert "rejected; nothing was kept" in errors
+    assert expected["detail"] in errors and "HTTP 422" in errors
+    code = [c.value for c in at.code]
+    assert "\n".join(expected["problems"]) in code and "\n".join(expected["files"]) in code
+    assert expected["files"] == ["masks/case_02.png", "masks/case_03.png"]
+    assert queue_user.get("/datasets")["count"] == 0
+
+
+def test_list_select_and_delete_with_confirmation(dashboard, services, queue_user, queue_data):
+    at = dashboard("datasets", url=services.queue.url, token=queue_user.token)
+    no_exceptions(at)
+    assert at.dataframe[0].value["ID"].tolist() == sorted(queue_data.values())
+    at.selectbox(key="ds_selected").select(queue_data["vendor_b"]).run()
+    assert any(t.value == f"#{queue_data['vendor_b']} vendor_b" for t in at.subheader)
+    at.button(key="ds_delete").click().run()
+    assert any("Delete dataset" in w for w in texts(at, "warning"))
+    at.button(key="ds_delete_no").click().run()
+    assert queue_user.get("/datasets")["count"] == 3
+    at.button(key="ds_delete").click().run()
+    at.button(key="ds_delete_yes").click().run()
+    no_exceptions(at)
+    assert sorted(d["id"] for d in queue_user.get("/datasets")["data"]) == sorted(
+        [queue_data["vendor_a"], queue_data["vendor_c"]])
+    assert at.dataframe[0].value["ID"].tolist() == sorted([queue_data["vendor_a"], queue_data["vendor_c"]])
+
+
+def test_dataset_used_by_an_experiment_cannot_be_deleted_and_says_why(dashboard, services, queue_user, queue_data):
+    from tests.ui.stack import tiny_spec
+
+    exp = queue_user.post("/experiments", json=tiny_spec(queue_data["vendor_a"], [queue_data["vendor_b"]]))
+    at = dashboard("datasets", url=services.queue.url, token=queue_user.token)
+    at.selectbox(key="ds_selected").select(queue_data["vendor_a"]).run()
+    at.button(key="ds_delete").click().run()
+    at.button(key="ds_delete_yes").click().run()
+    no_exceptions(at)
+    errors = "\n".join(texts(at, "error"))
+    assert "Not possible now" in errors and f"used by experiment(s) {exp['id']}" in errors
+    assert queue_user.get("/datasets")["count"] == 3
+    assert "No datasets yet" not in all_text(at)

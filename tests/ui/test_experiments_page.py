@@ -1,0 +1,103 @@
+"""Experiments page: empty state, the table (status, a progress bar per stage, ETA), open, cancel and
+delete (with confirmation), pagination, and the 200-experiment timing."""
+
+from __future__ import annotations
+
+import time
+
+from tests.ui.apptest_helpers import all_text, no_exceptions, texts
+from tests.ui.stack import tiny_spec
+
+
+def test_empty_state_points_to_new_experiment(dashboard, services, queue_user):
+    at = dashboard("experiments", url=services.queue.url, token=queue_user.token)
+    no_exceptions(at)
+    info = "\n".join(texts(at, "info"))
+    assert "No experiments yet" in info and "New experiment" in info and "Datasets" in info
+    assert not at.dataframe
+
+
+def test_table_shows_status_stage_progress_and_actions(dashboard, services, queue_user, queue_data):
+    a = queue_user.post("/experiments", json=tiny_spec(queue_data["vendor_a"], [queue_data["vendor_b"]], name="one"))
+    b = queue_user.post("/experiments", json=tiny_spec(queue_data["vendor_a"], [], name="two", seeds=[0, 1],
+                                                       methods=["sikd"]))
+    at = dashboard("experiments", url=services.queue.url, token=queue_user.token)
+    no_exceptions(at)
+    df = at.dataframe[0].value
+    assert df["ID"].tolist() == [b["id"], a["id"]]  # newest first, as the API lists them
+    assert df["Status"].tolist() == ["queued", "queued"]
+    assert df["Now"].tolist() == ["waiting for a worker"] * 2
+    assert df["Progress"].tolist() == [0.0, 0.0]
+    # a progress bar per stage kind; "two" trains no baseline, so it has no baseline bar
+    assert df["Baseline"].isna().tolist() == [True, False]
+    assert df[["Teacher", "Student", "Evaluation"]].notna().all().all()
+    assert "2 experiment(s), 2 active on this page" in all_text(at)
+    assert at.selectbox(key="exp_choice").options == [f"#{b['id']} two (queued)", f"#{a['id']} one (queued)"]
+
+    # cancel "one"
+    at.selectbox(key="exp_choice").select(a["id"]).run()
+    at.button(key="exp_cancel").click().run()
+    no_exceptions(at)
+    assert queue_user.get(f"/experiments/{a['id']}")["status"] == "cancelled"
+    df = at.dataframe[0].value
+    assert df.set_index("ID").loc[a["id"], "Status"] == "cancelled"
+    assert at.button(key="exp_cancel").disabled
+
+    # delete asks first; "Keep it" keeps it
+    at.button(key="exp_delete").click().run()
+    assert any(f"Delete experiment **#{a['id']} one**" in w for w in texts(at, "warning"))
+    at.button(key="exp_delete_no").click().run()
+    assert queue_user.get(f"/experiments/{a['id']}")["status"] == "cancelled"
+    assert not any("Delete experiment" in w for w in texts(at, "warning"))
+    at.button(key="exp_delete").click().run()
+    at.button(key="exp_delete_yes").click().run()
+    no_exceptions(at)
+    assert queue_user.call("GET", f"/experiments/{a['id']}", expect=404)
+    assert at.dataframe[0].value["ID"].tolist() == [b["id"]]
+
+
+def test_open_goes_to_the_detail_page(dashboard, services, queue_user, queue_data):
+    e = queue_user.post("/experiments", json=tiny_spec(queue_data["vendor_a"], [queue_data["vendor_b"]],
+                                                       name="to open"))
+    at = dashboard("experiments", url=services.queue.url, token=queue_user.token)
+    at.button(key="exp_open").click().run()
+    no_exceptions(at)
+    assert at.query_params["id"] == [str(e["id"])] or at.query_params["id"] == str(e["id"])
+    assert [t.value for t in at.title] == [f"#{e['id']} to open"]
+
+
+def test_status_filter_and_pages(dashboard, services, queue_user, queue_data):
+    spec = tiny_spec(queue_data["vendor_a"], [])
+    ids = [queue_user.post("/experiments", json={**spec, "name": f"e{i}"})["id"] for i in range(53)]
+    queue_user.post(f"/experiments/{ids[0]}/cancel")
+    at = dashboard("experiments", url=services.queue.url, token=queue_user.token)
+    no_exceptions(at)
+    assert len(at.dataframe[0].value) == 50 and at.dataframe[0].value["ID"].iloc[0] == ids[-1]
+    at.number_input(key="exp_page").set_value(2).run()
+    assert at.dataframe[0].value["ID"].tolist() == sorted(ids[:3], reverse=True)
+    at.selectbox(key="exp_status").select("cancelled").run()
+    no_exceptions(at)
+    assert at.dataframe[0].value["ID"].tolist() == [ids[0]]
+
+
+def test_page_renders_in_under_a_second_with_200_experiments(dashboard, services, queue_user, queue_data):
+    """The list costs a few requests whatever the number of experiments (one page of 50, two counts)."""
+    spec = tiny_spec(queue_data["vendor_a"], [queue_data["vendor_b"]], seeds=[0, 1])
+    for i in range(200):
+        queue_user.post("/experiments", json={**spec, "name": f"sweep {i}"})
+    assert queue_user.get("/experiments", params={"limit": 1})["count"] == 200
+    at = dashboard("experiments", url=services.queue.url, token=queue_user.token)  # warm-up (imports, pool)
+    no_exceptions(at)
+    from ui import client
+
+    timings = []
+    for _ in range(3):
+        client.clear_cache()  # measure real API calls, not the cache
+        t = time.perf_counter()
+        at.run()
+        timings.append(time.perf_counter() - t)
+        no_exceptions(at)
+    assert len(at.dataframe[0].value) == 50
+    assert "200 experiment(s), 50 active on this page" in all_text(at)
+    print(f"render times with 200 experiments: {[round(t, 3) for t in timings]} s")
+    assert max(timings) < 1.0, f"render times {timings}"

@@ -1,0 +1,168 @@
+"""New experiment page: no datasets, the paper's defaults (from the API), validation errors shown under the
+fields they concern, and a submission that opens the experiment's page."""
+
+from __future__ import annotations
+
+from tests.ui.apptest_helpers import no_exceptions, texts
+
+
+def submit(at):
+    """Click the form's "Start experiment" and run."""
+    [button] = [b for b in at.main.button if b.label == "Start experiment"]
+    return button.click().run()
+
+
+def form_errors(at) -> list[str]:
+    return texts(at, "error")
+
+
+def previous_widget_label(at, error_text: str) -> str:
+    """The label of the widget rendered just before the error block containing ``error_text`` (the error
+    sits right under the field it concerns)."""
+    last = None
+    for node in _walk(at._tree):
+        if getattr(node, "type", "") in ("text_input", "number_input", "selectbox", "multiselect", "text_area",
+                                          "checkbox"):
+            last = node.label
+        if type(node).__name__ == "Error" and error_text in str(node.value):
+            return last
+    raise AssertionError(f"no error containing {error_text!r}")
+
+
+def _walk(node):
+    yield node
+    children = getattr(node, "children", None)
+    if isinstance(children, dict):
+        for k in sorted(children):
+            yield from _walk(children[k])
+
+
+def test_no_datasets_points_to_the_upload(dashboard, services, queue_user):
+    at = dashboard("new_experiment", url=services.queue.url, token=queue_user.token)
+    no_exceptions(at)
+    assert "No datasets yet" in "\n".join(texts(at, "info"))
+    assert not at.main.button  # no form without data
+
+
+def test_defaults_are_the_papers_and_mirror_the_spec(dashboard, services, queue_user, queue_data):
+    options = queue_user.get("/options")
+    d = options["spec_defaults"]
+    at = dashboard("new_experiment", url=services.queue.url, token=queue_user.token)
+    no_exceptions(at)
+    # the paper: alpha 2, class-mean teacher input, baseline + SIKD, cross-entropy, U-Net
+    assert at.number_input(key="ne_alpha").value == 2.0 == d["alpha"]
+    assert at.selectbox(key="ne_tin").value == "class_mean" == d["teacher_input"]
+    assert at.multiselect(key="ne_methods").value == ["baseline", "sikd"] == d["methods"]
+    assert at.selectbox(key="ne_loss").value == "ce" == d["loss"]
+    assert at.selectbox(key="ne_model").value == "unet" == d["model"]
+    assert at.selectbox(key="ne_model").options[0].startswith("attention_unet")  # every model of /options
+    assert len(at.selectbox(key="ne_model").options) == len(options["models"])
+    assert [at.number_input(key="ne_h").value, at.number_input(key="ne_w").value] == d["image_size"]
+    assert at.number_input(key="ne_epochs").value == d["epochs"]
+    assert at.number_input(key="ne_batch").value == d["batch_size"]
+    assert at.number_input(key="ne_lr").value == d["lr"]
+    assert at.text_input(key="ne_seeds").value == "0" and d["seeds"] == [0]
+    assert at.number_input(key="ne_val").value == d["val_fraction"]
+    assert at.number_input(key="ne_test").value == d["test_fraction"]
+    assert at.text_input(key="ne_device").value == d["device"]
+    assert at.number_input(key="ne_feat").value == d["feature_maps"]
+    assert at.checkbox(key="ne_skips").value is d["teacher_skip_connections"] is False
+    assert at.text_area(key="ne_kwargs").value == "{}"
+    # every spec field has a widget (train/eval datasets are the two pickers above the form)
+    shown = {"name", "train_dataset", "eval_datasets", "model", "model_kwargs", "image_size", "epochs",
+             "teacher_epochs", "batch_size", "lr", "weight_decay", "seeds", "methods", "alpha", "teacher_input",
+             "teacher_skip_connections", "loss", "augment", "val_fraction", "test_fraction", "split_seed",
+             "mask_mode", "steps_per_epoch", "device", "amp", "save_predictions", "feature_maps"}
+    assert shown == set(options["spec_schema"]["properties"])
+    # the training dataset defaults to the first; the cross datasets to every other one with its classes
+    assert at.selectbox(key="ne_train").value == queue_data["vendor_a"]
+    assert sorted(at.multiselect(key="ne_cross").value) == sorted([queue_data["vendor_b"], queue_data["vendor_c"]])
+    at.selectbox(key="ne_train").select(queue_data["vendor_b"]).run()
+    assert sorted(at.multiselect(key="ne_cross").value) == sorted([queue_data["vendor_a"], queue_data["vendor_c"]])
+
+
+def test_api_validation_errors_show_under_their_fields(dashboard, services, queue_user, queue_data):
+    at = dashboard("new_experiment", url=services.queue.url, token=queue_user.token)
+    at.text_input(key="ne_seeds").input("0, 0")
+    at.text_input(key="ne_device").input("tpu")
+    at = submit(at)
+    no_exceptions(at)
+    # what the API itself says about this spec
+    body = {"train_dataset": str(queue_data["vendor_a"]), "seeds": [0, 0], "device": "tpu"}
+    detail = queue_user.call("POST", "/experiments", expect=422, json=body)["detail"]
+    assert detail.startswith("invalid experiment spec")
+    seeds_msg = next(line.split(": ", 1)[1] for line in detail.splitlines() if line.strip().startswith("seeds:"))
+    device_msg = next(line.split(": ", 1)[1] for line in detail.splitlines() if line.strip().startswith("device:"))
+    errors = form_errors(at)
+    assert seeds_msg.replace("Value error, ", "") in errors
+    assert device_msg.replace("Value error, ", "") in errors
+    assert previous_widget_label(at, "duplicates in [0, 0]") == "Seeds"
+    assert previous_widget_label(at, "device must be auto") == "Device"
+    assert any("did not accept the experiment" in e for e in errors)
+    assert queue_user.get("/experiments")["count"] == 0
+
+
+def test_local_errors_are_caught_before_sending(dashboard, services, queue_user, queue_data):
+    at = dashboard("new_experiment", url=services.queue.url, token=queue_user.token)
+    at.text_input(key="ne_seeds").input("0, one")
+    at.text_area(key="ne_kwargs").input("{widths: [4, 8]}")
+    at = submit(at)
+    no_exceptions(at)
+    assert previous_widget_label(at, "'one' is not a whole number") == "Seeds"
+    assert previous_widget_label(at, "not valid JSON") == "Model arguments (JSON)"
+    assert queue_user.get("/experiments")["count"] == 0
+
+
+def test_cross_dataset_with_other_classes_is_refused_in_words(dashboard, services, queue_user, queue_data):
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    # a binary dataset (its masks have one class): a different task than the 4-class phantoms
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i in range(4):
+            img, mask = np.full((40, 40), 80, np.uint8), np.zeros((40, 40), np.uint8)
+            mask[10:20, 10:20] = 255
+            for folder, arr in (("images", img), ("masks", mask)):
+                b = io.BytesIO()
+                Image.fromarray(arr).save(b, format="PNG")
+                zf.writestr(f"binary/{folder}/{i}.png", b.getvalue())
+    binary = queue_user.upload(buf.getvalue(), "binary")["id"]
+    at = dashboard("new_experiment", url=services.queue.url, token=queue_user.token)
+    at.multiselect(key="ne_cross").select(binary).run()
+    at = submit(at)
+    no_exceptions(at)
+    errors = "\n".join(form_errors(at))
+    assert "cross-dataset evaluation needs the same classes" in errors and "binary" in errors
+    assert queue_user.get("/experiments")["count"] == 0
+
+
+def test_submit_creates_the_experiment_and_opens_its_page(dashboard, services, queue_user, queue_data):
+    at = dashboard("new_experiment", url=services.queue.url, token=queue_user.token)
+    at.text_input(key="ne_name").input("from the form")
+    at.number_input(key="ne_h").set_value(32)
+    at.number_input(key="ne_w").set_value(48)
+    at.number_input(key="ne_epochs").set_value(2)
+    at.number_input(key="ne_batch").set_value(4)
+    at.text_input(key="ne_seeds").input("0, 3")
+    at.number_input(key="ne_alpha").set_value(0.5)
+    at.selectbox(key="ne_tin").select("label_map")
+    at.number_input(key="ne_tepochs").set_value(3)
+    at.text_input(key="ne_device").input("cpu")
+    at.text_area(key="ne_kwargs").input('{"widths": [4, 8, 16]}')
+    at.multiselect(key="ne_cross").unselect(queue_data["vendor_c"])
+    at = submit(at)
+    no_exceptions(at)
+    exps = queue_user.get("/experiments")["data"]
+    assert len(exps) == 1
+    e = exps[0]
+    assert [t.value for t in at.title] == [f"#{e['id']} from the form"]  # the detail page opened
+    s = e["spec"]
+    assert s["image_size"] == [32, 48] and s["epochs"] == 2 and s["batch_size"] == 4 and s["seeds"] == [0, 3]
+    assert s["alpha"] == 0.5 and s["teacher_input"] == "label_map" and s["teacher_epochs"] == 3
+    assert s["device"] == "cpu" and s["model_kwargs"] == {"widths": [4, 8, 16]}
+    assert s["train_dataset"] == str(queue_data["vendor_a"]) and s["eval_datasets"] == [str(queue_data["vendor_b"])]
+    assert s["methods"] == ["baseline", "sikd"] and s["loss"] == "ce" and s["steps_per_epoch"] is None
