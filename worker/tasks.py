@@ -23,7 +23,7 @@ from api.models import utcnow
 from api.storage import dataset_dir, discard, experiment_dir, manifest_from_stored
 from sikd_core.errors import SIKDError, SpecError, TrainingCancelled
 from sikd_core.inference import load_bundle
-from sikd_core.pipeline import DatasetRef, Experiment
+from sikd_core.pipeline import TRAIN_STAGES, DatasetRef, Experiment
 from sikd_core.spec import parse_spec
 from worker import dispatch
 from worker.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN, app
@@ -55,11 +55,11 @@ def traceback_summary(e: BaseException, frames: int = 4, max_chars: int = 3000) 
     return text[-max_chars:]
 
 
-def claim(settings: Settings, stage_id: int, worker: str) -> Claimed | None:
-    """Claim the stage for this worker, or None when there is nothing to run."""
+def claim(settings: Settings, stage_id: int, worker: str, kinds: tuple[str, ...]) -> Claimed | None:
+    """Claim the stage (of one of ``kinds``) for this worker, or None when there is nothing to run."""
     with session_scope(settings) as s:
         stage = crud.get_stage(s, stage_id=stage_id)
-        if stage is None:
+        if stage is None or stage.kind not in kinds:
             return None
         exp = crud.get_experiment_for_worker(s, experiment_id=stage.experiment_id)
         if exp is None or exp.cancel_requested:
@@ -118,8 +118,8 @@ def _stopped(settings: Settings, c: Claimed, rec: StageRecorder, e: BaseExceptio
 def run_training_stage(stage_id: int, *, worker: str = "local") -> str:
     """Train one stage; returns the outcome (succeeded, failed, cancelled, skipped or lost)."""
     settings = get_settings()
-    c = claim(settings, stage_id, worker)
-    if c is None or c.kind == "evaluation":
+    c = claim(settings, stage_id, worker, TRAIN_STAGES)
+    if c is None:
         return "skipped"
     with StageRecorder(settings, stage_id, c.token) as rec:
         try:
@@ -154,8 +154,8 @@ def run_training_stage(stage_id: int, *, worker: str = "local") -> str:
 def run_evaluation_stage(stage_id: int, *, worker: str = "local") -> str:
     """Evaluate every final model and write the report; the experiment then succeeds."""
     settings = get_settings()
-    c = claim(settings, stage_id, worker)
-    if c is None or c.kind != "evaluation":
+    c = claim(settings, stage_id, worker, ("evaluation",))
+    if c is None:
         return "skipped"
     with StageRecorder(settings, stage_id, c.token) as rec:
 

@@ -251,3 +251,10 @@ def test_deleting_a_running_experiment_stops_it_and_removes_its_files(client, al
     assert not workdir.exists()  # also what the stage wrote after the API removed the folder
     assert rows(settings, Stage, experiment_id=exp["id"]) == []
     assert rows(settings, EpochMetric, stage_id=sid) == []
+
+
+def test_a_stage_sent_to_the_wrong_task_is_left_alone(client, alice, datasets, jobs, settings):
+    exp = create(client, alice, datasets, methods=["baseline"])
+    ids = stage_ids(exp)
+    assert tasks.run_evaluation_stage(ids["baseline", 0]) == "skipped"
+    assert rows(settings, Stage, id=ids["baseline", 0])[0].status == "queued"
