@@ -138,7 +138,8 @@ def current_activity(exp: dict[str, Any]) -> str:
 
 
 def experiments_frame(exps: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per experiment for the list (no per-experiment requests: stages come with the list)."""
+    """One row per experiment for the list (no per-experiment requests: stages come with the list);
+    progress in percent, overall and per stage kind (None: the experiment has no such stage)."""
     rows = []
     for e in exps:
         prog = kind_progress(e["stages"])
@@ -147,9 +148,8 @@ def experiments_frame(exps: Sequence[dict[str, Any]]) -> pd.DataFrame:
         rows.append({
             "ID": e["id"], "Name": e["name"],
             "Status": e["status"],
-            "Progress": e.get("progress") or 0.0,
-            "Baseline": prog["baseline"], "Teacher": prog["teacher"], "Student": prog["student"],
-            "Evaluation": prog["evaluation"],
+            "Progress": 100 * (e.get("progress") or 0.0),
+            **{k.capitalize(): None if prog[k] is None else 100 * prog[k] for k in STAGE_KINDS},
             "Now": current_activity(e), "ETA": fmt_seconds(experiment_eta(e)) if e["status"] in ACTIVE else "",
             "Model": spec.get("model", ""), "Epochs": spec.get("epochs"),
             "Created": created.strftime("%Y-%m-%d %H:%M") if created else "",
@@ -166,7 +166,7 @@ def stages_frame(stages: Sequence[dict[str, Any]]) -> pd.DataFrame:
         took = (end - start).total_seconds() if start and end else None
         rows.append({
             "Stage": stage_label(s), "Status": s["status"],
-            "Progress": 1.0 if s["status"] == "succeeded" else (s.get("progress") or 0.0),
+            "Progress": 100.0 if s["status"] == "succeeded" else 100 * (s.get("progress") or 0.0),
             "Epoch": f"{s.get('epoch') or 0}/{s.get('epochs')}" if s["kind"] != "evaluation" else "",
             "Loss": finite(s.get("loss")), "Val Dice": finite(s.get("val_dice")),
             "Best val Dice": finite(s.get("best_val_dice")),

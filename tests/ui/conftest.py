@@ -112,8 +112,8 @@ def trained(services, zips) -> dict[str, Any]:
 @pytest.fixture
 def dashboard(monkeypatch) -> Callable[..., Any]:
     """``dashboard(page, url=..., token=..., query=...)``: an AppTest of the dashboard that has run once on
-    ``page`` (a file under ui/app_pages/) against the given API. Caches are emptied first, so each test
-    starts cold."""
+    ``page`` (a file under ui/app_pages/) against the given API. Caches are emptied first, so each page
+    starts cold and sees what the test just created through the API."""
     from streamlit.testing.v1 import AppTest
 
     from ui import client
@@ -127,6 +127,7 @@ def dashboard(monkeypatch) -> Callable[..., Any]:
             monkeypatch.delenv("SIKD_API_TOKEN", raising=False)
         else:
             monkeypatch.setenv("SIKD_API_TOKEN", token)
+        client.clear_cache()
         at = AppTest.from_file(str(UI_APP), default_timeout=timeout)
         for k, v in (query or {}).items():
             at.query_params[k] = v

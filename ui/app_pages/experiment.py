@@ -199,7 +199,7 @@ def progress_section(seen_status: str) -> None:
     st.progress(min(max(e.get("progress") or 0.0, 0.0), 1.0),
                 text=f"{round(100 * (e.get('progress') or 0))}% · {e['status']}" + (f" · {now}" if now else ""))
     st.dataframe(stages_frame(e["stages"]), hide_index=True, width="stretch", column_config={
-        "Progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
+        "Progress": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.0f%%"),
         "Loss": st.column_config.NumberColumn(format="%.4f"),
         "Val Dice": st.column_config.NumberColumn(format="%.3f"),
         "Best val Dice": st.column_config.NumberColumn(format="%.3f")}, key="stages_table")
@@ -258,7 +258,8 @@ def scores_tab(results: dict) -> None:
                 continue
             fig.add_trace(go.Scatter(
                 x=[d["mean_diff"]], y=[f"{c['dataset']} ({c['split']})"], mode="markers",
-                marker=dict(size=11, color="#1a7f37" if d["mean_diff"] > 0 else "#cf222e"), showlegend=False,
+                marker=dict(size=11, color="#1a7f37" if d["mean_diff"] > 0 else "#cf222e" if d["mean_diff"] < 0
+                            else "#888888"), showlegend=False,
                 error_x=dict(type="data", symmetric=False,
                              array=[(d.get("ci_high") or d["mean_diff"]) - d["mean_diff"]],
                              arrayminus=[d["mean_diff"] - (d.get("ci_low") or d["mean_diff"])]),

@@ -47,11 +47,14 @@ if total == 0:
 
 COLUMNS = {
     "ID": st.column_config.NumberColumn(width="small", format="%d"),
-    "Progress": st.column_config.ProgressColumn("Overall", min_value=0.0, max_value=1.0, format="percent"),
-    **{k: st.column_config.ProgressColumn(k, min_value=0.0, max_value=1.0, format="percent",
+    "Status": st.column_config.TextColumn(width="small"),
+    "Progress": st.column_config.ProgressColumn("Overall", min_value=0, max_value=100, format="%.0f%%",
+                                                width="small"),
+    **{k: st.column_config.ProgressColumn(k, min_value=0, max_value=100, format="%.0f%%", width="small",
                                           help=f"{k} stage(s), averaged over seeds")
        for k in ("Baseline", "Teacher", "Student", "Evaluation")},
     "Now": st.column_config.TextColumn("Now", width="medium"),
+    "Epochs": st.column_config.NumberColumn(width="small"),
     "ETA": st.column_config.TextColumn("ETA", help="Estimated time left, from the running stages' epoch times"),
 }
 

@@ -59,7 +59,7 @@ cross_err = dcols[1].empty()
 if not same_task:
     dcols[1].caption("No other dataset has the same classes as the training dataset.")
 
-with st.form("new_experiment", border=True):
+with st.form("new_experiment", border=True, enter_to_submit=False):
     slots: dict[str, Any] = {}
 
     def slot(key: str, where: Any = None) -> None:
@@ -150,8 +150,9 @@ with st.form("new_experiment", border=True):
         save_predictions = a[2].checkbox("Keep predictions (overlays)", bool(D.get("save_predictions", True)),
                                          key="ne_save")
         slot("save_predictions", a[2])
-        skips = a[3].checkbox("Teacher keeps skip connections (ablation)",
-                              bool(D.get("teacher_skip_connections", False)), key="ne_skips")
+        skips = a[3].checkbox("Teacher skip connections", bool(D.get("teacher_skip_connections", False)),
+                              key="ne_skips", help="The paper drops the teacher's skip connections; keep them "
+                                                   "for the ablation.")
         slot("teacher_skip_connections", a[3])
         kwargs_text = st.text_area(
             "Model arguments (JSON)", json.dumps(D.get("model_kwargs") or {}), key="ne_kwargs", height=68,

@@ -1,0 +1,52 @@
+"""Compare page: fewer than two succeeded experiments, and an alpha sweep side by side with its plot."""
+
+from __future__ import annotations
+
+from tests.ui.apptest_helpers import all_text, no_exceptions, plotly_traces, texts
+from ui.data import fmt
+
+
+def test_needs_two_succeeded_experiments(dashboard, services, queue_user, queue_data):
+    at = dashboard("compare", url=services.queue.url, token=queue_user.token)
+    no_exceptions(at)
+    info = "\n".join(texts(at, "info"))
+    assert "at least two succeeded experiments" in info and "none" in info
+
+
+def test_alpha_sweep_side_by_side(dashboard, services, trained):
+    api, (a1, a2) = trained["api"], trained["sweep"]
+    at = dashboard("compare", url=services.work.url, token=api.token)
+    no_exceptions(at)
+    # the succeeded experiments on the same data are picked; the failed one is not offered
+    assert at.multiselect(key="cmp_ids").value == [a1, a2]
+    assert trained["failed"] not in at.multiselect(key="cmp_ids").options
+    assert "**Settings that differ:** `alpha`" in all_text(at)
+    table = at.dataframe[0].value
+    assert table.index.tolist() == [a1, a2] and table["alpha"].tolist() == ["1.0", "2.0"]
+    for exp_id in (a1, a2):
+        res = api.get(f"/experiments/{exp_id}/results")
+        for s in res["summary"]:
+            col = f"{s['dataset']} ({s['split']}) · {'SIKD' if s['method'] == 'sikd' else 'Baseline'}"
+            assert table.loc[exp_id, col] == fmt(s["dice_mean"])
+        sikd = next(s for s in res["summary"] if s["method"] == "sikd" and s["dataset"] == "vendor_b")
+        base = next(s for s in res["summary"] if s["method"] == "baseline" and s["dataset"] == "vendor_b")
+        assert table.loc[exp_id, "vendor_b (cross) · Δ"] == fmt(sikd["dice_mean"] - base["dice_mean"], sign=True)
+    # Dice against alpha: one line per dataset and method, x = the alpha values
+    traces = plotly_traces(at, "cmp_plot")
+    assert len(traces) == 6  # 3 datasets x 2 methods
+    assert all(t["x"] == [1.0, 2.0] for t in traces)
+    # HD95 instead of Dice
+    at.radio(key="cmp_metric").set_value("HD95").run()
+    no_exceptions(at)
+    res = api.get(f"/experiments/{a2}/results")
+    s = next(s for s in res["summary"] if s["method"] == "sikd" and s["split"] == "intra")
+    assert at.dataframe[0].value.loc[a2, "vendor_a (intra) · SIKD"] == fmt(s["hd95_mean"], 2)
+    assert "Lower is better" in all_text(at)
+
+
+def test_ids_in_the_address_choose_the_experiments(dashboard, services, trained):
+    api, a2 = trained["api"], trained["sweep"][1]
+    at = dashboard("compare", url=services.work.url, token=api.token, query={"ids": f"{a2}"})
+    no_exceptions(at)
+    assert at.multiselect(key="cmp_ids").value == [a2]
+    assert "Pick two or more" in all_text(at)

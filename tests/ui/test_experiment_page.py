@@ -1,0 +1,202 @@
+"""Experiment detail page: queued, succeeded (scores like the paper, paired comparison, overlays, feature maps,
+downloads), failed (its error and traceback), missing."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.ui.apptest_helpers import all_text, no_exceptions, plotly_traces, texts
+from tests.ui.stack import tiny_spec
+from ui.data import fmt
+
+
+def score_html(at) -> str:
+    found = [m.value for m in at.markdown if "class='sikd-scores'" in m.value]
+    assert len(found) == 1, "one score table expected"
+    return found[0]
+
+
+def cells(html: str) -> list[list[str]]:
+    """The table's rows as lists of cell texts (header and body)."""
+    return [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row) for row in re.findall(r"<tr>(.*?)</tr>", html)]
+
+
+def cell_colours(html: str) -> list[list[str]]:
+    return [["green" if "#1a7f37" in c else "red" if "#cf222e" in c else "" for c in re.findall(r"<td[^>]*>", row)]
+            for row in re.findall(r"<tr>(.*?)</tr>", html)]
+
+
+def test_queued_experiment_shows_stages_and_waits_for_results(dashboard, services, queue_user, queue_data):
+    e = queue_user.post("/experiments", json=tiny_spec(queue_data["vendor_a"], [queue_data["vendor_b"]],
+                                                       seeds=[0, 1], name="waiting"))
+    at = dashboard("experiment", url=services.queue.url, token=queue_user.token, query={"id": str(e["id"])})
+    no_exceptions(at)
+    assert [t.value for t in at.title] == [f"#{e['id']} waiting"]
+    stages = at.dataframe[0].value
+    assert stages["Stage"].tolist() == ["baseline (seed 0)", "teacher (seed 0)", "student (seed 0)",
+                                        "baseline (seed 1)", "teacher (seed 1)", "student (seed 1)", "evaluation"]
+    assert stages["Status"].tolist() == ["queued", "queued", "pending", "queued", "queued", "pending", "pending"]
+    assert "appear here when the experiment has succeeded" in "\n".join(texts(at, "info"))
+    text = all_text(at)
+    assert f"#{queue_data['vendor_a']} vendor_a" in text and f"#{queue_data['vendor_b']} vendor_b" in text
+    assert not at.tabs  # no results yet
+    at.button(key="detail_cancel").click().run()
+    no_exceptions(at)
+    assert queue_user.get(f"/experiments/{e['id']}")["status"] == "cancelled"
+    assert "cancelled by the user" in "\n".join(texts(at, "warning"))
+
+
+def test_missing_experiment_and_picker(dashboard, services, queue_user, queue_data):
+    at = dashboard("experiment", url=services.queue.url, token=queue_user.token, query={"id": "999999"})
+    no_exceptions(at)
+    assert "Experiment #999999 does not exist" in "\n".join(texts(at, "error"))
+    at = dashboard("experiment", url=services.queue.url, token=queue_user.token)
+    assert "No experiments yet" in "\n".join(texts(at, "info"))
+    e = queue_user.post("/experiments", json=tiny_spec(queue_data["vendor_a"], [], name="picked"))
+    at = dashboard("experiment", url=services.queue.url, token=queue_user.token)
+    at.selectbox[0].select(e["id"]).run()
+    no_exceptions(at)
+    assert [t.value for t in at.title] == [f"#{e['id']} picked"]
+
+
+@pytest.fixture
+def succeeded(dashboard, services, trained):
+    api = trained["api"]
+    exp_id = trained["sweep"][1]  # alpha 2, seeds 0 and 1
+    at = dashboard("experiment", url=services.work.url, token=api.token, query={"id": str(exp_id)})
+    no_exceptions(at)
+    return at, api, exp_id, api.get(f"/experiments/{exp_id}/results")
+
+
+def test_score_table_is_the_papers(succeeded):
+    at, api, exp_id, results = succeeded
+    rows = cells(score_html(at))
+    assert rows[0] == ["Method", "vendor_a (intra)", "vendor_b (cross)", "vendor_c (cross)"]
+    assert rows[1] == ["Dice", "IoU", "HD95 (px)"] * 3
+    assert [r[0] for r in rows[2:]] == ["Baseline", "SIKD", "Δ SIKD − baseline"]
+    index = {(s["method"], s["dataset"]): s for s in results["summary"]}
+    sets = ["vendor_a", "vendor_b", "vendor_c"]
+    for row, method in zip(rows[2:4], ("baseline", "sikd"), strict=True):
+        expected = []
+        for ds in sets:
+            s = index[(method, ds)]
+            assert s["n_seeds"] == 2
+            expected += [f"{fmt(s['dice_mean'])} ± {fmt(s['dice_std'])}", f"{fmt(s['iou_mean'])} ± {fmt(s['iou_std'])}",
+                         f"{fmt(s['hd95_mean'], 2)} ± {fmt(s['hd95_std'], 2)}"]
+        assert row[1:] == expected
+    # Δ = SIKD − baseline, green where SIKD is better (Dice/IoU up, HD95 down), red where worse
+    deltas, colours = rows[4][1:], cell_colours(score_html(at))[4]
+    for k, ds in enumerate(sets):
+        for j, (metric, higher) in enumerate((("dice", True), ("iou", True), ("hd95", False))):
+            d = index[("sikd", ds)][f"{metric}_mean"] - index[("baseline", ds)][f"{metric}_mean"]
+            assert deltas[3 * k + j] == fmt(d, 2 if metric == "hd95" else 3, sign=True)
+            want = "" if d == 0 else ("green" if (d > 0) == higher else "red")
+            assert colours[3 * k + j] == want, (ds, metric, d)
+    assert "Mean ± std over 2 seeds" in all_text(at)
+
+
+def test_score_table_per_class_on_demand(succeeded):
+    at, api, exp_id, results = succeeded
+    fg = results["class_names"][1:]
+    assert at.radio(key="score_class").options == ["Mean over foreground classes", *fg]
+    at.radio(key="score_class").set_value(fg[0]).run()
+    no_exceptions(at)
+    rows = cells(score_html(at))
+    s = next(x for x in results["summary"] if x["method"] == "sikd" and x["dataset"] == "vendor_b")
+    pc = s["per_class"][fg[0]]
+    assert rows[3][4] == f"{fmt(pc['dice_mean'])} ± {fmt(pc['dice_std'])}"
+
+
+def test_paired_comparison(succeeded):
+    at, api, exp_id, results = succeeded
+    [html] = [m.value for m in at.markdown if "class='sikd-paired'" in m.value]
+    rows = cells(html)
+    assert rows[0][:4] == ["Dataset", "Split", "Cases", "ΔDice"]
+    for row, c in zip(rows[1:], results["comparisons"], strict=True):
+        d = c["dice"]
+        assert row[:4] == [c["dataset"], c["split"], str(c["n_cases"]), fmt(d["mean_diff"], 3, True)]
+        assert row[4] == f"[{fmt(d['ci_low'], 3, True)}, {fmt(d['ci_high'], 3, True)}]"
+        assert row[5] == fmt(d["p_value"]) and row[6] == f"{d['better']} / {d['worse']} / {d['ties']}"
+    assert len(plotly_traces(at, "forest_chart")) == sum(c["dice"]["mean_diff"] is not None
+                                                         for c in results["comparisons"])
+
+
+def test_overlays_sorted_and_filtered(succeeded):
+    at, api, exp_id, results = succeeded
+    legend = [m.value for m in at.markdown if "sikd-legend" in m.value]
+    assert legend and all(k in legend[0] for k in ("ground truth", "baseline", "SIKD"))
+
+    def captions():
+        return [i.caption for img in at.get("image") for i in img.proto.imgs if " · Dice " in i.caption]
+
+    api_items = api.get(f"/experiments/{exp_id}/overlays", params={"sort": "dice_diff", "limit": 500})["data"]
+    shown = captions()
+    assert len(shown) == min(9, len(api_items)) > 0
+    # the images are laid out in three columns: compare as sets per page, and the first one exactly
+    assert {c.split(" · ")[0] + c.split(" · ")[1] for c in shown} == {
+        o["key"] + f"{o['dataset']} ({o['split']})" for o in api_items[:9]}
+    at.radio(key="ov_sort").set_value("Worst cases (lowest SIKD Dice)").run()
+    worst = api.get(f"/experiments/{exp_id}/overlays", params={"sort": "worst", "limit": 500})["data"]
+    assert {c.split(" · ")[0] + c.split(" · ")[1] for c in captions()} == {
+        o["key"] + f"{o['dataset']} ({o['split']})" for o in worst[:9]}
+    at.selectbox(key="ov_dataset").select("vendor_c (cross)").run()
+    no_exceptions(at)
+    assert captions() and all(" · vendor_c (cross) · " in c for c in captions())
+
+
+def test_feature_maps_and_downloads(succeeded):
+    at, api, exp_id, results = succeeded
+    feats = api.get(f"/experiments/{exp_id}/features")["data"]
+    assert [i.caption for img in at.get("image") for i in img.proto.imgs if i.caption.startswith("Left to right")] == [
+        "Left to right: image · baseline · teacher · SIKD student"]
+    assert len(at.selectbox(key="feat_image").options) == len(feats)
+    labels = [b.label for b in at.get("download_button")]
+    models = api.get("/models", params={"experiment_id": exp_id})["data"]
+    assert labels[:3] == ["Report (Markdown)", "Scores (JSON)", "Predicted masks (zip, first seed)"]
+    assert len(labels) == 3 + len(models) == 3 + 4  # baseline and SIKD student, two seeds
+
+
+def test_download_callables_fetch_the_files(services, trained):
+    """The download buttons get the file only when clicked; their callables fetch exactly the API's bytes."""
+    from ui.client import Client
+
+    api, exp_id = trained["api"], trained["sweep"][0]
+    c = Client(base=services.work.url, token=api.token)
+    report = c.downloader(f"/experiments/{exp_id}/report")()
+    assert report.decode().startswith("# SIKD Studio report: alpha 1")
+    zipped = c.downloader(f"/experiments/{exp_id}/predictions.zip")()
+    assert zipped[:2] == b"PK"
+    model = api.get("/models", params={"experiment_id": exp_id})["data"][0]
+    assert c.downloader(f"/models/{model['id']}/download")() == api.http.get(f"/models/{model['id']}/download").content
+
+
+def test_failed_stage_shows_its_error_and_traceback(dashboard, services, trained):
+    api, exp_id = trained["api"], trained["failed"]
+    exp = api.get(f"/experiments/{exp_id}")
+    failed = [s for s in exp["stages"] if s["status"] == "failed"]
+    assert failed and failed[0]["error"] and failed[0]["traceback_summary"]
+    at = dashboard("experiment", url=services.work.url, token=api.token, query={"id": str(exp_id)})
+    no_exceptions(at)
+    errors = "\n".join(texts(at, "error"))
+    assert f"**Failed:** {exp['error']}" in errors
+    label = f"{failed[0]['kind']} (seed {failed[0]['seed']})"
+    assert f"**{label} failed:** {failed[0]['error']}" in errors
+    assert any(e.label == f"Traceback summary of {label}" for e in at.expander)
+    assert failed[0]["traceback_summary"].strip() in [c.value.strip() for c in at.code]
+    assert "failed before its evaluation" in "\n".join(texts(at, "info"))
+
+
+def test_curves_and_timeline(succeeded):
+    at, api, exp_id, results = succeeded
+    metrics = api.get(f"/experiments/{exp_id}/metrics")
+    traces = plotly_traces(at, "curves_chart")
+    loss = {t["name"]: t["y"] for t in traces if t.get("xaxis", "x") == "x"}
+    for st in metrics["data"]:
+        name = f"{st['kind']} (seed {st['seed']})".replace("student", "SIKD student")
+        assert loss[name] == [m["loss"] for m in st["epochs"]]
+    dice = [t for t in traces if t.get("xaxis") == "x2"]
+    assert len(dice) == len(metrics["data"])
+    timeline = plotly_traces(at, "timeline_chart")
+    assert sum(len(t["y"]) for t in timeline) == 7  # 6 training stages + the evaluation
