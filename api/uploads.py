@@ -3,7 +3,6 @@ as it passes its limits, so a large or endless upload never sits in memory or fi
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,10 +155,3 @@ async def receive_multipart(request: Request, *, dest: Path, file_fields: set[st
         rec.close()
     return rec.form
 
-
-def remove_files(form: ReceivedForm) -> None:
-    for f in form.files:
-        try:
-            os.unlink(f.path)
-        except FileNotFoundError:
-            pass
