@@ -4,13 +4,48 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "polyp"
+
+def _find_polyp() -> Path:
+    """The read-only polyp test data (../shared/datasets/polyp beside the project checkout).
+
+    Looked up in order: $SIKD_SHARED_DATASETS, beside this checkout, beside the repository this one was
+    cloned from (CI and reviewers test a fresh clone in a temporary folder), /work/shared/datasets.
+    """
+    repo = Path(__file__).resolve().parents[1]
+    candidates = []
+    if os.environ.get("SIKD_SHARED_DATASETS"):
+        candidates.append(Path(os.environ["SIKD_SHARED_DATASETS"]))
+    candidates.append(repo.parent / "shared" / "datasets")
+    try:
+        origin = subprocess.run(["git", "-C", str(repo), "config", "--get", "remote.origin.url"],
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    if origin and "://" not in origin and Path(origin).is_dir():
+        candidates.append(Path(origin).resolve().parent / "shared" / "datasets")
+    candidates.append(Path("/work/shared/datasets"))
+    for c in candidates:
+        if (c / "polyp").is_dir():
+            return c / "polyp"
+    return candidates[0] / "polyp"
+
+
+SHARED = _find_polyp()
+
+
+def polyp_names(source: str, n: int) -> list[str]:
+    """The first ``n`` file names of a polyp source, failing with a clear message if the data is missing."""
+    folder = SHARED / source / "images"
+    if not folder.is_dir():
+        pytest.fail(f"shared polyp data missing at {folder}; set SIKD_SHARED_DATASETS to the folder holding polyp/")
+    return sorted(os.listdir(folder))[:n]
 
 
 @pytest.fixture(scope="session")

@@ -11,16 +11,15 @@ import yaml
 from PIL import Image
 
 from sikd_core.cli import main
-from tests.conftest import SHARED, copy_polyp_pairs
+from tests.conftest import SHARED, copy_polyp_pairs, polyp_names
 
-KVASIR = sorted(os.listdir(SHARED / "kvasir-seg" / "images"))[:12]
 CVC = ["1.png", "50.png", "120.png", "200.png", "300.png", "400.png"]
 
 
 @pytest.fixture(scope="module")
 def polyp_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("polyp")
-    kv = copy_polyp_pairs(root / "kvasir", "kvasir-seg", KVASIR)
+    kv = copy_polyp_pairs(root / "kvasir", "kvasir-seg", polyp_names("kvasir-seg", 12))
     cvc = copy_polyp_pairs(root / "cvc", "cvc-clinicdb", CVC)
     spec = {"name": "polyp-smoke", "train_dataset": str(kv), "eval_datasets": [str(cvc)],
             "model_kwargs": {"widths": [4, 8, 16]}, "image_size": 32, "epochs": 1, "batch_size": 4,
@@ -46,7 +45,8 @@ def test_run_on_real_polyp_data(polyp_run, capsys):
 
 def test_predict_writes_masks_and_overlays(polyp_run, tmp_path, capsys):
     model = polyp_run / "run" / "seed_0" / "student" / "model.pt"
-    imgs = [str(SHARED / "cvc-clinicdb" / "images" / "7.png"), str(SHARED / "kvasir-seg" / "images" / KVASIR[0])]
+    kv0 = polyp_names("kvasir-seg", 1)[0]
+    imgs = [str(SHARED / "cvc-clinicdb" / "images" / "7.png"), str(SHARED / "kvasir-seg" / "images" / kv0)]
     assert main(["predict", str(model), *imgs, "--out", str(tmp_path)]) == 0
     for p in imgs:
         stem = os.path.splitext(os.path.basename(p))[0]

@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED, copy_polyp_pairs
+from tests.conftest import copy_polyp_pairs, polyp_names
 from tests.service_helpers import png_bytes, storage_listing, tiny_spec, upload, zip_bytes, zip_folder
 
 pytestmark = pytest.mark.timeout(120)
@@ -63,7 +63,7 @@ def assert_rejected(client, headers, settings, before, response, status, *words,
 
 # ------------------------------------------------------------------------------------------ accepted
 def test_upload_real_polyp_pairs(client, alice, settings, tmp_path):
-    kvasir = sorted(os.listdir(SHARED / "kvasir-seg" / "images"))[:4]
+    kvasir = polyp_names("kvasir-seg", 4)
     folder = copy_polyp_pairs(tmp_path / "kvasir", "kvasir-seg", kvasir)
     r = upload(client, alice, zip_folder(folder, top="kvasir"), name="Kvasir sample")
     assert r.status_code == 201, r.text

@@ -72,12 +72,11 @@ def test_unknown_foreign_and_non_id_datasets_are_422(client, alice, bob, dataset
 
 
 def test_class_count_mismatch_is_422(client, alice, datasets, jobs, tmp_path):
-    import os
 
-    from tests.conftest import SHARED, copy_polyp_pairs
+    from tests.conftest import copy_polyp_pairs, polyp_names
     from tests.service_helpers import upload, zip_folder
 
-    names = sorted(os.listdir(SHARED / "cvc-clinicdb" / "images"))[:2]
+    names = polyp_names("cvc-clinicdb", 2)
     polyp = upload(client, alice, zip_folder(copy_polyp_pairs(tmp_path / "cvc", "cvc-clinicdb", names)),
                    name="cvc").json()["id"]
     r = client.post("/experiments", json=tiny_spec(datasets, eval_datasets=[polyp]), headers=alice)
