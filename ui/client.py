@@ -11,6 +11,8 @@ Errors become :class:`ApiError` (the API's ``detail`` and extra fields kept) or 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -113,6 +115,44 @@ def _get_bytes(base: str, token: str | None, path: str) -> bytes:
 _CACHES = {"live": _get_live, "settled": _get_settled}
 
 
+class HealthMonitor:
+    """Polls ``<base>/health`` every ``interval`` seconds in a daemon thread while pages read it; stops
+    after ``idle`` seconds without readers (and starts again on the next read)."""
+
+    def __init__(self, base: str, interval: float = 10.0, idle: float = 120.0):
+        self.base, self.interval, self.idle = base, interval, idle
+        self._lock = threading.Lock()
+        self._first = threading.Event()
+        self._value: tuple[dict[str, Any] | None, str | None] = (None, None)
+        self._read_at = time.monotonic()
+        self._thread: threading.Thread | None = None
+
+    def latest(self, wait: float = 0.0) -> tuple[dict[str, Any] | None, str | None]:
+        with self._lock:
+            self._read_at = time.monotonic()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="sikd-health", daemon=True)
+                self._thread.start()
+        self._first.wait(wait)
+        return self._value
+
+    def _run(self) -> None:
+        while time.monotonic() - self._read_at < self.idle:
+            try:
+                r = _http().get(self.base + "/health", timeout=10)
+                r.raise_for_status()
+                self._value = (r.json(), None)
+            except (httpx.HTTPError, ValueError) as e:
+                self._value = (None, f"{type(e).__name__}: {e}")
+            self._first.set()
+            time.sleep(self.interval)
+
+
+@st.cache_resource(show_spinner=False)
+def _health_monitor(base: str) -> HealthMonitor:
+    return HealthMonitor(base)
+
+
 def clear_cache() -> None:
     """Forget every cached response (after a write, or when the user asks for fresh data)."""
     _get_live.clear()
@@ -166,8 +206,15 @@ class Client:
         """A file (thumbnail, overlay, feature map), cached for 10 minutes."""
         return _get_bytes(self.base, self.token, path)
 
-    def health(self) -> dict[str, Any]:
-        return _get_live(self.base, None, "/health", ())
+    def me(self) -> dict[str, Any]:
+        """Who the token belongs to: the first call of every page (fast; proves the API answers)."""
+        return self.get("/me", cache="settled")
+
+    def health(self, wait: float = 1.5) -> tuple[dict[str, Any] | None, str | None]:
+        """The latest ``/health`` (or the error getting it) from a background poller, without blocking a page:
+        the API answers ``/health`` only after pinging the workers (about a second whenever its own cache has
+        expired). Waits up to ``wait`` seconds for the very first answer."""
+        return _health_monitor(self.base).latest(wait)
 
     # ---------------------------------------------------------------------------------- writes
     def post(self, path: str, *, json: Any = None, files: dict[str, tuple[str, BinaryIO | bytes, str]] | None = None,

@@ -68,30 +68,33 @@ def connection_panel() -> dict[str, Any] | None:
         api = Client()
         st.caption(f"API: `{api.base}`")
         try:
-            health = api.health()
+            me = api.me()
         except ApiError as e:
-            st.caption(":material/cloud_off: API unreachable")
-            show_error(e, "checking the service's health")
-            return None
-        workers = health.get("workers") or {}
-        if health.get("status") == "ok":
-            st.caption(f":green[:material/check_circle:] service ok · {workers.get('count', 0)} worker(s) · v{health.get('version', '?')}")
+            st.caption(":material/cloud_off: API unreachable" if isinstance(e, ApiUnreachable)
+                       else ":material/lock: not signed in")
+            failure = e
+        else:
+            failure = None
+    if failure is not None:  # explained in the main area, where the page would be
+        if failure.status == 401:
+            st.warning(f"The API at **{api.base}** needs a token: {failure.message}. Enter your token in the "
+                       f"sidebar (**API token**). {TOKEN_HINT}", icon=":material/key:")
+        else:
+            show_error(failure, "connecting" if isinstance(failure, ApiUnreachable) else "checking your token")
+        return None
+    with st.sidebar:
+        health, problem = api.health()
+        if health is None:
+            st.caption(f":orange[:material/warning:] service health unknown{': ' + problem if problem else ''}")
+        elif health.get("status") == "ok":
+            st.caption(f":green[:material/check_circle:] service ok · {health['workers'].get('count', 0)} worker(s)"
+                       f" · v{health.get('version', '?')}")
         else:
             bad = [f"{name}: {health[name]['detail']}" for name in ("database", "broker")
                    if not (health.get(name) or {}).get("ok")]
-            if not workers.get("ok"):
+            if not (health.get("workers") or {}).get("ok"):
                 bad.append("no worker answers: new experiments wait in the queue until one starts")
             st.caption(":orange[:material/warning:] service degraded — " + "; ".join(bad))
-        try:
-            me = api.get("/me", cache="settled")
-        except ApiError as e:
-            st.caption(":material/lock: not signed in")
-            if e.status == 401:
-                st.warning(f"The API at **{api.base}** needs a token: {e.message}. Enter your token in the sidebar "
-                           f"(**API token**). {TOKEN_HINT}", icon=":material/key:")
-            else:
-                show_error(e, "checking your token")
-            return None
         st.caption(f"Signed in as **{html.escape(me['name'])}**{' (admin)' if me.get('is_admin') else ''}")
         if st.button("Refresh data", help="Forget cached API responses and reload.", width="stretch"):
             clear_cache()

@@ -93,13 +93,16 @@ def queue_data(queue_user, zips) -> dict[str, int]:
 
 @pytest.fixture(scope="session")
 def trained(services, zips) -> dict[str, Any]:
-    """On the service with a worker, one user's datasets and really trained tiny experiments: an alpha
+    """On the service with a worker, one user's datasets and really trained small experiments: an alpha
     sweep (alpha 1 and 2, two seeds each) and one that fails in its first stage (a bad network argument)."""
     api = services.work.admin.new_user("trained")
     ids = {name: api.upload(data, name)["id"] for name, data in zips.items()}
     cross = [ids["vendor_b"], ids["vendor_c"]]
+    # big enough to learn something in seconds, so SIKD and the baseline differ (both ways) and the
+    # dashboard's Δ colours are really exercised
+    learn = dict(image_size=40, epochs=4, lr=1e-2, model_kwargs={"widths": [8, 16, 32]}, seeds=[0, 1])
     sweep = [api.post("/experiments", json=tiny_spec(ids["vendor_a"], cross, name=f"alpha {a:g}", alpha=a,
-                                                     seeds=[0, 1]))["id"] for a in (1.0, 2.0)]
+                                                     **learn))["id"] for a in (1.0, 2.0)]
     broken = api.post("/experiments", json=tiny_spec(ids["vendor_a"], cross, name="broken",
                                                      model_kwargs={"widths": "not a list"}))["id"]
     for i in sweep:

@@ -6,6 +6,9 @@ import pytest
 
 from tests.ui.apptest_helpers import all_text, no_exceptions, texts
 
+#: Generous: the first test of a session also starts the services (and trains the sweep).
+pytestmark = pytest.mark.timeout(300)
+
 PAGES = ["experiments", "datasets", "new_experiment", "experiment", "compare"]
 
 
@@ -13,9 +16,9 @@ PAGES = ["experiments", "datasets", "new_experiment", "experiment", "compare"]
 def test_api_down_names_the_url_and_how_to_start_it(dashboard, dead_url, page):
     at = dashboard(page, url=dead_url, token="whatever")
     no_exceptions(at)
-    errors = texts(at, "error")
+    errors = texts(at.main, "error")  # in the main area, where the page would be
     assert len(errors) == 1, errors
-    assert dead_url in errors[0] and f"GET {dead_url}/health" in errors[0]
+    assert dead_url in errors[0] and f"GET {dead_url}/me" in errors[0]
     assert "sikd serve" in errors[0] and "SIKD_API_URL" in errors[0]
     assert not at.title, "the page must not render without an API"
 
@@ -23,7 +26,7 @@ def test_api_down_names_the_url_and_how_to_start_it(dashboard, dead_url, page):
 def test_missing_token_asks_for_one_then_the_sidebar_token_is_used(dashboard, services, queue_user):
     at = dashboard("experiments", url=services.queue.url, token=None)
     no_exceptions(at)
-    warning = "\n".join(texts(at, "warning"))
+    warning = "\n".join(texts(at.main, "warning"))
     assert "needs a token" in warning and "missing bearer token" in warning and "sikd serve" in warning
     assert not at.title
     at.sidebar.text_input(key="api_token").input(queue_user.token).run()
@@ -36,7 +39,7 @@ def test_missing_token_asks_for_one_then_the_sidebar_token_is_used(dashboard, se
 def test_wrong_token_is_refused_in_words(dashboard, services):
     at = dashboard("datasets", url=services.queue.url, token="not-a-real-token")
     no_exceptions(at)
-    warning = "\n".join(texts(at, "warning"))
+    warning = "\n".join(texts(at.main, "warning"))
     assert "invalid or revoked token" in warning and "API token" in warning
     assert not at.title
 

@@ -3,7 +3,12 @@ its problem files), list, thumbnails, class fractions, delete."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.ui.apptest_helpers import all_text, no_exceptions, plotly_traces, texts
+
+#: Generous: the first test of a session also starts the services (and trains the sweep).
+pytestmark = pytest.mark.timeout(300)
 
 
 def upload(at, data: bytes, filename: str, name: str = ""):

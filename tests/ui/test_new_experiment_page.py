@@ -3,7 +3,12 @@ fields they concern, and a submission that opens the experiment's page."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.ui.apptest_helpers import no_exceptions, texts
+
+#: Generous: the first test of a session also starts the services (and trains the sweep).
+pytestmark = pytest.mark.timeout(300)
 
 
 def submit(at):

@@ -41,7 +41,11 @@ with st.expander("Upload a dataset (.zip)", expanded=st.session_state.get("ds_up
     st.markdown("A zip of **images/** + **masks/** with matching file names (optionally inside one folder), or an "
                 "**nnU-Net** dataset (dataset.json, imagesTr/, labelsTr/). PNG, JPEG, TIFF, BMP and NIfTI are read; "
                 "every pair is checked before the dataset is kept.")
-    up = st.file_uploader("Dataset archive", type=["zip"], key="ds_file")
+    up = st.file_uploader("Dataset archive", type=["zip"], key="ds_file",
+                          help="The dashboard takes archives up to its upload limit (Streamlit's "
+                               "server.maxUploadSize, 200 MB by default). Larger ones go straight to the API: "
+                               f"`curl -H 'Authorization: Bearer <token>' -F file=@data.zip -F name=mydata "
+                               f"{api.base}/datasets`")
     name = st.text_input("Name (default: the file name)", key="ds_name", max_chars=200)
     if st.button("Upload and validate", type="primary", disabled=up is None, key="ds_upload"):
         st.session_state["ds_upload_open"] = True

@@ -16,6 +16,7 @@ from ui.data import (
     TEACHER_INPUT_LABELS,
     comparisons_table,
     dataset_columns,
+    experiment_eta,
     fmt,
     fmt_bytes,
     fmt_seconds,
@@ -43,6 +44,9 @@ def pick_experiment() -> int:
     raw = st.query_params.get("id")
     if raw is not None and str(raw).strip().isdigit():
         return int(raw)
+    if raw is None and st.session_state.get("detail_last_id") is not None:  # back from another page
+        st.query_params["id"] = str(st.session_state["detail_last_id"])
+        return int(st.session_state["detail_last_id"])
     st.title("Experiment detail")
     if raw is not None:
         st.warning(f"`id={raw}` in the address is not an experiment id.")
@@ -69,6 +73,7 @@ try:
     exp = api.get(f"/experiments/{exp_id}")
 except ApiError as e:
     if e.status == 404:
+        st.session_state.pop("detail_last_id", None)
         st.title("Experiment detail")
         st.error(f"Experiment #{exp_id} does not exist (or belongs to someone else). Pick one on **Experiments**.")
         st.page_link("app_pages/experiments.py", label="Experiments", icon=":material/list_alt:")
@@ -77,6 +82,7 @@ except ApiError as e:
 
 spec = exp["spec"]
 status = exp["status"]
+st.session_state["detail_last_id"] = exp_id
 
 
 def dataset_names(ids: list) -> str:
@@ -196,8 +202,10 @@ def progress_section(seen_status: str) -> None:
     running = [s for s in e["stages"] if s["status"] == "running"]
     now = "; ".join(f"{stage_label(s)} epoch {s['epoch']}/{s['epochs']}" if s["kind"] != "evaluation"
                     else f"evaluation{': ' + s['message'] if s.get('message') else ''}" for s in running)
+    eta = experiment_eta(e)
     st.progress(min(max(e.get("progress") or 0.0, 0.0), 1.0),
-                text=f"{round(100 * (e.get('progress') or 0))}% · {e['status']}" + (f" · {now}" if now else ""))
+                text=f"{round(100 * (e.get('progress') or 0))}% · {e['status']}" + (f" · {now}" if now else "")
+                + (f" · about {fmt_seconds(eta)} left" if eta is not None else ""))
     st.dataframe(stages_frame(e["stages"]), hide_index=True, width="stretch", column_config={
         "Progress": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.0f%%"),
         "Loss": st.column_config.NumberColumn(format="%.4f"),
