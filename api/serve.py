@@ -102,25 +102,85 @@ def _wait_http(url: str, timeout: float, procs: dict[str, subprocess.Popen]) -> 
     return False
 
 
-def serve(args: argparse.Namespace) -> int:
-    """Run the service until Ctrl-C / SIGTERM; returns the exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+# The three component commands. `sikd serve` runs them as children; `sikd api|worker|ui` (the container
+# entry points of docker-compose.yml) exec exactly the same command lines.
+def api_command(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--host", host, "--port", str(port),
+            "--log-level", "warning"]
+
+
+def worker_command(settings: Settings, queues: str | None = None, concurrency: int = 1,
+                   name: str | None = None) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q",
+            queues or f"{settings.train_queue},{settings.default_queue}", "-c", str(concurrency),
+            "-n", name or f"sikd@{socket.gethostname()}", "--loglevel", "INFO"]
+
+
+def ui_command(port: int, host: str | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "streamlit", "run", str(UI_APP), "--server.port", str(port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    return cmd + (["--server.address", host] if host else [])
+
+
+def _settings(args: argparse.Namespace) -> Settings:
     overrides = {"storage_dir": Path(args.storage)} if getattr(args, "storage", None) else {}
     settings = Settings(**overrides)  # storage: --storage, else SIKD_STORAGE_DIR, else ./sikd_data
     set_settings(settings)
     ensure_layout(settings)
+    return settings
+
+
+def _bootstrap(settings: Settings) -> tuple[str, bool]:
+    """Migrations, the admin token and the demo datasets (idempotent)."""
     upgrade_database(settings)
     token, generated = admin_token(settings)
     admin_id = ensure_admin(settings, token)
     if settings.demo_data:
         ensure_demo_datasets(settings, admin_id)
-    if settings.embedded_broker:
-        _reset_embedded_control(settings)
+    return token, generated
 
+
+def _child_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ, SIKD_STORAGE_DIR=str(settings.storage_dir), PYTHONUNBUFFERED="1")
     env.pop("SIKD_ADMIN_TOKEN", None)  # the database holds its hash; children need no secret
     root = Path(__file__).resolve().parents[1]
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def run_component(args: argparse.Namespace) -> int:
+    """``sikd api`` / ``sikd worker`` / ``sikd ui``: one part of the service in the foreground (exec)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.component == "ui":
+        if not UI_APP.is_file():
+            print(f"the dashboard is not installed ({UI_APP} is missing)", file=sys.stderr)
+            return 1
+        cmd = ui_command(args.port, args.host)
+        os.execvpe(cmd[0], cmd, dict(os.environ))
+    settings = _settings(args)
+    env = _child_env(settings)
+    if args.component == "api":
+        token, generated = _bootstrap(settings)
+        if generated:
+            print(f"Admin token (new, saved in {settings.admin_token_file}): {token}", flush=True)
+        cmd = api_command(args.host, args.port)
+    else:
+        if settings.embedded_broker:
+            _reset_embedded_control(settings)
+        cmd = worker_command(settings, args.queues, args.concurrency, args.name)
+    os.execvpe(cmd[0], cmd, env)
+    return 0  # pragma: no cover - exec does not return
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the service until Ctrl-C / SIGTERM; returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(args)
+    token, generated = _bootstrap(settings)
+    if settings.embedded_broker:
+        _reset_embedded_control(settings)
+
+    env = _child_env(settings)
     host, port = args.host, int(args.port)
     api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     children: dict[str, subprocess.Popen] = {}
@@ -132,17 +192,12 @@ def serve(args: argparse.Namespace) -> int:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     code = 0
     try:
-        children["api"] = _start([sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--host", host,
-                                  "--port", str(port), "--log-level", "warning"], env, "api")
+        children["api"] = _start(api_command(host, port), env, "api")
         if not args.no_worker:
-            children["worker"] = _start(
-                [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q",
-                 f"{settings.train_queue},{settings.default_queue}", "-c", "1", "-n", f"sikd@{socket.gethostname()}",
-                 "--loglevel", "INFO"], env, "worker")
+            children["worker"] = _start(worker_command(settings), env, "worker")
         if not args.no_ui and UI_APP.is_file():
             ui_env = dict(env, SIKD_API_URL=api_url, SIKD_API_TOKEN=token)
-            children["ui"] = _start([sys.executable, "-m", "streamlit", "run", str(UI_APP), "--server.port",
-                                     str(args.ui_port), "--server.headless", "true"], ui_env, "ui")
+            children["ui"] = _start(ui_command(args.ui_port), ui_env, "ui")
         if not _wait_http(f"{api_url}/health", 60, children):
             dead = [n for n, p in children.items() if p.poll() is not None]
             print(f"SIKD Studio failed to start ({', '.join(dead) or 'the API did not answer'})", file=sys.stderr)

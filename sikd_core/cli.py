@@ -8,6 +8,7 @@
     sikd demo [--out DIR]                phantoms + a small experiment, end to end
     sikd models                          the registered networks
     sikd serve                           the whole service (API, worker, dashboard)
+    sikd api | worker | ui               one part of it (the container entry points)
 """
 
 from __future__ import annotations
@@ -213,6 +214,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args)
 
 
+def cmd_component(args: argparse.Namespace) -> int:
+    try:
+        from api.serve import run_component
+    except ImportError as e:
+        raise SIKDError(f"the service is not installed ({e}); install with: pip install -e '.[service]'") from None
+    return run_component(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sikd", description="SIKD Studio: shape-intensity knowledge distillation "
                                 "for robust medical image segmentation")
@@ -270,6 +279,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-ui", action="store_true")
     s.add_argument("--no-worker", action="store_true")
     s.set_defaults(func=cmd_serve)
+
+    a = sub.add_parser("api", help="the REST API alone (migrations, admin token, demo data, then uvicorn)")
+    a.add_argument("--host", default="127.0.0.1")
+    a.add_argument("--port", type=int, default=8000)
+    a.add_argument("--storage", help="storage root (default $SIKD_STORAGE_DIR or ./sikd_data)")
+    a.set_defaults(func=cmd_component, component="api")
+
+    w = sub.add_parser("worker", help="one Celery worker (one per GPU: set CUDA_VISIBLE_DEVICES)")
+    w.add_argument("--queues", help="comma-separated queues (default: train,default)")
+    w.add_argument("--concurrency", type=int, default=1, help="jobs at once (1 per GPU)")
+    w.add_argument("--name", help="worker node name, e.g. gpu0@%%h")
+    w.add_argument("--storage", help="storage root (default $SIKD_STORAGE_DIR or ./sikd_data)")
+    w.set_defaults(func=cmd_component, component="worker")
+
+    u = sub.add_parser("ui", help="the dashboard alone (talks to $SIKD_API_URL with $SIKD_API_TOKEN)")
+    u.add_argument("--host", default=None, help="address to listen on (default: Streamlit's)")
+    u.add_argument("--port", type=int, default=8501)
+    u.set_defaults(func=cmd_component, component="ui")
     return p
 
 
