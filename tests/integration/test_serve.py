@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service_helpers import alive, descendants, free_port, kill_tree, wait_for
+from tests.service_helpers import REDIS_URL, alive, descendants, free_port, kill_tree, wait_for
 
 pytestmark = [pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,3 +83,49 @@ def test_sikd_serve_runs_a_demo_experiment(tmp_path):
         wait_for(lambda: not any(alive(p) for p in tree), 20, 0.2, what="serve's children to exit")
     assert code == 0, "".join(lines[-50:])
     assert "SIKD Studio is running" in "".join(lines)
+
+
+@pytest.mark.timeout(240)
+def test_compose_topology_api_worker_ui_as_separate_processes(tmp_path, pg_url, redis_namespace):
+    """The containers' entry points (`sikd api`, `sikd worker`, `sikd ui`) as separate processes on the
+    real Postgres and Redis, sharing one storage root, as docker-compose.yml runs them."""
+    api_port, ui_port = free_port(), free_port()
+    storage = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SIKD_") and k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", SIKD_DATABASE_URL=pg_url, SIKD_REDIS_URL=REDIS_URL,
+               SIKD_STORAGE_DIR=str(storage), SIKD_CELERY_NAMESPACE=redis_namespace,
+               SIKD_TRAIN_QUEUE=f"{redis_namespace}.train", SIKD_DEFAULT_QUEUE=f"{redis_namespace}.default",
+               SIKD_ADMIN_TOKEN="compose-admin-token-123456", SIKD_DEMO_DATA="false", SIKD_HEALTH_CACHE_SECONDS="0")
+    sikd = str(Path(sys.executable).with_name("sikd"))
+    queues = f"{redis_namespace}.train,{redis_namespace}.default"
+    cmds = {"api": [sikd, "api", "--host", "127.0.0.1", "--port", str(api_port)],
+            "worker": [sikd, "worker", "--queues", queues, "--concurrency", "1", "--name", f"{redis_namespace}@%h"],
+            "ui": [sikd, "ui", "--host", "127.0.0.1", "--port", str(ui_port)]}
+    procs = {}
+    try:
+        procs["api"] = subprocess.Popen(cmds["api"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=10,
+                              headers={"Authorization": "Bearer compose-admin-token-123456"})
+
+        def answers(url: str) -> bool:
+            try:
+                return httpx.get(url, timeout=3).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(lambda: answers(f"http://127.0.0.1:{api_port}/health"), 90, 0.5, what="`sikd api` to answer")
+        for name in ("worker", "ui"):
+            procs[name] = subprocess.Popen(cmds[name], cwd=tmp_path, env=dict(env, SIKD_API_URL=f"http://127.0.0.1:{api_port}"),
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+        health = wait_for(lambda: (h := client.get("/health").json())["workers"]["count"] >= 1 and h, 90, 1.0,
+                          what="the worker to register")
+        assert health["status"] == "ok" and "postgresql" in health["database"]["detail"]
+        assert "redis" in health["broker"]["detail"].lower()
+        assert client.get("/me").json()["is_admin"] is True
+        wait_for(lambda: answers(f"http://127.0.0.1:{ui_port}/_stcore/health"), 90, 1.0, what="`sikd ui` to answer")
+    finally:
+        for proc in procs.values():
+            kill_tree(proc, signal.SIGTERM)
+    assert all(p.poll() is not None for p in procs.values())
