@@ -239,7 +239,11 @@ def test_upload_train_and_read_the_results_in_the_browser(stack, browser, tmp_pa
     assert exp["spec"]["model_kwargs"] == {"widths": [8, 16, 32]} and exp["spec"]["eval_datasets"] == [
         str(datasets[1]["id"])]
     page.wait_text(f"#{exp['id']} phantom demo", "Stages")
-    page.shot("experiment-progress")
+    try:  # for the picture: a stage running with its first curves (it may also be done already)
+        page.wait(lambda: ("· running ·" in page.text() and "Training loss" in page.text())
+                  or browser.find_elements(page.By.CSS_SELECTOR, "table.sikd-scores"), 60, "training to show")
+    finally:
+        page.shot("experiment-progress")
     # a second experiment (alpha 1) through the API, queued behind the first, for the Compare page
     second = stack.admin.post("/experiments", json={**exp["spec"], "name": "phantom demo alpha 1", "alpha": 1.0})
 

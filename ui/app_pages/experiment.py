@@ -207,10 +207,8 @@ def progress_section(seen_status: str) -> None:
                 text=f"{round(100 * (e.get('progress') or 0))}% · {e['status']}" + (f" · {now}" if now else "")
                 + (f" · about {fmt_seconds(eta)} left" if eta is not None else ""))
     st.dataframe(stages_frame(e["stages"]), hide_index=True, width="stretch", column_config={
-        "Progress": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.0f%%"),
-        "Loss": st.column_config.NumberColumn(format="%.4f"),
-        "Val Dice": st.column_config.NumberColumn(format="%.3f"),
-        "Best val Dice": st.column_config.NumberColumn(format="%.3f")}, key="stages_table")
+        "Progress": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.0f%%")},
+        key="stages_table")
     fig = timeline(e["stages"])
     if fig is not None:
         st.plotly_chart(fig, width="stretch", key="timeline_chart")
