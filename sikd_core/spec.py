@@ -11,7 +11,15 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from sikd_core.errors import SpecError
 
@@ -99,6 +107,19 @@ class ExperimentSpec(BaseModel):
             raise ValueError(str(e)) from None
         return v
 
+    @field_validator("model_kwargs")
+    @classmethod
+    def _buildable(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """The network must build with these arguments (checked on the meta device: no weights)."""
+        from sikd_core.models import check_model_kwargs
+
+        if "model" in info.data:  # else the model name itself was invalid and is reported
+            try:
+                check_model_kwargs(info.data["model"], v)
+            except SpecError as e:
+                raise ValueError(str(e)) from None
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> ExperimentSpec:
         if self.val_fraction + self.test_fraction >= 0.95:
@@ -144,7 +165,7 @@ def format_validation_error(e: ValidationError) -> str:
     lines = []
     for err in e.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(spec)"
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             known = ", ".join(ExperimentSpec.model_fields)
             msg = f"unknown key; known keys: {known}"

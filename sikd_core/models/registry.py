@@ -31,7 +31,11 @@ def register_model(name: str, description: str, *, skip_switch: bool = False, **
     def wrap(fn: Callable[..., SegmentationModel]) -> Callable[..., SegmentationModel]:
         if name in MODELS:
             raise ValueError(f"model {name!r} is already registered")
-        MODELS[name] = ModelInfo(name, fn, description, skip_switch, dict(defaults))
+        # Defaults: the builder's keyword defaults (JSON-friendly: tuples as lists), then explicit ones.
+        sig = {p.name: list(p.default) if isinstance(p.default, tuple) else p.default
+               for p in inspect.signature(fn).parameters.values()
+               if p.default is not inspect.Parameter.empty}
+        MODELS[name] = ModelInfo(name, fn, description, skip_switch, {**sig, **defaults})
         return fn
 
     return wrap
@@ -48,6 +52,20 @@ def model_info(name: str) -> ModelInfo:
         raise UnknownModelError(
             f"unknown model {name!r}; known models: {', '.join(available_models())}"
         ) from None
+
+
+def check_model_kwargs(name: str, kwargs: dict[str, Any]) -> None:
+    """Raise :class:`SpecError` if ``create_model(name, ..., **kwargs)`` would fail, without allocating
+    weights (the network is built on PyTorch's ``meta`` device)."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            create_model(name, 3, 2, **kwargs)
+    except (SpecError, UnknownModelError):
+        raise
+    except Exception as e:  # noqa: BLE001 - any constructor error is a bad model_kwargs
+        raise SpecError(f"model {name!r} cannot be built with model_kwargs {kwargs}: {type(e).__name__}: {e}") from None
 
 
 def create_model(name: str, in_channels: int, num_classes: int, **kwargs: Any) -> SegmentationModel:

@@ -94,7 +94,8 @@ def queue_data(queue_user, zips) -> dict[str, int]:
 @pytest.fixture(scope="session")
 def trained(services, zips) -> dict[str, Any]:
     """On the service with a worker, one user's datasets and really trained small experiments: an alpha
-    sweep (alpha 1 and 2, two seeds each) and one that fails in its first stage (a bad network argument)."""
+    sweep (alpha 1 and 2, two seeds each) and one that fails in its first stage (its training images were
+    damaged on disk after the upload, so preprocessing cannot read them)."""
     api = services.work.admin.new_user("trained")
     ids = {name: api.upload(data, name)["id"] for name, data in zips.items()}
     cross = [ids["vendor_b"], ids["vendor_c"]]
@@ -103,8 +104,11 @@ def trained(services, zips) -> dict[str, Any]:
     learn = dict(image_size=40, epochs=4, lr=1e-2, model_kwargs={"widths": [8, 16, 32]}, seeds=[0, 1])
     sweep = [api.post("/experiments", json=tiny_spec(ids["vendor_a"], cross, name=f"alpha {a:g}", alpha=a,
                                                      **learn))["id"] for a in (1.0, 2.0)]
-    broken = api.post("/experiments", json=tiny_spec(ids["vendor_a"], cross, name="broken",
-                                                     model_kwargs={"widths": "not a list"}))["id"]
+    fragile = api.upload(zips["vendor_a"], "fragile")["id"]
+    damaged = sorted((services.work.storage / "datasets" / str(fragile)).rglob("images/*.png"))
+    assert damaged, "uploaded images not found in the storage root"
+    damaged[0].write_bytes(b"not an image any more")
+    broken = api.post("/experiments", json=tiny_spec(fragile, cross, name="broken"))["id"]
     for i in sweep:
         api.wait_experiment(i, timeout=180)
     api.wait_experiment(broken, timeout=120, statuses=("failed",))

@@ -105,3 +105,16 @@ def test_too_small_input_is_explained():
     m = create_model("unet", 1, 2, widths=(4, 8, 16, 32, 64))
     with pytest.raises(ValueError, match="minimum 16"):
         m(torch.rand(1, 1, 8, 8))
+
+
+def test_registry_defaults_come_from_the_builders():
+    assert model_info("unet").defaults == {"widths": [64, 128, 256, 512, 1024], "skip_connections": True}
+    assert model_info("swin_unetr").defaults["feature_size"] == 24
+
+
+def test_check_model_kwargs_allocates_nothing():
+    from sikd_core.models import check_model_kwargs
+
+    check_model_kwargs("unet", {"widths": [64, 128, 256, 512, 1024, 2048]})  # ~124M parameters, on "meta"
+    with pytest.raises(SpecError, match="cannot be built"):
+        check_model_kwargs("attention_unet", {"channels": "abc"})

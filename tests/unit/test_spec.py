@@ -40,6 +40,10 @@ def test_image_size_int_or_pair_and_ids_as_strings():
         ({"train_dataset": "a", "eval_datasets": ["a"]}, "must not contain the training dataset"),
         ({"train_dataset": "a", "val_fraction": 0.5, "test_fraction": 0.5}, "leave data to train"),
         ({"train_dataset": "a", "device": "gpu"}, "device must be"),
+        ({"train_dataset": "a", "model_kwargs": {"widths": "wide"}}, "model_kwargs: model 'unet' cannot be built"),
+        ({"train_dataset": "a", "model_kwargs": {"widths": [8]}}, "model_kwargs: .*at least 2"),
+        ({"train_dataset": "a", "model_kwargs": {"depth": 4}}, "model_kwargs: .*accepts: widths"),
+        ({"train_dataset": "a", "model": "swin_unetr", "model_kwargs": {"feature_size": 20}}, "multiple of 12"),
     ],
 )
 def test_bad_specs_explained(data, err):
