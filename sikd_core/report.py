@@ -148,6 +148,12 @@ def _f(v: float, digits: int = 3, sign: bool = False) -> str:
     return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
 
 
+def _p(v: float) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return "<0.001" if v < 0.001 else f"{v:.3f}"
+
+
 def _cell(s: dict[str, Any], m: str, digits: int, n_seeds: int) -> str:
     mean, std = s[f"{m}_mean"], s[f"{m}_std"]
     return f"{_f(mean, digits)} ± {_f(std, digits)}" if n_seeds > 1 else _f(mean, digits)
@@ -228,9 +234,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             d, h = c["dice"], c["hd95"]
             lines.append(
                 f"| {c['dataset']} | {c['split']} | {c['n_cases']} | {_f(d['mean_diff'], 3, True)} "
-                f"[{_f(d['ci_low'], 3, True)}, {_f(d['ci_high'], 3, True)}] | {_f(d['p_value'], 3)} | "
+                f"[{_f(d['ci_low'], 3, True)}, {_f(d['ci_high'], 3, True)}] | {_p(d['p_value'])} | "
                 f"{d['better']}/{d['worse']} | {_f(h['mean_diff'], 2, True)} [{_f(h['ci_low'], 2, True)}, "
-                f"{_f(h['ci_high'], 2, True)}] | {_f(h['p_value'], 3)} |")
+                f"{_f(h['ci_high'], 2, True)}] | {_p(h['p_value'])} |")
     stages = report.get("stages") or []
     if stages:
         lines += ["", "## Training", "", "| Stage | Seed | Best val Dice | Best epoch | Epochs | Time (s) |",
