@@ -118,7 +118,7 @@ def worker_command(settings: Settings, queues: str | None = None, concurrency: i
 
 def ui_command(port: int, host: str | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "streamlit", "run", str(UI_APP), "--server.port", str(port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
     return cmd + (["--server.address", host] if host else [])
 
 
