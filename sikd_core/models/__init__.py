@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sikd_core.models.base import HookedSegmenter, SegmentationModel
+from sikd_core.models.base import HookedSegmenter, SegmentationModel, fold_batchnorm
 from sikd_core.models.registry import (
     MODELS,
     ModelInfo,
@@ -23,6 +23,7 @@ __all__ = [
     "available_models",
     "check_model_kwargs",
     "create_model",
+    "fold_batchnorm",
     "model_info",
     "register_model",
 ]

@@ -8,6 +8,26 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` for frozen inference, with every BatchNorm that directly follows a Conv2d in an
+    ``nn.Sequential`` folded into that conv's weights (exact in eval mode: same outputs up to rounding,
+    one memory pass less per layer). Used for the SIKD teacher, which only ever runs forward."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(model).eval()
+    for module in folded.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        for i in range(len(module) - 1):
+            conv, bn = module[i], module[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
+                module[i] = fuse_conv_bn_eval(conv, bn)
+                module[i + 1] = nn.Identity()
+    return folded.requires_grad_(False)
+
+
 class SegmentationModel(nn.Module):
     """A 2D segmentation network that exposes its penultimate feature map.
 

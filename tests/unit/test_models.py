@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sikd_core.errors import SpecError, UnknownModelError
-from sikd_core.models import SegmentationModel, UNet, available_models, create_model, model_info
+from sikd_core.models import SegmentationModel, UNet, available_models, create_model, fold_batchnorm, model_info
 
 SMALL = {
     "unet": {"widths": (8, 16, 32, 64)},
@@ -56,6 +56,28 @@ def test_features_are_head_input(name):
         head = convs[-1]
     assert head.weight.shape[1] == feats.shape[1]
     torch.testing.assert_close(head(feats), logits, atol=1e-5, rtol=1e-4)
+
+
+def test_fold_batchnorm_keeps_features(name):
+    """The frozen teacher is BN-folded: same features and logits as the unfolded eval model, original untouched."""
+    torch.manual_seed(0)
+    model = create_model(name, 3, 3, **SMALL[name])
+    model.train()
+    for _ in range(3):  # give BatchNorm non-trivial running statistics
+        model(torch.rand(2, 3, 32, 32) * 3 + 1)
+    model.eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        ref_logits, ref_feats = model.forward_with_features(x)
+        folded = fold_batchnorm(model)
+        logits, feats = folded.forward_with_features(x)
+    torch.testing.assert_close(feats, ref_feats, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-4, rtol=1e-4)
+    assert not any(p.requires_grad for p in folded.parameters())
+    assert any(p.requires_grad for p in model.parameters())  # the original is left as it was
+    if name == "unet":  # every conv-BN pair of the paper U-Net is folded; the original keeps its BN
+        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
 
 
 def test_save_load_roundtrip(name):
