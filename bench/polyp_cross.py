@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from sikd_core.pipeline import Experiment
-from sikd_core.spec import parse_spec
+from sikd_core.spec import ExperimentSpec, parse_spec
 from sikd_core.training import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ class EpochPrinter(Callback):
         print(f"  warning ({self.name}): {message}", flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(DEFAULT_DATA), help="folder holding kvasir-seg/ and cvc-clinicdb/")
     p.add_argument("--reverse", action="store_true", help="train on CVC-ClinicDB, test cross on Kvasir-SEG")
@@ -62,7 +62,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--alpha", type=float, default=2.0)
     p.add_argument("--device", default="auto")
-    args = p.parse_args(argv)
+    return p
+
+
+def build_spec(args: argparse.Namespace, train: Path, cross: Path) -> ExperimentSpec:
+    """The benchmark's experiment (examples/polyp_kvasir_to_cvc.yaml holds the same one for `sikd run`)."""
+    return parse_spec({
+        "name": f"polyp {train.name} -> {cross.name}", "train_dataset": str(train), "eval_datasets": [str(cross)],
+        "model": "unet", "model_kwargs": {"widths": args.widths}, "image_size": args.size, "epochs": args.epochs,
+        "batch_size": args.batch, "lr": args.lr, "seeds": args.seeds, "methods": ["baseline", "sikd"],
+        "alpha": args.alpha, "teacher_input": "class_mean", "loss": "ce", "device": args.device,
+    })
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     data = Path(args.data)
@@ -73,12 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (d / "images").is_dir():
             print(f"error: dataset folder {d} not found (see shared/datasets/README.md)", file=sys.stderr)
             return 2
-    spec = parse_spec({
-        "name": f"polyp {train.name} -> {cross.name}", "train_dataset": str(train), "eval_datasets": [str(cross)],
-        "model": "unet", "model_kwargs": {"widths": args.widths}, "image_size": args.size, "epochs": args.epochs,
-        "batch_size": args.batch, "lr": args.lr, "seeds": args.seeds, "methods": ["baseline", "sikd"],
-        "alpha": args.alpha, "teacher_input": "class_mean", "loss": "ce", "device": args.device,
-    })
+    spec = build_spec(args, train, cross)
     exp = Experiment(spec, args.out)
     dev = exp.device
     dev_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{platform.processor() or 'cpu'}"
