@@ -2,8 +2,9 @@
 a temp storage; upload two SYNTHETIC datasets through the dashboard, start a small experiment with the form,
 watch it succeed, read the score table and see an overlay and the feature maps.
 
-A screenshot of every page goes to ``test-artifacts/screenshots/`` (and to ``docs/screenshots/`` when
-``SIKD_UPDATE_DOCS_SCREENSHOTS=1``). Needs Debian's ``chromium`` and ``chromium-driver``.
+A screenshot of every page goes to ``test-artifacts/screenshots/`` (the README's come from
+``scripts/docs_screenshots.py``, which drives the same helpers over a better-trained experiment). Needs
+Debian's ``chromium`` and ``chromium-driver``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(480)]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
-DOCS = ROOT / "docs" / "screenshots"
 WIDTH = 1400
 CHROME_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
@@ -84,10 +84,11 @@ def browser(tmp_path) -> Iterator[Any]:
 class Page:
     """Small helpers over Selenium for Streamlit's DOM (elements re-render: always look them up again)."""
 
-    def __init__(self, driver: Any, base: str):
+    def __init__(self, driver: Any, base: str, docs_dir: Path | None = None):
         from selenium.webdriver.common.by import By
 
         self.d, self.base, self.By = driver, base, By
+        self.docs_dir = docs_dir  # where shot(..., docs=True) also copies its picture
 
     def wait(self, check: Callable[[], Any], timeout: float = 30, what: str = "the page") -> Any:
         deadline = time.monotonic() + timeout
@@ -155,9 +156,13 @@ class Page:
         """Replace a text/number input's value; Tab commits it (as a user leaving the field)."""
         from selenium.webdriver.common.keys import Keys
 
-        el = self.field(label)
-        self.d.execute_script("arguments[0].scrollIntoView({block: 'center'})", el)
-        el.click()
+        def focus() -> Any:  # retried: an expander still opening can cover the field for a moment
+            el = self.field(label)
+            self.d.execute_script("arguments[0].scrollIntoView({block: 'center'})", el)
+            el.click()
+            return el
+
+        el = self.wait(focus, 20, f"field {label!r} to take the focus")
         el.send_keys(Keys.CONTROL, "a")
         el.send_keys(Keys.DELETE)
         el.send_keys(value)
@@ -177,9 +182,9 @@ class Page:
         path = ARTIFACTS / f"{name}.png"
         self.d.save_screenshot(str(path))
         self.d.set_window_size(WIDTH, 900)
-        if docs and os.environ.get("SIKD_UPDATE_DOCS_SCREENSHOTS") == "1":
-            DOCS.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, DOCS / path.name)
+        if docs and self.docs_dir is not None:
+            self.docs_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, self.docs_dir / path.name)
         return path
 
     def visible_tab_images(self) -> list[Any]:
