@@ -142,6 +142,16 @@ def _visible_owned(model: Any, user: User) -> Any:
     return True if user.is_admin else model.owner_id == user.id
 
 
+def lock_user(session: Session, *, user: User) -> None:
+    """Serialise one user's check-then-insert (the active-experiment limit) until the next commit.
+
+    A no-op UPDATE of the user's row takes its row lock on PostgreSQL and the database write lock on
+    SQLite, so a concurrent request of the same user waits here and then counts what this one stored.
+    """
+    session.execute(update(User).where(User.id == user.id).values(id=User.id)
+                    .execution_options(synchronize_session=False))
+
+
 def count_active_experiments(session: Session, *, user: User) -> int:
     q = select(func.count()).select_from(Experiment).where(
         Experiment.owner_id == user.id, Experiment.status.in_(ACTIVE_EXPERIMENT))

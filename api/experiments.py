@@ -60,6 +60,7 @@ def create(session: Session, settings: Settings, *, user: User, body: dict[str, 
                             f"({', '.join(train.class_names)}), but " + "; ".join(
                                 f"dataset {d.id} ({d.name!r}) has {d.num_classes} ({', '.join(d.class_names)})"
                                 for d in mismatch) + ": cross-dataset evaluation needs the same classes")
+    crud.lock_user(session, user=user)  # two concurrent requests must not both pass the limit
     active = crud.count_active_experiments(session, user=user)
     if active >= settings.max_active_experiments:
         raise ApiError(429, f"you have {active} experiments queued or running; the limit is "

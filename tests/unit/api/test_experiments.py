@@ -181,3 +181,38 @@ def test_validation_errors_have_a_readable_detail(client, alice):
     body = r.json()
     assert "query.limit: Input should be greater than or equal to 1" in body["detail"]
     assert "query.skip" in body["detail"] and len(body["errors"]) == 2
+
+
+def test_active_experiment_limit_holds_under_concurrent_requests(client, alice, datasets, jobs, settings,
+                                                                  monkeypatch):
+    """Six simultaneous POSTs with a limit of 1: exactly one is accepted (the count and the insert are
+    serialised per user). The count is slowed down so that, unserialised, every request would pass."""
+    import threading
+    import time
+
+    from api import crud
+
+    settings.max_active_experiments = 1
+    real_count = crud.count_active_experiments
+
+    def slow_count(session, *, user):
+        n = real_count(session, user=user)
+        time.sleep(0.3)
+        return n
+
+    monkeypatch.setattr(crud, "count_active_experiments", slow_count)
+    spec = tiny_spec(datasets)
+    codes: list[int] = []
+    start = threading.Barrier(6)
+
+    def post() -> None:
+        start.wait()
+        codes.append(client.post("/experiments", json=spec, headers=alice).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(codes) == [201, 429, 429, 429, 429, 429], codes
+    assert client.get("/experiments", headers=alice).json()["count"] == 1
