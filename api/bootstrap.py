@@ -68,3 +68,29 @@ def ensure_demo_datasets(settings: Settings, owner_id: int) -> list[int]:
         log.info("registered demo dataset %s", name)
     marker.write_text(json.dumps(ids))
     return ids
+
+
+def redispatch_queued(settings: Settings) -> list[int]:
+    """Send again every stage an earlier life of the service left ``queued``.
+
+    Its message may be gone: the API stopped between committing an experiment and sending it, or a
+    broker without persistence restarted. Re-sending is safe: a stage is claimed by one conditional
+    UPDATE (``crud.claim_stage``), so the copy of a message still in the queue claims nothing. A broker
+    that is down is reported and left to the stages' next redelivery.
+    """
+    from worker import dispatch
+    from worker.celery_app import configure
+
+    configure(settings)
+    with session_scope(settings) as s:
+        stages = [(st.id, st.kind, student) for st, student in crud.queued_stages(s)]
+    sent = []
+    try:
+        for stage_id, kind, student in stages:
+            dispatch.enqueue_stage(stage_id, kind=kind, then_student_id=student)
+            sent.append(stage_id)
+    except Exception:  # noqa: BLE001 - the service still starts; the health check shows the broker
+        log.exception("could not re-send queued stages %s", [i for i, _, _ in stages if i not in sent])
+    if sent:
+        log.info("re-sent %d queued stage(s): %s", len(sent), sent)
+    return sent

@@ -23,7 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from api.bootstrap import admin_token, ensure_admin, ensure_demo_datasets
+from api.bootstrap import admin_token, ensure_admin, ensure_demo_datasets, redispatch_queued
 from api.core.config import Settings, set_settings
 from api.db import upgrade_database
 from api.storage import ensure_layout
@@ -137,6 +137,7 @@ def _bootstrap(settings: Settings) -> tuple[str, bool]:
     admin_id = ensure_admin(settings, token)
     if settings.demo_data:
         ensure_demo_datasets(settings, admin_id)
+    redispatch_queued(settings)
     return token, generated
 
 

@@ -216,3 +216,32 @@ def test_active_experiment_limit_holds_under_concurrent_requests(client, alice, 
         t.join(30)
     assert sorted(codes) == [201, 429, 429, 429, 429, 429], codes
     assert client.get("/experiments", headers=alice).json()["count"] == 1
+
+
+def test_queued_stages_are_sent_again_at_start(client, alice, datasets, jobs, settings):
+    """A restart re-sends what is still queued (a lost message must not strand an experiment), in the
+    same shape as the first time; running, pending and cancelled stages are left alone."""
+    from api import crud
+    from api.bootstrap import redispatch_queued
+    from api.db import session_scope
+
+    first = client.post("/experiments", json=tiny_spec(datasets), headers=alice).json()
+    second = client.post("/experiments", json=tiny_spec(datasets), headers=alice).json()
+    third = client.post("/experiments", json=tiny_spec(datasets), headers=alice).json()
+    assert client.post(f"/experiments/{third['id']}/cancel", headers=alice).status_code == 200
+    ids = {(s["kind"]): s["id"] for s in first["stages"]}
+    with session_scope(settings) as s:  # a worker took the first experiment's baseline
+        assert crud.claim_stage(s, stage_id=ids["baseline"], token="t", worker="w", stale_before=crud.utcnow())
+    original = [m for m in jobs]
+    jobs.clear()
+
+    sent = redispatch_queued(settings)
+
+    ids2 = {(s["kind"]): s["id"] for s in second["stages"]}
+    assert sorted(jobs) == sorted([
+        [("sikd.train_stage", (ids["teacher"],)), ("sikd.train_stage", (ids["student"],))],
+        [("sikd.train_stage", (ids2["baseline"],))],
+        [("sikd.train_stage", (ids2["teacher"],)), ("sikd.train_stage", (ids2["student"],))],
+    ])
+    assert all(m in original for m in jobs)  # the same messages as when it was created
+    assert sorted(sent) == sorted([ids["teacher"], ids2["baseline"], ids2["teacher"]])
