@@ -4,9 +4,10 @@ Each image shows a short-axis-like "heart" inside a body outline: a left-ventric
 inside a myocardium ring (class 2), a right-ventricle crescent (class 1) attached beside the ring, and
 distractor blobs as bright as blood that are background (class 0). The shape distribution is the same
 in every domain; the named DOMAINS differ in texture (band-passed noise patterns, a different one per
-tissue), class contrast, bias field, noise and blur. A model that learns texture cues therefore
-transfers poorly between domains, while shape and relative intensity transfer: the setting that
-shape-intensity knowledge distillation addresses.
+tissue), class contrast, bias field, noise and blur: shape and relative intensity transfer between
+domains, texture does not. The shift is mild, though: measured (README, 30 epochs), a plain U-Net
+trained on vendor_a keeps Dice 0.96-0.97 on vendor_b and vendor_c, and SIKD does not beat it there.
+The phantoms demonstrate the workflow; evidence about SIKD needs real data.
 
 Everything is vectorised over samples with numpy; sample ``i`` of ``(domain, seed)`` is always the same,
 whatever ``n`` is (its random numbers come from its own generator).
