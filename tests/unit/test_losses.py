@@ -48,6 +48,26 @@ def test_distillation_is_alpha_mse(alpha):
     assert torch.allclose(loss, alpha * F.mse_loss(s, t))
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_distillation_value_and_gradient_match_mse_loss(layout, dtype):
+    """The fused MSE gives F.mse_loss's value and gradient for any layout and dtype (bf16 under autocast)."""
+    torch.manual_seed(0)
+    s = torch.randn(2, 16, 9, 7, dtype=dtype)
+    t = torch.randn(2, 16, 9, 7, dtype=dtype)
+    if layout == "channels_last":
+        s, t = s.contiguous(memory_format=torch.channels_last), t.contiguous(memory_format=torch.channels_last)
+    s1, s2 = s.clone().requires_grad_(), s.clone().requires_grad_()
+    got = FeatureDistillationLoss(2.0)(s1, t)
+    want = 2.0 * F.mse_loss(s2.double(), t.double())
+    got.backward()
+    want.backward()
+    assert got.dtype == torch.float32 and s1.grad.dtype == dtype
+    tol = 1e-2 if dtype == torch.bfloat16 else 1e-5
+    torch.testing.assert_close(got.double(), want.detach(), atol=tol, rtol=tol)
+    torch.testing.assert_close(s1.grad.double(), s2.grad.double(), atol=tol, rtol=tol)
+
+
 def test_distillation_does_not_reach_teacher():
     s = torch.randn(1, 4, 4, 4, requires_grad=True)
     t = torch.randn(1, 4, 4, 4, requires_grad=True)
