@@ -62,7 +62,10 @@ class _FeatureMSE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, student: Tensor, teacher: Tensor) -> Tensor:
-        diff = student.float() - teacher.float()
+        if student.dtype == teacher.dtype == torch.float32:
+            diff = student - teacher
+        else:  # bf16/fp16 under autocast (or float64): one float32 copy, subtracted in place
+            diff = student.to(torch.float32, copy=True).sub_(teacher)
         ctx.save_for_backward(diff)
         ctx.student_dtype = student.dtype
         return torch.linalg.vector_norm(diff).square() / diff.numel()
