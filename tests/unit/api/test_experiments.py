@@ -245,3 +245,18 @@ def test_queued_stages_are_sent_again_at_start(client, alice, datasets, jobs, se
     ])
     assert all(m in original for m in jobs)  # the same messages as when it was created
     assert sorted(sent) == sorted([ids["teacher"], ids2["baseline"], ids2["teacher"]])
+
+
+def test_resending_with_the_broker_down_does_not_stop_the_start(client, alice, datasets, jobs, settings,
+                                                                 monkeypatch, caplog):
+    from api.bootstrap import redispatch_queued
+    from worker import dispatch
+
+    client.post("/experiments", json=tiny_spec(datasets), headers=alice)
+
+    def down(_sig):
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(dispatch, "_send", down)
+    assert redispatch_queued(settings) == []
+    assert "could not re-send queued stages" in caplog.text
