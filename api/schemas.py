@@ -244,8 +244,15 @@ class ModelOption(BaseModel):
     defaults: dict[str, Any]
 
 
+class PresetOption(BaseModel):
+    name: str
+    description: str
+    values: dict[str, Any]
+
+
 class OptionsPublic(BaseModel):
     models: list[ModelOption]
+    presets: list[PresetOption]
     methods: list[str]
     teacher_inputs: list[str]
     spec_defaults: dict[str, Any]

@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         page.nav("New experiment")
         page.wait_text("Unseen (cross) datasets")
         page.type("Name", exp["name"] + f", alpha {args.alpha:g}")
+        driver.execute_script("document.activeElement.blur()")
         page.shot("new-experiment")
 
         if args.second:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sikd_core.errors import SIKDError
+from sikd_core.spec import PRESETS
 
 log = logging.getLogger("sikd")
 
@@ -171,12 +173,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 DEMO_SPEC = {
     "name": "phantom-demo",
-    "model": "unet",
-    "model_kwargs": {"widths": [16, 32, 64, 128]},
-    "image_size": 96,
-    "epochs": 30,  # about 3 minutes for all stages on 2 CPU cores; at 20 the student is not there yet
-    "batch_size": 8,
-    "lr": 0.002,
+    **copy.deepcopy(PRESETS["quick"][1]),  # about 3 minutes for all stages on 2 CPU cores
     "seeds": [0],
     "methods": ["baseline", "sikd"],
     "alpha": 2.0,

@@ -23,13 +23,14 @@ from api.schemas import (
     ModelOption,
     OptionsPublic,
     OverlayPublic,
+    PresetOption,
     Page,
     ResultRow,
     StageMetrics,
 )
 from api.storage import experiment_dir, safe_join
 from sikd_core.models import MODELS
-from sikd_core.spec import METHODS, TEACHER_INPUTS, ExperimentSpec
+from sikd_core.spec import METHODS, PRESETS, TEACHER_INPUTS, ExperimentSpec
 
 router = APIRouter(tags=["experiments"])
 
@@ -52,6 +53,7 @@ def options(user: CurrentUser) -> OptionsPublic:
     return OptionsPublic(
         models=[ModelOption(name=m.name, description=m.description, skip_switch=m.skip_switch, defaults=m.defaults)
                 for m in sorted(MODELS.values(), key=lambda m: m.name)],
+        presets=[PresetOption(name=k, description=d, values=v) for k, (d, v) in PRESETS.items()],
         methods=list(METHODS), teacher_inputs=list(TEACHER_INPUTS),
         spec_defaults=defaults,
         spec_schema=ExperimentSpec.model_json_schema())

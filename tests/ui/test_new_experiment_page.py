@@ -171,3 +171,25 @@ def test_submit_creates_the_experiment_and_opens_its_page(dashboard, services, q
     assert s["device"] == "cpu" and s["model_kwargs"] == {"widths": [4, 8, 16]}
     assert s["train_dataset"] == str(queue_data["vendor_a"]) and s["eval_datasets"] == [str(queue_data["vendor_b"])]
     assert s["methods"] == ["baseline", "sikd"] and s["loss"] == "ce" and s["steps_per_epoch"] is None
+
+
+def test_size_preset_fills_the_form_and_is_what_is_sent(dashboard, services, queue_user, queue_data):
+    quick = {p["name"]: p for p in queue_user.get("/options")["presets"]}["quick"]["values"]
+    at = dashboard("new_experiment", url=services.queue.url, token=queue_user.token)
+    assert at.radio(key="ne_preset").value == "paper"
+    assert "GPU" in "\n".join(c.value for c in at.caption)
+    at = at.radio(key="ne_preset").set_value("quick").run()
+    no_exceptions(at)
+    assert [at.number_input(key="ne_h").value, at.number_input(key="ne_w").value] == quick["image_size"]
+    assert at.number_input(key="ne_epochs").value == quick["epochs"]
+    assert at.number_input(key="ne_lr").value == quick["lr"]
+    assert at.text_area(key="ne_kwargs").value == '{"widths": [16, 32, 64, 128]}'
+    assert "3 minutes" in "\n".join(c.value for c in at.caption)
+    at.text_input(key="ne_name").input("quick one")
+    at = submit(at)
+    no_exceptions(at)
+    [e] = [x for x in queue_user.get("/experiments")["data"] if x["name"] == "quick one"]
+    s = e["spec"]
+    assert s["image_size"] == quick["image_size"] and s["epochs"] == quick["epochs"] and s["lr"] == quick["lr"]
+    assert s["model_kwargs"] == quick["model_kwargs"] and s["batch_size"] == quick["batch_size"]
+

@@ -56,6 +56,28 @@ cross_ids = dcols[1].multiselect(
     "Unseen (cross) datasets", others, format_func=ds_label, key="ne_cross",
     help="Datasets of the same task never seen in training (cross-dataset generalisation).")
 cross_err = dcols[1].empty()
+
+# A size preset fills the form's size fields (it is outside the form: choosing one reruns the page).
+presets = {p["name"]: p for p in options.get("presets", [])}
+PRESET_LABELS = {"paper": "Paper (GPU)", "quick": "Quick look (CPU)"}
+WIDGET_OF = {"model": "ne_model", "epochs": "ne_epochs", "batch_size": "ne_batch", "lr": "ne_lr"}
+
+
+def apply_preset() -> None:
+    for field, value in presets[st.session_state["ne_preset"]]["values"].items():
+        if field == "image_size":
+            st.session_state["ne_h"], st.session_state["ne_w"] = int(value[0]), int(value[1])
+        elif field == "model_kwargs":
+            st.session_state["ne_kwargs"] = json.dumps(value)
+        elif field in WIDGET_OF:
+            st.session_state[WIDGET_OF[field]] = float(value) if field == "lr" else value
+
+
+if presets:
+    preset = st.radio("Size", list(presets), horizontal=True, key="ne_preset", on_change=apply_preset,
+                      format_func=lambda n: PRESET_LABELS.get(n, n),
+                      help="Fills model, image size, epochs, batch size and learning rate; edit them after.")
+    st.caption(presets[preset]["description"])
 if not same_task:
     dcols[1].caption("No other dataset has the same classes as the training dataset.")
 

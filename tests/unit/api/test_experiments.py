@@ -166,6 +166,21 @@ def test_options_describe_models_and_the_spec(client, alice):
     assert client.get("/options").status_code == 401
 
 
+def test_presets_are_valid_specs_and_paper_is_the_default(client, alice, datasets, jobs):
+    from sikd_core.cli import DEMO_SPEC
+
+    opts = client.get("/options", headers=alice).json()
+    presets = {p["name"]: p for p in opts["presets"]}
+    assert set(presets) == {"paper", "quick"} and all(p["description"] for p in presets.values())
+    paper = presets["paper"]["values"]
+    assert {k: opts["spec_defaults"][k] for k in paper} == paper  # the paper preset restates the defaults
+    assert {k: DEMO_SPEC[k] for k in presets["quick"]["values"]} == presets["quick"]["values"]  # sikd demo's size
+    for p in presets.values():  # each is accepted as it is
+        body = {**tiny_spec(datasets), **p["values"]}
+        r = client.post("/experiments", json=body, headers=alice)
+        assert r.status_code == 201, r.text
+
+
 def test_openapi_documents_the_upload_and_the_routes(client):
     doc = client.get("/openapi.json").json()
     body = doc["paths"]["/datasets"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
