@@ -23,7 +23,7 @@ from api.core.config import Settings
 from api.errors import ApiError
 from api.models import ACTIVE_EXPERIMENT, Dataset, Experiment, User
 from api.schemas import ExperimentPublic, StagePublic
-from api.storage import experiment_dir, move_to_trash
+from api.storage import experiment_dir
 from sikd_core.spec import parse_spec
 from worker import dispatch
 
@@ -122,12 +122,7 @@ def delete(session: Session, settings: Settings, *, exp: Experiment) -> None:
         session.commit()
     crud.delete_experiment(session, experiment=exp)
     session.commit()
-    trash = move_to_trash(settings, experiment_dir(settings, exp_id))
-    if trash is not None:
-        try:
-            dispatch.enqueue_removal([str(trash)])
-        except Exception:  # noqa: BLE001 - no broker: remove it here
-            shutil.rmtree(trash, ignore_errors=True)
+    dispatch.remove_in_background(settings, experiment_dir(settings, exp_id))
 
 
 # ------------------------------------------------------------------------------------------ files

@@ -28,19 +28,6 @@ TeacherInput = Literal["class_mean", "image", "label_map"]
 METHODS: tuple[str, ...] = ("baseline", "sikd")
 TEACHER_INPUTS: tuple[str, ...] = ("class_mean", "image", "label_map")
 
-#: Starting points for the size of an experiment (spec keys they set, with a word on when to use them).
-#: ``paper`` restates the spec's defaults; ``quick`` is what ``sikd demo`` trains.
-PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
-    "paper": ("The paper's U-Net (64-1024) at 256 px for 50 epochs: for a GPU worker (hours on a CPU).",
-              {"model": "unet", "model_kwargs": {}, "image_size": [256, 256], "epochs": 50, "batch_size": 8,
-               "lr": 1e-3}),
-    "quick": ("A small U-Net (16-128) at 96 px for 30 epochs: a first look, about 3 minutes per experiment on "
-              "2 CPU cores with the demo phantoms.",
-              {"model": "unet", "model_kwargs": {"widths": [16, 32, 64, 128]}, "image_size": [96, 96],
-               "epochs": 30, "batch_size": 8, "lr": 2e-3}),
-}
-
-
 class ExperimentSpec(BaseModel):
     """Everything needed to reproduce one experiment (baseline vs SIKD, intra- and cross-dataset)."""
 
@@ -161,6 +148,33 @@ class ExperimentSpec(BaseModel):
         d = self.model_dump(mode="json")
         d["image_size"] = list(self.image_size)
         return d
+
+
+#: The spec keys a size preset sets.
+PRESET_KEYS: tuple[str, ...] = ("model", "model_kwargs", "image_size", "epochs", "batch_size", "lr")
+
+
+def spec_defaults(keys: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The spec's defaults of ``keys`` (default: every key that has one), as JSON values (tuples become lists)."""
+    if keys is None:
+        keys = tuple(k for k, f in ExperimentSpec.model_fields.items() if not f.is_required())
+    out = {}
+    for k in keys:
+        v = ExperimentSpec.model_fields[k].get_default(call_default_factory=True)
+        out[k] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+#: Starting points for the size of an experiment (spec keys they set, with a word on when to use them).
+#: ``paper`` is the spec's defaults; ``quick`` is what ``sikd demo`` trains.
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "paper": ("The paper's U-Net (64-1024) at 256 px for 50 epochs: for a GPU worker (hours on a CPU).",
+              spec_defaults(PRESET_KEYS)),
+    "quick": ("A small U-Net (16-128) at 96 px for 30 epochs: a first look, about 3 minutes per experiment on "
+              "2 CPU cores with the demo phantoms.",
+              {"model": "unet", "model_kwargs": {"widths": [16, 32, 64, 128]}, "image_size": [96, 96],
+               "epochs": 30, "batch_size": 8, "lr": 2e-3}),
+}
 
 
 def parse_spec(data: dict[str, Any]) -> ExperimentSpec:

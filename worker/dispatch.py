@@ -6,9 +6,14 @@ returns); baselines go alone, so two workers train them side by side.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from celery import chain
 from celery.canvas import Signature
 
+from api.core.config import Settings
+from api.storage import move_to_trash
 from worker.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN, app
 
 
@@ -35,6 +40,17 @@ def enqueue_evaluation(stage_id: int) -> None:
 def enqueue_removal(paths: list[str]) -> None:
     """Ask a light worker (``default`` queue) to delete folders under the storage root."""
     _send(_sig(TASK_REMOVE, list(paths)))
+
+
+def remove_in_background(settings: Settings, path: Path) -> None:
+    """Move a folder out of the way at once and let a light worker delete it (here, without a broker)."""
+    trash = move_to_trash(settings, path)
+    if trash is None:
+        return
+    try:
+        enqueue_removal([str(trash)])
+    except Exception:  # noqa: BLE001 - no broker: remove it here
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def enqueue_stage(stage_id: int, *, kind: str, then_student_id: int | None = None) -> None:

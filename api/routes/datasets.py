@@ -14,7 +14,7 @@ from api.deps import CurrentUser, Limit, SessionDep, SettingsDep, Skip
 from api.errors import ApiError, not_found
 from api.models import Dataset
 from api.schemas import DatasetDetail, DatasetPublic, Message, Page, SamplePublic
-from api.storage import dataset_dir, move_to_trash, new_tmp_dir
+from api.storage import dataset_dir, new_tmp_dir
 from api.uploads import receive_multipart
 from sikd_core.data import Sample
 from worker import dispatch
@@ -116,10 +116,5 @@ def delete_dataset(dataset_id: int, session: SessionDep, settings: SettingsDep, 
                        experiments=[e.id for e in users])
     session.delete(ds)
     session.commit()
-    trash = move_to_trash(settings, dataset_dir(settings, dataset_id))
-    if trash is not None:
-        try:
-            dispatch.enqueue_removal([str(trash)])
-        except Exception:  # noqa: BLE001 - no broker: remove it here
-            shutil.rmtree(trash, ignore_errors=True)
+    dispatch.remove_in_background(settings, dataset_dir(settings, dataset_id))
     return Response(status_code=204)

@@ -30,7 +30,7 @@ from api.schemas import (
 )
 from api.storage import experiment_dir, safe_join
 from sikd_core.models import MODELS
-from sikd_core.spec import METHODS, PRESETS, TEACHER_INPUTS, ExperimentSpec
+from sikd_core.spec import METHODS, PRESETS, TEACHER_INPUTS, ExperimentSpec, spec_defaults
 
 router = APIRouter(tags=["experiments"])
 
@@ -48,14 +48,12 @@ def _get(session: SessionDep, user: CurrentUser, experiment_id: int) -> Experime
 @router.get("/options", response_model=OptionsPublic)
 def options(user: CurrentUser) -> OptionsPublic:
     """What an experiment can be made of: networks, methods, teacher inputs, spec defaults and schema."""
-    defaults = {k: f.get_default(call_default_factory=True) for k, f in ExperimentSpec.model_fields.items()
-                if not f.is_required()}
     return OptionsPublic(
         models=[ModelOption(name=m.name, description=m.description, skip_switch=m.skip_switch, defaults=m.defaults)
                 for m in sorted(MODELS.values(), key=lambda m: m.name)],
         presets=[PresetOption(name=k, description=d, values=v) for k, (d, v) in PRESETS.items()],
         methods=list(METHODS), teacher_inputs=list(TEACHER_INPUTS),
-        spec_defaults=defaults,
+        spec_defaults=spec_defaults(),
         spec_schema=ExperimentSpec.model_json_schema())
 
 

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy of ``model`` for frozen inference, with every BatchNorm that directly follows a Conv2d in an
     ``nn.Sequential`` folded into that conv's weights (exact in eval mode: same outputs up to rounding,
     one memory pass less per layer). Used for the SIKD teacher, which only ever runs forward."""
-    import copy
-
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
     folded = copy.deepcopy(model).eval()
     for module in folded.modules():
         if not isinstance(module, nn.Sequential):
