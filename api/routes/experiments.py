@@ -23,8 +23,8 @@ from api.schemas import (
     ModelOption,
     OptionsPublic,
     OverlayPublic,
-    PresetOption,
     Page,
+    PresetOption,
     ResultRow,
     StageMetrics,
 )

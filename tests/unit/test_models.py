@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from sikd_core.errors import SpecError, UnknownModelError
-from sikd_core.models import SegmentationModel, UNet, available_models, create_model, fold_batchnorm, model_info
+from sikd_core.models import (
+    SegmentationModel,
+    UNet,
+    available_models,
+    create_model,
+    fold_batchnorm,
+    model_info,
+)
 
 SMALL = {
     "unet": {"widths": (8, 16, 32, 64)},
