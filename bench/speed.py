@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 
-from sikd_core.classmean import class_mean_image
+from sikd_core.classmean import METHODS, class_mean_image, default_method
 from sikd_core.models import create_model
 from sikd_core.training import DistillationTrainer, TrainConfig, Trainer, resolve_device
 
@@ -78,34 +78,53 @@ def class_loop_mean(images: torch.Tensor, labels: torch.Tensor, k: int) -> torch
     return out
 
 
+TEACHER_MODES = {
+    # name: (FrozenTeacher mode, side stream); on CPU every mode is the plain forward, so only "eager" runs.
+    "eager": ("eager", False),
+    "compile": ("compile", False),
+    "compile+stream": ("compile", True),  # the trainer's default on CUDA
+}
+
+
 def bench_steps(args: argparse.Namespace, device: torch.device) -> dict[str, object]:
     widths = tuple(args.widths)
     x = torch.rand(args.batch, 3, args.size, args.size, device=device)
     y = (torch.rand(args.batch, args.size, args.size, device=device) * args.classes).long()
     cfg = TrainConfig(epochs=1, batch_size=args.batch, device=str(device), amp=not args.no_amp,
                       channels_last=not args.no_channels_last)
-    torch.manual_seed(0)
-    base = Trainer(create_model("unet", 3, args.classes, widths=widths), (x.cpu(), y.cpu()), None, cfg,
-                   num_classes=args.classes)
-    torch.manual_seed(0)
-    teacher = create_model("unet", 3, args.classes, widths=widths, skip_connections=False)
     k = args.classes
-    sikd = DistillationTrainer(create_model("unet", 3, args.classes, widths=widths), (x.cpu(), y.cpu()), None, cfg,
-                               num_classes=k, teacher=teacher, alpha=2.0,
-                               teacher_input_fn=lambda i, lab: class_mean_image(i, lab, k))
-    for t in (base, sikd):
+    torch.manual_seed(0)
+    base = Trainer(create_model("unet", 3, k, widths=widths), (x.cpu(), y.cpu()), None, cfg, num_classes=k)
+    torch.manual_seed(0)
+    teacher = create_model("unet", 3, k, widths=widths, skip_connections=False)
+    modes = args.teacher_modes if device.type == "cuda" else ["eager"]
+    fns: dict[str, Callable[[], object]] = {"baseline": lambda: base.train_step(x, y)}
+    trainers = {}
+    for mode in modes:
+        teacher_mode, stream = TEACHER_MODES[mode]
+        sikd = DistillationTrainer(create_model("unet", 3, k, widths=widths), (x.cpu(), y.cpu()), None, cfg,
+                                   num_classes=k, teacher=teacher, alpha=2.0, teacher_mode=teacher_mode,
+                                   teacher_side_stream=stream,
+                                   teacher_input_fn=lambda i, lab: class_mean_image(i, lab, k, check_labels=False))
+        trainers[mode] = sikd
+        fns[f"sikd[{mode}]"] = lambda s=sikd: s.train_step(x, y)
+    for t in (base, *trainers.values()):
         t._setup()
         t.model.train()
-    def teacher_forward() -> None:
-        with torch.no_grad(), sikd.autocast():
-            sikd.teacher.forward_features(sikd.model_input(class_mean_image(x, y, k), y))
+    main = trainers[modes[-1]]
 
-    times = interleaved({"baseline": lambda: base.train_step(x, y), "sikd": lambda: sikd.train_step(x, y),
-                         "teacher_forward": teacher_forward}, device, args.reps, args.steps)
+    def teacher_forward() -> None:
+        main.frozen_teacher(class_mean_image(x, y, k, check_labels=False))
+
+    fns["teacher_forward"] = teacher_forward
+    times = interleaved(fns, device, args.reps, args.steps)
     med = {k2: statistics.median(v) for k2, v in times.items()}
+    sikd_modes = {m: {"sikd_s": med[f"sikd[{m}]"], "ratio": med[f"sikd[{m}]"] / med["baseline"]} for m in modes}
+    best = min(sikd_modes, key=lambda m: sikd_modes[m]["sikd_s"])
     return {"widths": list(widths), "batch": args.batch, "size": args.size, "amp_bf16": base.use_amp,
-            "channels_last": base.channels_last, "baseline_s": med["baseline"], "sikd_s": med["sikd"],
-            "teacher_forward_s": med["teacher_forward"], "ratio": med["sikd"] / med["baseline"], "raw": times}
+            "channels_last": base.channels_last, "baseline_s": med["baseline"], "modes": sikd_modes,
+            "default_mode": modes[-1], "best_mode": best, "sikd_s": sikd_modes[modes[-1]]["sikd_s"],
+            "teacher_forward_s": med["teacher_forward"], "ratio": sikd_modes[modes[-1]]["ratio"], "raw": times}
 
 
 def bench_classmean(args: argparse.Namespace, device: torch.device) -> dict[str, object]:
@@ -115,12 +134,16 @@ def bench_classmean(args: argparse.Namespace, device: torch.device) -> dict[str,
     fast = class_mean_image(images, labels, 4)
     slow = naive_class_mean(images, labels, 4)
     err = max(float((fast - slow).abs().max()), float((fast - class_loop_mean(images, labels, 4)).abs().max()))
-    times = interleaved({"batched": lambda: class_mean_image(images, labels, 4),
-                         "loop": lambda: naive_class_mean(images, labels, 4),
-                         "class_loop": lambda: class_loop_mean(images, labels, 4)}, device, args.reps, 3, warmup=1)
+    fns: dict[str, Callable[[], object]] = {"batched": lambda: class_mean_image(images, labels, 4)}
+    for method in METHODS[1:]:
+        fns[method] = lambda m=method: class_mean_image(images, labels, 4, method=m)
+    fns["loop"] = lambda: naive_class_mean(images, labels, 4)
+    fns["class_loop"] = lambda: class_loop_mean(images, labels, 4)
+    times = interleaved(fns, device, args.reps, 3, warmup=1)
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"shape": [16, 3, 256, 256], "classes": 4, "batched_s": med["batched"], "loop_s": med["loop"],
             "class_loop_s": med["class_loop"], "speedup": med["loop"] / med["batched"],
+            "methods_s": {m: med[m] for m in METHODS[1:]},
             "speedup_vs_class_loop": med["class_loop"] / med["batched"], "max_abs_diff": err}
 
 
@@ -135,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=5, help="interleaved repetitions (median is reported)")
     p.add_argument("--no-amp", action="store_true")
     p.add_argument("--no-channels-last", action="store_true")
+    p.add_argument("--teacher-modes", nargs="+", choices=list(TEACHER_MODES), default=list(TEACHER_MODES),
+                   help="SIKD teacher variants to time on CUDA (the last is the reported ratio)")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
@@ -143,16 +168,20 @@ def main(argv: list[str] | None = None) -> int:
     steps = bench_steps(args, device)
     print(f"\nTraining step, paper U-Net widths {steps['widths']}, batch {steps['batch']}x3x{steps['size']}^2, "
           f"bf16 autocast {steps['amp_bf16']}, channels_last {steps['channels_last']}")
-    print("| method | step time (ms) |\n|---|---|")
-    print(f"| baseline | {steps['baseline_s'] * 1e3:.1f} |\n| SIKD (teacher fwd + student + MSE) | "
-          f"{steps['sikd_s'] * 1e3:.1f} |")
-    print(f"| of which: frozen teacher forward on the class-mean batch | {steps['teacher_forward_s'] * 1e3:.1f} |")
-    print(f"SIKD / baseline step-time ratio: {steps['ratio']:.3f} (target <= 1.25: "
+    print("| method | step time (ms) | / baseline |\n|---|---|---|")
+    print(f"| baseline | {steps['baseline_s'] * 1e3:.1f} | 1.000 |")
+    for mode, m in steps["modes"].items():
+        print(f"| SIKD, teacher {mode} (teacher fwd + student + MSE) | {m['sikd_s'] * 1e3:.1f} | {m['ratio']:.3f} |")
+    print(f"| of which: frozen teacher forward on the class-mean batch ({steps['default_mode']}) | "
+          f"{steps['teacher_forward_s'] * 1e3:.1f} | |")
+    print(f"SIKD / baseline step-time ratio ({steps['default_mode']}): {steps['ratio']:.3f} (target <= 1.25: "
           f"{'met' if steps['ratio'] <= 1.25 else 'NOT met'})")
     cm = bench_classmean(args, device)
     print("\nClass-mean image, 16x3x256x256, 4 classes")
     print("| implementation | time (ms) |\n|---|---|")
-    print(f"| batched (scatter-add + gather, sikd_core) | {cm['batched_s'] * 1e3:.2f} |")
+    print(f"| batched (sikd_core, method auto = {default_method(device)}) | {cm['batched_s'] * 1e3:.2f} |")
+    for method, sec in cm["methods_s"].items():
+        print(f"| batched, method {method} | {sec * 1e3:.2f} |")
     print(f"| Python loop per image, class, channel | {cm['loop_s'] * 1e3:.2f} |")
     print(f"| Python loop per class (vectorised over batch/channels) | {cm['class_loop_s'] * 1e3:.2f} |")
     print(f"speed-up over the per-image/class loop: {cm['speedup']:.1f}x (target >= 20x: "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sikd_core.training.callbacks import Callback, CallbackList, LoggingCallback, ProgressBar, Throttle
+from sikd_core.training.teacher import FrozenTeacher
 from sikd_core.training.trainer import (
     DistillationTrainer,
     TrainConfig,
@@ -17,6 +18,7 @@ __all__ = [
     "Callback",
     "CallbackList",
     "DistillationTrainer",
+    "FrozenTeacher",
     "LoggingCallback",
     "ProgressBar",
     "Throttle",

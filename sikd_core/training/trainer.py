@@ -24,8 +24,8 @@ from torch import Tensor, nn
 from sikd_core.errors import TrainingCancelled, TrainingHealthError
 from sikd_core.losses import FeatureDistillationLoss, SegmentationLoss
 from sikd_core.metrics import batch_dice
-from sikd_core.models.base import fold_batchnorm
 from sikd_core.training.callbacks import Callback, CallbackList
+from sikd_core.training.teacher import FrozenTeacher
 
 InputFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -126,6 +126,11 @@ class Trainer:
                              f"{tuple(images.shape)} and {tuple(labels.shape)}")
         if images.shape[0] == 0:
             raise ValueError("the training split is empty")
+        for split, split_labels in (("training", labels), ("validation", val[1] if val is not None else None)):
+            if split_labels is not None and split_labels.numel():
+                lo, hi = (int(v) for v in torch.aminmax(split_labels))
+                if lo < 0 or hi >= num_classes:
+                    raise ValueError(f"{split} labels must lie in [0, {num_classes}); found range [{lo}, {hi}]")
         self.model = model
         self.train_images, self.train_labels = images, labels
         self.val = val if val is not None and val[0].shape[0] > 0 else None
@@ -377,35 +382,38 @@ class DistillationTrainer(Trainer):
     """The SIKD student: ``L = L_seg + alpha * MSE(f_teacher, f_student)`` on penultimate features.
 
     The teacher is frozen (eval mode, no gradients, no graph kept) and sees ``teacher_input_fn`` of the
-    same augmented batch, so both feature maps are aligned pixel for pixel.
+    same augmented batch, so both feature maps are aligned pixel for pixel. It runs through
+    :class:`~sikd_core.training.teacher.FrozenTeacher`: BN folded; on CUDA compiled (``teacher_mode``) and on
+    a side stream overlapping the student's forward (``teacher_side_stream``).
     """
 
     def __init__(self, *args: Any, teacher: nn.Module, alpha: float, teacher_input_fn: InputFn | None = None,
-                 **kwargs: Any):
+                 teacher_mode: str = "auto", teacher_side_stream: bool = True, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.teacher = teacher
         self.alpha = alpha
         self.teacher_input_fn = teacher_input_fn
+        self.teacher_mode = teacher_mode
+        self.teacher_side_stream = teacher_side_stream
         self.kd_loss = FeatureDistillationLoss(alpha)
 
     def _setup(self) -> None:
         super()._setup()
-        # Frozen: eval mode, no gradients; BatchNorm folded into the convs (exact, cheaper forward).
-        self.teacher.eval().requires_grad_(False)
-        self.teacher = fold_batchnorm(self.teacher).to(self.device)
-        if self.channels_last:
-            self.teacher.to(memory_format=torch.channels_last)
+        self.teacher.eval().requires_grad_(False)  # frozen; the runner works on a BN-folded copy
+        self.frozen_teacher = FrozenTeacher(self.teacher, self.device, autocast=self.autocast,
+                                            channels_last=self.channels_last, mode=self.teacher_mode,
+                                            side_stream=self.teacher_side_stream, bf16=self.use_amp)
 
     def train_step(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
-        with torch.no_grad(), self.autocast():
+        with torch.no_grad():
             t_in = self.teacher_input_fn(images, labels) if self.teacher_input_fn is not None else images
-            if self.channels_last:
-                t_in = t_in.contiguous(memory_format=torch.channels_last)
-            t_feat = self.teacher.forward_features(t_in)
+        t_feat = self.frozen_teacher.submit(t_in)
         with self.autocast():
             logits, s_feat = self.model.forward_with_features(self.model_input(images, labels))
             seg = self.loss_fn(logits, labels)
-            kd = self.kd_loss(s_feat, t_feat)
+            kd = self.kd_loss(s_feat, t_feat())
             loss = seg + kd
         self.backward(loss)
+        if self.frozen_teacher.fallback_reason:
+            self.warn(self.frozen_teacher.fallback_reason)
         return {"loss": loss, "seg_loss": seg, "kd_loss": kd}

@@ -28,7 +28,7 @@ def model(seed=0, skip=True):
 
 
 def cfg(**kw):
-    base = dict(epochs=3, batch_size=4, lr=5e-3, seed=7, checkpoint_interval_s=0)
+    base = dict(epochs=3, batch_size=4, lr=5e-3, seed=7, checkpoint_interval_s=0, device="cpu")  # exact resume: CPU
     base.update(kw)
     return TrainConfig(**base)
 
@@ -199,3 +199,14 @@ def test_distillation_pulls_features_to_frozen_teacher():
     assert not any(p.requires_grad for p in teacher.parameters())
     assert {"seg_loss", "kd_loss"} <= set(r.history[-1])
     assert feature_gap(distilled) < 0.5 * feature_gap(plain)
+
+
+@pytest.mark.parametrize("split", ["training", "validation"])
+def test_labels_out_of_range_are_refused_once_at_construction(split):
+    """The trainer checks its labels once, so the per-step class-mean image can skip the check."""
+    x, y = toy_data(8)
+    bad = y.clone()
+    bad[3, 0, 0] = 2
+    train, val = ((x, bad), (x, y)) if split == "training" else ((x, y), (x, bad))
+    with pytest.raises(ValueError, match=rf"{split} labels must lie in \[0, 2\); found range \[0, 2\]"):
+        Trainer(model(), train, val, cfg(), num_classes=2)
