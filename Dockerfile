@@ -41,7 +41,9 @@ ARG TORCH_VERSION
 ARG TORCH_CUDA_INDEX
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 SIKD_STORAGE_DIR=/data \
     VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
-RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
+# gcc and python3-dev: Triton builds its kernel launcher at first use, for the compiled SIKD teacher
+# (sikd_core/training/teacher.py; without them training still runs, with the plain teacher and a warning).
+RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/* && python3 -m venv /opt/venv
 RUN python -m pip install --index-url ${TORCH_CUDA_INDEX} "torch==${TORCH_VERSION}"
 COPY --from=build /wheels /tmp/wheels

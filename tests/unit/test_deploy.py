@@ -136,7 +136,10 @@ def test_dockerfile_targets_copies_and_entry_points():
     for src in re.findall(r"^COPY\s+(?!--from)(\S+)", DOCKERFILE, flags=re.M):
         assert (ROOT / src).exists(), f"Dockerfile copies missing {src}"
     runtime = DOCKERFILE.split(" AS cpu", 1)[1]
-    assert "[service]" in runtime and "[test" not in runtime and "gcc" not in runtime and "build-essential" not in runtime
+    cpu, gpu = runtime.split(" AS gpu", 1)
+    assert "[service]" in runtime and "[test" not in runtime and "build-essential" not in runtime
+    assert "gcc" not in cpu  # the api/ui image needs no compiler
+    assert "gcc" in gpu and "python3-dev" in gpu  # Triton builds its launcher for the compiled teacher
     assert 'torch==${TORCH_VERSION}' in runtime and "ARG TORCH_VERSION=2.13.0" in DOCKERFILE
     for cmd in re.findall(r"^CMD\s+(\[.*\])", DOCKERFILE, flags=re.M):
         argv = yaml.safe_load(cmd)
