@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,7 @@ CONSUMER = textwrap.dedent("""
     root, out = Path(sys.argv[1]), open(sys.argv[2], "w")
     with Connection("filesystem://", transport="worker.broker:Transport", transport_options=options(root)) as c:
         q = c.SimpleQueue("jobs")
+        Path(sys.argv[2] + ".ready").touch()
         idle = time.monotonic()
         while time.monotonic() - idle < 3:
             try:
@@ -53,6 +55,7 @@ CONSUMER = textwrap.dedent("""
             except q.Empty:
                 continue
             out.write(f"{m.payload['i']}\\n"); out.flush(); m.ack(); idle = time.monotonic()
+            time.sleep(0.002)  # a little work per message, as a worker has
 """)
 
 
@@ -74,6 +77,10 @@ def test_competing_consumer_processes_get_each_message_exactly_once(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", CONSUMER, str(tmp_path), str(tmp_path / f"got{i}.txt")],
                               cwd=root) for i in range(2)]
     try:
+        deadline = time.monotonic() + 30  # both consumers listening before anything is sent
+        while not all((tmp_path / f"got{i}.txt.ready").exists() for i in range(2)):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "consumers did not start"
+            time.sleep(0.05)
         with connection(tmp_path) as conn:
             q = conn.SimpleQueue("jobs")
             for i in range(300):
