@@ -120,3 +120,22 @@ def picture(api: Client, url: str, caption: str | None = None) -> None:
         st.image(api.bytes(url), caption=caption, width="stretch", output_format="PNG")
     except ApiError as e:
         st.warning(f"Picture unavailable ({url}): {explain(e)}")
+
+
+def confirm_delete(prefix: str, target: Any, message: str) -> bool:
+    """The "Yes, delete / Keep it" box, shown while ``st.session_state[f"{prefix}_confirm_delete"]`` holds
+    ``target`` (the page's Delete button sets it). Returns True in the run where the user confirms (the
+    pending state is cleared first); "Keep it" clears it and reruns. Buttons: ``{prefix}_delete_yes|no``."""
+    state = f"{prefix}_confirm_delete"
+    if target is None or st.session_state.get(state) != target:
+        return False
+    with st.container(border=True):
+        st.warning(message)
+        yes, no = st.columns(2)
+        if yes.button("Yes, delete", type="primary", key=f"{prefix}_delete_yes", width="stretch"):
+            st.session_state.pop(state, None)
+            return True
+        if no.button("Keep it", key=f"{prefix}_delete_no", width="stretch"):
+            st.session_state.pop(state, None)
+            st.rerun()
+    return False

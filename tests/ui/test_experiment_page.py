@@ -49,6 +49,15 @@ def test_queued_experiment_shows_stages_and_waits_for_results(dashboard, service
     no_exceptions(at)
     assert queue_user.get(f"/experiments/{e['id']}")["status"] == "cancelled"
     assert "cancelled by the user" in "\n".join(texts(at, "warning"))
+    # delete asks first; "Keep it" keeps it, "Yes, delete" removes it
+    at.button(key="detail_delete").click().run()
+    assert any(f"Delete experiment **#{e['id']} waiting**" in w for w in texts(at, "warning"))
+    at.button(key="detail_delete_no").click().run()
+    assert not any("Delete experiment" in w for w in texts(at, "warning"))
+    assert queue_user.get(f"/experiments/{e['id']}")["status"] == "cancelled"
+    at.button(key="detail_delete").click().run()
+    at.button(key="detail_delete_yes").click().run()
+    assert queue_user.call("GET", f"/experiments/{e['id']}", expect=404)
 
 
 def test_missing_experiment_and_picker(dashboard, services, queue_user, queue_data):

@@ -9,7 +9,7 @@ import streamlit as st
 
 from ui.client import ApiError, Client
 from ui.data import fmt_bytes, parse_time
-from ui.widgets import fail, picture, show_error
+from ui.widgets import confirm_delete, fail, picture, show_error
 
 api = Client()
 st.title("Datasets")
@@ -122,18 +122,11 @@ with right:
 
 if st.button("Delete this dataset", key="ds_delete"):
     st.session_state["ds_confirm_delete"] = chosen
-if st.session_state.get("ds_confirm_delete") == chosen:
-    st.warning(f"Delete dataset **#{chosen} {detail['name']}** and its files? Experiments that use it must be "
-               "deleted first.")
-    yes, no = st.columns(2)
-    if yes.button("Yes, delete", type="primary", key="ds_delete_yes"):
-        st.session_state.pop("ds_confirm_delete", None)
-        try:
-            api.delete(f"/datasets/{chosen}")
-            st.session_state.pop("ds_selected", None)
-            st.rerun()
-        except ApiError as e:
-            show_error(e, f"deleting dataset #{chosen}")
-    if no.button("Keep it", key="ds_delete_no"):
-        st.session_state.pop("ds_confirm_delete", None)
+if confirm_delete("ds", chosen, f"Delete dataset **#{chosen} {detail['name']}** and its files? Experiments that "
+                  "use it must be deleted first."):
+    try:
+        api.delete(f"/datasets/{chosen}")
+        st.session_state.pop("ds_selected", None)
         st.rerun()
+    except ApiError as e:
+        show_error(e, f"deleting dataset #{chosen}")

@@ -28,7 +28,7 @@ from ui.data import (
     table_html,
     timeline_frame,
 )
-from ui.widgets import contour_legend, fail, picture, show_error, status_badge
+from ui.widgets import confirm_delete, contour_legend, fail, picture, show_error, status_badge
 
 REFRESH = 2.0
 KIND_COLOURS = {"baseline": "#ff3c3c", "teacher": "#f0a030", "student": "#288cff", "evaluation": "#7f7f7f"}
@@ -121,21 +121,13 @@ if acts[0].button("Cancel", disabled=status not in ACTIVE, key="detail_cancel",
         show_error(e, "cancelling")
 if acts[1].button("Delete", key="detail_delete", help="Remove it with its models and files (asks first)."):
     st.session_state["detail_confirm_delete"] = exp_id
-if st.session_state.get("detail_confirm_delete") == exp_id:
-    with st.container(border=True):
-        st.warning(f"Delete experiment **#{exp_id} {exp['name']}** with its trained models, predictions and report? "
-                   "This cannot be undone.")
-        yes, no = st.columns(2)
-        if yes.button("Yes, delete", type="primary", key="detail_delete_yes"):
-            st.session_state.pop("detail_confirm_delete", None)
-            try:
-                api.delete(f"/experiments/{exp_id}")
-                st.switch_page("app_pages/experiments.py")
-            except ApiError as e:
-                show_error(e, "deleting")
-        if no.button("Keep it", key="detail_delete_no"):
-            st.session_state.pop("detail_confirm_delete", None)
-            st.rerun()
+if confirm_delete("detail", exp_id, f"Delete experiment **#{exp_id} {exp['name']}** with its trained models, "
+                  "predictions and report? This cannot be undone."):
+    try:
+        api.delete(f"/experiments/{exp_id}")
+        st.switch_page("app_pages/experiments.py")
+    except ApiError as e:
+        show_error(e, "deleting")
 
 if exp.get("error"):
     (st.error if status == "failed" else st.warning)(f"**{status.capitalize()}:** {exp['error']}")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from ui.client import ApiError, Client
 from ui.data import ACTIVE, experiments_frame
-from ui.widgets import explain, fail, show_error
+from ui.widgets import confirm_delete, explain, fail, show_error
 
 PAGE_SIZE = 50
 REFRESH_ACTIVE = 3.0  # seconds between refreshes while something is queued or running
@@ -95,24 +95,16 @@ def live_table() -> None:
                       help="Remove it with its models and files (asks first)."):
         st.session_state["exp_confirm_delete"] = exp["id"]
     pending = st.session_state.get("exp_confirm_delete")
-    if pending is not None and pending in by_id:
-        target = by_id[pending]
-        with st.container(border=True):
-            st.warning(f"Delete experiment **#{pending} {target['name']}** ({target['status']}) with its trained "
-                       "models, predictions and report? This cannot be undone."
-                       + (" It is still active: it will be cancelled first." if target["status"] in ACTIVE else ""))
-            yes, no = st.columns(2)
-            if yes.button("Yes, delete", key="exp_delete_yes", type="primary", width="stretch"):
-                st.session_state.pop("exp_confirm_delete", None)
-                try:
-                    api.delete(f"/experiments/{pending}")
-                    st.toast(f"Experiment #{pending} deleted")
-                except ApiError as e:
-                    st.session_state["exp_delete_error"] = explain(e, f"deleting experiment #{pending}")
-                st.rerun()
-            if no.button("Keep it", key="exp_delete_no", width="stretch"):
-                st.session_state.pop("exp_confirm_delete", None)
-                st.rerun()
+    if (target := by_id.get(pending)) is not None:
+        still = " It is still active: it will be cancelled first." if target["status"] in ACTIVE else ""
+        if confirm_delete("exp", pending, f"Delete experiment **#{pending} {target['name']}** ({target['status']}) "
+                          f"with its trained models, predictions and report? This cannot be undone.{still}"):
+            try:
+                api.delete(f"/experiments/{pending}")
+                st.toast(f"Experiment #{pending} deleted")
+            except ApiError as e:
+                st.session_state["exp_delete_error"] = explain(e, f"deleting experiment #{pending}")
+            st.rerun()
     if err := st.session_state.pop("exp_delete_error", None):
         st.error(err)
 
