@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from sikd_core.batch import check_batch
+
 
 def class_mean_image(images: Tensor, labels: Tensor, num_classes: int, *, check_labels: bool = True,
                      method: str = "auto") -> Tensor:
@@ -30,23 +32,12 @@ def class_mean_image(images: Tensor, labels: Tensor, num_classes: int, *, check_
         pixels of the same class, per channel. Classes absent from an image do not occur in it, so
         they need no value. Sums are accumulated in float32 (float64 for float64 inputs).
     """
-    if images.ndim != 4:
-        raise ValueError(f"images must be B,C,H,W; got shape {tuple(images.shape)}")
-    if labels.ndim != 3:
-        raise ValueError(f"labels must be B,H,W; got shape {tuple(labels.shape)}")
-    b, c, h, w = images.shape
-    if labels.shape != (b, h, w):
-        raise ValueError(f"labels shape {tuple(labels.shape)} does not match images {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise TypeError(f"images must be a floating tensor; got {images.dtype}")
-    if labels.is_floating_point() or labels.dtype == torch.bool:
-        raise TypeError(f"labels must be an integer tensor; got {labels.dtype}")
+    check_batch(images, labels)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1; got {num_classes}")
-    if labels.device != images.device:
-        raise ValueError(f"images are on {images.device} but labels on {labels.device}")
+    b, c, h, w = images.shape
     lab = labels.reshape(b, h * w).long()
     if check_labels and lab.numel():
         lo, hi = (int(v) for v in torch.aminmax(lab))

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sikd_core.batch import check_batch
+
 _DRAWS = 11  # random numbers per sample and call, whatever the settings
 
 
@@ -67,13 +69,8 @@ class Augmenter:
         """
         if not self.enabled:
             return images, labels
-        if images.ndim != 4:
-            raise ValueError(f"images must be B,C,H,W; got shape {tuple(images.shape)}")
+        check_batch(images, labels)
         b, _, h, w = images.shape
-        if labels.shape != (b, h, w):
-            raise ValueError(f"labels shape {tuple(labels.shape)} does not match images {tuple(images.shape)}")
-        if not images.is_floating_point():
-            raise TypeError(f"images must be floating point; got {images.dtype}")
         if generator.device.type != "cpu":
             raise ValueError("pass a CPU torch.Generator (parameters are drawn on the CPU, then moved)")
         if b == 0:

@@ -110,5 +110,9 @@ def test_half_precision_and_bad_inputs():
         Augmenter()(images[0], labels[0], torch.Generator())
     with pytest.raises(ValueError, match="does not match"):
         Augmenter()(images, labels[:, :5], torch.Generator())
+    with pytest.raises(TypeError, match="labels must be an integer tensor; got torch.float32"):
+        Augmenter()(images, labels.float(), torch.Generator())
+    with pytest.raises(TypeError, match="images must be a floating tensor"):
+        Augmenter()((images * 255).to(torch.uint8), labels, torch.Generator())
     with pytest.raises(ValueError, match="p must be"):
         Augmenter(p=2.0)
