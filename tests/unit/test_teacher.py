@@ -34,7 +34,7 @@ def test_cpu_runs_the_folded_plain_forward_and_leaves_the_model_untouched():
     model = trained_unet()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     teacher = FrozenTeacher(model, torch.device("cpu"), channels_last=True, mode="compile", side_stream=True)
-    assert teacher.mode == "eager" and teacher.stream is None  # compile, graph and streams: CUDA only
+    assert teacher.mode == "eager" and teacher.stream is None  # compile and streams: CUDA only
     x = torch.rand(2, 3, 40, 36)
     with torch.no_grad():
         ref = model.forward_features(x)
