@@ -83,7 +83,8 @@ def redispatch_queued(settings: Settings) -> list[int]:
 
     configure(settings)
     with session_scope(settings) as s:
-        stages = [(st.id, st.kind, student) for st, student in crud.queued_stages(s)]
+        stages = [(st.id, st.kind, crud.student_id(s, experiment_id=st.experiment_id, seed=st.seed)
+                   if st.kind == "teacher" else None) for st in crud.queued_stages(s)]
     sent = []
     try:
         for stage_id, kind, student in stages:

@@ -379,16 +379,11 @@ def create_model_row(session: Session, *, stage: Stage, owner_id: int, name: str
     return row
 
 
-def queued_stages(session: Session) -> list[tuple[Stage, int | None]]:
-    """Stages waiting in ``queued`` (of experiments not being cancelled), each with the id of the student
-    that follows it when it is a teacher (they travel as one chain)."""
-    rows = session.execute(select(Stage).join(Experiment)
-                           .where(Stage.status == "queued", Experiment.cancel_requested.is_(False))
-                           .order_by(Stage.id)).scalars().all()
-    students = {(st.experiment_id, st.seed): st.id for st in session.execute(
-        select(Stage).where(Stage.kind == "student",
-                            Stage.experiment_id.in_({r.experiment_id for r in rows}))).scalars()}
-    return [(st, students.get((st.experiment_id, st.seed)) if st.kind == "teacher" else None) for st in rows]
+def queued_stages(session: Session) -> list[Stage]:
+    """Stages waiting in ``queued``, of experiments not being cancelled."""
+    return list(session.execute(select(Stage).join(Experiment)
+                                .where(Stage.status == "queued", Experiment.cancel_requested.is_(False))
+                                .order_by(Stage.id)).scalars())
 
 
 def requeue_stale(session: Session, *, stale_before: datetime, worker: str | None = None,
