@@ -28,6 +28,7 @@ TeacherInput = Literal["class_mean", "image", "label_map"]
 METHODS: tuple[str, ...] = ("baseline", "sikd")
 TEACHER_INPUTS: tuple[str, ...] = ("class_mean", "image", "label_map")
 
+
 class ExperimentSpec(BaseModel):
     """Everything needed to reproduce one experiment (baseline vs SIKD, intra- and cross-dataset)."""
 

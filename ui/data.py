@@ -164,13 +164,14 @@ def stages_frame(stages: Sequence[dict[str, Any]]) -> pd.DataFrame:
     for s in stages:
         start, end = parse_time(s.get("started_at")), parse_time(s.get("finished_at"))
         took = (end - start).total_seconds() if start and end else None
+        trains = s["kind"] != "evaluation"  # epochs, loss and Dice belong to training stages
         rows.append({
             "Stage": stage_label(s), "Status": s["status"],
             "Progress": 100.0 if s["status"] == "succeeded" else 100 * (s.get("progress") or 0.0),
-            "Epoch": f"{s.get('epoch') or 0}/{s.get('epochs')}" if s["kind"] != "evaluation" else "",
-            "Loss": fmt(s.get("loss"), 4) if s["kind"] != "evaluation" else "",
-            "Val Dice": fmt(s.get("val_dice")) if s["kind"] != "evaluation" else "",
-            "Best val Dice": fmt(s.get("best_val_dice")) if s["kind"] != "evaluation" else "",
+            "Epoch": f"{s.get('epoch') or 0}/{s.get('epochs')}" if trains else "",
+            "Loss": fmt(s.get("loss"), 4) if trains else "",
+            "Val Dice": fmt(s.get("val_dice")) if trains else "",
+            "Best val Dice": fmt(s.get("best_val_dice")) if trains else "",
             "ETA": fmt_seconds(s.get("eta_seconds")) if s["status"] == "running" else "",
             "Took": fmt_seconds(took) if took is not None else "",
             "Attempts": s.get("attempts") or 0,
