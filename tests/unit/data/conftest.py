@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import SHARED as POLYP  # noqa: E402
+from tests.conftest import SHARED as POLYP
 
 KVASIR_NAMES = ["cju0qkwl35piu0993l0dewei2", "cju0qoxqj9q6s0835b43399p4", "cju0qx73cjw570799j4n5cjze"]
 CVC_FRAMES = ["1", "2", "26", "51"]  # sequences 1, 1, 2, 3; frames 1 and 2 hold "shadow" values
