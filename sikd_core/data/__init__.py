@@ -12,7 +12,7 @@ Typical use::
 from __future__ import annotations
 
 from sikd_core.data.augment import Augmenter
-from sikd_core.data.formats import dataset_stats, load_dataset, scan_dataset
+from sikd_core.data.formats import load_dataset
 from sikd_core.data.io import read_image, read_mask
 from sikd_core.data.manifest import Manifest, Sample
 from sikd_core.data.phantoms import DOMAINS, generate_phantoms, phantom_arrays
@@ -24,6 +24,7 @@ from sikd_core.data.preprocess import (
     normalize_intensity,
     prepare,
 )
+from sikd_core.data.scan import dataset_stats, scan_dataset
 from sikd_core.data.splits import Splits, assert_no_leakage, cvc_clinicdb_groups, make_splits
 
 __all__ = [

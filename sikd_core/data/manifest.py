@@ -70,7 +70,7 @@ class Manifest:
     """A dataset as a list of samples plus what is known about its classes and channels.
 
     ``mask_mode`` is ``"label"`` (mask values are class indices) or ``"binary"`` (foreground is
-    value > 127). ``stats`` caches the result of :func:`sikd_core.data.formats.scan_dataset`.
+    value > 127). ``stats`` caches the result of :func:`sikd_core.data.scan.scan_dataset`.
     """
 
     name: str
