@@ -16,6 +16,7 @@ WORKDIR /src
 RUN python -m pip install --no-cache-dir --upgrade pip build
 COPY pyproject.toml README.md ./
 COPY sikd_core ./sikd_core
+COPY sikd_service ./sikd_service
 COPY api ./api
 COPY worker ./worker
 COPY ui ./ui

@@ -9,10 +9,10 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from api import crud
-from api.core.config import Settings
-from api.errors import ApiError
-from api.models import User
+from sikd_service import crud
+from sikd_service.config import Settings
+from sikd_service.errors import ApiError
+from sikd_service.tables import User
 
 
 def get_settings_dep(request: Request) -> Settings:

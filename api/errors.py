@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from sikd_core.errors import DatasetError, SpecError
+from sikd_service.errors import ApiError
 
 log = logging.getLogger("sikd.api")
-
-
-class ApiError(Exception):
-    """An HTTP error with a readable ``detail`` and optional extra JSON fields."""
-
-    def __init__(self, status_code: int, detail: str, headers: dict[str, str] | None = None, **extra: Any):
-        super().__init__(detail)
-        self.status_code = status_code
-        self.detail = detail
-        self.headers = headers
-        self.extra = extra
-
-
-def not_found(kind: str, ident: object) -> ApiError:
-    return ApiError(404, f"{kind} {ident} not found")
-
-
-def dataset_error(e: DatasetError, status_code: int = 422) -> ApiError:
-    return ApiError(status_code, e.message, problems=e.problems, files=e.files)
 
 
 def install_error_handlers(app: FastAPI) -> None:

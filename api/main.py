@@ -7,14 +7,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import crud
-from api.core.config import Settings, get_settings
-from api.db import session_factory, session_scope, upgrade_database
 from api.errors import install_error_handlers
-from api.predict import ModelCache
-from api.routes import datasets, experiments, health, models, users
+from api.routes import datasets, experiments, health, trained_models, users
 from api.routes.health import HealthChecker, service_version
-from api.storage import ensure_layout
+from sikd_service import crud
+from sikd_service.config import Settings, get_settings
+from sikd_service.db import session_factory, session_scope, upgrade_database
+from sikd_service.predict import ModelCache
+from sikd_service.storage import ensure_layout
 
 DESCRIPTION = """Train and compare segmentation models with **shape-intensity knowledge distillation** (SIKD):
 upload datasets, start experiments (baseline vs SIKD, intra- and cross-dataset), follow their progress,
@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; at start it applies the database migrations and registers ``SIKD_ADMIN_TOKEN``."""
     settings = settings or get_settings()
 
-    from worker.celery_app import configure
+    from sikd_service.celery_app import configure
 
     configure(settings)
 
@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model_cache = ModelCache(settings.predict_cache_size)
     app.state.health = HealthChecker(settings)
     install_error_handlers(app)
-    for r in (health.router, users.router, datasets.router, experiments.router, models.router):
+    for r in (health.router, users.router, datasets.router, experiments.router, trained_models.router):
         app.include_router(r)
 
     @app.get("/", include_in_schema=False)

@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from api.errors import ApiError
+from sikd_service.errors import ApiError
 
 MAX_FIELD_BYTES = 64 * 1024
 MULTIPART_OVERHEAD = 1024 * 1024  # headers and boundaries around the files

@@ -9,6 +9,9 @@
     sikd models                          the registered networks
     sikd serve                           the whole service (API, worker, dashboard)
     sikd api | worker | ui               one part of it (the container entry points)
+
+The last two lines come from the service package: it registers them through the ``sikd.commands``
+entry-point group (see :func:`_add_plugin_commands`), so this library imports no service code.
 """
 
 from __future__ import annotations
@@ -25,6 +28,22 @@ from sikd_core.errors import SIKDError
 from sikd_core.spec import PRESETS
 
 log = logging.getLogger("sikd")
+
+COMMANDS_GROUP = "sikd.commands"
+
+
+def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
+    """Let installed packages add subcommands: each entry point of ``sikd.commands`` is a callable
+    ``register(subparsers)``. A provider that cannot be imported is skipped (logged), the rest still work."""
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            register = ep.load()
+        except ImportError as e:
+            log.debug("sikd command provider %s skipped: %s", ep.value, e)
+            continue
+        register(sub)
 
 
 def _parse_override(items: list[str]) -> dict[str, Any]:
@@ -56,20 +75,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         cbs = [ProgressBar(desc=f"[{i}/{len(stages)}] {stage} seed {seed}")]
         return cbs + [LoggingCallback()] if log.isEnabledFor(logging.INFO) else cbs
 
-    bar: dict[str, Any] = {}
-
-    def eval_progress(frac: float, msg: str) -> None:
-        from tqdm.auto import tqdm
-
-        if "bar" not in bar:
-            bar["bar"] = tqdm(total=100, desc="evaluation", unit="%")
-        b = bar["bar"]
-        b.update(round(frac * 100) - b.n)
-        b.set_postfix_str(msg, refresh=False)
-
-    report = exp.run(callbacks_for, eval_progress)
-    if "bar" in bar:
-        bar["bar"].close()
+    eval_bar = ProgressBar(desc="evaluation")
+    try:
+        report = exp.run(callbacks_for, [eval_bar])
+    finally:
+        eval_bar.close()
     print((exp.workdir / "report.md").read_text())
     print(f"report: {exp.workdir / 'report.md'} and {exp.workdir / 'report.json'}", file=sys.stderr)
     return 0 if report["rows"] else 1
@@ -94,8 +104,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from sikd_core.data import load_dataset
+    from sikd_core.evaluation import score_cases
     from sikd_core.inference import load_bundle
-    from sikd_core.pipeline import path_resolver, score_cases
+    from sikd_core.pipeline import path_resolver
     from sikd_core.report import aggregate_rows
     from sikd_core.training import resolve_device
 
@@ -203,22 +214,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_run(ns)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        from api.serve import serve
-    except ImportError as e:
-        raise SIKDError(f"the service is not installed ({e}); install with: pip install -e '.[service]'") from None
-    return serve(args)
-
-
-def cmd_component(args: argparse.Namespace) -> int:
-    try:
-        from api.serve import run_component
-    except ImportError as e:
-        raise SIKDError(f"the service is not installed ({e}); install with: pip install -e '.[service]'") from None
-    return run_component(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sikd", description="SIKD Studio: shape-intensity knowledge distillation "
                                 "for robust medical image segmentation")
@@ -268,32 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list the registered networks")
     m.set_defaults(func=cmd_models)
 
-    s = sub.add_parser("serve", help="start the service: API, a worker and the dashboard")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000, help="API port")
-    s.add_argument("--ui-port", type=int, default=8501, help="dashboard port")
-    s.add_argument("--storage", help="storage root (default ./sikd_data)")
-    s.add_argument("--no-ui", action="store_true")
-    s.add_argument("--no-worker", action="store_true")
-    s.set_defaults(func=cmd_serve)
-
-    a = sub.add_parser("api", help="the REST API alone (migrations, admin token, demo data, then uvicorn)")
-    a.add_argument("--host", default="127.0.0.1")
-    a.add_argument("--port", type=int, default=8000)
-    a.add_argument("--storage", help="storage root (default $SIKD_STORAGE_DIR or ./sikd_data)")
-    a.set_defaults(func=cmd_component, component="api")
-
-    w = sub.add_parser("worker", help="one Celery worker (one per GPU: set CUDA_VISIBLE_DEVICES)")
-    w.add_argument("--queues", help="comma-separated queues (default: train,default)")
-    w.add_argument("--concurrency", type=int, default=1, help="jobs at once (1 per GPU)")
-    w.add_argument("--name", help="worker node name, e.g. gpu0@%%h")
-    w.add_argument("--storage", help="storage root (default $SIKD_STORAGE_DIR or ./sikd_data)")
-    w.set_defaults(func=cmd_component, component="worker")
-
-    u = sub.add_parser("ui", help="the dashboard alone (talks to $SIKD_API_URL with $SIKD_API_TOKEN)")
-    u.add_argument("--host", default=None, help="address to listen on (default: Streamlit's)")
-    u.add_argument("--port", type=int, default=8501)
-    u.set_defaults(func=cmd_component, component="ui")
+    _add_plugin_commands(sub)
     return p
 
 

@@ -24,8 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,31 +35,26 @@ import numpy as np
 import torch
 
 from sikd_core.classmean import class_mean_image, label_map_image
-from sikd_core.data import Augmenter, Manifest, PreparedData, iter_cases, load_dataset, make_splits, prepare
-from sikd_core.data.preprocess import load_case
+from sikd_core.data import Augmenter, Manifest, PreparedData, load_dataset, make_splits, prepare
 from sikd_core.data.splits import assert_no_leakage
 from sikd_core.errors import SIKDError, SpecError
-from sikd_core.inference import LoadedModel, load_bundle, logits_to_masks, save_bundle
-from sikd_core.metrics import case_metrics
+from sikd_core.evaluation import score_cases
+from sikd_core.inference import LoadedModel, load_bundle, save_bundle
 from sikd_core.models import create_model, model_info
+from sikd_core.render import render_features, render_overlays
 from sikd_core.report import aggregate_rows, paired_comparisons, render_markdown, summarise
 from sikd_core.spec import ExperimentSpec
 from sikd_core.training import Callback, DistillationTrainer, TrainConfig, Trainer, resolve_device
 from sikd_core.viz import (
-    downscale,
-    feature_map_image,
-    hstack_panels,
-    overlay_contours,
     save_png,
-    to_rgb_uint8,
 )
+from sikd_core.workdir import safe_name, write_json
 
 log = logging.getLogger("sikd_core.pipeline")
 
 TRAIN_STAGES = ("baseline", "teacher", "student")
 #: Stage -> method name in results (the teacher is not evaluated: it needs labels at inference).
 STAGE_METHOD = {"baseline": "baseline", "student": "sikd"}
-ProgressFn = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
@@ -86,17 +79,6 @@ def path_resolver(key: str) -> DatasetRef:
     path = path.resolve()
     name = path.stem if path.is_file() else path.name
     return DatasetRef(key=key, path=path, name=name)
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "x"
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=True))
-    os.replace(tmp, path)
 
 
 class Experiment:
@@ -138,7 +120,7 @@ class Experiment:
             if changed:
                 raise SpecError(f"{self.workdir} holds an experiment with a different spec (changed: "
                                 f"{', '.join(changed)}); use a new output folder")
-        _write_json(spec_path, current)
+        write_json(spec_path, current)
 
     # --------------------------------------------------------------------------- data
     @cached_property
@@ -189,7 +171,7 @@ class Experiment:
                 raise SIKDError(f"the training dataset changed since this experiment split it ({path}); "
                                 "start a new experiment")
         else:
-            _write_json(path, {"dataset": m.name, "sizes": {k: len(v) for k, v in out.items()},
+            write_json(path, {"dataset": m.name, "sizes": {k: len(v) for k, v in out.items()},
                                "cases": {k: len({m.samples[i].case_id for i in v}) for k, v in out.items()},
                                "keys": keys})
         if not out["train"]:
@@ -295,7 +277,7 @@ class Experiment:
                   "best_epoch": result.best_epoch, "epochs": result.epochs, "seconds": result.seconds,
                   "wall_seconds": time.monotonic() - t0, "warnings": result.warnings,
                   "model_path": str(out / "model.pt"), "history": result.history}
-        _write_json(out / "done.json", record)
+        write_json(out / "done.json", record)
         # The bundle holds the best weights; the optimiser state is no longer needed.
         for name in ("latest.pt", "best.pt"):
             (out / name).unlink(missing_ok=True)
@@ -327,8 +309,9 @@ class Experiment:
             sets.append(("cross", m, labelled))
         return sets
 
-    def evaluate(self, progress: ProgressFn | None = None) -> dict[str, Any]:
-        """Score every final model on the intra test split and every cross dataset; write the report."""
+    def evaluate(self, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+        """Score every final model on the intra test split and every cross dataset; write the report.
+        Progress goes to ``callbacks`` (:meth:`Callback.on_eval_progress`), as training's does."""
         models = self._eval_models()
         first_seed = self.spec.seeds[0]
         sets = self._eval_sets()
@@ -341,23 +324,32 @@ class Experiment:
         cases, units = score_cases(models, sets, image_size=self.spec.image_size, in_channels=self.in_channels,
                                    num_classes=self.num_classes, cache_dir=self.cache_dir, device=self.device,
                                    prepared={self.train_manifest.name: self.train_data},
-                                   on_prediction=saver, progress=progress)
-        _write_json(eval_dir / "cases.json", cases)
+                                   on_prediction=saver, callbacks=callbacks)
+        write_json(eval_dir / "cases.json", cases)
         report = self._report(cases, units)
-        if progress is not None:
-            progress(1.0, "rendering overlays and feature maps")
-        report["overlays"] = self._render_overlays(eval_dir, cases, sets, first_seed)
-        report["features"] = self._render_features(eval_dir, sets, models, first_seed)
-        _write_json(self.workdir / "report.json", report)
+        for cb in callbacks:
+            cb.on_eval_progress(1.0, "rendering overlays and feature maps")
+        report["overlays"] = (render_overlays(eval_dir, cases, sets, first_seed, in_channels=self.in_channels)
+                              if self.spec.save_predictions else [])
+        report["features"] = render_features(
+            eval_dir, sets, self._feature_nets(models, first_seed) if self.spec.feature_maps else [], n=self.spec.feature_maps, data_for=self._data_for,
+            teacher_input_fn=self.teacher_input_fn(), device=self.device)
+        write_json(self.workdir / "report.json", report)
         (self.workdir / "report.md").write_text(render_markdown(report), encoding="utf-8")
         return report
 
+    def _data_for(self, manifest: Manifest) -> PreparedData:
+        """The prepared (resized, cached) data of an evaluated dataset; the training set's is already loaded."""
+        if manifest is self.train_manifest:
+            return self.train_data
+        return prepare(manifest, self.spec.image_size, self.cache_dir, in_channels=self.in_channels)
+
     def _save_prediction(self, eval_dir: Path, method: str, dataset: str, manifest: Manifest,
                          members: list[int], masks: list[np.ndarray]) -> None:
-        folder = eval_dir / "predictions" / method / _safe(dataset)
+        folder = eval_dir / "predictions" / method / safe_name(dataset)
         folder.mkdir(parents=True, exist_ok=True)
         for i, mask in zip(members, masks, strict=True):
-            save_png(folder / f"{_safe(manifest.samples[i].key)}.png", mask)
+            save_png(folder / f"{safe_name(manifest.samples[i].key)}.png", mask)
 
     def _report(self, cases: list[dict[str, Any]], units: dict[str, str]) -> dict[str, Any]:
         rows = aggregate_rows(cases, self.class_names)
@@ -387,54 +379,8 @@ class Experiment:
         }
 
     # --------------------------------------------------------------------------- pictures
-    def _render_overlays(self, eval_dir: Path, cases: list[dict[str, Any]], sets: list[tuple[str, Manifest, list[int]]],
-                         seed: int, per_category: int = 6) -> list[dict[str, Any]]:
-        """Contour overlays (image, ground truth, baseline, SIKD) of chosen cases of every dataset."""
-        if not self.spec.save_predictions:
-            return []
-        by_case: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
-        for c in cases:
-            if c["seed"] == seed:
-                by_case.setdefault((c["dataset"], c["case"]), {})[c["method"]] = c
-        index: list[dict[str, Any]] = []
-        for split, manifest, indices in sets:
-            items = {case: ms for (ds, case), ms in by_case.items() if ds == manifest.name}
-            chosen = choose_overlay_cases(items, per_category)
-            members_of = dict(iter_cases(manifest, indices))
-            folder = eval_dir / "overlays" / _safe(manifest.name)
-            folder.mkdir(parents=True, exist_ok=True)
-            for case, categories in chosen.items():
-                members = members_of[case]
-                images, gt = load_case(manifest, members, in_channels=self.in_channels)
-                z = int(np.argmax((gt > 0).reshape(len(members), -1).sum(1)))  # the slice with most foreground
-                key = manifest.samples[members[z]].key
-                masks = {"ground_truth": gt[z]}
-                for method in ("baseline", "sikd"):
-                    p = eval_dir / "predictions" / method / _safe(manifest.name) / f"{_safe(key)}.png"
-                    if p.exists():
-                        from PIL import Image
-
-                        masks[method] = np.asarray(Image.open(p))
-                picture = downscale(overlay_contours(images[z], masks), 512)
-                fname = f"{_safe(key)}.png"
-                save_png(folder / fname, picture)
-                ms = by_case[(manifest.name, case)]
-                index.append({"dataset": manifest.name, "split": split, "case": case, "key": key,
-                              "file": f"overlays/{_safe(manifest.name)}/{fname}", "categories": categories,
-                              "scores": {m: {"dice": v["dice"], "iou": v["iou"], "hd95": v["hd95"]}
-                                         for m, v in ms.items()},
-                              "dice_diff": (ms["sikd"]["dice"] - ms["baseline"]["dice"])
-                              if {"sikd", "baseline"} <= set(ms) else None})
-        _write_json(eval_dir / "overlays.json", index)
-        return index
-
-    @torch.no_grad()
-    def _render_features(self, eval_dir: Path, sets: list[tuple[str, Manifest, list[int]]],
-                         models: dict[tuple[str, int], LoadedModel], seed: int) -> list[dict[str, Any]]:
-        """Channel-averaged penultimate feature maps of baseline, teacher and student, side by side."""
-        n = self.spec.feature_maps
-        if n == 0:
-            return []
+    def _feature_nets(self, models: dict[tuple[str, int], LoadedModel], seed: int) -> list[tuple[str, torch.nn.Module, bool]]:
+        """Baseline, teacher and student of ``seed`` (those that exist) for the feature-map pictures."""
         nets: list[tuple[str, torch.nn.Module, bool]] = []
         if ("baseline", seed) in models:
             nets.append(("baseline", models[("baseline", seed)].model, False))
@@ -442,147 +388,15 @@ class Experiment:
             nets.append(("teacher", load_bundle(self.stage_dir("teacher", seed) / "model.pt", self.device).model, True))
         if ("sikd", seed) in models:
             nets.append(("sikd", models[("sikd", seed)].model, False))
-        t_fn = self.teacher_input_fn()
-        index = []
-        for split, manifest, indices in sets:
-            data = self.train_data if manifest is self.train_manifest else prepare(
-                manifest, self.spec.image_size, self.cache_dir, in_channels=self.in_channels)
-            row_of = {m: p for p, m in enumerate(data.indices)}
-            # Evenly spaced cases that contain foreground, so the maps show a structure.
-            labelled = [i for i in indices if data.labels[row_of[i]].any()] or list(indices)
-            picks = [labelled[int(k)] for k in np.linspace(0, len(labelled) - 1, min(n, len(labelled)))]
-            folder = eval_dir / "features" / _safe(manifest.name)
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in picks:
-                x = torch.from_numpy(np.asarray(data.images[row_of[i]], dtype=np.float32))[None].to(self.device)
-                y = torch.from_numpy(np.asarray(data.labels[row_of[i]], dtype=np.int64))[None].to(self.device)
-                panels = [to_rgb_uint8(x[0].permute(1, 2, 0).cpu().numpy())]
-                names = ["image"]
-                for name, net, is_teacher in nets:
-                    inp = t_fn(x, y) if (is_teacher and t_fn is not None) else x
-                    feats = net.forward_features(inp)[0].float().cpu().numpy()
-                    panels.append(feature_map_image(feats))
-                    names.append(name)
-                key = manifest.samples[i].key
-                fname = f"{_safe(key)}.png"
-                save_png(folder / fname, hstack_panels(panels))
-                index.append({"dataset": manifest.name, "split": split, "key": key, "panels": names,
-                              "file": f"features/{_safe(manifest.name)}/{fname}"})
-        _write_json(eval_dir / "features.json", index)
-        return index
+        return nets
 
     # --------------------------------------------------------------------------- everything
     def run(self, callbacks_for: Callable[[str, int], Sequence[Callback]] | None = None,
-            eval_progress: ProgressFn | None = None) -> dict[str, Any]:
+            eval_callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
         """Train every stage that is not done yet, then evaluate and write the report."""
         for stage, seed in self.spec.stages():
             cbs = callbacks_for(stage, seed) if callbacks_for else ()
             self.run_stage(stage, seed, cbs)
-        return self.evaluate(eval_progress)
+        return self.evaluate(eval_callbacks)
 
 
-def choose_overlay_cases(scores: dict[str, dict[str, dict[str, Any]]], per_category: int = 6) -> dict[str, list[str]]:
-    """Pick cases worth looking at from ``{case: {method: scores}}`` -> ``{case: [categories]}``.
-
-    Categories: ``worst`` (lowest Dice of SIKD, or of the only method), ``sikd_better`` and
-    ``baseline_better`` (largest Dice differences either way, when both methods ran) and ``typical``
-    (closest to the median Dice).
-    """
-    if not scores:
-        return {}
-    methods = set.intersection(*(set(ms) for ms in scores.values()))
-    main = "sikd" if "sikd" in methods else sorted(methods)[0]
-    rankings: dict[str, Callable[[dict[str, dict[str, Any]]], float]] = {"worst": lambda ms: ms[main]["dice"]}
-    if {"sikd", "baseline"} <= methods:
-        rankings["sikd_better"] = lambda ms: ms["baseline"]["dice"] - ms["sikd"]["dice"]
-        rankings["baseline_better"] = lambda ms: ms["sikd"]["dice"] - ms["baseline"]["dice"]
-    median = float(np.median([ms[main]["dice"] for ms in scores.values()]))
-    rankings["typical"] = lambda ms: abs(ms[main]["dice"] - median)
-    chosen: dict[str, list[str]] = {}
-    for category, key in rankings.items():
-        for case in sorted(scores, key=lambda c: (key(scores[c]), c))[:per_category]:
-            chosen.setdefault(case, []).append(category)
-    return chosen
-
-
-PredictionFn = Callable[[str, int, Manifest, list[int], list[np.ndarray]], None]
-
-
-@torch.no_grad()
-def score_cases(
-    models: dict[tuple[str, int], LoadedModel],
-    sets: Sequence[tuple[str, Manifest, list[int]]],
-    *,
-    image_size: tuple[int, int],
-    in_channels: int,
-    num_classes: int,
-    cache_dir: str | Path,
-    device: torch.device,
-    prepared: dict[str, PreparedData] | None = None,
-    on_prediction: PredictionFn | None = None,
-    progress: ProgressFn | None = None,
-    batch_size: int = 16,
-) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Score models ``{(method, seed): model}`` on ``(split, manifest, sample indices)`` sets.
-
-    Each image is predicted at the training size, its logits are resized to the original size, and the
-    case (an image, or a whole volume of stacked slices) is scored against the original labels. Returns
-    one record per (model, case) and the distance unit per dataset ("mm" when every case has a spacing).
-    """
-    cases: list[dict[str, Any]] = []
-    units: dict[str, str] = {}
-    total = sum(len(idx) for _, _, idx in sets)
-    done = 0
-    for split, manifest, indices in sets:
-        data = (prepared or {}).get(manifest.name) or prepare(manifest, image_size, cache_dir, in_channels=in_channels)
-        row_of = {m: p for p, m in enumerate(data.indices)}
-        case_list = list(iter_cases(manifest, indices))
-        has_mm = all(manifest.samples[i].spacing is not None for _, members in case_list for i in members)
-        units[manifest.name] = "mm" if has_mm else "px"
-        for chunk in _chunks(case_list, max_items=32):
-            flat = [i for _, members in chunk for i in members]
-            x = torch.from_numpy(np.ascontiguousarray(data.images[[row_of[i] for i in flat]])).to(device)
-            sizes = [data.orig_shapes[row_of[i]] for i in flat]
-            preds: dict[tuple[str, int], list[np.ndarray]] = {}
-            for key, lm in models.items():
-                logits = torch.cat([lm.model(x[s:s + batch_size].float()) for s in range(0, len(flat), batch_size)])
-                preds[key] = logits_to_masks(logits, sizes)
-            pos = 0
-            for case_id, members in chunk:
-                n = len(members)
-                _, gt = load_case(manifest, members, in_channels=in_channels)
-                s0 = manifest.samples[members[0]]
-                volumetric = s0.slice_index is not None
-                spacing = None
-                if has_mm:
-                    spacing = (s0.slice_spacing or 1.0, *s0.spacing) if volumetric else tuple(s0.spacing)
-                target = gt if volumetric else gt[0]
-                for (method, seed), masks in preds.items():
-                    pred = np.stack(masks[pos:pos + n]) if volumetric else masks[pos]
-                    cm = case_metrics(pred, target, num_classes, spacing)
-                    cases.append({"method": method, "seed": seed, "dataset": manifest.name, "split": split,
-                                  "case": case_id, "keys": [manifest.samples[i].key for i in members],
-                                  **cm.as_dict()})
-                    if on_prediction is not None:
-                        on_prediction(method, seed, manifest, members, masks[pos:pos + n])
-                pos += n
-            done += len(flat)
-            if progress is not None:
-                progress(done / total, f"evaluated {done}/{total} images")
-    return cases, units
-
-
-def _chunks(cases: list[tuple[str, list[int]]], max_items: int) -> list[list[tuple[str, list[int]]]]:
-    """Group whole cases into chunks of at most ``max_items`` samples (a larger case gets its own chunk)."""
-    out: list[list[tuple[str, list[int]]]] = []
-    cur: list[tuple[str, list[int]]] = []
-    size = 0
-    for case in cases:
-        if cur and size + len(case[1]) > max_items:
-            out.append(cur)
-            cur, size = [], 0
-        cur.append(case)
-        size += len(case[1])
-    if cur:
-        out.append(cur)
-    return out

@@ -42,7 +42,7 @@ def create_pg_database() -> str:
 def drop_pg_database(url: str) -> None:
     import psycopg
 
-    from api.db import dispose_engines
+    from sikd_service.db import dispose_engines
 
     dispose_engines()
     name = url.rsplit("/", 1)[1]
@@ -54,8 +54,8 @@ def clear_tables(settings: Any) -> None:
     """Empty every table (ids restart) so each test starts from a clean database."""
     from sqlalchemy import text
 
-    from api.db import get_engine
-    from api.models import Base
+    from sikd_service.db import get_engine
+    from sikd_service.tables import Base
 
     engine = get_engine(settings)
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
@@ -202,8 +202,8 @@ def storage_listing(settings: Any) -> list[str]:
 def drain(jobs: list, worker: str = "worker-1") -> list[tuple[str, tuple, Any]]:
     """Run recorded jobs in order, as a worker would (a chain's next task follows when one returns);
     jobs they enqueue are run too. Returns ``(task, args, outcome)``."""
+    from sikd_service.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN
     from worker import tasks
-    from worker.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN
 
     run = {TASK_TRAIN: lambda i: tasks.run_training_stage(i, worker=worker),
            TASK_EVALUATE: lambda i: tasks.run_evaluation_stage(i, worker=worker),

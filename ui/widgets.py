@@ -8,7 +8,7 @@ from typing import Any
 import streamlit as st
 
 from ui.client import TOKEN_KEY, ApiError, ApiUnreachable, Client, clear_cache
-from ui.data import CONTOUR_COLORS, STATUS_ICONS
+from ui.formatting import CONTOUR_COLORS, STATUS_ICONS
 
 START_HINT = ("Start the service with `sikd serve` (or `./start.sh`): it runs the API on port 8000, a worker and "
               "this dashboard. If the API runs elsewhere, set `SIKD_API_URL` before starting the dashboard.")

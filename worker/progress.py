@@ -10,10 +10,11 @@ import math
 import threading
 from typing import Any
 
-from api import crud
-from api.core.config import Settings
-from api.db import session_scope
+from sikd_core.errors import TrainingCancelled
 from sikd_core.training import Callback, Throttle
+from sikd_service import crud
+from sikd_service.config import Settings
+from sikd_service.db import session_scope
 
 
 def finite(v: Any) -> Any:
@@ -70,13 +71,16 @@ class StageRecorder:
 
 
 class DbProgressCallback(Callback):
-    """Records progress (throttled), one metrics row per epoch and warnings; stops on cancel."""
+    """Records training progress (throttled), one metrics row per epoch, warnings and evaluation progress; stops on cancel (checked in the
+    database at most once per ``cancel_check_seconds``: the check runs after every training step)."""
 
     def __init__(self, recorder: StageRecorder, *, experiment_id: int, attempt: int):
         self.recorder = recorder
         self.experiment_id = experiment_id
         self.attempt = attempt
         self.throttle = Throttle(recorder.settings.progress_interval_seconds)
+        self.cancel_throttle = Throttle(recorder.settings.cancel_check_seconds)
+        self.cancelled = False
 
     def _record_epochs(self, history: list[dict[str, Any]], attempt: int, replace: bool) -> None:
         with session_scope(self.recorder.settings) as s:
@@ -111,5 +115,14 @@ class DbProgressCallback(Callback):
     def on_warning(self, trainer: Any, message: str) -> None:
         self.recorder.write(warnings=list(trainer.state.warnings))
 
+    def on_eval_progress(self, fraction: float, message: str) -> None:
+        self.recorder.write(progress=fraction, message=message[:300])
+        if self.should_stop(None):
+            raise TrainingCancelled("evaluation cancelled")
+
     def should_stop(self, trainer: Any) -> bool:
-        return self.recorder.lost or cancel_requested(self.recorder.settings, self.experiment_id)
+        if self.recorder.lost:
+            return True
+        if not self.cancelled and self.cancel_throttle.ready():
+            self.cancelled = cancel_requested(self.recorder.settings, self.experiment_id)
+        return self.cancelled

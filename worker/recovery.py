@@ -16,12 +16,11 @@ from datetime import datetime, timedelta
 
 from celery.signals import worker_init, worker_ready, worker_shutting_down
 
-from api import crud
-from api.core.config import Settings, get_settings
-from api.db import session_scope
-from api.models import utcnow
-from api.storage import empty_trash, ensure_layout
-from worker import dispatch
+from sikd_service import crud, dispatch
+from sikd_service.config import Settings, get_settings
+from sikd_service.db import session_scope
+from sikd_service.storage import empty_trash, ensure_layout
+from sikd_service.tables import utcnow
 
 log = logging.getLogger("sikd.worker.recovery")
 

@@ -16,18 +16,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from api import crud
-from api.core.config import Settings, get_settings
-from api.db import session_scope
-from api.models import utcnow
-from api.storage import dataset_dir, discard, experiment_dir, manifest_from_stored
 from sikd_core.errors import SIKDError, SpecError, TrainingCancelled
 from sikd_core.inference import load_bundle
 from sikd_core.pipeline import TRAIN_STAGES, DatasetRef, Experiment
 from sikd_core.spec import parse_spec
-from worker import dispatch
-from worker.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN, app
-from worker.progress import DbProgressCallback, StageRecorder, cancel_requested, finite
+from sikd_service import crud, dispatch
+from sikd_service.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN, app
+from sikd_service.config import Settings, get_settings
+from sikd_service.db import session_scope
+from sikd_service.storage import dataset_dir, discard, experiment_dir, manifest_from_stored
+from sikd_service.tables import utcnow
+from worker.progress import DbProgressCallback, StageRecorder, finite
 
 log = logging.getLogger("sikd.worker")
 
@@ -158,14 +157,9 @@ def run_evaluation_stage(stage_id: int, *, worker: str = "local") -> str:
     if c is None:
         return "skipped"
     with StageRecorder(settings, stage_id, c.token) as rec:
-
-        def progress(frac: float, message: str) -> None:
-            rec.write(progress=frac, message=message[:300])
-            if rec.lost or cancel_requested(settings, c.experiment_id):
-                raise TrainingCancelled("evaluation cancelled")
-
+        cb = DbProgressCallback(rec, experiment_id=c.experiment_id, attempt=c.attempt)
         try:
-            build_experiment(settings, c).evaluate(progress=progress)
+            build_experiment(settings, c).evaluate([cb])
         except Exception as e:  # noqa: BLE001
             return _stopped(settings, c, rec, e)
     with session_scope(settings) as s:

@@ -1,1 +1,1 @@
-"""One router per resource; handlers are thin (queries live in api.crud)."""
+"""One router per resource; handlers are thin (queries live in sikd_service.crud)."""

@@ -9,15 +9,14 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api import crud, ingest
 from api.deps import CurrentUser, Limit, SessionDep, SettingsDep, Skip
-from api.errors import ApiError, not_found
-from api.models import Dataset
 from api.schemas import DatasetDetail, DatasetPublic, Message, Page, SamplePublic
-from api.storage import dataset_dir, new_tmp_dir
 from api.uploads import receive_multipart
 from sikd_core.data import Sample
-from worker import dispatch
+from sikd_service import crud, datasets, ingest
+from sikd_service.errors import ApiError, not_found
+from sikd_service.storage import new_tmp_dir
+from sikd_service.tables import Dataset
 
 router = APIRouter(tags=["datasets"])
 
@@ -104,17 +103,5 @@ def dataset_sample(dataset_id: int, index: int, session: SessionDep, settings: S
 @router.delete("/datasets/{dataset_id}", status_code=204, response_class=Response,
                responses={409: {"model": Message}})
 def delete_dataset(dataset_id: int, session: SessionDep, settings: SettingsDep, user: CurrentUser) -> Response:
-    ds = crud.get_dataset(session, user=user, dataset_id=dataset_id)
-    if ds is None:
-        raise not_found("dataset", dataset_id)
-    if ds.owner_id != user.id and not user.is_admin:
-        raise ApiError(403, f"dataset {dataset_id} is shared with you; only its owner or an admin may delete it")
-    users = crud.experiments_using_dataset(session, dataset_id=dataset_id)
-    if users:
-        names = ", ".join(f"{e.id} ({e.name!r})" for e in users)
-        raise ApiError(409, f"dataset {dataset_id} is used by experiment(s) {names}; delete them first",
-                       experiments=[e.id for e in users])
-    session.delete(ds)
-    session.commit()
-    dispatch.remove_in_background(settings, dataset_dir(settings, dataset_id))
+    datasets.delete(session, settings, user=user, dataset_id=dataset_id)
     return Response(status_code=204)

@@ -7,11 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 
-from api import crud
-from api import experiments as svc
 from api.deps import CurrentUser, Limit, SessionDep, SettingsDep, Skip
-from api.errors import not_found
-from api.models import Experiment
 from api.schemas import (
     EpochMetricPublic,
     ExperimentMetrics,
@@ -27,10 +23,15 @@ from api.schemas import (
     PresetOption,
     ResultRow,
     StageMetrics,
+    StagePublic,
 )
-from api.storage import experiment_dir, safe_join
 from sikd_core.models import MODELS
 from sikd_core.spec import METHODS, PRESETS, TEACHER_INPUTS, ExperimentSpec, spec_defaults
+from sikd_service import crud
+from sikd_service import experiments as svc
+from sikd_service.errors import not_found
+from sikd_service.storage import experiment_dir, safe_join
+from sikd_service.tables import Experiment
 
 router = APIRouter(tags=["experiments"])
 
@@ -43,6 +44,13 @@ def _get(session: SessionDep, user: CurrentUser, experiment_id: int) -> Experime
     if exp is None:
         raise not_found("experiment", experiment_id)
     return exp
+
+
+def public(exp: Experiment) -> ExperimentPublic:
+    return ExperimentPublic(id=exp.id, name=exp.name, owner_id=exp.owner_id, status=exp.status,  # type: ignore[arg-type]
+                            spec=exp.spec, created_at=exp.created_at, started_at=exp.started_at,
+                            finished_at=exp.finished_at, error=exp.error, progress=svc.progress(exp),
+                            stages=[StagePublic.model_validate(s) for s in exp.stages])
 
 
 @router.get("/options", response_model=OptionsPublic)
@@ -66,19 +74,19 @@ def create_experiment(
     session: SessionDep, settings: SettingsDep, user: CurrentUser,
 ) -> ExperimentPublic:
     """Validate, store and enqueue an experiment; answers at once (training runs on the workers)."""
-    return svc.public(svc.create(session, settings, user=user, body=body))
+    return public(svc.create(session, settings, user=user, body=body))
 
 
 @router.get("/experiments", response_model=Page[ExperimentPublic])
 def list_experiments(session: SessionDep, user: CurrentUser, status: ExperimentStatus | None = None,
                      skip: Skip = 0, limit: Limit = 100) -> Page[ExperimentPublic]:
     rows, count = crud.list_experiments(session, user=user, status=status, skip=skip, limit=limit)
-    return Page(data=[svc.public(e) for e in rows], count=count)
+    return Page(data=[public(e) for e in rows], count=count)
 
 
 @router.get("/experiments/{experiment_id}", response_model=ExperimentPublic)
 def read_experiment(experiment_id: int, session: SessionDep, user: CurrentUser) -> ExperimentPublic:
-    return svc.public(_get(session, user, experiment_id))
+    return public(_get(session, user, experiment_id))
 
 
 @router.get("/experiments/{experiment_id}/metrics", response_model=ExperimentMetrics)
@@ -121,7 +129,7 @@ def cancel_experiment(experiment_id: int, session: SessionDep, user: CurrentUser
     exp = _get(session, user, experiment_id)
     svc.cancel(session, exp=exp)
     session.expire_all()
-    return svc.public(_get(session, user, experiment_id))
+    return public(_get(session, user, experiment_id))
 
 
 @router.delete("/experiments/{experiment_id}", status_code=204, response_class=Response)

@@ -9,9 +9,9 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import APIRouter, Request
 from sqlalchemy import text
 
-from api.core.config import Settings
-from api.db import get_engine
 from api.schemas import CheckPublic, HealthPublic, WorkersPublic
+from sikd_service.config import Settings
+from sikd_service.db import get_engine
 
 router = APIRouter(tags=["health"])
 
@@ -53,7 +53,7 @@ class HealthChecker:
             return CheckPublic(ok=False, detail=f"{engine.dialect.name} at {where}: {type(e).__name__}: {e}")
 
     def _broker(self) -> CheckPublic:
-        from worker.celery_app import app
+        from sikd_service.celery_app import app
 
         s = self.settings
         where = (f"redis (namespace {s.celery_namespace})" if s.redis_url
@@ -66,7 +66,7 @@ class HealthChecker:
             return CheckPublic(ok=False, detail=f"{where}: {type(e).__name__}: {e}")
 
     def _workers(self) -> WorkersPublic:
-        from worker.celery_app import app
+        from sikd_service.celery_app import app
 
         try:
             replies = app.control.ping(timeout=self.settings.worker_ping_timeout) or []

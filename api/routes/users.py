@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy.exc import IntegrityError
 
-from api import crud
 from api.deps import AdminUser, CurrentUser, Limit, SessionDep, Skip
-from api.errors import ApiError, not_found
 from api.schemas import Page, TokenPublic, UserCreate, UserPublic
+from sikd_service import crud
+from sikd_service.errors import ApiError, not_found
 
 router = APIRouter(tags=["users"])
 

@@ -2,6 +2,7 @@
 
 The CLI attaches :class:`ProgressBar`; the worker attaches a callback that writes progress to the
 database and answers :meth:`Callback.should_stop` when the user cancels. Both drive the same loop.
+Evaluation reports to the same kind of list (:meth:`Callback.on_eval_progress`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ class Callback:
     def on_train_end(self, trainer: Trainer, result: TrainResult) -> None: ...
 
     def on_warning(self, trainer: Trainer, message: str) -> None: ...
+
+    def on_eval_progress(self, fraction: float, message: str) -> None:
+        """Evaluation progress (0..1 and what is being done); raising :class:`TrainingCancelled` here stops it."""
 
     def should_stop(self, trainer: Trainer) -> bool:
         """Checked after every training step; ``True`` cancels the run (TrainingCancelled)."""
@@ -65,6 +69,10 @@ class CallbackList(Callback):
     def on_warning(self, trainer: Trainer, message: str) -> None:
         for c in self.callbacks:
             c.on_warning(trainer, message)
+
+    def on_eval_progress(self, fraction: float, message: str) -> None:
+        for c in self.callbacks:
+            c.on_eval_progress(fraction, message)
 
     def should_stop(self, trainer: Trainer) -> bool:
         return any(c.should_stop(trainer) for c in self.callbacks)
@@ -119,6 +127,19 @@ class ProgressBar(Callback):
             self.bar.write(f"warning ({trainer.stage}): {message}")
 
     def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
+        self.close()
+
+    def on_eval_progress(self, fraction: float, message: str) -> None:
+        """The evaluation's bar, in percent."""
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=100, desc=self.desc or "evaluation", position=self.position, leave=self.leave,
+                            file=self.file, dynamic_ncols=True, unit="%")
+        self.bar.update(round(fraction * 100) - self.bar.n)
+        self.bar.set_postfix_str(message, refresh=False)
+
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None

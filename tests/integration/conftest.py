@@ -57,13 +57,13 @@ def redis_namespace() -> Iterator[str]:
 
 @pytest.fixture
 def stack_settings(pg_url, redis_namespace, tmp_path) -> Iterator[Any]:
-    from api.core.config import Settings, set_settings
-    from api.db import upgrade_database
+    from sikd_service.config import Settings, set_settings
+    from sikd_service.db import upgrade_database
 
     s = Settings(database_url=pg_url, redis_url=REDIS_URL, celery_namespace=redis_namespace,
                  train_queue=f"{redis_namespace}.train", default_queue=f"{redis_namespace}.default",
                  storage_dir=tmp_path / "storage", admin_token=ADMIN_TOKEN, heartbeat_seconds=0.5,
-                 stale_heartbeat_seconds=6, progress_interval_seconds=0.2, checkpoint_interval_seconds=0,
+                 stale_heartbeat_seconds=6, progress_interval_seconds=0.2, cancel_check_seconds=0.2, checkpoint_interval_seconds=0,
                  worker_ping_timeout=1.0, health_cache_seconds=0)
     upgrade_database(s)
     clear_tables(s)
@@ -88,6 +88,7 @@ class Worker:
                    SIKD_STORAGE_DIR=str(s.storage_dir), SIKD_HEARTBEAT_SECONDS=str(s.heartbeat_seconds),
                    SIKD_STALE_HEARTBEAT_SECONDS=str(s.stale_heartbeat_seconds),
                    SIKD_PROGRESS_INTERVAL_SECONDS=str(s.progress_interval_seconds),
+                   SIKD_CANCEL_CHECK_SECONDS=str(s.cancel_check_seconds),
                    SIKD_CHECKPOINT_INTERVAL_SECONDS=str(s.checkpoint_interval_seconds),
                    OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
         return env
@@ -96,7 +97,7 @@ class Worker:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         start_mark = self.log.stat().st_size if self.log.exists() else 0
         out = open(self.log, "ab")  # noqa: SIM115 - owned by the process
-        cmd = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q",
+        cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q",
                f"{self.settings.train_queue},{self.settings.default_queue}", "-c", "1", "-n", f"{self.name}@%h",
                "-l", "INFO", "--without-mingle", "--without-gossip"]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env(), stdout=out, stderr=subprocess.STDOUT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.ui.apptest_helpers import all_text, no_exceptions, plotly_traces, texts
-from ui.data import fmt
+from ui.formatting import fmt
 
 #: Generous: the first test of a session also starts the services (and trains the sweep).
 pytestmark = pytest.mark.timeout(300)

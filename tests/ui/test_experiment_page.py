@@ -9,7 +9,7 @@ import pytest
 
 from tests.ui.apptest_helpers import all_text, no_exceptions, plotly_traces, texts
 from tests.ui.stack import tiny_spec
-from ui.data import fmt
+from ui.formatting import fmt
 
 #: Generous: the first test of a session also starts the services (and trains the sweep).
 pytestmark = pytest.mark.timeout(300)

@@ -25,8 +25,8 @@ from tests.service_helpers import (
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def database_url(request, tmp_path_factory) -> Iterator[str]:
-    from api.core.config import Settings
-    from api.db import dispose_engines, upgrade_database
+    from sikd_service.config import Settings
+    from sikd_service.db import dispose_engines, upgrade_database
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'sikd.db'}"
@@ -51,13 +51,13 @@ class Jobs(list):
 
 @pytest.fixture
 def settings(database_url, tmp_path, monkeypatch) -> Iterator[Any]:
-    from api.core.config import Settings, set_settings
-    from api.storage import ensure_layout
-    from worker.celery_app import configure
+    from sikd_service.celery_app import configure
+    from sikd_service.config import Settings, set_settings
+    from sikd_service.storage import ensure_layout
 
     s = Settings(database_url=database_url, storage_dir=tmp_path / "storage", admin_token=ADMIN_TOKEN,
                  celery_namespace=unique("sikdtest"), train_queue=unique("train"), default_queue=unique("default"),
-                 heartbeat_seconds=0.2, progress_interval_seconds=0.0, stale_heartbeat_seconds=30,
+                 heartbeat_seconds=0.2, progress_interval_seconds=0.0, cancel_check_seconds=0.0, stale_heartbeat_seconds=30,
                  checkpoint_interval_seconds=0,
                  health_cache_seconds=0, worker_ping_timeout=0.3)
     for var in ("DATABASE_URL", "REDIS_URL", "SIKD_DATABASE_URL", "SIKD_REDIS_URL", "SIKD_ADMIN_TOKEN"):
@@ -75,7 +75,7 @@ def jobs(monkeypatch) -> Jobs:
     """Record what would be sent to the broker (ids only) instead of sending it."""
     from celery.canvas import _chain
 
-    from worker import dispatch
+    from sikd_service import dispatch
 
     sent = Jobs()
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from api.core.config import Settings
 from sikd_core.cli import build_parser
+from sikd_service.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -43,13 +43,14 @@ def env_of(service: dict) -> dict[str, str]:
 
 
 def test_services_of_the_stack():
-    assert set(SERVICES) == {"postgres", "redis", "api", "worker", "ui"}
+    assert set(SERVICES) == {"postgres", "redis", "api", "worker", "worker-light", "ui"}
     for name in ("postgres", "redis", "api", "ui"):
         hc = SERVICES[name]["healthcheck"]
         assert hc["test"] and hc["interval"], name
     assert SERVICES["api"]["depends_on"] == {"postgres": {"condition": "service_healthy"},
                                              "redis": {"condition": "service_healthy"}}
-    assert SERVICES["worker"]["depends_on"]["api"]["condition"] == "service_healthy"
+    for name in ("worker", "worker-light"):
+        assert SERVICES[name]["depends_on"]["api"]["condition"] == "service_healthy", name
 
 
 @pytest.mark.parametrize("name", ["api", "worker", "ui"])
@@ -72,7 +73,7 @@ def test_published_ports_match_the_commands():
 
 def test_every_environment_variable_exists_in_the_settings():
     known = settings_env_names()
-    for name in ("api", "worker", "ui"):
+    for name in ("api", "worker", "worker-light", "ui"):
         for key in env_of(SERVICES[name]):
             if name == "ui":
                 assert key in UI_ENV, key
@@ -100,7 +101,7 @@ def test_volumes_and_storage_root():
     for name, svc in SERVICES.items():
         for v in svc.get("volumes", []):
             assert v.split(":")[0] in declared, f"{name}: undeclared volume {v}"
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "worker-light"):
         storage = env_of(SERVICES[name])["SIKD_STORAGE_DIR"]
         assert f"sikd-data:{storage}" in SERVICES[name]["volumes"], name
     assert "pgdata:/var/lib/postgresql/data" in SERVICES["postgres"]["volumes"]
@@ -119,12 +120,26 @@ def test_worker_reserves_a_gpu_and_extra_workers_pin_theirs():
     dev = SERVICES["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert dev["driver"] == "nvidia" and dev["capabilities"] == ["gpu"] and dev["device_ids"] == ["0"]
     args = build_parser().parse_args(SERVICES["worker"]["command"][1:])
-    assert args.concurrency == 1 and set(args.queues.split(",")) == {"train", "default"}
+    assert args.concurrency == 1 and args.queues.split(",") == ["train"]
     extra = GPUS["services"]["worker-gpu1"]
     assert extra["extends"]["service"] == "worker"
     assert extra["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["1"]
     extra_args = build_parser().parse_args(extra["command"][1:])
-    assert extra_args.concurrency == 1 and extra_args.name != args.name
+    assert extra_args.concurrency == 1 and extra_args.name != args.name and extra_args.queues.split(",") == ["train"]
+
+
+def test_the_default_queue_has_its_own_light_worker():
+    """Deletions (the `default` queue) must not wait behind a training job: no GPU worker takes `default`,
+    a CPU worker takes only it, and every queue the settings route to has a consumer."""
+    workers = {name: svc for name, svc in {**SERVICES, **GPUS["services"]}.items() if "worker" in name}
+    queues = {name: set(build_parser().parse_args(svc["command"][1:]).queues.split(",")) for name, svc in workers.items()}
+    light = SERVICES["worker-light"]
+    assert queues["worker-light"] == {"default"} and "deploy" not in light and light["image"] == SERVICES["api"]["image"]
+    assert all(q == {"train"} for name, q in queues.items() if name != "worker-light"), queues
+    assert env_of(light)["SIKD_DATABASE_URL"] == env_of(SERVICES["api"])["SIKD_DATABASE_URL"]
+    assert "sikd-data:/data" in light["volumes"]
+    s = Settings()
+    assert set().union(*queues.values()) == {s.train_queue, s.default_queue}
 
 
 def test_dockerfile_targets_copies_and_entry_points():
@@ -151,13 +166,13 @@ def test_dockerfile_targets_copies_and_entry_points():
 
 def test_local_serve_runs_the_same_commands():
     """`sikd serve` starts exactly the command lines the containers exec."""
-    from api import serve
+    from sikd_service import serve
 
     s = Settings(storage_dir=ROOT / "sikd_data")
     api = serve.api_command("0.0.0.0", 8000)
     assert api[1:4] == ["-m", "uvicorn", "api.main:create_app"]
     worker = serve.worker_command(s, "train,default", 1, "gpu0@%h")
-    assert shlex.join(worker[1:]).startswith("-m celery -A worker.celery_app worker -Q train,default -c 1")
+    assert shlex.join(worker[1:]).startswith("-m celery -A worker.app worker -Q train,default -c 1")
     assert serve.ui_command(8501, "0.0.0.0")[1:4] == ["-m", "streamlit", "run"]
-    src = (ROOT / "api" / "serve.py").read_text()
+    src = (ROOT / "sikd_service" / "serve.py").read_text()
     assert "_start(api_command(" in src and "_start(worker_command(" in src and "_start(ui_command(" in src

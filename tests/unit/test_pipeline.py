@@ -23,12 +23,29 @@ def tiny_spec(sets, **kw):
     return parse_spec(base)
 
 
+class EvalProgress(Callback):
+    def __init__(self):
+        self.events = []
+
+    def on_eval_progress(self, fraction, message):
+        self.events.append((fraction, message))
+
+
+EVAL_PROGRESS = EvalProgress()  # filled by the `finished` fixture's evaluation
+
+
 @pytest.fixture(scope="module")
 def finished(phantom_sets, tmp_path_factory):
     work = tmp_path_factory.mktemp("exp")
     exp = Experiment(tiny_spec(phantom_sets, seeds=[0, 1]), work)
-    report = exp.run()
+    report = exp.run(eval_callbacks=[EVAL_PROGRESS])
     return exp, report
+
+
+def test_evaluation_reports_progress_through_the_callback_list(finished):
+    fractions = [f for f, _ in EVAL_PROGRESS.events]
+    assert len(fractions) >= 3 and fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert 0 < fractions[0] < 1 and any(m.startswith("evaluated ") for _, m in EVAL_PROGRESS.events)
 
 
 def test_report_rows_cover_methods_seeds_and_datasets(finished):

@@ -64,7 +64,7 @@ def test_every_endpoint_in_the_walkthrough_exists():
 
 def test_every_setting_in_the_readme_exists():
     pytest.importorskip("pydantic_settings")
-    from api.core.config import Settings
+    from sikd_service.config import Settings
 
     fields = {f"SIKD_{name.upper()}" for name in Settings.model_fields}
     named = set(re.findall(r"`(SIKD_[A-Z_]+)`", README))

@@ -7,7 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from ui.client import ApiError, Client
-from ui.data import compare_frame, compare_table, setting_value, spec_differences
+from ui.formatting import compare_frame, compare_table, setting_value, spec_differences
 from ui.widgets import fail, show_error
 
 api = Client()

@@ -8,7 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 from ui.client import ApiError, Client
-from ui.data import fmt_bytes, parse_time
+from ui.formatting import fmt_bytes, parse_time
 from ui.widgets import confirm_delete, fail, picture, show_error
 
 api = Client()

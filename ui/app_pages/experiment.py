@@ -11,7 +11,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from ui.client import ApiError, Client
-from ui.data import (
+from ui.formatting import (
     ACTIVE,
     TEACHER_INPUT_LABELS,
     comparisons_table,

@@ -8,7 +8,7 @@ import math
 import streamlit as st
 
 from ui.client import ApiError, Client
-from ui.data import ACTIVE, experiments_frame
+from ui.formatting import ACTIVE, experiments_frame
 from ui.widgets import confirm_delete, explain, fail, show_error
 
 PAGE_SIZE = 50

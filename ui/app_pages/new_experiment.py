@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from ui.client import ApiError, Client
-from ui.data import TEACHER_INPUT_LABELS, parse_seeds, spec_errors
+from ui.formatting import TEACHER_INPUT_LABELS, parse_seeds, spec_errors
 from ui.widgets import explain, fail
 
 api = Client()

@@ -63,7 +63,7 @@ def test_admin_sees_and_manages_everything(client, admin, alices):
 
 def test_shared_datasets_are_usable_by_all_but_deletable_by_owner_only(client, admin, alice, bob, settings, jobs,
                                                                       monkeypatch):
-    import api.bootstrap as boot
+    import sikd_service.bootstrap as boot
 
     admin_id = client.get("/me", headers=admin).json()["id"]
     # Small demo sets keep the test quick; `sikd serve` registers the full ones (tests/integration).

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from api.core.config import Settings
+from sikd_service.config import Settings
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +45,7 @@ def test_names_are_checked():
 
 
 def test_reconfiguring_celery_replaces_broker_queues_and_control_exchange(tmp_path):
-    from worker.celery_app import app, configure
+    from sikd_service.celery_app import app, configure
 
     a = Settings(storage_dir=tmp_path / "a", celery_namespace="ns-a", train_queue="ta")
     b = Settings(storage_dir=tmp_path / "b", celery_namespace="ns-b", train_queue="tb",

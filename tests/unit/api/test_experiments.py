@@ -27,7 +27,7 @@ def test_create_stores_and_enqueues_ids_only(client, alice, datasets, jobs, sett
         [("sikd.train_stage", (ids["baseline", 1],))],
         [("sikd.train_stage", (ids["teacher", 1],)), ("sikd.train_stage", (ids["student", 1],))],
     ])
-    from worker.celery_app import app
+    from sikd_service.celery_app import app
 
     assert app.amqp.router.route({}, "sikd.train_stage")["queue"].name == settings.train_queue
     assert app.amqp.router.route({}, "sikd.remove_paths")["queue"].name == settings.default_queue
@@ -143,7 +143,7 @@ def test_delete_removes_rows_and_files(client, alice, datasets, jobs, settings):
 
 
 def test_broker_down_is_503_and_the_experiment_is_marked_failed(client, alice, datasets, monkeypatch):
-    from worker import dispatch
+    from sikd_service import dispatch
 
     def down(sig):
         raise ConnectionRefusedError("no broker")
@@ -205,7 +205,7 @@ def test_active_experiment_limit_holds_under_concurrent_requests(client, alice, 
     import threading
     import time
 
-    from api import crud
+    from sikd_service import crud
 
     settings.max_active_experiments = 1
     real_count = crud.count_active_experiments
@@ -236,9 +236,9 @@ def test_active_experiment_limit_holds_under_concurrent_requests(client, alice, 
 def test_queued_stages_are_sent_again_at_start(client, alice, datasets, jobs, settings):
     """A restart re-sends what is still queued (a lost message must not strand an experiment), in the
     same shape as the first time; running, pending and cancelled stages are left alone."""
-    from api import crud
-    from api.bootstrap import redispatch_queued
-    from api.db import session_scope
+    from sikd_service import crud
+    from sikd_service.bootstrap import redispatch_queued
+    from sikd_service.db import session_scope
 
     first = client.post("/experiments", json=tiny_spec(datasets), headers=alice).json()
     second = client.post("/experiments", json=tiny_spec(datasets), headers=alice).json()
@@ -264,8 +264,8 @@ def test_queued_stages_are_sent_again_at_start(client, alice, datasets, jobs, se
 
 def test_resending_with_the_broker_down_does_not_stop_the_start(client, alice, datasets, jobs, settings,
                                                                  monkeypatch, caplog):
-    from api.bootstrap import redispatch_queued
-    from worker import dispatch
+    from sikd_service import dispatch
+    from sikd_service.bootstrap import redispatch_queued
 
     client.post("/experiments", json=tiny_spec(datasets), headers=alice)
 

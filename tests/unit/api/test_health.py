@@ -16,9 +16,9 @@ def test_health_without_workers_is_degraded(client, settings):
 
 
 def test_health_reports_an_unreachable_database(tmp_path):
-    from api.core.config import Settings
     from api.routes.health import HealthChecker
-    from worker.celery_app import configure
+    from sikd_service.celery_app import configure
+    from sikd_service.config import Settings
 
     s = Settings(storage_dir=tmp_path, database_url="postgresql://nobody@127.0.0.1:1/none")
     configure(s)

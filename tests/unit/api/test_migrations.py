@@ -10,8 +10,8 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def test_migrated_schema_matches_the_models(settings):
-    from api.db import get_engine
-    from api.models import Base
+    from sikd_service.db import get_engine
+    from sikd_service.tables import Base
 
     with get_engine(settings).connect() as conn:
         ctx = MigrationContext.configure(conn)
@@ -23,8 +23,8 @@ def test_downgrade_and_upgrade_again(tmp_path):
     from alembic import command
     from sqlalchemy import inspect
 
-    from api.core.config import Settings
-    from api.db import alembic_config, get_engine, upgrade_database
+    from sikd_service.config import Settings
+    from sikd_service.db import alembic_config, get_engine, upgrade_database
 
     s = Settings(storage_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'm.db'}")
     upgrade_database(s)

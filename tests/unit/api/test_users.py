@@ -29,8 +29,8 @@ def test_admin_creates_users_and_the_token_works_once_shown(client, admin, setti
     carol = {"Authorization": f"Bearer {body['token']}"}
     assert client.get("/me", headers=carol).json()["name"] == "carol"
     # Only the SHA-256 of a token is stored.
-    from api.db import session_scope
-    from api.models import ApiToken
+    from sikd_service.db import session_scope
+    from sikd_service.tables import ApiToken
 
     with session_scope(settings) as s:
         hashes = s.scalars(select(ApiToken.token_hash)).all()

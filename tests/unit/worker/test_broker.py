@@ -22,7 +22,7 @@ def options(root: Path) -> dict:
 
 
 def connection(root: Path) -> Connection:
-    return Connection("filesystem://", transport="worker.broker:Transport", transport_options=options(root))
+    return Connection("filesystem://", transport="sikd_service.broker:Transport", transport_options=options(root))
 
 
 def test_roundtrip_and_half_written_messages_are_invisible(tmp_path):
@@ -45,7 +45,7 @@ CONSUMER = textwrap.dedent("""
     from tests.unit.worker.test_broker import options
     from pathlib import Path
     root, out = Path(sys.argv[1]), open(sys.argv[2], "w")
-    with Connection("filesystem://", transport="worker.broker:Transport", transport_options=options(root)) as c:
+    with Connection("filesystem://", transport="sikd_service.broker:Transport", transport_options=options(root)) as c:
         q = c.SimpleQueue("jobs")
         Path(sys.argv[2] + ".ready").touch()
         idle = time.monotonic()

@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from api import crud
-from api.db import session_scope
-from api.models import EpochMetric, Experiment, Stage, TrainedModel, utcnow
+from sikd_service import crud
+from sikd_service.db import session_scope
+from sikd_service.tables import EpochMetric, Experiment, Stage, TrainedModel, utcnow
 from tests.service_helpers import drain, tiny_spec, wait_for
 from worker import tasks
 from worker.recovery import recover

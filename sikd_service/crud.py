@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload, undefer
 
-from api.models import (
+from sikd_service.tables import (
     ACTIVE_EXPERIMENT,
     ApiToken,
     Dataset,

@@ -23,10 +23,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from api.bootstrap import admin_token, ensure_admin, ensure_demo_datasets, redispatch_queued
-from api.core.config import Settings, set_settings
-from api.db import upgrade_database
-from api.storage import ensure_layout
+from sikd_service.bootstrap import admin_token, ensure_admin, ensure_demo_datasets, redispatch_queued
+from sikd_service.config import Settings, set_settings
+from sikd_service.db import upgrade_database
+from sikd_service.storage import ensure_layout
 
 log = logging.getLogger("sikd.serve")
 
@@ -111,7 +111,7 @@ def api_command(host: str, port: int) -> list[str]:
 
 def worker_command(settings: Settings, queues: str | None = None, concurrency: int = 1,
                    name: str | None = None) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q",
+    return [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q",
             queues or f"{settings.train_queue},{settings.default_queue}", "-c", str(concurrency),
             "-n", name or f"sikd@{socket.gethostname()}", "--loglevel", "INFO"]
 

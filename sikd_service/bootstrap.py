@@ -8,14 +8,14 @@ import os
 import secrets
 import shutil
 
-from api import crud
-from api.core.config import Settings
-from api.db import session_scope
-from api.ingest import register_folder
-from api.storage import new_tmp_dir
 from sikd_core.data import generate_phantoms
+from sikd_service import crud
+from sikd_service.config import Settings
+from sikd_service.db import session_scope
+from sikd_service.ingest import register_folder
+from sikd_service.storage import new_tmp_dir
 
-log = logging.getLogger("sikd.api.bootstrap")
+log = logging.getLogger("sikd.sikd_service.bootstrap")
 
 #: (domain, images, seed, name): a training domain and two unseen ones (cross-dataset evaluation).
 DEMO_DATASETS = (
@@ -78,8 +78,8 @@ def redispatch_queued(settings: Settings) -> list[int]:
     UPDATE (``crud.claim_stage``), so the copy of a message still in the queue claims nothing. A broker
     that is down is reported and left to the stages' next redelivery.
     """
-    from worker import dispatch
-    from worker.celery_app import configure
+    from sikd_service import dispatch
+    from sikd_service.celery_app import configure
 
     configure(settings)
     with session_scope(settings) as s:

@@ -21,11 +21,13 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from api import crud
-from api.core.config import Settings
-from api.errors import ApiError, dataset_error
-from api.models import Dataset, User
-from api.storage import (
+from sikd_core.data import dataset_stats, load_dataset, load_original
+from sikd_core.errors import DatasetError
+from sikd_core.viz import downscale, overlay_contours, overlay_fill, to_rgb_uint8
+from sikd_service import crud
+from sikd_service.config import Settings
+from sikd_service.errors import ApiError, dataset_error
+from sikd_service.storage import (
     OutsideFolderError,
     dataset_dir,
     discard,
@@ -33,11 +35,9 @@ from api.storage import (
     manifest_from_stored,
     manifest_to_stored,
 )
-from sikd_core.data import dataset_stats, load_dataset, load_original
-from sikd_core.errors import DatasetError
-from sikd_core.viz import downscale, overlay_contours, overlay_fill, to_rgb_uint8
+from sikd_service.tables import Dataset, User
 
-log = logging.getLogger("sikd.api.ingest")
+log = logging.getLogger("sikd.sikd_service.ingest")
 
 #: Entries this small are not judged by their compression ratio (tiny files compress oddly).
 RATIO_MIN_BYTES = 1024 * 1024

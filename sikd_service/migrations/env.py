@@ -1,11 +1,11 @@
-"""Alembic environment: the URL comes from the caller (api.db.upgrade_database) or the settings."""
+"""Alembic environment: the URL comes from the caller (sikd_service.db.upgrade_database) or the settings."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from api.models import Base
+from sikd_service.tables import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -15,14 +15,14 @@ def _url() -> str:
     url = config.attributes.get("sqlalchemy_url")
     if url:
         return url
-    from api.core.config import get_settings
+    from sikd_service.config import get_settings
 
     return get_settings().sqlalchemy_url
 
 
 def render_item(type_: str, obj, autogen_context):  # noqa: ANN001 - Alembic hook
     """Render the UTC TypeDecorator as a plain timezone-aware DateTime: migrations must not import models."""
-    from api.models import UTCDateTime
+    from sikd_service.tables import UTCDateTime
 
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"

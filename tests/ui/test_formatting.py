@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ui.data import (
+from ui.formatting import (
     experiment_eta,
     kind_progress,
     parse_seeds,

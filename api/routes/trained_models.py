@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import asdict
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from api import crud
 from api.deps import CurrentUser, Limit, SessionDep, SettingsDep, Skip
-from api.errors import ApiError, not_found
-from api.models import TrainedModel
-from api.predict import predict_files
-from api.schemas import Message, ModelPublic, Page, Predictions
-from api.storage import new_tmp_dir
+from api.schemas import Message, ModelPublic, Page, PredictionPublic, Predictions
 from api.uploads import receive_multipart
+from sikd_service import crud
+from sikd_service.errors import ApiError, not_found
+from sikd_service.predict import predict_files
+from sikd_service.storage import new_tmp_dir
+from sikd_service.tables import TrainedModel
 
 router = APIRouter(tags=["models"])
 
@@ -81,4 +82,4 @@ async def predict(model_id: int, request: Request, session: SessionDep, settings
         data = await run_in_threadpool(predict_files, loaded, form.files)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return Predictions(data=data, model_id=model_id)
+    return Predictions(data=[PredictionPublic(**asdict(p)) for p in data], model_id=model_id)

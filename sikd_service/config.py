@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # ---------------------------------------------------------------- experiments and workers
     max_active_experiments: int = Field(3, ge=1, description="Queued + running experiments per user.")
     progress_interval_seconds: float = Field(2.0, ge=0, description="Throttle of progress writes.")
+    cancel_check_seconds: float = Field(
+        2.0, ge=0, description="Throttle of the running stage's cancel check (a database read; 0: every step): "
+                               "a cancel takes effect at most this much later.")
     heartbeat_seconds: float = Field(10.0, gt=0, description="How often a running stage proves it is alive.")
     stale_heartbeat_seconds: float = Field(120.0, gt=0, description="A running stage silent this long is requeued.")
     checkpoint_interval_seconds: float = Field(

@@ -4,7 +4,7 @@ SQLite (the default) is shared by the API and the worker processes: it runs in W
 timeout, and pysqlite's default transaction handling is kept on purpose (SELECTs run outside a
 transaction, ``BEGIN`` is issued before the first write), so a read-then-write never has to upgrade a
 stale read lock, which SQLite refuses without waiting. Decisions that must be atomic are single
-conditional UPDATEs (see :mod:`api.crud`), which behave the same on SQLite and Postgres.
+conditional UPDATEs (see :mod:`sikd_service.crud`), which behave the same on SQLite and Postgres.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.core.config import Settings
+from sikd_service.config import Settings
 
-log = logging.getLogger("sikd.api.db")
+log = logging.getLogger("sikd.sikd_service.db")
 
 _lock = threading.Lock()
 _engines: dict[tuple[int, str], Engine] = {}

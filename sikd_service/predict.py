@@ -1,4 +1,4 @@
-"""Prediction on uploaded images with a trained model (CPU, in the API's thread pool).
+"""Prediction on received images with a trained model (CPU, in the API's thread pool).
 
 Loaded models are kept in a small LRU (keyed by file and modification time), so repeated requests to
 the same model do not reload it.
@@ -10,18 +10,39 @@ import base64
 import io
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
-from api.errors import ApiError
-from api.schemas import PredictionPublic
-from api.uploads import ReceivedFile
 from sikd_core.data import normalize_intensity, read_image
 from sikd_core.errors import DatasetError
 from sikd_core.inference import LoadedModel, load_bundle, predict_images
 from sikd_core.viz import overlay_contours, overlay_fill, to_rgb_uint8
+from sikd_service.errors import ApiError
+
+
+class ImageFile(Protocol):
+    """An image received for prediction: its name as sent and where it lies on disk."""
+
+    filename: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's segmentation: the mask and an overlay as base64 PNGs, and each class's area fraction."""
+
+    filename: str
+    width: int
+    height: int
+    class_fractions: dict[str, float]
+    mask_values: str
+    mask_png: str
+    overlay_png: str
 
 
 class ModelCache:
@@ -53,7 +74,7 @@ def _png(arr: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def predict_files(loaded: LoadedModel, files: list[ReceivedFile]) -> list[PredictionPublic]:
+def predict_files(loaded: LoadedModel, files: Sequence[ImageFile]) -> list[Prediction]:
     images, problems = [], []
     for f in files:
         try:
@@ -72,7 +93,7 @@ def predict_files(loaded: LoadedModel, files: list[ReceivedFile]) -> list[Predic
         shown = to_rgb_uint8(normalize_intensity(img))
         overlay = overlay_contours(overlay_fill(shown, mask), {"prediction": mask})
         fractions = {name: float((mask == k).mean()) for k, name in enumerate(loaded.class_names)}
-        out.append(PredictionPublic(
+        out.append(Prediction(
             filename=f.filename, width=int(mask.shape[1]), height=int(mask.shape[0]), class_fractions=fractions,
             mask_values="0/255" if binary else "class index",
             mask_png=_png((mask * 255).astype(np.uint8) if binary else mask), overlay_png=_png(overlay)))

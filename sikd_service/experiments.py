@@ -1,4 +1,4 @@
-"""Experiments on the API side: validate and enqueue, cancel, delete, and read what the pipeline wrote.
+"""Experiment operations: validate and enqueue, cancel, delete, and read what the pipeline wrote.
 
 The API never trains: it stores the experiment with its stages, commits, and then sends the stage ids
 to the ``train`` queue. Results, overlays and feature maps are files the evaluation stage wrote under
@@ -18,16 +18,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from api import crud
-from api.core.config import Settings
-from api.errors import ApiError
-from api.models import ACTIVE_EXPERIMENT, Dataset, Experiment, User
-from api.schemas import ExperimentPublic, StagePublic
-from api.storage import experiment_dir
 from sikd_core.spec import parse_spec
-from worker import dispatch
+from sikd_service import crud, dispatch
+from sikd_service.config import Settings
+from sikd_service.errors import ApiError
+from sikd_service.storage import experiment_dir
+from sikd_service.tables import ACTIVE_EXPERIMENT, Dataset, Experiment, User
 
-log = logging.getLogger("sikd.api.experiments")
+log = logging.getLogger("sikd.sikd_service.experiments")
 
 
 def _dataset_ids(keys: list[str]) -> dict[str, int]:
@@ -97,13 +95,6 @@ def progress(exp: Experiment) -> float:
         return 1.0
     done = sum(w * (1.0 if s.status == "succeeded" else min(max(s.progress, 0.0), 1.0)) for w, s in weights)
     return done / sum(w for w, _ in weights) if weights else 0.0
-
-
-def public(exp: Experiment) -> ExperimentPublic:
-    return ExperimentPublic(id=exp.id, name=exp.name, owner_id=exp.owner_id, status=exp.status,  # type: ignore[arg-type]
-                            spec=exp.spec, created_at=exp.created_at, started_at=exp.started_at,
-                            finished_at=exp.finished_at, error=exp.error, progress=progress(exp),
-                            stages=[StagePublic.model_validate(s) for s in exp.stages])
 
 
 def cancel(session: Session, *, exp: Experiment) -> None:

@@ -20,8 +20,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from api.core.config import Settings
 from sikd_core.data import Manifest
+from sikd_service.config import Settings
 
 
 def ensure_layout(settings: Settings) -> None:

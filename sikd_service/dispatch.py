@@ -12,9 +12,9 @@ from pathlib import Path
 from celery import chain
 from celery.canvas import Signature
 
-from api.core.config import Settings
-from api.storage import move_to_trash
-from worker.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN, app
+from sikd_service.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN, app
+from sikd_service.config import Settings
+from sikd_service.storage import move_to_trash
 
 
 def _sig(name: str, *args: object) -> Signature:

@@ -1,14 +1,14 @@
 """The Celery app: queues, routes and the settings long training jobs need.
 
 Broker: Redis when ``SIKD_REDIS_URL``/``REDIS_URL`` is set, else the embedded filesystem broker under
-``<storage>/broker`` (see :mod:`worker.broker`). No result backend: state lives in the database.
+``<storage>/broker`` (see :mod:`sikd_service.broker`). No result backend: state lives in the database.
 
 Queues: ``train`` (teacher, student, baseline, evaluation) and ``default`` (light work such as removing
 deleted datasets). One training job per worker (``-c 1``, prefetch 1); run one worker per GPU::
 
-    CUDA_VISIBLE_DEVICES=0 celery -A worker.celery_app worker -Q train -c 1 -n gpu0@%h
-    CUDA_VISIBLE_DEVICES=1 celery -A worker.celery_app worker -Q train -c 1 -n gpu1@%h
-    celery -A worker.celery_app worker -Q default -c 2 -n light@%h
+    CUDA_VISIBLE_DEVICES=0 celery -A worker.app worker -Q train -c 1 -n gpu0@%h
+    CUDA_VISIBLE_DEVICES=1 celery -A worker.app worker -Q train -c 1 -n gpu1@%h
+    celery -A worker.app worker -Q default -c 2 -n light@%h
 
 Jobs are acknowledged late and rejected (redelivered) when their worker is lost; Redis redelivers an
 unacknowledged job only after ``visibility_timeout`` (12 h by default, longer than any job), so a dead
@@ -20,13 +20,13 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
-from api.core.config import Settings, get_settings
+from sikd_service.config import Settings, get_settings
 
 TASK_TRAIN = "sikd.train_stage"
 TASK_EVALUATE = "sikd.evaluate"
 TASK_REMOVE = "sikd.remove_paths"
 
-app = Celery("sikd", include=["worker.tasks", "worker.recovery"])
+app = Celery("sikd")  # the tasks are registered by worker.app, the worker processes' entry point
 
 
 def broker_options(settings: Settings) -> dict:
@@ -35,8 +35,8 @@ def broker_options(settings: Settings) -> dict:
         return {"broker_url": settings.redis_url, "broker_transport": None,
                 "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_seconds,
                                              "global_keyprefix": f"{settings.celery_namespace}:"}}
-    folder = settings.broker_dir  # created by api.storage.ensure_layout (API start, worker init)
-    return {"broker_url": "filesystem://localhost/", "broker_transport": "worker.broker:Transport",
+    folder = settings.broker_dir  # created by sikd_service.storage.ensure_layout (API start, worker init)
+    return {"broker_url": "filesystem://localhost/", "broker_transport": "sikd_service.broker:Transport",
             "broker_transport_options": {"data_folder_in": str(folder / "queue"),
                                          "data_folder_out": str(folder / "queue"),
                                          "control_folder": str(folder / "control"),

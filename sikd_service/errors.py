@@ -1,0 +1,32 @@
+"""Errors of the service operations: each carries the HTTP status it maps to and a readable ``detail``.
+
+The service core raises them without knowing HTTP; :mod:`api.errors` turns them into JSON responses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sikd_core.errors import DatasetError
+
+
+class ApiError(Exception):
+    """An HTTP error with a readable ``detail`` and optional extra JSON fields."""
+
+    def __init__(self, status_code: int, detail: str, headers: dict[str, str] | None = None, **extra: Any):
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+        self.headers = headers
+        self.extra = extra
+
+
+def not_found(kind: str, ident: object) -> ApiError:
+    return ApiError(404, f"{kind} {ident} not found")
+
+
+def dataset_error(e: DatasetError, status_code: int = 422) -> ApiError:
+    return ApiError(status_code, e.message, problems=e.problems, files=e.files)
+
+
+__all__ = ["ApiError", "dataset_error", "not_found"]

@@ -1,0 +1,12 @@
+"""The worker processes' Celery app: the service core's app with this package's tasks registered.
+
+``celery -A worker.app worker ...`` (what ``sikd worker`` runs). The app itself lives in
+:mod:`sikd_service.celery_app`, so the API can enqueue jobs by name without importing the worker.
+"""
+
+from __future__ import annotations
+
+from sikd_service.celery_app import app
+from worker import recovery, tasks  # noqa: F401 - importing registers the tasks on ``app``
+
+__all__ = ["app"]
