@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from sikd_service import crud
 from sikd_service.config import Settings
-from sikd_service.errors import ApiError
+from sikd_service.errors import ServiceError
 from sikd_service.tables import User
 
 
@@ -33,10 +33,10 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 def get_current_user(session: SessionDep,
                      creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
     if creds is None or not creds.credentials:
-        raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'", headers=_CHALLENGE)
+        raise ServiceError(401, "missing bearer token: send 'Authorization: Bearer <token>'", headers=_CHALLENGE)
     user = crud.get_user_by_token(session, token=creds.credentials)
     if user is None:
-        raise ApiError(401, "invalid or revoked token", headers=_CHALLENGE)
+        raise ServiceError(401, "invalid or revoked token", headers=_CHALLENGE)
     return user
 
 
@@ -45,7 +45,7 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 
 def get_admin(user: CurrentUser) -> User:
     if not user.is_admin:
-        raise ApiError(403, "only an admin may do this")
+        raise ServiceError(403, "only an admin may do this")
     return user
 
 

@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from sikd_service.errors import ApiError
+from sikd_service.errors import ServiceError
 
 MAX_FIELD_BYTES = 64 * 1024
 MULTIPART_OVERHEAD = 1024 * 1024  # headers and boundaries around the files
@@ -86,9 +86,9 @@ class _Receiver:
         if filename is None:
             return
         if name not in self.file_fields:
-            raise ApiError(400, f"unexpected file field {name!r}; send files in {' or '.join(sorted(self.file_fields))}")
+            raise ServiceError(400, f"unexpected file field {name!r}; send files in {' or '.join(sorted(self.file_fields))}")
         if len(self.form.files) >= self.max_files:
-            raise ApiError(413, f"too many files: at most {self.max_files} per request")
+            raise ServiceError(413, f"too many files: at most {self.max_files} per request")
         fname = safe_filename(filename.decode("utf-8", "replace"))
         path = self.dest / f"{len(self.form.files):04d}_{fname}"
         self._file = ReceivedFile(field=name, filename=fname, path=path)
@@ -101,16 +101,16 @@ class _Receiver:
             self._file.size += n
             self.total += n
             if self._file.size > self.max_file_bytes:
-                raise ApiError(413, f"{self._file.filename} is larger than the limit of {_human(self.max_file_bytes)}",
+                raise ServiceError(413, f"{self._file.filename} is larger than the limit of {_human(self.max_file_bytes)}",
                                files=[self._file.filename])
             if self.total > self.max_total_bytes:
-                raise ApiError(413, f"the upload is larger than the limit of {_human(self.max_total_bytes)}")
+                raise ServiceError(413, f"the upload is larger than the limit of {_human(self.max_total_bytes)}")
             assert self._fh is not None
             self._fh.write(data[start:end])
         else:
             self._value += data[start:end]
             if len(self._value) > MAX_FIELD_BYTES:
-                raise ApiError(413, f"form field {self._name!r} is too long")
+                raise ServiceError(413, f"form field {self._name!r} is too long")
 
     def on_part_end(self) -> None:
         if self._fh is not None:
@@ -130,10 +130,10 @@ async def receive_multipart(request: Request, *, dest: Path, file_fields: set[st
     """Parse a ``multipart/form-data`` body into text fields and files written under ``dest``."""
     ctype, opts = parse_options_header(request.headers.get("content-type", ""))
     if ctype != b"multipart/form-data" or b"boundary" not in opts:
-        raise ApiError(415, "send the upload as multipart/form-data")
+        raise ServiceError(415, "send the upload as multipart/form-data")
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > max_total_bytes + MULTIPART_OVERHEAD:
-        raise ApiError(413, f"the upload ({_human(int(length))}) is larger than the limit of {_human(max_total_bytes)}")
+        raise ServiceError(413, f"the upload ({_human(int(length))}) is larger than the limit of {_human(max_total_bytes)}")
     dest.mkdir(parents=True, exist_ok=True)
     rec = _Receiver(dest, file_fields, max_file_bytes, max_total_bytes, max_files)
     callbacks: Any = {name: getattr(rec, name) for name in (
@@ -146,11 +146,11 @@ async def receive_multipart(request: Request, *, dest: Path, file_fields: set[st
                 parser.write(chunk)
         parser.finalize()
     except ClientDisconnect:
-        raise ApiError(400, "the client disconnected during the upload") from None
-    except ApiError:
+        raise ServiceError(400, "the client disconnected during the upload") from None
+    except ServiceError:
         raise
     except Exception as e:  # noqa: BLE001 - python-multipart's parse errors
-        raise ApiError(400, f"malformed multipart body: {e}") from None
+        raise ServiceError(400, f"malformed multipart body: {e}") from None
     finally:
         rec.close()
     return rec.form

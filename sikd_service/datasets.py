@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 
 from sikd_service import crud, dispatch
 from sikd_service.config import Settings
-from sikd_service.errors import ApiError, not_found
+from sikd_service.errors import ServiceError, not_found
 from sikd_service.storage import dataset_dir
 from sikd_service.tables import User
 
@@ -18,11 +18,11 @@ def delete(session: Session, settings: Settings, *, user: User, dataset_id: int)
     if ds is None:
         raise not_found("dataset", dataset_id)
     if ds.owner_id != user.id and not user.is_admin:
-        raise ApiError(403, f"dataset {dataset_id} is shared with you; only its owner or an admin may delete it")
+        raise ServiceError(403, f"dataset {dataset_id} is shared with you; only its owner or an admin may delete it")
     users = crud.experiments_using_dataset(session, dataset_id=dataset_id)
     if users:
         names = ", ".join(f"{e.id} ({e.name!r})" for e in users)
-        raise ApiError(409, f"dataset {dataset_id} is used by experiment(s) {names}; delete them first",
+        raise ServiceError(409, f"dataset {dataset_id} is used by experiment(s) {names}; delete them first",
                        experiments=[e.id for e in users])
     session.delete(ds)
     session.commit()

@@ -10,8 +10,9 @@ from typing import Any
 from sikd_core.errors import DatasetError
 
 
-class ApiError(Exception):
-    """An HTTP error with a readable ``detail`` and optional extra JSON fields."""
+class ServiceError(Exception):
+    """A refused or failed service operation: the HTTP status it maps to, a readable ``detail`` and optional
+    extra JSON fields."""
 
     def __init__(self, status_code: int, detail: str, headers: dict[str, str] | None = None, **extra: Any):
         super().__init__(detail)
@@ -21,12 +22,12 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def not_found(kind: str, ident: object) -> ApiError:
-    return ApiError(404, f"{kind} {ident} not found")
+def not_found(kind: str, ident: object) -> ServiceError:
+    return ServiceError(404, f"{kind} {ident} not found")
 
 
-def dataset_error(e: DatasetError, status_code: int = 422) -> ApiError:
-    return ApiError(status_code, e.message, problems=e.problems, files=e.files)
+def dataset_error(e: DatasetError, status_code: int = 422) -> ServiceError:
+    return ServiceError(status_code, e.message, problems=e.problems, files=e.files)
 
 
-__all__ = ["ApiError", "dataset_error", "not_found"]
+__all__ = ["ServiceError", "dataset_error", "not_found"]

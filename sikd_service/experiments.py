@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from sikd_core.spec import parse_spec
 from sikd_service import crud, dispatch
 from sikd_service.config import Settings
-from sikd_service.errors import ApiError
+from sikd_service.errors import ServiceError
 from sikd_service.storage import experiment_dir
 from sikd_service.tables import ACTIVE_EXPERIMENT, Dataset, Experiment, User
 
@@ -31,7 +31,7 @@ log = logging.getLogger("sikd.sikd_service.experiments")
 def _dataset_ids(keys: list[str]) -> dict[str, int]:
     bad = [k for k in keys if not k.strip().isdigit()]
     if bad:
-        raise ApiError(422, "datasets are given by id (see GET /datasets); not an id: " + ", ".join(map(repr, bad)),
+        raise ServiceError(422, "datasets are given by id (see GET /datasets); not an id: " + ", ".join(map(repr, bad)),
                        datasets=bad)
     return {k: int(k) for k in keys}
 
@@ -42,7 +42,7 @@ def create(session: Session, settings: Settings, *, user: User, body: dict[str, 
     keys = [spec.train_dataset, *spec.eval_datasets]
     ids = _dataset_ids(keys)
     if len(set(ids.values())) != len(ids):
-        raise ApiError(422, "a dataset id appears twice among train_dataset and eval_datasets")
+        raise ServiceError(422, "a dataset id appears twice among train_dataset and eval_datasets")
     found: dict[str, Dataset] = {}
     for key, ds_id in ids.items():
         ds = crud.get_dataset(session, user=user, dataset_id=ds_id)
@@ -50,18 +50,18 @@ def create(session: Session, settings: Settings, *, user: User, body: dict[str, 
             found[key] = ds
     missing = [k for k in keys if k not in found]
     if missing:
-        raise ApiError(422, "unknown dataset id(s): " + ", ".join(missing), datasets=missing)
+        raise ServiceError(422, "unknown dataset id(s): " + ", ".join(missing), datasets=missing)
     train = found[spec.train_dataset]
     mismatch = [found[k] for k in spec.eval_datasets if found[k].num_classes != train.num_classes]
     if mismatch:
-        raise ApiError(422, f"the training dataset {train.id} ({train.name!r}) has {train.num_classes} classes "
+        raise ServiceError(422, f"the training dataset {train.id} ({train.name!r}) has {train.num_classes} classes "
                             f"({', '.join(train.class_names)}), but " + "; ".join(
                                 f"dataset {d.id} ({d.name!r}) has {d.num_classes} ({', '.join(d.class_names)})"
                                 for d in mismatch) + ": cross-dataset evaluation needs the same classes")
     crud.lock_user(session, user=user)  # two concurrent requests must not both pass the limit
     active = crud.count_active_experiments(session, user=user)
     if active >= settings.max_active_experiments:
-        raise ApiError(429, f"you have {active} experiments queued or running; the limit is "
+        raise ServiceError(429, f"you have {active} experiments queued or running; the limit is "
                             f"{settings.max_active_experiments}. Wait for one to finish or cancel one.")
     epochs = {"baseline": spec.epochs, "student": spec.epochs, "teacher": spec.effective_teacher_epochs}
     exp = crud.create_experiment(
@@ -79,7 +79,7 @@ def create(session: Session, settings: Settings, *, user: User, body: dict[str, 
         crud.request_cancel(session, experiment_id=exp.id, status="failed",
                             reason=f"could not be queued (broker unavailable: {e})")
         session.commit()
-        raise ApiError(503, f"experiment {exp.id} was stored but could not be queued: the broker is unavailable "
+        raise ServiceError(503, f"experiment {exp.id} was stored but could not be queued: the broker is unavailable "
                             f"({e})") from None
     session.refresh(exp)
     return exp
@@ -99,7 +99,7 @@ def progress(exp: Experiment) -> float:
 
 def cancel(session: Session, *, exp: Experiment) -> None:
     if exp.status not in ACTIVE_EXPERIMENT:
-        raise ApiError(409, f"experiment {exp.id} has already {exp.status}; only queued or running experiments "
+        raise ServiceError(409, f"experiment {exp.id} has already {exp.status}; only queued or running experiments "
                             "can be cancelled")
     crud.request_cancel(session, experiment_id=exp.id, reason="cancelled by the user")
     session.commit()
@@ -131,14 +131,14 @@ def json_safe(obj: Any) -> Any:
 def require_finished(exp: Experiment, what: str) -> None:
     if exp.status != "succeeded":
         extra = f" ({exp.error})" if exp.error else ""
-        raise ApiError(409, f"experiment {exp.id} is {exp.status}{extra}; its {what} exist once it has succeeded")
+        raise ServiceError(409, f"experiment {exp.id} is {exp.status}{extra}; its {what} exist once it has succeeded")
 
 
 def read_json(settings: Settings, exp: Experiment, rel: str, what: str) -> Any:
     require_finished(exp, what)
     path = experiment_dir(settings, exp.id) / rel
     if not path.is_file():
-        raise ApiError(404, f"experiment {exp.id} has no {what} ({rel} is missing)")
+        raise ServiceError(404, f"experiment {exp.id} has no {what} ({rel} is missing)")
     return json_safe(json.loads(path.read_text()))
 
 
@@ -150,7 +150,7 @@ def report_markdown(settings: Settings, exp: Experiment) -> str:
     require_finished(exp, "report")
     path = experiment_dir(settings, exp.id) / "report.md"
     if not path.is_file():
-        raise ApiError(404, f"experiment {exp.id} has no report.md")
+        raise ServiceError(404, f"experiment {exp.id} has no report.md")
     return path.read_text(encoding="utf-8")
 
 
@@ -175,7 +175,7 @@ def prediction_files(settings: Settings, exp: Experiment) -> list[tuple[Path, st
     require_finished(exp, "predictions")
     root = experiment_dir(settings, exp.id) / "eval" / "predictions"
     if not root.is_dir():
-        raise ApiError(404, f"experiment {exp.id} kept no predictions (spec save_predictions is false)")
+        raise ServiceError(404, f"experiment {exp.id} kept no predictions (spec save_predictions is false)")
     return [(p, p.relative_to(root).as_posix()) for p in sorted(root.rglob("*.png")) if p.is_file()]
 
 

@@ -26,7 +26,7 @@ from sikd_core.errors import DatasetError
 from sikd_core.viz import downscale, overlay_contours, overlay_fill, to_rgb_uint8
 from sikd_service import crud
 from sikd_service.config import Settings
-from sikd_service.errors import ApiError, dataset_error
+from sikd_service.errors import ServiceError, dataset_error
 from sikd_service.storage import (
     OutsideFolderError,
     dataset_dir,
@@ -68,39 +68,39 @@ def _entry_problem(info: zipfile.ZipInfo) -> str | None:
 def check_archive(path: Path, settings: Settings) -> list[zipfile.ZipInfo]:
     """Check the central directory; returns the entries to extract (files, junk skipped)."""
     if not zipfile.is_zipfile(path):
-        raise ApiError(400, "the upload is not a zip archive; zip the dataset folder (images/ + masks/, or an "
+        raise ServiceError(400, "the upload is not a zip archive; zip the dataset folder (images/ + masks/, or an "
                             "nnU-Net dataset) and upload the .zip")
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise ApiError(400, f"the zip archive cannot be read: {e}") from None
+        raise ServiceError(400, f"the zip archive cannot be read: {e}") from None
     unsafe = [(i.filename, p) for i in infos if (p := _entry_problem(i))]
     if unsafe:
-        raise ApiError(400, "the archive holds unsafe entries: " + "; ".join(f"{n!r} ({p})" for n, p in unsafe[:10]),
+        raise ServiceError(400, "the archive holds unsafe entries: " + "; ".join(f"{n!r} ({p})" for n, p in unsafe[:10]),
                        problems=[f"{n}: {p}" for n, p in unsafe], files=[n for n, _ in unsafe])
     files = [i for i in infos if not i.is_dir() and not _is_junk(i.filename.replace("\\", "/").split("/"))]
     if not files:
-        raise ApiError(400, "the zip archive is empty")
+        raise ServiceError(400, "the zip archive is empty")
     names = [i.filename.replace("\\", "/") for i in files]
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
-        raise ApiError(400, "the archive lists the same file more than once: " + ", ".join(dups[:10]), files=dups)
+        raise ServiceError(400, "the archive lists the same file more than once: " + ", ".join(dups[:10]), files=dups)
     if len(files) > settings.max_archive_files:
-        raise ApiError(413, f"the archive holds {len(files)} files; the limit is {settings.max_archive_files}")
+        raise ServiceError(413, f"the archive holds {len(files)} files; the limit is {settings.max_archive_files}")
     total = sum(i.file_size for i in files)
     if total > settings.max_uncompressed_bytes:
-        raise ApiError(413, f"the archive would expand to {total} bytes; the limit is "
+        raise ServiceError(413, f"the archive would expand to {total} bytes; the limit is "
                             f"{settings.max_uncompressed_bytes} bytes")
     ratio = settings.max_compression_ratio
     bombs = [i.filename for i in files
              if i.file_size > RATIO_MIN_BYTES and i.file_size > ratio * max(i.compress_size, 1)]
     if bombs:
-        raise ApiError(413, f"suspicious compression ratio (over {ratio:g}:1) of " + ", ".join(bombs[:10]),
+        raise ServiceError(413, f"suspicious compression ratio (over {ratio:g}:1) of " + ", ".join(bombs[:10]),
                        files=bombs)
     archive = path.stat().st_size
     if total > RATIO_MIN_BYTES and total > ratio * max(archive, 1):
-        raise ApiError(413, f"the archive expands {total / max(archive, 1):.0f}-fold; the limit is {ratio:g}:1")
+        raise ServiceError(413, f"the archive expands {total / max(archive, 1):.0f}-fold; the limit is {ratio:g}:1")
     return files
 
 
@@ -115,7 +115,7 @@ def extract_archive(path: Path, files: list[zipfile.ZipInfo], dest: Path, settin
                 rel = info.filename.replace("\\", "/").lstrip("/")
                 target = (root / rel).resolve()
                 if root not in target.parents:  # belt and braces after check_archive
-                    raise ApiError(400, f"unsafe entry {info.filename!r}", files=[info.filename])
+                    raise ServiceError(400, f"unsafe entry {info.filename!r}", files=[info.filename])
                 target.parent.mkdir(parents=True, exist_ok=True)
                 written = 0
                 with zf.open(info) as src, open(target, "wb") as out:
@@ -123,12 +123,12 @@ def extract_archive(path: Path, files: list[zipfile.ZipInfo], dest: Path, settin
                         written += len(chunk)
                         written_total += len(chunk)
                         if written > info.file_size or written_total > budget:
-                            raise ApiError(413, f"{info.filename} expands beyond its declared size "
+                            raise ServiceError(413, f"{info.filename} expands beyond its declared size "
                                                 f"({info.file_size} bytes): rejected as a zip bomb",
                                            files=[info.filename])
                         out.write(chunk)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
-        raise ApiError(400, f"the zip archive is corrupt or uses an unsupported compression: {e}") from None
+        raise ServiceError(400, f"the zip archive is corrupt or uses an unsupported compression: {e}") from None
 
 
 def _strings(obj: object) -> list[str]:
@@ -163,7 +163,7 @@ def check_json_references(folder: Path) -> None:
                 if rel not in files:
                     files.append(rel)
     if problems:
-        raise ApiError(400, "the archive refers to files outside the archive: " + "; ".join(problems[:5]),
+        raise ServiceError(400, "the archive refers to files outside the archive: " + "; ".join(problems[:5]),
                        problems=problems, files=files)
 
 
@@ -181,7 +181,7 @@ def register_folder(session: Session, settings: Settings, *, owner: User, folder
     try:
         stored = manifest_to_stored(manifest, folder)
     except OutsideFolderError as e:
-        raise ApiError(400, str(e), files=e.files) from None
+        raise ServiceError(400, str(e), files=e.files) from None
     ds = crud.create_dataset(session, owner=owner, name=name, manifest=stored, stats=dataset_stats(manifest),
                              size_bytes=folder_size(folder), shared=shared, synthetic=synthetic)
     final = dataset_dir(settings, ds.id)

@@ -22,7 +22,7 @@ from sikd_core.data import normalize_intensity, read_image
 from sikd_core.errors import DatasetError
 from sikd_core.inference import LoadedModel, load_bundle, predict_images
 from sikd_core.viz import overlay_contours, overlay_fill, to_rgb_uint8
-from sikd_service.errors import ApiError
+from sikd_service.errors import ServiceError
 
 
 class ImageFile(Protocol):
@@ -84,7 +84,7 @@ def predict_files(loaded: LoadedModel, files: Sequence[ImageFile]) -> list[Predi
         except Exception as e:  # noqa: BLE001 - e.g. PIL's decompression-bomb guard
             problems.append((f.filename, f"{type(e).__name__}: {e}"))
     if problems:
-        raise ApiError(422, "cannot read image(s): " + "; ".join(f"{n}: {r}" for n, r in problems),
+        raise ServiceError(422, "cannot read image(s): " + "; ".join(f"{n}: {r}" for n, r in problems),
                        files=[n for n, _ in problems])
     masks = predict_images(loaded, images)
     binary = loaded.num_classes == 2

@@ -14,7 +14,7 @@ from api.schemas import DatasetDetail, DatasetPublic, Message, Page, SamplePubli
 from api.uploads import receive_multipart
 from sikd_core.data import Sample
 from sikd_service import crud, datasets, ingest
-from sikd_service.errors import ApiError, not_found
+from sikd_service.errors import ServiceError, not_found
 from sikd_service.storage import new_tmp_dir
 from sikd_service.tables import Dataset
 
@@ -59,11 +59,11 @@ async def upload_dataset(request: Request, session: SessionDep, settings: Settin
                                        max_file_bytes=settings.max_upload_bytes,
                                        max_total_bytes=settings.max_upload_bytes, max_files=1)
         if not form.files:
-            raise ApiError(422, "no file received: send the .zip in the multipart field 'file'")
+            raise ServiceError(422, "no file received: send the .zip in the multipart field 'file'")
         upload = form.files[0]
         name = (form.fields.get("name") or "").strip() or Path(upload.filename).stem
         if not 1 <= len(name) <= 200:
-            raise ApiError(422, "the dataset name must have 1 to 200 characters")
+            raise ServiceError(422, "the dataset name must have 1 to 200 characters")
         ds = await run_in_threadpool(ingest.ingest_zip, session, settings, owner=user, archive=upload.path,
                                      name=name, workdir=workdir)
     finally:
@@ -95,7 +95,7 @@ def dataset_sample(dataset_id: int, index: int, session: SessionDep, settings: S
     if ds is None:
         raise not_found("dataset", dataset_id)
     if not 0 <= index < ds.num_pairs:
-        raise ApiError(404, f"dataset {dataset_id} has samples 0..{ds.num_pairs - 1}; there is no sample {index}")
+        raise ServiceError(404, f"dataset {dataset_id} has samples 0..{ds.num_pairs - 1}; there is no sample {index}")
     return Response(ingest.thumbnail_png(settings, ds, index), media_type="image/png",
                     headers={"Cache-Control": "private, max-age=3600"})
 

@@ -13,7 +13,7 @@ from api.deps import CurrentUser, Limit, SessionDep, SettingsDep, Skip
 from api.schemas import Message, ModelPublic, Page, PredictionPublic, Predictions
 from api.uploads import receive_multipart
 from sikd_service import crud
-from sikd_service.errors import ApiError, not_found
+from sikd_service.errors import ServiceError, not_found
 from sikd_service.predict import predict_files
 from sikd_service.storage import new_tmp_dir
 from sikd_service.tables import TrainedModel
@@ -56,7 +56,7 @@ def download_model(model_id: int, session: SessionDep, settings: SettingsDep, us
     row = _get(session, user, model_id)
     path = settings.storage_dir / row.path
     if not path.is_file():
-        raise ApiError(404, f"the file of model {model_id} is missing")
+        raise ServiceError(404, f"the file of model {model_id} is missing")
     return FileResponse(path, media_type="application/octet-stream",
                         filename=f"sikd-exp{row.experiment_id}-{row.method}-seed{row.seed}.pt")
 
@@ -69,7 +69,7 @@ async def predict(model_id: int, request: Request, session: SessionDep, settings
     row = await run_in_threadpool(_get, session, user, model_id)
     path = settings.storage_dir / row.path
     if not path.is_file():
-        raise ApiError(404, f"the file of model {model_id} is missing")
+        raise ServiceError(404, f"the file of model {model_id} is missing")
     workdir = new_tmp_dir(settings, "predict-")
     try:
         form = await receive_multipart(request, dest=workdir, file_fields={"files"},
@@ -77,7 +77,7 @@ async def predict(model_id: int, request: Request, session: SessionDep, settings
                                        max_total_bytes=settings.max_predict_file_bytes * settings.max_predict_files,
                                        max_files=settings.max_predict_files)
         if not form.files:
-            raise ApiError(422, "no images received: send them in the multipart field 'files'")
+            raise ServiceError(422, "no images received: send them in the multipart field 'files'")
         loaded = await run_in_threadpool(request.app.state.model_cache.get, path)
         data = await run_in_threadpool(predict_files, loaded, form.files)
     finally:

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from api.deps import AdminUser, CurrentUser, Limit, SessionDep, Skip
 from api.schemas import Page, TokenPublic, UserCreate, UserPublic
 from sikd_service import crud
-from sikd_service.errors import ApiError, not_found
+from sikd_service.errors import ServiceError, not_found
 
 router = APIRouter(tags=["users"])
 
@@ -28,14 +28,14 @@ def list_users(session: SessionDep, admin: AdminUser, skip: Skip = 0, limit: Lim
 def create_user(body: UserCreate, session: SessionDep, admin: AdminUser) -> TokenPublic:
     """Create a user and their first token (shown once)."""
     if crud.get_user_by_name(session, name=body.name) is not None:
-        raise ApiError(409, f"a user named {body.name!r} already exists")
+        raise ServiceError(409, f"a user named {body.name!r} already exists")
     try:
         user = crud.create_user(session, name=body.name, is_admin=body.is_admin)
         token = crud.add_token(session, user=user)
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise ApiError(409, f"a user named {body.name!r} already exists") from None
+        raise ServiceError(409, f"a user named {body.name!r} already exists") from None
     return TokenPublic(token=token, user=UserPublic.model_validate(user))
 
 
