@@ -71,3 +71,29 @@ def copy_polyp_pairs(dest: Path, source: str, names: list[str]) -> Path:
         for n in names:
             shutil.copy(src / sub / n, dest / sub / n)
     return dest
+
+
+# ------------------------------------------------------------------------------------------- markers
+_DIR_MARKS = {"integration": ("integration", "postgres", "redis"), "e2e": ("e2e", "browser")}
+_FIXTURE_MARKS = {"pg_url": "postgres", "redis_namespace": "redis"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark what a test needs beyond the library, so ``-m "not postgres and not redis and not browser"``
+    runs the fast library subset alone: by folder (integration: Postgres + Redis + workers; e2e: a
+    browser), by fixture (``pg_url``, ``redis_namespace``) and by the ``database_url`` backend parameter."""
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            top = Path(str(item.fspath)).resolve().relative_to(tests_dir).parts[0]
+        except ValueError:
+            top = ""
+        names = set(_DIR_MARKS.get(top, ()))
+        fixtures = set(getattr(item, "fixturenames", ()))
+        names.update(mark for fixture, mark in _FIXTURE_MARKS.items() if fixture in fixtures)
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("database_url") == "postgres":
+            names.add("postgres")
+        for name in sorted(names):
+            if name not in {m.name for m in item.iter_markers()}:
+                item.add_marker(getattr(pytest.mark, name))

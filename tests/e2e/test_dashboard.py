@@ -81,6 +81,24 @@ def browser(tmp_path) -> Iterator[Any]:
             assert not [p for p in pids if alive(p)], "browser processes left behind"
 
 
+#: Counts finished script runs of the Streamlit app (see ``Page.runs``); null before the app has mounted.
+_COUNT_RUNS = """
+const app = document.querySelector('[data-testid=stApp]');
+if (!app) return null;
+if (window.__sikdRuns === undefined || window.__sikdApp !== app) {
+  window.__sikdRuns = window.__sikdRuns || 0;
+  window.__sikdApp = app;
+  window.__sikdState = app.getAttribute('data-test-script-state');
+  new MutationObserver(() => {
+    const state = app.getAttribute('data-test-script-state');
+    if (state === 'notRunning' && window.__sikdState !== 'notRunning') window.__sikdRuns += 1;
+    window.__sikdState = state;
+  }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}
+return window.__sikdRuns;
+"""
+
+
 class Page:
     """Small helpers over Selenium for Streamlit's DOM (elements re-render: always look them up again)."""
 
@@ -111,17 +129,33 @@ class Page:
     def wait_text(self, *needles: str, timeout: float = 30) -> None:
         self.wait(lambda: all(n in self.text() for n in needles), timeout, f"text {needles}")
 
-    def wait_idle(self) -> None:
-        """Until Streamlit has finished running the script (no 'Running...' status widget)."""
-        time.sleep(0.4)
-        self.wait(lambda: not self.d.find_elements(self.By.CSS_SELECTOR, "[data-testid=stStatusWidget]"), 30,
-                  "the script run to finish")
+    def runs(self) -> int:
+        """How many script runs the page has finished since it loaded, counted from the app's
+        ``data-test-script-state`` (a MutationObserver, installed on first use, counts every change to
+        ``notRunning``). Take it before an action; ``wait_idle(after=...)`` then waits for that action's run."""
+        return int(self.d.execute_script(_COUNT_RUNS) or 0)
+
+    def wait_idle(self, after: int | None = None) -> None:
+        """Until Streamlit has finished running the script: the app reports ``notRunning``, no 'Running...'
+        status widget shows and, given ``after`` (from :meth:`runs` before the action), a run has finished
+        since then, so an action whose run has not started yet is not taken for done."""
+
+        def idle() -> bool:
+            if after is not None and self.runs() <= after:
+                return False
+            state = self.d.find_element(self.By.CSS_SELECTOR, "[data-testid=stApp]").get_attribute(
+                "data-test-script-state")
+            return state == "notRunning" and not self.d.find_elements(self.By.CSS_SELECTOR,
+                                                                       "[data-testid=stStatusWidget]")
+
+        self.wait(idle, 30, "the script run to finish")
 
     def nav(self, title: str) -> None:
         links = self.d.find_elements(self.By.CSS_SELECTOR, "[data-testid=stSidebarNavLink]")
         [link] = [a for a in links if a.text.strip().splitlines()[-1].strip() == title]
+        before = self.runs()
         link.click()
-        self.wait_idle()
+        self.wait_idle(after=before)
 
     def click_button(self, label: str) -> None:
         def find() -> Any:
@@ -141,12 +175,13 @@ class Page:
         box = self.wait(lambda: next(b for b in self.d.find_elements(self.By.CSS_SELECTOR, "[data-testid=stSelectbox]")
                                      if b.text.strip().splitlines()[0] == label), 20, f"selectbox {label!r}")
         box.find_element(self.By.CSS_SELECTOR, "input").click()
+        before = self.runs()
         self.click_text("[role=option]", option)
         self.wait(lambda: next(b for b in self.d.find_elements(self.By.CSS_SELECTOR, "[data-testid=stSelectbox]")
                                if b.text.strip().splitlines()[0] == label)
                   .find_element(self.By.CSS_SELECTOR, "input").get_attribute("value").startswith(option), 20,
                   f"{label} = {option}")
-        self.wait_idle()
+        self.wait_idle(after=before)
 
     def field(self, label: str) -> Any:
         return self.wait(lambda: self.d.find_element(self.By.CSS_SELECTOR, f"[aria-label=\"{label}\"]"), 20,
@@ -212,9 +247,10 @@ def test_upload_train_and_read_the_results_in_the_browser(browser, stack, tmp_pa
         upload.send_keys(str(path))
         page.wait_text(path.name)
         page.type("Name (default: the file name)", domain)
+        before = page.runs()
         page.click_button("Upload and validate")
         page.wait_text(f"{domain} is valid and was added", timeout=60)
-        page.wait_idle()
+        page.wait_idle(after=before)
     page.wait_text("Class pixel fractions", "Samples")
     page.wait(lambda: len([i for i in browser.find_elements(page.By.CSS_SELECTOR, "[data-testid=stImage] img")
                            if browser.execute_script("return arguments[0].naturalWidth > 0", i)]) >= 4,

@@ -49,29 +49,38 @@ class Jobs(list):
         return [[name for name, _ in msg] for msg in self]
 
 
-@pytest.fixture
-def settings(database_url, tmp_path, monkeypatch) -> Iterator[Any]:
+_SERVICE_ENV = ("DATABASE_URL", "REDIS_URL", "SIKD_DATABASE_URL", "SIKD_REDIS_URL", "SIKD_ADMIN_TOKEN")
+
+
+def make_settings(database_url: str, storage: Any) -> Any:
+    """Test settings on ``database_url`` with empty tables and a fresh storage folder, made current."""
     from sikd_service.celery_app import configure
     from sikd_service.config import Settings, set_settings
     from sikd_service.storage import ensure_layout
 
-    s = Settings(database_url=database_url, storage_dir=tmp_path / "storage", admin_token=ADMIN_TOKEN,
+    s = Settings(database_url=database_url, storage_dir=storage, admin_token=ADMIN_TOKEN,
                  celery_namespace=unique("sikdtest"), train_queue=unique("train"), default_queue=unique("default"),
                  heartbeat_seconds=0.2, progress_interval_seconds=0.0, cancel_check_seconds=0.0, stale_heartbeat_seconds=30,
                  checkpoint_interval_seconds=0,
                  health_cache_seconds=0, worker_ping_timeout=0.3)
-    for var in ("DATABASE_URL", "REDIS_URL", "SIKD_DATABASE_URL", "SIKD_REDIS_URL", "SIKD_ADMIN_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
     clear_tables(s)
     ensure_layout(s)
     set_settings(s)
     configure(s)
-    yield s
-    set_settings(None)
+    return s
 
 
 @pytest.fixture
-def jobs(monkeypatch) -> Jobs:
+def settings(database_url, tmp_path, monkeypatch) -> Iterator[Any]:
+    from sikd_service.config import set_settings
+
+    for var in _SERVICE_ENV:
+        monkeypatch.delenv(var, raising=False)
+    yield make_settings(database_url, tmp_path / "storage")
+    set_settings(None)
+
+
+def record_jobs(monkeypatch: pytest.MonkeyPatch) -> Jobs:
     """Record what would be sent to the broker (ids only) instead of sending it."""
     from celery.canvas import _chain
 
@@ -85,6 +94,12 @@ def jobs(monkeypatch) -> Jobs:
 
     monkeypatch.setattr(dispatch, "_send", record)
     return sent
+
+
+@pytest.fixture
+def jobs(monkeypatch) -> Jobs:
+    """Record what would be sent to the broker (ids only) instead of sending it."""
+    return record_jobs(monkeypatch)
 
 
 @pytest.fixture

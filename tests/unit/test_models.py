@@ -114,9 +114,27 @@ def test_unet_without_skips_is_a_different_network():
     assert no_skip.decoder[0].block[0].in_channels == 16
     assert with_skip.decoder[0].block[0].in_channels == 32
     assert sum(p.numel() for p in no_skip.parameters()) < sum(p.numel() for p in with_skip.parameters())
-    # And its output does not depend on the encoder's shallow features through a shortcut:
+    # And its output does not depend on the encoder's features through a shortcut: changing the skip
+    # tensor handed to every decoder block changes the skip net's output and leaves the other's unchanged.
     x = torch.rand(1, 1, 32, 32)
-    assert no_skip(x).shape == (1, 2, 32, 32)
+
+    def perturb_skips(net):
+        g = torch.Generator().manual_seed(3)
+        return [up.register_forward_pre_hook(lambda m, args: (args[0], args[1] + torch.randn(
+            args[1].shape, generator=g))) for up in net.decoder]
+
+    for net, uses_skips in ((with_skip, True), (no_skip, False)):
+        net.eval()
+        with torch.no_grad():
+            clean = net(x)
+            hooks = perturb_skips(net)
+            try:
+                perturbed = net(x)
+            finally:
+                for h in hooks:
+                    h.remove()
+        assert clean.shape == (1, 2, 32, 32)
+        assert torch.equal(clean, perturbed) is not uses_skips, f"skip_connections={uses_skips}"
     assert model_info("unet").skip_switch and not model_info("basic_unet").skip_switch
 
 

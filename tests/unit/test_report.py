@@ -58,6 +58,21 @@ def test_rows_summary_and_pairing_over_seeds():
     assert comp["hd95"]["mean_diff"] == pytest.approx(-2.0) and comp["hd95"]["better"] == 5
 
 
+def test_paired_p_value_is_the_exact_two_sided_wilcoxon():
+    """6 cases x 2 seeds, every case better with SIKD by a different amount: the exact two-sided signed-rank
+    p-value is 2 / 2**6; with one case worse (the smallest difference) it is 4 / 2**6."""
+    def cases_with(diffs):
+        return [case(m, seed, "A", "intra", f"c{i}", 0.5 + (d if m == "sikd" else 0.0) + 0.01 * seed, 3.0)
+                for i, d in enumerate(diffs) for seed in (0, 1) for m in ("baseline", "sikd")]
+
+    up = paired_comparisons(cases_with([0.01, 0.02, 0.03, 0.04, 0.05, 0.06]))[0]
+    assert up["n_cases"] == 6 and up["n_pairs"] == 12 and (up["dice"]["better"], up["dice"]["worse"]) == (6, 0)
+    assert up["dice"]["p_value"] == pytest.approx(2 / 2**6)
+    one_worse = paired_comparisons(cases_with([-0.01, 0.02, 0.03, 0.04, 0.05, 0.06]))[0]
+    assert one_worse["dice"]["p_value"] == pytest.approx(4 / 2**6) and one_worse["dice"]["worse"] == 1
+    assert up["hd95"]["p_value"] == 1.0  # identical HD95 everywhere: no difference, p = 1
+
+
 def test_markdown_table_layout():
     cases = [case(m, 0, ds, sp, f"c{i}", d + 0.001 * i, 5.0)
              for m, d in (("baseline", 0.5), ("sikd", 0.6)) for ds, sp in (("A", "intra"), ("B", "cross"))

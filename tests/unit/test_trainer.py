@@ -62,13 +62,27 @@ class Recorder(Callback):
         self.events.append("end")
 
 
+class Snapshots(Callback):
+    """The model's weights at the end of every epoch (epoch number -> state dict copy)."""
+
+    def __init__(self):
+        self.weights = {}
+
+    def on_epoch_end(self, t, logs):
+        self.weights[logs["epoch"]] = {k: v.detach().clone() for k, v in t.model.state_dict().items()}
+
+
 def test_learns_and_selects_on_val_dice(tmp_path):
     x, y = toy_data()
-    rec = Recorder()
-    r = Trainer(model(), (x, y), (x[:8], y[:8]), cfg(epochs=5), num_classes=2, checkpoint_dir=tmp_path,
-                callbacks=[rec]).fit()
-    assert r.best_score > 0.5 and 1 <= r.best_epoch <= 5
-    assert r.best_score == max(h["val_dice"] for h in r.history)
+    rec, snaps = Recorder(), Snapshots()
+    net = model()
+    r = Trainer(net, (x, y), (x[:8], y[:8]), cfg(epochs=5), num_classes=2, checkpoint_dir=tmp_path,
+                callbacks=[rec, snaps]).fit()
+    dice = [h["val_dice"] for h in r.history]
+    assert [h["epoch"] for h in r.history] == [1, 2, 3, 4, 5]
+    # The best epoch is the first argmax of the recorded validation Dice, and its score that maximum.
+    assert r.best_epoch == 1 + max(range(len(dice)), key=lambda i: (dice[i], -i))
+    assert r.best_score == dice[r.best_epoch - 1] == max(dice) and r.best_score > 0.5
     assert rec.events[0] == "start" and rec.events[-1] == "end"
     assert sum(1 for e in rec.events if e[0] == "epoch") == 5
     assert sum(1 for e in rec.events if e[0] == "step") == 5 * (24 // 4)
@@ -77,6 +91,36 @@ def test_learns_and_selects_on_val_dice(tmp_path):
     assert ckpt["epoch"] == 5
     best = torch.load(tmp_path / "best.pt", weights_only=False)
     assert best["epoch"] == r.best_epoch and best["best_score"] == r.best_score
+    # The saved best weights are that epoch's weights, and fit() ends with them loaded.
+    chosen = snaps.weights[r.best_epoch]
+    assert all(torch.equal(best["model"][k], chosen[k]) for k in chosen)
+    assert all(torch.equal(v, chosen[k]) for k, v in net.state_dict().items())
+    others = [e for e in snaps.weights if e != r.best_epoch]
+    assert all(any(not torch.equal(snaps.weights[e][k], chosen[k]) for k in chosen) for e in others)
+
+
+class ScriptedValidation(Trainer):
+    """The real loop, with the validation Dice of each epoch set by a script: the best epoch is known."""
+
+    script = (0.2, 0.9, 0.5, 0.9, 0.6)
+
+    def validation_step(self, images, labels):
+        return torch.full((images.shape[0], self.num_classes - 1), self.script[self.state.epoch])
+
+
+def test_best_epoch_and_weights_are_the_first_maximum_of_val_dice(tmp_path):
+    x, y = toy_data(n=8)  # the scores are scripted: a tiny run is enough
+    snaps = Snapshots()
+    net = model()
+    r = ScriptedValidation(net, (x, y), (x[:4], y[:4]), cfg(epochs=5), num_classes=2, checkpoint_dir=tmp_path,
+                           callbacks=[snaps]).fit()
+    assert [h["val_dice"] for h in r.history] == pytest.approx(list(ScriptedValidation.script))
+    assert r.best_epoch == 2 and r.best_score == pytest.approx(0.9)  # epoch 4 ties and does not replace it
+    best = torch.load(tmp_path / "best.pt", weights_only=False)
+    assert best["epoch"] == 2
+    assert all(torch.equal(best["model"][k], v) for k, v in snaps.weights[2].items())
+    assert all(torch.equal(v, snaps.weights[2][k]) for k, v in net.state_dict().items())  # loaded at the end
+    assert not all(torch.equal(v, snaps.weights[5][k]) for k, v in net.state_dict().items())
 
 
 def test_resume_equals_uninterrupted_run(tmp_path):

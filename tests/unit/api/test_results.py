@@ -1,27 +1,90 @@
 """A finished experiment through the API: results, report, overlays, feature maps, files, predictions,
-models (download, predict). The experiment is run by the worker's task functions in-process."""
+models (download, predict). The experiment is run by the worker's task functions in-process.
+
+The experiment (four trained stages) is run ONCE per module and database backend and shared by the tests
+here: they only read it, except where noted (a test that changes a setting or a file puts it back; the
+deletion test runs last).
+"""
 
 from __future__ import annotations
 
 import base64
 import io
 import zipfile
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.service_helpers import drain, png_bytes, tiny_spec
+from tests.service_helpers import ADMIN_TOKEN, drain, new_user, png_bytes, tiny_spec, upload
+from tests.unit.conftest import _SERVICE_ENV, make_settings, record_jobs
 
 pytestmark = pytest.mark.timeout(120)
 
 
+@pytest.fixture(scope="module")
+def shared(database_url, tmp_path_factory, phantom_zips) -> Iterator[dict[str, Any]]:
+    """Settings, client, Alice and her finished experiment, built once for this module and backend."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from sikd_service.config import set_settings
+
+    with pytest.MonkeyPatch.context() as mp:
+        for var in _SERVICE_ENV:
+            mp.delenv(var, raising=False)
+        settings = make_settings(database_url, tmp_path_factory.mktemp("results") / "storage")
+        jobs = record_jobs(mp)
+        with TestClient(create_app(settings)) as client:
+            alice = new_user(client, {"Authorization": f"Bearer {ADMIN_TOKEN}"}, "alice")
+            datasets = {}
+            for domain, data in phantom_zips.items():
+                r = upload(client, alice, data, name=domain)
+                assert r.status_code == 201, r.text
+                datasets[domain] = r.json()["id"]
+            r = client.post("/experiments", json=tiny_spec(datasets, name="done"), headers=alice)
+            assert r.status_code == 201, r.text
+            assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 4
+            yield {"settings": settings, "client": client, "alice": alice, "finished": r.json()}
+        set_settings(None)
+
+
+@pytest.fixture(autouse=True)
+def _current(shared) -> Iterator[None]:
+    """The shared settings are the process's settings during each test; limits a test changes are restored."""
+    from sikd_service.celery_app import configure
+    from sikd_service.config import set_settings
+
+    s = shared["settings"]
+    saved = {k: getattr(s, k) for k in ("max_predict_files", "max_predict_file_bytes")}
+    set_settings(s)
+    configure(s)
+    yield
+    for k, v in saved.items():
+        setattr(s, k, v)
+    set_settings(None)
+
+
 @pytest.fixture
-def finished(client, alice, datasets, jobs) -> dict:
-    r = client.post("/experiments", json=tiny_spec(datasets, name="done"), headers=alice)
-    assert r.status_code == 201, r.text
-    assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 4
-    return r.json()
+def settings(shared) -> Any:
+    return shared["settings"]
+
+
+@pytest.fixture
+def client(shared) -> Any:
+    return shared["client"]
+
+
+@pytest.fixture
+def alice(shared) -> dict[str, str]:
+    return shared["alice"]
+
+
+@pytest.fixture
+def finished(shared) -> dict:
+    return shared["finished"]
 
 
 def test_results_and_report(client, alice, finished):
@@ -63,12 +126,16 @@ def test_overlays_features_and_files(client, alice, finished):
 def test_files_serve_nothing_outside_eval(client, alice, finished, settings):
     workdir = settings.experiments_dir / str(finished["id"])
     assert (workdir / "report.json").is_file()
-    (workdir / "eval" / "link.json").symlink_to(workdir / "report.json")
-    # Encoded dots and slashes reach the handler as "../report.json", "/etc/passwd"...
-    for path in ("..%2Freport.json", "%2E%2E/report.json", "overlays/%2E%2E/%2E%2E/report.json", "%2Fetc%2Fpasswd",
-                 "link.json", "overlays", "nope.png"):
-        r = client.get(f"/experiments/{finished['id']}/files/{path}", headers=alice)
-        assert r.status_code == 404 and r.json()["detail"].startswith("file "), path
+    link = workdir / "eval" / "link.json"
+    link.symlink_to(workdir / "report.json")
+    try:
+        # Encoded dots and slashes reach the handler as "../report.json", "/etc/passwd"...
+        for path in ("..%2Freport.json", "%2E%2E/report.json", "overlays/%2E%2E/%2E%2E/report.json",
+                     "%2Fetc%2Fpasswd", "link.json", "overlays", "nope.png"):
+            r = client.get(f"/experiments/{finished['id']}/files/{path}", headers=alice)
+            assert r.status_code == 404 and r.json()["detail"].startswith("file "), path
+    finally:
+        link.unlink()
 
 
 def test_predictions_zip_streams_every_mask(client, alice, finished, settings):
@@ -133,6 +200,7 @@ def test_predict_rejects_bad_images_and_too_many_files(client, alice, finished, 
     assert not list(settings.tmp_dir.iterdir())
 
 
+# Keep this test LAST in the module: it deletes the shared experiment.
 def test_deleting_a_finished_experiment_removes_models_and_files(client, alice, finished, settings):
     eid = finished["id"]
     assert client.delete(f"/experiments/{eid}", headers=alice).status_code == 204
