@@ -8,13 +8,21 @@ from pathlib import Path
 import pytest
 
 from ui.formatting import (
+    cases_long,
+    cases_wide,
+    comparison_pair,
+    comparisons_table,
+    dataset_aliases,
     experiment_eta,
+    fmt_p,
+    generalisation_frame,
     kind_progress,
     parse_seeds,
     score_table,
     spec_differences,
     spec_errors,
     table_html,
+    table_latex,
 )
 
 UI = Path(__file__).resolve().parents[2] / "ui"
@@ -40,22 +48,95 @@ def summary(method, dataset, split, dice, hd95, n=2):
                                  "hd95_mean": hd95 - 1, "hd95_std": 0.0}}}
 
 
+def comparison(dataset, split, dice_ci, hd_ci, **names):
+    return {"dataset": dataset, "split": split, "n_cases": 10, **names,
+            "dice": {"mean_diff": sum(dice_ci) / 2, "ci_low": dice_ci[0], "ci_high": dice_ci[1], "p_value": 0.0004,
+                     "better": 6, "worse": 3, "ties": 1},
+            "hd95": {"mean_diff": sum(hd_ci) / 2, "ci_low": hd_ci[0], "ci_high": hd_ci[1], "p_value": 0.2}}
+
+
 def test_score_table_rows_columns_and_delta_signs():
     s = [summary("baseline", "B", "cross", 0.50, 10.0), summary("sikd", "B", "cross", 0.40, 8.0),
          summary("baseline", "A", "intra", 0.80, 5.0), summary("sikd", "A", "intra", 0.85, 6.0)]
     text, signs = score_table(s, dataset_units={"B": "mm"})
-    assert text.index.tolist() == ["Baseline", "SIKD", "Δ SIKD − baseline"]
+    assert text.index.tolist() == ["Baseline", "SIKD", "Δ SIKD − Baseline"]
     assert text.columns.tolist() == [("A (intra)", "Dice"), ("A (intra)", "IoU"), ("A (intra)", "HD95 (px)"),
                                      ("B (cross)", "Dice"), ("B (cross)", "IoU"), ("B (cross)", "HD95 (mm)")]
     assert text.iloc[0].tolist()[:3] == ["0.800 ± 0.010", "0.400 ± 0.000", "5.00 ± 1.00"]
     assert text.iloc[2].tolist() == ["+0.050", "+0.025", "+1.00", "-0.100", "-0.050", "-2.00"]
-    # A: Dice up (better), IoU up (better), HD95 up (worse); B: Dice down, IoU down (worse), HD95 down (better)
-    assert signs.iloc[2].tolist() == [1, 1, -1, -1, -1, 1]
+    assert signs.abs().sum().sum() == 0  # no paired CIs: no difference is shown as demonstrated
+    # A: Dice CI above 0 (better), HD95 CI includes 0 (not coloured although HD95 rose);
+    # B: Dice CI below 0 (worse), HD95 CI below 0 (better); IoU has no CI: never coloured
+    comps = [comparison("A", "intra", (0.01, 0.09), (-0.5, 2.5)), comparison("B", "cross", (-0.2, -0.01), (-3, -1))]
+    text, signs = score_table(s, dataset_units={"B": "mm"}, comparisons=comps)
+    assert signs.iloc[2].tolist() == [1, 0, 0, -1, 0, 1]
     assert signs.iloc[:2].abs().sum().sum() == 0
     per_class, _ = score_table(s, class_name="LV")
     assert per_class.iloc[1, 0] == "0.950 ± 0.000"
     html = table_html(text, signs, css_class="t")
-    assert html.count("colspan='3'") == 2 and html.count("#1a7f37") == 3 and html.count("#cf222e") == 3
+    assert html.count("colspan='3'") == 2 and html.count("#1a7f37") == 2 and html.count("#cf222e") == 1
+
+
+def test_score_table_any_number_of_methods():
+    s = [summary(m, "A", "intra", d, 5.0, n=1) for m, d in (("baseline", 0.7), ("gin", 0.75), ("gin+sikd", 0.8),
+                                                            ("sikd", 0.78))]
+    comps = [comparison("A", "intra", (0.02, 0.1), (-1, 1), method="gin+sikd", reference="gin"),
+             comparison("A", "intra", (-0.01, 0.1), (-1, 1), method="sikd", reference="baseline")]
+    text, signs = score_table(s, comparisons=comps)
+    assert text.index.tolist() == ["Baseline", "SIKD", "GIN", "GIN+SIKD", "Δ GIN+SIKD − GIN", "Δ SIKD − Baseline"]
+    assert text.loc["Δ GIN+SIKD − GIN"].iloc[0] == "+0.050" and signs.loc["Δ GIN+SIKD − GIN"].iloc[0] == 1
+    assert signs.loc["Δ SIKD − Baseline"].iloc[0] == 0  # its CI includes 0
+    # without comparisons: every method against the baseline
+    assert score_table(s)[0].index.tolist()[4:] == ["Δ SIKD − Baseline", "Δ GIN − Baseline", "Δ GIN+SIKD − Baseline"]
+    # old reports: comparisons with a/b (or nothing) mean SIKD − baseline
+    assert comparison_pair({"a": "sikd", "b": "baseline"}) == ("sikd", "baseline") == comparison_pair({})
+
+
+def test_comparisons_table_p_values_and_ci_colours():
+    comps = [comparison("kvasir-seg-very-long-name", "intra", (0.01, 0.09), (-0.5, 2.5)),
+             comparison("B", "cross", (-0.2, 0.01), (-3, -1), method="maxstyle", reference="baseline")]
+    comps[1]["dice"]["p_value"] = 0.0123
+    text, signs = comparisons_table(comps, aliases={"kvasir-seg-very-long-name": "kvasir-seg…"})
+    assert text["Comparison"].tolist() == ["SIKD − Baseline", "MaxStyle − Baseline"]
+    assert text["Dataset"].tolist() == ["kvasir-seg…", "B"]
+    assert text["p (Dice)"].tolist() == ["<0.001", "0.012"]
+    assert signs["ΔDice"].tolist() == [1, 0] and signs["ΔHD95 (px)"].tolist() == [0, 1]
+    assert fmt_p(0.0009999) == "<0.001" and fmt_p(0.001) == "0.001" and fmt_p(None) == "–"
+    assert "p Holm (Dice)" not in text.columns
+    comps[0]["p_holm"] = 0.0002
+    assert comparisons_table(comps)[0]["p Holm (Dice)"].tolist() == ["<0.001", "–"]
+
+
+def test_per_case_frames():
+    def case(method, seed, key, dice, per):
+        return {"method": method, "seed": seed, "dataset": "A", "split": "intra", "case": key, "keys": [key],
+                "dice": dice, "iou": dice / 2, "hd95": 3.0, "hd": 4.0,
+                "per_class": {"dice": per, "iou": per, "hd95": [3.0, 3.0], "hd": [4.0, 4.0]}}
+
+    raw = [case("baseline", 0, "c1", 0.5, [0.4, 0.6]), case("baseline", 1, "c1", 0.7, [0.6, 0.8]),
+           case("sikd", 0, "c1", 0.9, [0.8, 1.0]), case("sikd", 1, "c1", 0.9, [0.8, 1.0]),
+           case("baseline", 0, "c2", 0.2, [0.2, 0.2]), case("sikd", 0, "c2", 0.1, [0.1, 0.1])]
+    long = cases_long(raw, ["background", "RV", "LV"])
+    assert len(long) == 4  # (case, method), seeds averaged
+    c1 = long[(long["Case"] == "c1") & (long["Method"] == "baseline")].iloc[0]
+    assert c1["Dice"] == pytest.approx(0.6) and c1["Dice RV"] == pytest.approx(0.5) and c1["Dice LV"] == 0.7
+    wide = cases_wide(long, [("sikd", "baseline")])
+    assert wide["Key"].tolist() == ["c1", "c2"]
+    assert wide["ΔDice SIKD − Baseline"].round(3).tolist() == [0.3, -0.1]
+    assert "Dice LV · SIKD" in wide.columns and "HD95 · Baseline" in wide.columns
+    gen = generalisation_frame([summary("baseline", "A", "intra", 0.8, 5), summary("baseline", "B", "cross", 0.5, 9),
+                                summary("baseline", "C", "cross", 0.3, 9), summary("sikd", "A", "intra", 0.8, 5)])
+    assert gen.set_index("Method").loc["Baseline"].tolist() == pytest.approx([0.8, 0.4, 0.4])
+    assert gen.set_index("Method").loc["SIKD"].isna().tolist() == [False, True, True]
+
+
+def test_latex_table_escapes_and_groups():
+    s = [summary("baseline", "a_b", "intra", 0.8, 5.0), summary("sikd", "a_b", "intra", 0.85, 6.0)]
+    tex = table_latex(score_table(s)[0])
+    assert r"\multicolumn{3}{c}{a\_b (intra)}" in tex and r"0.800 $\pm$ 0.010" in tex
+    assert r"$\Delta$ SIKD $-$ Baseline" in tex and tex.count(r"\\") == 5 and "\\toprule" in tex
+    assert dataset_aliases(["short", "x" * 30, "x" * 29]) == {"short": "short", "x" * 30: "x" * 17 + "…",
+                                                               "x" * 29: "x" * 17 + "…2"}
 
 
 def test_score_table_single_seed_and_single_method():
