@@ -578,6 +578,38 @@ def setting_value(spec: dict[str, Any], key: str) -> Any:
     return v if isinstance(v, str) else _canon(v)
 
 
+def readable_spec(spec: dict[str, Any], dataset_names: dict[str, str]) -> dict[str, Any]:
+    """A spec for people: dataset ids become their names, lists become ``a, b``, dicts ``k=v``."""
+    def name(d: Any) -> str:
+        return dataset_names.get(str(d), f"#{d}")
+
+    out: dict[str, Any] = {}
+    for k, v in spec.items():
+        if k == "train_dataset":
+            v = name(v)
+        elif k == "eval_datasets":
+            v = ", ".join(name(d) for d in v or []) or "none"
+        elif isinstance(v, list):
+            v = ", ".join(str(x) for x in v)
+        elif isinstance(v, dict):
+            v = ", ".join(f"{a}={b}" for a, b in v.items()) or "–"
+        out[k] = v
+    return out
+
+
+def intra_cross_frame(long: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per experiment and method: ``metric`` on the intra test split and averaged over the cross datasets
+    (with the mean of the seed std as the error bar), for grouped bars."""
+    if long.empty:
+        return pd.DataFrame(columns=["Experiment", "Method", "Split", metric, f"{metric} std", "Datasets"])
+    df = long.assign(Split=long["Split"].where(long["Split"] == "intra", "cross (mean)"))
+    out = df.groupby(["Experiment", "ID", "Method", "Split"], sort=False, as_index=False).agg(
+        **{metric: (metric, "mean"), f"{metric} std": (f"{metric} std", "mean"),
+           "Datasets": ("Dataset", lambda d: ", ".join(dict.fromkeys(d)))})
+    return out.sort_values(["ID", "Method", "Split"], key=lambda c: c != "intra" if c.name == "Split" else c,
+                           kind="stable").drop(columns="ID").reset_index(drop=True)
+
+
 def compare_frame(results: dict[int, dict[str, Any]], experiments: dict[int, dict[str, Any]],
                   class_name: str | None = None) -> pd.DataFrame:
     """Long form: one row per (experiment, dataset, split, method) with Dice/IoU/HD95 mean and std."""

@@ -18,6 +18,7 @@ from ui.formatting import (
     generalisation_frame,
     kind_progress,
     parse_seeds,
+    readable_spec,
     score_table,
     spec_differences,
     spec_errors,
@@ -187,3 +188,11 @@ def test_parse_seeds():
         parse_seeds("0, x")
     with pytest.raises(ValueError, match="at least one seed"):
         parse_seeds("  ")
+
+
+def test_readable_spec_names_datasets():
+    spec = {"train_dataset": "3", "eval_datasets": [5, "1"], "seeds": [0, 1], "model_kwargs": {"widths": [8, 16]},
+            "alpha": 2.0}
+    out = readable_spec(spec, {"3": "kvasir-seg", "5": "cvc-clinicdb"})
+    assert out == {"train_dataset": "kvasir-seg", "eval_datasets": "cvc-clinicdb, #1", "seeds": "0, 1",
+                   "model_kwargs": "widths=[8, 16]", "alpha": 2.0}
