@@ -246,6 +246,9 @@ class WorkersPublic(BaseModel):
     ok: bool
     count: int
     names: list[str]
+    #: Per worker name: ``{"accelerator": "cuda"|"cpu", "gpus": N, "gpu_names": [...]}`` (absent for a worker
+    #: that does not answer the ``sikd_devices`` command).
+    devices: dict[str, dict[str, Any]] = {}
 
 
 class HealthPublic(BaseModel):

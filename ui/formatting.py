@@ -119,9 +119,18 @@ def kind_progress(stages: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     return out
 
 
+def _stage_rate(s: dict[str, Any]) -> float | None:
+    """Seconds per epoch of a finished (not resumed) training stage."""
+    start, end = parse_time(s.get("started_at")), parse_time(s.get("finished_at"))
+    if s["kind"] == "evaluation" or s["status"] != "succeeded" or not start or not end or not s.get("epochs"):
+        return None
+    return (end - start).total_seconds() / s["epochs"]
+
+
 def experiment_eta(exp: dict[str, Any]) -> float | None:
-    """Seconds until the experiment is done: the running stages' ETAs plus the stages still waiting,
-    at the running stages' seconds per epoch. None when unknown (nothing has run long enough)."""
+    """Seconds until the experiment is done: the running stages' ETAs plus the stages still waiting, each at
+    the measured seconds per epoch of this experiment's finished stages of its kind (else of any finished
+    stage, else of the running ones). None when unknown (nothing has run long enough)."""
     if exp["status"] not in ACTIVE:
         return None
     stages = exp["stages"]
@@ -129,20 +138,110 @@ def experiment_eta(exp: dict[str, Any]) -> float | None:
     waiting = [s for s in stages if s["status"] in ("pending", "queued") and s["kind"] != "evaluation"]
     if not running and not waiting:
         return None
-    eta, rates = 0.0, []
+    done_rates: dict[str, list[float]] = {}
+    for s in stages:
+        r = _stage_rate(s)
+        if r is not None:
+            done_rates.setdefault(s["kind"], []).append(r)
+    eta, run_rates = 0.0, []
     for s in running:
         e = finite(s.get("eta_seconds"))
-        if e is None:  # just started: no estimate yet
-            return None
-        eta += e
         left = (s.get("epochs") or 0) - (s.get("epoch") or 0)
+        if e is None:  # just started: the finished stages of its kind tell, else no estimate yet
+            known = done_rates.get(s["kind"])
+            if s["kind"] == "evaluation" or not known:
+                return None
+            e = sum(known) / len(known) * max(left, 0)
+        eta += e
         if s["kind"] != "evaluation" and left > 0:
-            rates.append(e / left)
-    if waiting:
+            run_rates.append(e / left)
+    every = [r for v in done_rates.values() for r in v]
+    for s in waiting:
+        rates = done_rates.get(s["kind"]) or every or run_rates
         if not rates:
             return None
-        eta += sum(rates) / len(rates) * sum(max(s.get("epochs") or 0, 1) for s in waiting)
+        eta += sum(rates) / len(rates) * max(s.get("epochs") or 0, 1)
     return eta
+
+
+def preset_for_workers(health: dict[str, Any] | None, presets: Sequence[str]) -> str | None:
+    """The size preset that fits the workers: ``paper`` when a worker has a GPU, ``quick`` when every worker
+    that says what it runs on is CPU-only; None when unknown (no worker answers, or none says)."""
+    devices = list(((health or {}).get("workers") or {}).get("devices", {}).values())
+    if not devices:
+        return None
+    gpu = any(d.get("accelerator") == "cuda" for d in devices)
+    want = "paper" if gpu else "quick"
+    return want if want in presets else None
+
+
+def split_sizes(n_pairs: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
+    """About how many images go to train / validation / test (the real split is by case or group, so a
+    dataset of few large cases can differ)."""
+    test = max(1, round(n_pairs * test_fraction)) if n_pairs else 0
+    val = max(1, round(n_pairs * val_fraction)) if n_pairs and val_fraction > 0 else 0
+    return {"train": max(n_pairs - test - val, 0), "val": val, "test": test}
+
+
+def training_epochs(spec: dict[str, Any]) -> int:
+    """Epochs of all training stages of a spec: per seed, the baseline (if any), and the teacher and
+    student of SIKD (and of every ``X+sikd`` composition); any other method trains once."""
+    epochs = int(spec.get("epochs") or 0)
+    teacher = int(spec.get("teacher_epochs") or 0) or epochs
+    total = 0
+    for m in spec.get("methods") or []:
+        total += epochs + (teacher if m == "sikd" or str(m).endswith("+sikd") else 0)
+    return total * max(len(spec.get("seeds") or [0]), 1)
+
+
+def seconds_per_unit(exps: Sequence[dict[str, Any]], n_train: dict[int, int]) -> float | None:
+    """Measured cost of training: the median over finished training stages of recent experiments of
+    seconds / (epochs x training images x pixels), or None without history. ``n_train``: training images
+    per dataset id."""
+    rates = []
+    for e in exps:
+        spec = e.get("spec") or {}
+        h, w = (spec.get("image_size") or [0, 0])[:2]
+        n = n_train.get(int(spec.get("train_dataset") or 0)) if str(spec.get("train_dataset", "")).isdigit() else None
+        for s in e.get("stages") or []:
+            if s["kind"] == "evaluation" or s["status"] != "succeeded" or not n or not h or not w:
+                continue
+            start, end = parse_time(s.get("started_at")), parse_time(s.get("finished_at"))
+            epochs = s.get("epochs") or 0
+            if start and end and epochs and (s.get("resumed_from_epoch") in (None, 0)):
+                rates.append((end - start).total_seconds() / (epochs * n * h * w))
+    if not rates:
+        return None
+    rates.sort()
+    return rates[len(rates) // 2]
+
+
+def smooth_eta(prev: tuple[float, float] | None, value: float | None, now: float,
+               weight: float = 0.3) -> tuple[float, float] | None:
+    """An ETA that does not jump: ``prev`` = (seconds left, when), counted down by the time since, then
+    moved ``weight`` of the way to the new estimate (an exponential moving average). Returns the new
+    (seconds, now); None when there is no estimate at all."""
+    if value is None:
+        if prev is None:
+            return None
+        return (max(prev[0] - (now - prev[1]), 0.0), now)
+    if prev is None:
+        return (value, now)
+    predicted = max(prev[0] - (now - prev[1]), 0.0)
+    return (predicted + weight * (value - predicted), now)
+
+
+def queue_wait(exp: dict[str, Any], exps: Sequence[dict[str, Any]], workers: int = 1) -> float | None:
+    """Seconds before a queued experiment can start: the time left of the active experiments submitted
+    before it, shared among the workers. None when one of them has no estimate yet."""
+    ahead = [e for e in exps if e["status"] in ACTIVE and e["id"] < exp["id"]]
+    total = 0.0
+    for e in ahead:
+        eta = experiment_eta(e)
+        if eta is None:
+            return None
+        total += eta
+    return total / max(workers, 1)
 
 
 def current_activity(exp: dict[str, Any]) -> str:
