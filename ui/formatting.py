@@ -268,8 +268,8 @@ def current_activity(exp: dict[str, Any]) -> str:
     return "done"
 
 
-def experiments_frame(exps: Sequence[dict[str, Any]],
-                      results: dict[int, dict[str, Any]] | None = None) -> pd.DataFrame:
+def experiments_frame(exps: Sequence[dict[str, Any]], results: dict[int, dict[str, Any]] | None = None,
+                      etas: dict[int, float | None] | None = None) -> pd.DataFrame:
     """One row per experiment for the list (stages come with the list); progress in percent, overall and
     per stage kind (None: the experiment has no such stage); the headline Dice of the succeeded ones whose
     ``results`` are given; and ``Open``, the experiment's own URL."""
@@ -284,7 +284,8 @@ def experiments_frame(exps: Sequence[dict[str, Any]],
             "Status": e["status"],
             "Progress": 100 * (e.get("progress") or 0.0),
             **{k.capitalize(): None if prog[k] is None else 100 * prog[k] for k in STAGE_KINDS},
-            "Now": current_activity(e), "ETA": fmt_seconds(experiment_eta(e)) if e["status"] in ACTIVE else "",
+            "Now": current_activity(e), "ETA": (fmt_seconds(etas[e["id"]] if etas is not None and e["id"] in etas else experiment_eta(e))
+                    if e["status"] in ACTIVE else ""),
             "Model": spec.get("model", ""), "Epochs": spec.get("epochs"),
             "Created": created.strftime("%Y-%m-%d %H:%M") if created else "",
             **headline_scores(results.get(e["id"])),

@@ -18,12 +18,18 @@ from ui.formatting import (
     generalisation_frame,
     kind_progress,
     parse_seeds,
+    preset_for_workers,
+    queue_wait,
     readable_spec,
     score_table,
+    seconds_per_unit,
+    smooth_eta,
     spec_differences,
     spec_errors,
+    split_sizes,
     table_html,
     table_latex,
+    training_epochs,
 )
 
 UI = Path(__file__).resolve().parents[2] / "ui"
@@ -196,3 +202,53 @@ def test_readable_spec_names_datasets():
     out = readable_spec(spec, {"3": "kvasir-seg", "5": "cvc-clinicdb"})
     assert out == {"train_dataset": "kvasir-seg", "eval_datasets": "cvc-clinicdb, #1", "seeds": "0, 1",
                    "model_kwargs": "widths=[8, 16]", "alpha": 2.0}
+
+
+def stage(kind, status, epoch=0, epochs=10, eta=None, start=None, end=None, seed=0):
+    return {"kind": kind, "seed": seed, "status": status, "epoch": epoch, "epochs": epochs, "eta_seconds": eta,
+            "progress": epoch / epochs if epochs else 0, "started_at": start, "finished_at": end}
+
+
+def test_eta_of_waiting_stages_uses_the_finished_stages_of_their_kind():
+    t0 = "2026-01-01T00:00:00+00:00"
+    exp = {"id": 2, "status": "running", "stages": [
+        stage("baseline", "succeeded", 10, 10, start=t0, end="2026-01-01T00:01:40+00:00"),  # 10 s/epoch
+        stage("teacher", "succeeded", 10, 10, start=t0, end="2026-01-01T00:00:50+00:00"),   # 5 s/epoch
+        stage("student", "running", 2, 10, eta=200.0),                                       # 25 s/epoch
+        stage("baseline", "queued", seed=1), stage("teacher", "queued", seed=1), stage("student", "pending", seed=1),
+        stage("evaluation", "pending", 0, 0)]}
+    # the running student's own ETA, then seed 1: baseline at 10, teacher at 5, student at any finished (7.5)
+    assert experiment_eta(exp) == pytest.approx(200 + 100 + 50 + 75)
+    # between stages (nothing running) the finished ones still give an estimate (the old code gave none)
+    exp["stages"][2] = stage("student", "succeeded", 10, 10, start=t0, end="2026-01-01T00:03:20+00:00")
+    assert experiment_eta(exp) == pytest.approx(100 + 50 + 200)
+    queued = {"id": 3, "status": "queued", "stages": []}
+    assert queue_wait(queued, [exp, queued], workers=2) == pytest.approx(350 / 2)
+    assert queue_wait({**queued, "id": 1}, [exp], workers=1) == 0  # submitted before: nothing ahead
+
+
+def test_smoothed_eta_does_not_jump():
+    s = smooth_eta(None, 1800.0, now=0.0)
+    assert s == (1800.0, 0.0)
+    s = smooth_eta(s, 555.0, now=40.0)  # a new estimate far off: moves 30 % of the way, after the countdown
+    assert s[0] == pytest.approx(1760 + 0.3 * (555 - 1760))
+    assert smooth_eta(s, None, now=50.0)[0] == pytest.approx(s[0] - 10)
+    assert smooth_eta(None, None, now=0.0) is None
+
+
+def test_plan_helpers():
+    assert preset_for_workers({"workers": {"devices": {"w@a": {"accelerator": "cpu"}}}}, ["paper", "quick"]) == "quick"
+    both = {"workers": {"devices": {"w@a": {"accelerator": "cpu"}, "w@b": {"accelerator": "cuda"}}}}
+    assert preset_for_workers(both, ["paper", "quick"]) == "paper"
+    assert preset_for_workers({"workers": {"devices": {}}}, ["paper", "quick"]) is None
+    assert preset_for_workers(None, ["paper", "quick"]) is None
+    assert split_sizes(1000, 0.1, 0.2) == {"train": 700, "val": 100, "test": 200}
+    assert split_sizes(3, 0.0, 0.2) == {"train": 2, "val": 0, "test": 1}
+    assert training_epochs({"epochs": 10, "teacher_epochs": 4, "methods": ["baseline", "sikd", "gin+sikd", "gin"],
+                            "seeds": [0, 1]}) == 2 * (10 + 14 + 14 + 10)
+    t0 = "2026-01-01T00:00:00+00:00"
+    exps = [{"spec": {"train_dataset": "7", "image_size": [10, 10]},
+             "stages": [stage("baseline", "succeeded", 5, 5, start=t0, end="2026-01-01T00:00:10+00:00"),
+                        stage("evaluation", "succeeded", 0, 0, start=t0, end="2026-01-01T01:00:00+00:00")]}]
+    assert seconds_per_unit(exps, {7: 20}) == pytest.approx(10 / (5 * 20 * 100))
+    assert seconds_per_unit(exps, {}) is None

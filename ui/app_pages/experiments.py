@@ -4,11 +4,12 @@ open, cancel or delete one."""
 from __future__ import annotations
 
 import math
+import time
 
 import streamlit as st
 
 from ui.client import ApiError, Client
-from ui.formatting import ACTIVE, experiments_frame
+from ui.formatting import ACTIVE, experiment_eta, experiments_frame, queue_wait, smooth_eta
 from ui.widgets import confirm_delete, explain, fail, show_error
 
 PAGE_SIZE = 50
@@ -73,6 +74,32 @@ COLUMNS = {
 }
 
 
+def smoothed_etas(exps: list[dict]) -> dict[int, float | None]:
+    """Time left per active experiment, smoothed across refreshes (an exponential moving average kept in the
+    session, counted down between refreshes) so it does not jump; a queued one also waits for the active
+    experiments submitted before it, shared among the workers."""
+    memory: dict[int, tuple[float, float]] = st.session_state.setdefault("eta_memory", {})
+    health, _ = api.health(wait=0)
+    workers = max(int(((health or {}).get("workers") or {}).get("count") or 1), 1)
+    now, out = time.monotonic(), {}
+    for e in exps:
+        if e["status"] not in ACTIVE:
+            memory.pop(e["id"], None)
+            continue
+        own = experiment_eta(e)
+        if e["status"] == "queued":
+            wait = queue_wait(e, exps, workers)
+            own = None if wait is None or own is None else own + wait
+        new = smooth_eta(memory.get(e["id"]), own, now)
+        if new is None:
+            memory.pop(e["id"], None)
+            out[e["id"]] = None
+        else:
+            memory[e["id"]] = new
+            out[e["id"]] = new[0]
+    return out
+
+
 def succeeded_results(exps: list[dict]) -> dict[int, dict]:
     """The results of the succeeded experiments on this page (cached: they never change once written)."""
     out = {}
@@ -103,7 +130,8 @@ def live_table() -> None:
     st.caption(f"{count} experiment(s){f', {n_active} active on this page' if n_active else ''} · "
                f"refreshes every {REFRESH_ACTIVE if active else REFRESH_IDLE:g} s · click a row to choose it, "
                "**open ↗** for its page")
-    event = st.dataframe(experiments_frame(exps, succeeded_results(exps)), hide_index=True, column_config=COLUMNS,
+    event = st.dataframe(experiments_frame(exps, succeeded_results(exps), etas=smoothed_etas(exps)),
+                         hide_index=True, column_config=COLUMNS,
                          width="stretch", key="experiments_table", on_select="rerun", selection_mode="single-row")
     if not exps:
         return
