@@ -533,6 +533,32 @@ def comparisons_table(comparisons: Sequence[dict[str, Any]], unit: str = "px",
     return pd.DataFrame(rows, columns=cols), pd.DataFrame(signs, columns=cols)
 
 
+# ------------------------------------------------------------------------------------------ datasets
+_NUMBERED = re.compile(r"^\D*?(\d+)\D*$")
+
+
+def frames_warning(dataset: dict[str, Any]) -> str | None:
+    """A warning for a dataset that looks like video frames (keys numbered without gaps, one case per image)
+    without groups: neighbouring frames are near-duplicates, so a split by image leaks between train and
+    test and the intra scores come out too good."""
+    stats = dataset.get("stats") or {}
+    if stats.get("groups") or stats.get("volumetric") or dataset.get("synthetic"):
+        return None
+    n = int(dataset.get("num_pairs") or 0)
+    if n < 20 or int(stats.get("cases") or n) < n:
+        return None
+    keys = [str(s.get("key", "")) for s in dataset.get("samples") or []]
+    nums = [int(m.group(1)) for k in keys if (m := _NUMBERED.match(k))]
+    if len(keys) < 2 or len(nums) < len(keys):
+        return None
+    if max(nums) - min(nums) > 2 * n:  # sparse numbering: probably ids, not frames
+        return None
+    return (f"**These may be video frames (near-duplicates) without groups:** the {n} images are numbered "
+            f"{min(nums)}…{max(nums)} and each is its own case, so neighbouring frames can land in train and test "
+            "and inflate the intra scores. Give each frame its video in a `groups.csv` (`name,group` rows) "
+            "so splits keep a video together.")
+
+
 # ------------------------------------------------------------------------------------------ per case
 def cases_long(cases: Sequence[dict[str, Any]], class_names: Sequence[str] = ()) -> pd.DataFrame:
     """Per-case scores (``eval/cases.json`` records) in long form, one row per (dataset, split, case,

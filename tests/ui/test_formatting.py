@@ -15,6 +15,7 @@ from ui.formatting import (
     dataset_aliases,
     experiment_eta,
     fmt_p,
+    frames_warning,
     generalisation_frame,
     kind_progress,
     parse_seeds,
@@ -252,3 +253,17 @@ def test_plan_helpers():
                         stage("evaluation", "succeeded", 0, 0, start=t0, end="2026-01-01T01:00:00+00:00")]}]
     assert seconds_per_unit(exps, {7: 20}) == pytest.approx(10 / (5 * 20 * 100))
     assert seconds_per_unit(exps, {}) is None
+
+
+def test_frames_warning():
+    def ds(keys, n=100, groups=0, cases=None, synthetic=False):
+        return {"num_pairs": n, "synthetic": synthetic, "samples": [{"key": k} for k in keys],
+                "stats": {"groups": groups, "cases": n if cases is None else cases}}
+
+    frames = ds(["1", "21", "41", "61", "99"])
+    assert "may be video frames" in frames_warning(frames) and "1…99" in frames_warning(frames)
+    assert frames_warning(ds(["1", "21", "99"], groups=19)) is None  # grouped (CVC-ClinicDB's videos)
+    assert frames_warning(ds(["1", "21", "99"], synthetic=True)) is None
+    assert frames_warning(ds(["cju0qkwl35piu0993l0dewei2", "cju0roawvklrq0799vmjorwfv"])) is None  # hashes
+    assert frames_warning(ds(["1", "5000", "90000"])) is None  # sparse ids, not frames
+    assert frames_warning(ds(["1", "2"], cases=50)) is None  # several images per case: volumes or patients
