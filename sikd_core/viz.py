@@ -143,11 +143,17 @@ def _viridis_lut() -> np.ndarray:
 VIRIDIS = _viridis_lut()
 
 
-def feature_map_image(features: np.ndarray) -> np.ndarray:
-    """``F,H,W`` feature map -> ``H,W,3`` uint8: mean absolute activation over channels, min-max scaled."""
-    f = np.abs(np.asarray(features, dtype=np.float32)).mean(0)
-    lo, hi = float(f.min()), float(f.max())
-    f = (f - lo) / (hi - lo) if hi > lo else np.zeros_like(f)
+def feature_activation(features: np.ndarray) -> np.ndarray:
+    """``F,H,W`` feature map -> ``H,W`` mean absolute activation over channels."""
+    return np.abs(np.asarray(features, dtype=np.float32)).mean(0)
+
+
+def feature_map_image(features: np.ndarray, scale: tuple[float, float] | None = None) -> np.ndarray:
+    """``F,H,W`` feature map -> ``H,W,3`` uint8 (viridis): mean absolute activation over channels, scaled to
+    ``scale`` = (low, high) when given (one scale shared by maps that are compared), else to its own range."""
+    f = feature_activation(features)
+    lo, hi = scale if scale is not None else (float(f.min()), float(f.max()))
+    f = np.clip((f - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(f)
     return VIRIDIS[(f * 255).astype(np.uint8)]
 
 

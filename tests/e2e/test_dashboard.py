@@ -289,7 +289,7 @@ def test_upload_train_and_read_the_results_in_the_browser(browser, stack, tmp_pa
     page.shot("experiment-cases")
 
     page.click_text("[role=tab]", "Feature maps")
-    page.wait_text("teacher (class-mean input)", "SIKD student")
+    page.wait_text("class-wise mean image (teacher's input)", "SIKD student", "one scale for all feature maps")
     page.wait(lambda: len(page.visible_tab_images()) == 1, 30, "the feature maps")
     page.shot("experiment-features")
 

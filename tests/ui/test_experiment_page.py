@@ -167,7 +167,10 @@ def test_feature_maps_and_downloads(succeeded):
     at, api, exp_id, results = succeeded
     feats = api.get(f"/experiments/{exp_id}/features")["data"]
     heads = [re.sub(r"<[^>]+>", "", m.value) for m in at.markdown if "text-align:center;font-weight:600" in m.value]
-    assert heads == ["image", "Baseline", "teacher (class-mean input)", "SIKD student"]
+    assert heads == ["image", "class-wise mean image (teacher's input)", "Baseline", "teacher", "SIKD student"]
+    bar = [m.value for m in at.markdown if "sikd-colourbar" in m.value]
+    lo, hi = feats[0]["scale"]
+    assert bar and f"<span>{lo:.3g}</span>" in bar[0] and f"<span>{hi:.3g}</span>" in bar[0]
     assert len(at.selectbox(key="feat_image").options) == len(feats)
     labels = [b.label for b in at.get("download_button") if b.label not in ("CSV", "LaTeX", "PNG", "SVG")]
     models = api.get("/models", params={"experiment_id": exp_id})["data"]

@@ -55,7 +55,8 @@ def test_overlays_features_and_files(client, alice, finished):
     page = client.get(f"/experiments/{eid}/overlays?skip=1&limit=1", headers=alice).json()
     assert page["count"] == ov["count"] and page["data"] == ov["data"][1:2]
     feats = client.get(f"/experiments/{eid}/features", headers=alice).json()
-    assert feats["count"] == 2 and feats["data"][0]["panels"] == ["image", "baseline", "teacher", "sikd"]
+    assert feats["count"] == 2 and feats["data"][0]["panels"] == ["image", "teacher_input", "baseline",
+                                                                      "teacher", "sikd"]
     assert client.get(feats["data"][0]["url"], headers=alice).status_code == 200
     assert client.get(f"/experiments/{eid}/files/cases.json", headers=alice).json()
 
