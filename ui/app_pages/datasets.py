@@ -9,7 +9,7 @@ import streamlit as st
 
 from ui.client import ApiError, Client
 from ui.formatting import CLASS_COLORS, fmt_bytes, frames_warning, parse_time, split_sizes
-from ui.widgets import class_legend, confirm_delete, fail, picture, show_error
+from ui.widgets import class_legend, confirm_delete, fail, figure_downloads, picture, show_error
 
 THUMBS_PER_PAGE = 9
 
@@ -140,6 +140,7 @@ with right:
         fig.update_layout(height=340, showlegend=False, margin=dict(l=10, r=10, t=40, b=10),
                           yaxis_tickformat=".0%")
         st.plotly_chart(fig, width="stretch", key="class_fractions")
+        figure_downloads(fig, f"dataset-{chosen}-class-fractions", key="class_fractions")
         st.caption("Bars in the classes' mask colours (background grey).")
 
 if st.button("Delete this dataset", key="ds_delete"):

@@ -253,6 +253,7 @@ def progress_section(seen_status: str) -> None:
         st.caption("Curves appear after the first epoch.")
     else:
         st.plotly_chart(fig, width="stretch", key="curves_chart")
+        figure_downloads(fig, f"experiment-{exp_id}-curves", key="curves")
 
 
 st.subheader("Stages")
