@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         page.wait_text("Experiments", "Signed in as", timeout=60)
 
         page.nav("Datasets")
-        page.wait_text("Class pixel fractions", "Samples")
+        page.wait_text("Class pixel fractions", "Image/mask pairs")
         page.wait(lambda: len([i for i in driver.find_elements(page.By.CSS_SELECTOR, "[data-testid=stImage] img")
                                if driver.execute_script("return arguments[0].naturalWidth > 0", i)]) >= 4,
                   30, "the dataset's thumbnails")

@@ -218,7 +218,7 @@ def test_upload_train_and_read_the_results_in_the_browser(browser, stack, tmp_pa
         page.click_button("Upload and validate")
         page.wait_text(f"{domain} is valid and was added", timeout=60)
         page.wait_idle()
-    page.wait_text("Class pixel fractions", "Samples")
+    page.wait_text("Class pixel fractions", "Image/mask pairs")
     page.wait(lambda: len([i for i in browser.find_elements(page.By.CSS_SELECTOR, "[data-testid=stImage] img")
                            if browser.execute_script("return arguments[0].naturalWidth > 0", i)]) >= 4,
               30, "the dataset's thumbnails")
