@@ -149,6 +149,25 @@ class ResultRow(BaseModel):
     per_class: dict[str, dict[str, float | None]]
 
 
+class CaseScore(BaseModel):
+    """One model's scores on one case (an image, or a volume): means over the foreground classes, and
+    ``per_class`` lists (one value per foreground class) of each metric."""
+
+    model_config = ConfigDict(extra="allow")
+
+    method: str
+    seed: int
+    dataset: str
+    split: Literal["intra", "cross"]
+    case: str
+    keys: list[str]
+    dice: float | None
+    iou: float | None
+    hd95: float | None
+    hd: float | None = None
+    per_class: dict[str, list[float | None]]
+
+
 class ExperimentResults(Page[ResultRow]):
     summary: list[dict[str, Any]]
     comparisons: list[dict[str, Any]]
@@ -227,6 +246,9 @@ class WorkersPublic(BaseModel):
     ok: bool
     count: int
     names: list[str]
+    #: Per worker name: ``{"accelerator": "cuda"|"cpu", "gpus": N, "gpu_names": [...]}`` (absent for a worker
+    #: that does not answer the ``sikd_devices`` command).
+    devices: dict[str, dict[str, Any]] = {}
 
 
 class HealthPublic(BaseModel):

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alpha", type=float, default=1.0, help="alpha of the second, compared experiment")
     p.add_argument("--second", type=int, help="use this (running) experiment as the second one")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    p.add_argument("--wait-second", type=float, default=3600, help="seconds to wait for the second experiment")
     args = p.parse_args(argv)
 
     token = args.token or (ROOT / "sikd_data" / "admin_token").read_text().strip()
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         page.wait_text("Experiments", "Signed in as", timeout=60)
 
         page.nav("Datasets")
-        page.wait_text("Class pixel fractions", "Samples")
+        page.wait_text("Class pixel fractions", "Image/mask pairs")
         page.wait(lambda: len([i for i in driver.find_elements(page.By.CSS_SELECTOR, "[data-testid=stImage] img")
                                if driver.execute_script("return arguments[0].naturalWidth > 0", i)]) >= 4,
                   30, "the dataset's thumbnails")
@@ -92,21 +93,30 @@ def main(argv: list[str] | None = None) -> int:
 
         driver.get(f"{args.ui}/experiment?id={exp['id']}")
         page.wait(lambda: driver.find_elements(page.By.CSS_SELECTOR, "table.sikd-scores"), 60, "the score table")
-        page.wait_text("Paired per-case comparison")
+        page.wait_text("Paired per-case comparisons")
         page.shot("experiment-scores")
+        page.click_text("[role=tab]", "Distributions")
+        page.wait_text("Generalisation: intra vs cross", "Per-case Dice by dataset and method")
+        page.shot("experiment-distributions")
+        page.click_text("[role=tab]", "Cases")
+        page.wait_text("evaluated cases · click a column header to sort")
+        page.wait(lambda: len(page.visible_tab_images()) >= 1, 60, "the chosen case's picture")
+        page.shot("experiment-cases")
         page.click_text("[role=tab]", "Overlays")
         page.wait_text("Contours:")
         page.wait(lambda: len(page.visible_tab_images()) >= 3, 30, "overlay images")
         page.shot("experiment-overlays")
         page.click_text("[role=tab]", "Feature maps")
-        page.wait_text("Left to right:")
+        page.wait_text("SIKD student")
         page.wait(lambda: len(page.visible_tab_images()) >= 1, 30, "the feature maps")
         page.shot("experiment-features")
 
-        deadline = time.monotonic() + 3600
+        deadline = time.monotonic() + args.wait_second
         while api.get(f"/experiments/{second['id']}").json()["status"] not in ("succeeded", "failed", "cancelled"):
             if time.monotonic() > deadline:
-                raise SystemExit("the second experiment did not finish within an hour")
+                print(f"the second experiment did not finish within {args.wait_second:g} s: compare.png is "
+                      "not refreshed", file=sys.stderr)
+                return 1
             time.sleep(5)
         driver.get(f"{args.ui}/compare?ids={exp['id']},{second['id']}")
         page.wait_text("Settings that differ:", "alpha", timeout=60)

@@ -18,6 +18,7 @@ from sikd_core.data import Manifest, PreparedData, iter_cases
 from sikd_core.data.preprocess import load_case
 from sikd_core.viz import (
     downscale,
+    feature_activation,
     feature_map_image,
     hstack_panels,
     overlay_contours,
@@ -116,15 +117,26 @@ def render_features(eval_dir: Path, sets: EvalSets, nets: Sequence[tuple[str, to
             y = torch.from_numpy(np.asarray(data.labels[row_of[i]], dtype=np.int64))[None].to(device)
             panels = [to_rgb_uint8(x[0].permute(1, 2, 0).cpu().numpy())]
             names = ["image"]
+            feats = []
             for name, net, is_teacher in nets:
-                inp = teacher_input_fn(x, y) if (is_teacher and teacher_input_fn is not None) else x
-                feats = net.forward_features(inp)[0].float().cpu().numpy()
-                panels.append(feature_map_image(feats))
+                inp = x
+                if is_teacher and teacher_input_fn is not None:
+                    inp = teacher_input_fn(x, y)  # what the teacher sees (the class-wise mean image), shown too
+                    t = inp[0].permute(1, 2, 0).float().cpu().numpy()
+                    lo, hi = float(t.min()), float(t.max())
+                    panels.append(to_rgb_uint8((t - lo) / (hi - lo) if hi > lo else np.zeros_like(t)))
+                    names.append("teacher_input")
+                feats.append((name, net.forward_features(inp)[0].float().cpu().numpy()))
+            # one colour scale for all maps, so brighter means a stronger activation in every panel
+            acts = [feature_activation(f) for _, f in feats]
+            scale = (min(float(a.min()) for a in acts), max(float(a.max()) for a in acts)) if acts else (0.0, 1.0)
+            for name, f in feats:
+                panels.append(feature_map_image(f, scale))
                 names.append(name)
             key = manifest.samples[i].key
             fname = f"{safe_name(key)}.png"
             save_png(folder / fname, hstack_panels(panels))
             index.append({"dataset": manifest.name, "split": split, "key": key, "panels": names,
-                          "file": f"features/{safe_name(manifest.name)}/{fname}"})
+                          "scale": list(scale), "file": f"features/{safe_name(manifest.name)}/{fname}"})
     write_json(eval_dir / "features.json", index)
     return index

@@ -51,6 +51,11 @@ def mask_boundary(mask: np.ndarray, thickness: int = 1) -> np.ndarray:
     edge[:, :-1] |= m[:, :-1] != m[:, 1:]
     edge[:, 1:] |= m[:, 1:] != m[:, :-1]
     edge &= ndimage.binary_dilation(m > 0, iterations=1)  # keep the line on the foreground side
+    # A region that reaches the image border is closed along it: an all-foreground prediction (a collapsed
+    # model) would otherwise have no class change, hence no visible outline at all.
+    frame = np.zeros(m.shape, dtype=bool)
+    frame[0, :] = frame[-1, :] = frame[:, 0] = frame[:, -1] = True
+    edge |= frame & (m > 0)
     if thickness > 1:
         edge = ndimage.binary_dilation(edge, iterations=thickness - 1)
     return edge
@@ -86,6 +91,45 @@ def overlay_fill(image: np.ndarray, mask: np.ndarray, opacity: float = 0.45) -> 
     return out.astype(np.uint8)
 
 
+def class_contours(image: np.ndarray, mask: np.ndarray, num_classes: int, thickness: int | None = None) -> np.ndarray:
+    """Outline each foreground class of ``mask`` (``H,W`` class indices) in its class colour
+    (:data:`CLASS_COLORS`, the colours of :func:`overlay_fill`), so classes are told apart."""
+    out = to_rgb_uint8(image).copy()
+    if mask.shape != out.shape[:2]:
+        raise ValueError(f"mask has shape {mask.shape}, image {out.shape[:2]}")
+    if thickness is None:
+        thickness = max(1, round(max(out.shape[:2]) / 300))
+    colors = class_colors(max(num_classes, 2))
+    for k in range(1, max(num_classes, 2)):
+        region = mask == k
+        if region.any():
+            out[mask_boundary(region.astype(np.uint8), thickness)] = colors[k]
+    return out
+
+
+#: Colours of the error map: predicted but not in the ground truth, missed, and correctly found foreground.
+ERROR_COLORS: dict[str, tuple[int, int, int]] = {"false positive": (255, 60, 60), "false negative": (40, 140, 255),
+                                                 "true positive": (0, 200, 0)}
+
+
+def error_map(image: np.ndarray, pred: np.ndarray, target: np.ndarray, opacity: float = 0.5) -> np.ndarray:
+    """The prediction's errors over the image: false-positive pixels (foreground where the ground truth
+    has another class) red, false negatives (ground-truth foreground predicted as background) blue,
+    correct foreground green. Visible for any prediction, also one that fills the whole image."""
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction has shape {pred.shape}, ground truth {target.shape}")
+    out = to_rgb_uint8(image).astype(np.float32)
+    if pred.shape != out.shape[:2]:
+        raise ValueError(f"masks have shape {pred.shape}, image {out.shape[:2]}")
+    wrong = pred != target
+    layers = {"false positive": (pred > 0) & wrong, "false negative": (target > 0) & wrong & (pred == 0),
+              "true positive": (pred > 0) & ~wrong}
+    for name, where in layers.items():
+        colour = np.array(ERROR_COLORS[name], dtype=np.float32)
+        out[where] = out[where] * (1 - opacity) + colour * opacity
+    return out.astype(np.uint8)
+
+
 def _viridis_lut() -> np.ndarray:
     # Anchor colours of matplotlib's viridis, linearly interpolated to 256 entries.
     anchors = np.array([[68, 1, 84], [72, 40, 120], [62, 74, 137], [49, 104, 142], [38, 130, 142],
@@ -99,11 +143,17 @@ def _viridis_lut() -> np.ndarray:
 VIRIDIS = _viridis_lut()
 
 
-def feature_map_image(features: np.ndarray) -> np.ndarray:
-    """``F,H,W`` feature map -> ``H,W,3`` uint8: mean absolute activation over channels, min-max scaled."""
-    f = np.abs(np.asarray(features, dtype=np.float32)).mean(0)
-    lo, hi = float(f.min()), float(f.max())
-    f = (f - lo) / (hi - lo) if hi > lo else np.zeros_like(f)
+def feature_activation(features: np.ndarray) -> np.ndarray:
+    """``F,H,W`` feature map -> ``H,W`` mean absolute activation over channels."""
+    return np.abs(np.asarray(features, dtype=np.float32)).mean(0)
+
+
+def feature_map_image(features: np.ndarray, scale: tuple[float, float] | None = None) -> np.ndarray:
+    """``F,H,W`` feature map -> ``H,W,3`` uint8 (viridis): mean absolute activation over channels, scaled to
+    ``scale`` = (low, high) when given (one scale shared by maps that are compared), else to its own range."""
+    f = feature_activation(features)
+    lo, hi = scale if scale is not None else (float(f.min()), float(f.max()))
+    f = np.clip((f - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(f)
     return VIRIDIS[(f * 255).astype(np.uint8)]
 
 

@@ -171,6 +171,14 @@ def overlays(settings: Settings, exp: Experiment, *, dataset: str | None, catego
     return items
 
 
+def cases(settings: Settings, exp: Experiment, *, dataset: str | None, method: str | None,
+          split: str | None) -> list[dict[str, Any]]:
+    """Per-case scores of every model (``eval/cases.json``), optionally of one dataset, method or split."""
+    items = read_json(settings, exp, "eval/cases.json", "per-case scores")
+    return [c for c in items if (dataset is None or c["dataset"] == dataset)
+            and (method is None or c["method"] == method) and (split is None or c["split"] == split)]
+
+
 def prediction_files(settings: Settings, exp: Experiment) -> list[tuple[Path, str]]:
     require_finished(exp, "predictions")
     root = experiment_dir(settings, exp.id) / "eval" / "predictions"

@@ -19,12 +19,14 @@ import pandas as pd
 
 STAGE_KINDS = ("baseline", "teacher", "student", "evaluation")
 ACTIVE = ("queued", "running")
-METHOD_LABELS = {"baseline": "Baseline", "sikd": "SIKD"}
+METHOD_LABELS = {"baseline": "Baseline", "sikd": "SIKD", "gin": "GIN", "sdm": "SDM", "maxstyle": "MaxStyle"}
 STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:",
                 "succeeded": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:",
                 "pending": ":material/more_horiz:"}
 #: Contour colours of the overlays (the API draws them with sikd_core.viz.CONTOUR_COLORS).
 CONTOUR_COLORS = {"ground truth": "#00e600", "baseline": "#ff3c3c", "SIKD": "#288cff"}
+#: Class colours of masks and fills (index = class; sikd_core.viz.CLASS_COLORS as hex).
+CLASS_COLORS = ("#000000", "#ff5050", "#50c878", "#508cff", "#ffc83c", "#c85aff", "#3cdcdc", "#ff8c28", "#a0a0a0")
 BETTER = "#1a7f37"
 WORSE = "#cf222e"
 TEACHER_INPUT_LABELS = {"class_mean": "class-wise mean image (SIKD)", "image": "the image itself (ablation)",
@@ -40,6 +42,36 @@ def fmt(v: Any, digits: int = 3, sign: bool = False) -> str:
     if f is None:
         return "–"
     return f"{f:+.{digits}f}" if sign else f"{f:.{digits}f}"
+
+
+def fmt_p(v: Any) -> str:
+    """A p-value as the report prints it: ``<0.001`` below a thousandth, else three decimals."""
+    f = finite(v)
+    if f is None:
+        return "–"
+    return "<0.001" if f < 0.001 else f"{f:.3f}"
+
+
+def method_label(method: str) -> str:
+    """``sikd`` -> ``SIKD``, ``gin+sikd`` -> ``GIN+SIKD``; unknown names stay as they are."""
+    return "+".join(METHOD_LABELS.get(part, part) for part in str(method).split("+"))
+
+
+def comparison_pair(c: dict[str, Any]) -> tuple[str, str]:
+    """``(method, reference)`` of a paired comparison: its ``method``/``reference`` keys, else the older
+    ``a``/``b``, else SIKD against the baseline (reports written before methods were named)."""
+    return (str(c.get("method") or c.get("a") or "sikd"), str(c.get("reference") or c.get("b") or "baseline"))
+
+
+def ci_sign(entry: dict[str, Any] | None, higher_better: bool) -> int:
+    """+1 where a paired difference is better and its 95% CI excludes 0, -1 where it is worse and the CI
+    excludes 0, 0 otherwise (no CI, or a CI that includes 0: not a demonstrated difference)."""
+    if not entry:
+        return 0
+    d, lo, hi = finite(entry.get("mean_diff")), finite(entry.get("ci_low")), finite(entry.get("ci_high"))
+    if d is None or lo is None or hi is None or lo <= 0 <= hi:
+        return 0
+    return 1 if (d > 0) == higher_better else -1
 
 
 def fmt_seconds(s: float | None) -> str:
@@ -87,9 +119,18 @@ def kind_progress(stages: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     return out
 
 
+def _stage_rate(s: dict[str, Any]) -> float | None:
+    """Seconds per epoch of a finished (not resumed) training stage."""
+    start, end = parse_time(s.get("started_at")), parse_time(s.get("finished_at"))
+    if s["kind"] == "evaluation" or s["status"] != "succeeded" or not start or not end or not s.get("epochs"):
+        return None
+    return (end - start).total_seconds() / s["epochs"]
+
+
 def experiment_eta(exp: dict[str, Any]) -> float | None:
-    """Seconds until the experiment is done: the running stages' ETAs plus the stages still waiting,
-    at the running stages' seconds per epoch. None when unknown (nothing has run long enough)."""
+    """Seconds until the experiment is done: the running stages' ETAs plus the stages still waiting, each at
+    the measured seconds per epoch of this experiment's finished stages of its kind (else of any finished
+    stage, else of the running ones). None when unknown (nothing has run long enough)."""
     if exp["status"] not in ACTIVE:
         return None
     stages = exp["stages"]
@@ -97,20 +138,110 @@ def experiment_eta(exp: dict[str, Any]) -> float | None:
     waiting = [s for s in stages if s["status"] in ("pending", "queued") and s["kind"] != "evaluation"]
     if not running and not waiting:
         return None
-    eta, rates = 0.0, []
+    done_rates: dict[str, list[float]] = {}
+    for s in stages:
+        r = _stage_rate(s)
+        if r is not None:
+            done_rates.setdefault(s["kind"], []).append(r)
+    eta, run_rates = 0.0, []
     for s in running:
         e = finite(s.get("eta_seconds"))
-        if e is None:  # just started: no estimate yet
-            return None
-        eta += e
         left = (s.get("epochs") or 0) - (s.get("epoch") or 0)
+        if e is None:  # just started: the finished stages of its kind tell, else no estimate yet
+            known = done_rates.get(s["kind"])
+            if s["kind"] == "evaluation" or not known:
+                return None
+            e = sum(known) / len(known) * max(left, 0)
+        eta += e
         if s["kind"] != "evaluation" and left > 0:
-            rates.append(e / left)
-    if waiting:
+            run_rates.append(e / left)
+    every = [r for v in done_rates.values() for r in v]
+    for s in waiting:
+        rates = done_rates.get(s["kind"]) or every or run_rates
         if not rates:
             return None
-        eta += sum(rates) / len(rates) * sum(max(s.get("epochs") or 0, 1) for s in waiting)
+        eta += sum(rates) / len(rates) * max(s.get("epochs") or 0, 1)
     return eta
+
+
+def preset_for_workers(health: dict[str, Any] | None, presets: Sequence[str]) -> str | None:
+    """The size preset that fits the workers: ``paper`` when a worker has a GPU, ``quick`` when every worker
+    that says what it runs on is CPU-only; None when unknown (no worker answers, or none says)."""
+    devices = list(((health or {}).get("workers") or {}).get("devices", {}).values())
+    if not devices:
+        return None
+    gpu = any(d.get("accelerator") == "cuda" for d in devices)
+    want = "paper" if gpu else "quick"
+    return want if want in presets else None
+
+
+def split_sizes(n_pairs: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
+    """About how many images go to train / validation / test (the real split is by case or group, so a
+    dataset of few large cases can differ)."""
+    test = max(1, round(n_pairs * test_fraction)) if n_pairs else 0
+    val = max(1, round(n_pairs * val_fraction)) if n_pairs and val_fraction > 0 else 0
+    return {"train": max(n_pairs - test - val, 0), "val": val, "test": test}
+
+
+def training_epochs(spec: dict[str, Any]) -> int:
+    """Epochs of all training stages of a spec: per seed, the baseline (if any), and the teacher and
+    student of SIKD (and of every ``X+sikd`` composition); any other method trains once."""
+    epochs = int(spec.get("epochs") or 0)
+    teacher = int(spec.get("teacher_epochs") or 0) or epochs
+    total = 0
+    for m in spec.get("methods") or []:
+        total += epochs + (teacher if m == "sikd" or str(m).endswith("+sikd") else 0)
+    return total * max(len(spec.get("seeds") or [0]), 1)
+
+
+def seconds_per_unit(exps: Sequence[dict[str, Any]], n_train: dict[int, int]) -> float | None:
+    """Measured cost of training: the median over finished training stages of recent experiments of
+    seconds / (epochs x training images x pixels), or None without history. ``n_train``: training images
+    per dataset id."""
+    rates = []
+    for e in exps:
+        spec = e.get("spec") or {}
+        h, w = (spec.get("image_size") or [0, 0])[:2]
+        n = n_train.get(int(spec.get("train_dataset") or 0)) if str(spec.get("train_dataset", "")).isdigit() else None
+        for s in e.get("stages") or []:
+            if s["kind"] == "evaluation" or s["status"] != "succeeded" or not n or not h or not w:
+                continue
+            start, end = parse_time(s.get("started_at")), parse_time(s.get("finished_at"))
+            epochs = s.get("epochs") or 0
+            if start and end and epochs and (s.get("resumed_from_epoch") in (None, 0)):
+                rates.append((end - start).total_seconds() / (epochs * n * h * w))
+    if not rates:
+        return None
+    rates.sort()
+    return rates[len(rates) // 2]
+
+
+def smooth_eta(prev: tuple[float, float] | None, value: float | None, now: float,
+               weight: float = 0.3) -> tuple[float, float] | None:
+    """An ETA that does not jump: ``prev`` = (seconds left, when), counted down by the time since, then
+    moved ``weight`` of the way to the new estimate (an exponential moving average). Returns the new
+    (seconds, now); None when there is no estimate at all."""
+    if value is None:
+        if prev is None:
+            return None
+        return (max(prev[0] - (now - prev[1]), 0.0), now)
+    if prev is None:
+        return (value, now)
+    predicted = max(prev[0] - (now - prev[1]), 0.0)
+    return (predicted + weight * (value - predicted), now)
+
+
+def queue_wait(exp: dict[str, Any], exps: Sequence[dict[str, Any]], workers: int = 1) -> float | None:
+    """Seconds before a queued experiment can start: the time left of the active experiments submitted
+    before it, shared among the workers. None when one of them has no estimate yet."""
+    ahead = [e for e in exps if e["status"] in ACTIVE and e["id"] < exp["id"]]
+    total = 0.0
+    for e in ahead:
+        eta = experiment_eta(e)
+        if eta is None:
+            return None
+        total += eta
+    return total / max(workers, 1)
 
 
 def current_activity(exp: dict[str, Any]) -> str:
@@ -137,10 +268,13 @@ def current_activity(exp: dict[str, Any]) -> str:
     return "done"
 
 
-def experiments_frame(exps: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per experiment for the list (no per-experiment requests: stages come with the list);
-    progress in percent, overall and per stage kind (None: the experiment has no such stage)."""
+def experiments_frame(exps: Sequence[dict[str, Any]], results: dict[int, dict[str, Any]] | None = None,
+                      etas: dict[int, float | None] | None = None) -> pd.DataFrame:
+    """One row per experiment for the list (stages come with the list); progress in percent, overall and
+    per stage kind (None: the experiment has no such stage); the headline Dice of the succeeded ones whose
+    ``results`` are given; and ``Open``, the experiment's own URL."""
     rows = []
+    results = results or {}
     for e in exps:
         prog = kind_progress(e["stages"])
         spec = e.get("spec") or {}
@@ -150,13 +284,38 @@ def experiments_frame(exps: Sequence[dict[str, Any]]) -> pd.DataFrame:
             "Status": e["status"],
             "Progress": 100 * (e.get("progress") or 0.0),
             **{k.capitalize(): None if prog[k] is None else 100 * prog[k] for k in STAGE_KINDS},
-            "Now": current_activity(e), "ETA": fmt_seconds(experiment_eta(e)) if e["status"] in ACTIVE else "",
+            "Now": current_activity(e), "ETA": (fmt_seconds(etas[e["id"]] if etas is not None and e["id"] in etas else experiment_eta(e))
+                    if e["status"] in ACTIVE else ""),
             "Model": spec.get("model", ""), "Epochs": spec.get("epochs"),
             "Created": created.strftime("%Y-%m-%d %H:%M") if created else "",
+            **headline_scores(results.get(e["id"])),
+            "Open": f"experiment?id={e['id']}",
         })
-    cols = ["ID", "Name", "Status", "Progress", "Baseline", "Teacher", "Student", "Evaluation", "Now", "ETA",
-            "Model", "Epochs", "Created"]
+    cols = ["ID", "Name", "Status", "Progress", "Dice intra", "Dice cross", "Δ intra", "Δ cross", "Baseline",
+            "Teacher", "Student", "Evaluation", "Now", "ETA", "Model", "Epochs", "Created", "Open"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def headline_scores(results: dict[str, Any] | None) -> dict[str, float | None]:
+    """Dice of the experiment's main method (SIKD, else its first non-baseline method, else the only one) on
+    the intra test split and averaged over the cross datasets, and its difference to the baseline."""
+    out: dict[str, float | None] = {"Dice intra": None, "Dice cross": None, "Δ intra": None, "Δ cross": None}
+    summary = (results or {}).get("summary") or []
+    methods = result_methods(summary)
+    if not methods:
+        return out
+    main = "sikd" if "sikd" in methods else next((m for m in methods if m != "baseline"), methods[0])
+
+    def mean(method: str, intra: bool) -> float | None:
+        v = [finite(s.get("dice_mean")) for s in summary if s["method"] == method and (s["split"] == "intra") == intra]
+        v = [x for x in v if x is not None]
+        return sum(v) / len(v) if v else None
+
+    out["Dice intra"], out["Dice cross"] = mean(main, True), mean(main, False)
+    if main != "baseline" and "baseline" in methods:
+        out["Δ intra"] = _diff(out["Dice intra"], mean("baseline", True))
+        out["Δ cross"] = _diff(out["Dice cross"], mean("baseline", False))
+    return out
 
 
 def stages_frame(stages: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -230,27 +389,49 @@ def _pick(s: dict[str, Any], class_name: str | None) -> dict[str, Any] | None:
     return (s.get("per_class") or {}).get(class_name)
 
 
+def result_methods(summary: Sequence[dict[str, Any]]) -> list[str]:
+    """The methods of a report, the baseline first, then SIKD, then the others in their order of appearance."""
+    seen = list(dict.fromkeys(s["method"] for s in summary))
+    return [m for m in ("baseline", "sikd") if m in seen] + [m for m in seen if m not in ("baseline", "sikd")]
+
+
+def method_pairs(summary: Sequence[dict[str, Any]],
+                 comparisons: Sequence[dict[str, Any]] | None = None) -> list[tuple[str, str]]:
+    """The ``(method, reference)`` pairs to show differences for: those of the paired comparisons, else
+    every method against the baseline (when there is one)."""
+    methods = result_methods(summary)
+    pairs = list(dict.fromkeys(comparison_pair(c) for c in comparisons or []))
+    pairs = [(a, b) for a, b in pairs if a in methods and b in methods]
+    if pairs or "baseline" not in methods:
+        return pairs
+    return [(m, "baseline") for m in methods if m != "baseline"]
+
+
 def score_table(summary: Sequence[dict[str, Any]], *, class_name: str | None = None, unit: str = "px",
-                dataset_units: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The paper's table: rows Baseline / SIKD / Δ, columns (dataset (split), metric).
+                dataset_units: dict[str, str] | None = None,
+                comparisons: Sequence[dict[str, Any]] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paper's table: one row per method, then one Δ row per compared pair (method − reference);
+    columns (dataset (split), metric).
 
     Returns the text table (``mean ± std`` over seeds when there are several) and a frame of the same
-    shape holding +1 where SIKD is better than the baseline (Dice/IoU up, HD95 down), -1 where it is
-    worse and 0 elsewhere (for colouring the Δ row).
+    shape holding +1 where the method is better than its reference (Dice/IoU up, HD95 down) and -1 where
+    it is worse, but only for a difference whose paired 95% CI (from ``comparisons``, mean over
+    foreground classes) excludes 0; every other cell holds 0 (not coloured).
     """
     dataset_units = dataset_units or {}
     index = {(s["method"], s["dataset"], s["split"]): s for s in summary}
-    methods = [m for m in ("baseline", "sikd") if any(s["method"] == m for s in summary)]
-    methods += sorted({s["method"] for s in summary} - set(methods))
+    methods = result_methods(summary)
+    sets = dataset_columns(summary)
+    cis = {(*comparison_pair(c), c["dataset"], c["split"]): c for c in comparisons or []}
     cols = []
-    for ds, split in dataset_columns(summary):
+    for ds, split in sets:
         for key, label, _, _ in _METRICS:
             cols.append((f"{ds} ({split})", f"{label} ({dataset_units.get(ds, unit)})" if key == "hd95" else label))
     columns = pd.MultiIndex.from_tuples(cols, names=["Dataset", "Metric"])
     text_rows, signs_rows, names = [], [], []
     for method in methods:
         row = []
-        for ds, split in dataset_columns(summary):
+        for ds, split in sets:
             s = index.get((method, ds, split))
             src = _pick(s, class_name) if s else None
             for key, _, digits, _ in _METRICS:
@@ -264,22 +445,22 @@ def score_table(summary: Sequence[dict[str, Any]], *, class_name: str | None = N
                 row.append(cell)
         text_rows.append(row)
         signs_rows.append([0] * len(cols))
-        names.append(METHOD_LABELS.get(method, method))
-    if {"baseline", "sikd"} <= set(methods):
+        names.append(method_label(method))
+    for a_m, b_m in method_pairs(summary, comparisons):
         row, signs = [], []
-        for ds, split in dataset_columns(summary):
-            a, b = index.get(("sikd", ds, split)), index.get(("baseline", ds, split))
+        for ds, split in sets:
+            a, b = index.get((a_m, ds, split)), index.get((b_m, ds, split))
             pa, pb = (_pick(a, class_name) if a else None), (_pick(b, class_name) if b else None)
+            comp = cis.get((a_m, b_m, ds, split)) if class_name is None else None
             for key, _, digits, higher_better in _METRICS:
                 d = None
                 if pa and pb:
-                    x, y = finite(pa.get(f"{key}_mean")), finite(pb.get(f"{key}_mean"))
-                    d = x - y if x is not None and y is not None else None
+                    d = _diff(pa.get(f"{key}_mean"), pb.get(f"{key}_mean"))
                 row.append(fmt(d, digits, sign=True))
-                signs.append(0 if d is None or d == 0 else (1 if (d > 0) == higher_better else -1))
+                signs.append(ci_sign((comp or {}).get(key), higher_better) if d else 0)
         text_rows.append(row)
         signs_rows.append(signs)
-        names.append("Δ SIKD − baseline")
+        names.append(f"Δ {method_label(a_m)} − {method_label(b_m)}")
     text = pd.DataFrame(text_rows, index=pd.Index(names, name="Method"), columns=columns)
     signs = pd.DataFrame(signs_rows, index=text.index, columns=columns)
     return text, signs
@@ -321,24 +502,180 @@ def table_html(text: pd.DataFrame, signs: pd.DataFrame, *, css_class: str, index
             f"font-size:0.92em'>{''.join(rows)}</table></div>")
 
 
-def comparisons_table(comparisons: Sequence[dict[str, Any]], unit: str = "px") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The paired per-case comparison: Δ with its 95% bootstrap CI and the Wilcoxon p, per dataset."""
-    cols = ["Dataset", "Split", "Cases", "ΔDice", "ΔDice 95% CI", "p (Dice)", "better / worse / ties",
-            f"ΔHD95 ({unit})", "ΔHD95 95% CI", "p (HD95)"]
+def comparisons_table(comparisons: Sequence[dict[str, Any]], unit: str = "px",
+                      aliases: dict[str, str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paired per-case comparison, one row per (method − reference, dataset): Δ with its 95% bootstrap
+    CI, the Wilcoxon p (``<0.001`` as in the report; Holm-adjusted when the report has it) and the case
+    counts. A Δ is coloured (+1 / -1 in the signs frame) only when its CI excludes 0."""
+    aliases = aliases or {}
+    holm = any("p_holm" in (c.get("dice") or {}) or "p_holm" in c for c in comparisons)
+    cols = ["Comparison", "Dataset", "Split", "Cases", "ΔDice", "ΔDice 95% CI", "p (Dice)",
+            "better / worse / ties", f"ΔHD95 ({unit})", "ΔHD95 95% CI", "p (HD95)"] + (["p Holm (Dice)"] if holm
+                                                                                       else [])
     rows, signs = [], []
     for c in comparisons:
         d, h = c.get("dice") or {}, c.get("hd95") or {}
-        rows.append([c["dataset"], c["split"], c.get("n_cases"), fmt(d.get("mean_diff"), 3, True),
-                     f"[{fmt(d.get('ci_low'), 3, True)}, {fmt(d.get('ci_high'), 3, True)}]",
-                     fmt(d.get("p_value"), 3), f"{d.get('better', 0)} / {d.get('worse', 0)} / {d.get('ties', 0)}",
-                     fmt(h.get("mean_diff"), 2, True),
-                     f"[{fmt(h.get('ci_low'), 2, True)}, {fmt(h.get('ci_high'), 2, True)}]", fmt(h.get("p_value"), 3)])
-        dd, hh = finite(d.get("mean_diff")), finite(h.get("mean_diff"))
+        a, b = comparison_pair(c)
+        row = [f"{method_label(a)} − {method_label(b)}", aliases.get(c["dataset"], c["dataset"]), c["split"],
+               c.get("n_cases"), fmt(d.get("mean_diff"), 3, True),
+               f"[{fmt(d.get('ci_low'), 3, True)}, {fmt(d.get('ci_high'), 3, True)}]",
+               fmt_p(d.get("p_value")), f"{d.get('better', 0)} / {d.get('worse', 0)} / {d.get('ties', 0)}",
+               fmt(h.get("mean_diff"), 2, True),
+               f"[{fmt(h.get('ci_low'), 2, True)}, {fmt(h.get('ci_high'), 2, True)}]", fmt_p(h.get("p_value"))]
+        if holm:
+            ph = d.get("p_holm", c.get("p_holm"))
+            row.append(fmt_p(ph.get("dice") if isinstance(ph, dict) else ph))
+        rows.append(row)
         sign = [0] * len(cols)
-        sign[3] = 0 if not dd else (1 if dd > 0 else -1)
-        sign[7] = 0 if not hh else (1 if hh < 0 else -1)
+        sign[4] = ci_sign(d, higher_better=True)
+        sign[8] = ci_sign(h, higher_better=False)
         signs.append(sign)
     return pd.DataFrame(rows, columns=cols), pd.DataFrame(signs, columns=cols)
+
+
+# ------------------------------------------------------------------------------------------ datasets
+_NUMBERED = re.compile(r"^\D*?(\d+)\D*$")
+
+
+def frames_warning(dataset: dict[str, Any]) -> str | None:
+    """A warning for a dataset that looks like video frames (keys numbered without gaps, one case per image)
+    without groups: neighbouring frames are near-duplicates, so a split by image leaks between train and
+    test and the intra scores come out too good."""
+    stats = dataset.get("stats") or {}
+    if stats.get("groups") or stats.get("volumetric") or dataset.get("synthetic"):
+        return None
+    n = int(dataset.get("num_pairs") or 0)
+    if n < 20 or int(stats.get("cases") or n) < n:
+        return None
+    keys = [str(s.get("key", "")) for s in dataset.get("samples") or []]
+    nums = [int(m.group(1)) for k in keys if (m := _NUMBERED.match(k))]
+    if len(keys) < 2 or len(nums) < len(keys):
+        return None
+    if max(nums) - min(nums) > 2 * n:  # sparse numbering: probably ids, not frames
+        return None
+    return (f"**These may be video frames (near-duplicates) without groups:** the {n} images are numbered "
+            f"{min(nums)}…{max(nums)} and each is its own case, so neighbouring frames can land in train and test "
+            "and inflate the intra scores. Give each frame its video in a `groups.csv` (`name,group` rows) "
+            "so splits keep a video together.")
+
+
+# ------------------------------------------------------------------------------------------ per case
+def cases_long(cases: Sequence[dict[str, Any]], class_names: Sequence[str] = ()) -> pd.DataFrame:
+    """Per-case scores (``eval/cases.json`` records) in long form, one row per (dataset, split, case,
+    method), averaged over seeds: Dice, IoU, HD95 and, per foreground class, ``Dice <class>`` and
+    ``HD95 <class>`` (classes named after ``class_names[1:]``)."""
+    fg = list(class_names[1:])
+    rows = []
+    for c in cases:
+        row = {"Dataset": c["dataset"], "Split": c["split"], "Case": str(c["case"]),
+               "Key": (c.get("keys") or [str(c["case"])])[0], "Method": c["method"], "Seed": c.get("seed"),
+               "Dice": finite(c.get("dice")), "IoU": finite(c.get("iou")), "HD95": finite(c.get("hd95"))}
+        per = c.get("per_class") or {}
+        for m, label in (("dice", "Dice"), ("hd95", "HD95")):
+            for k, v in enumerate(per.get(m) or []):
+                row[f"{label} {fg[k] if k < len(fg) else f'class {k + 1}'}"] = finite(v)
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=["Dataset", "Split", "Case", "Key", "Method", "Dice", "IoU", "HD95"])
+    df = pd.DataFrame(rows)
+    values = [c for c in df.columns if c not in ("Dataset", "Split", "Case", "Key", "Method", "Seed")]
+    out = df.groupby(["Dataset", "Split", "Case", "Method"], sort=False, as_index=False).agg(
+        {"Key": "first", **{v: "mean" for v in values}})
+    return out[["Dataset", "Split", "Case", "Key", "Method", *values]]
+
+
+def cases_wide(long: pd.DataFrame, pairs: Sequence[tuple[str, str]] = ()) -> pd.DataFrame:
+    """One row per (dataset, split, case): every score column per method (``Dice · SIKD``), then for every
+    ``(method, reference)`` pair the differences ``ΔDice SIKD − Baseline`` and ``ΔHD95 ...`` (numbers,
+    so the table sorts and filters on them)."""
+    if long.empty:
+        return pd.DataFrame(columns=["Dataset", "Split", "Case", "Key"])
+    keys = ["Dataset", "Split", "Case"]
+    values = [c for c in long.columns if c not in (*keys, "Key", "Method")]
+    methods = list(dict.fromkeys(long["Method"]))
+    wide = long.pivot_table(index=keys, columns="Method", values=values, aggfunc="mean", dropna=False, sort=False)
+    out = long.drop_duplicates(keys)[[*keys, "Key"]].set_index(keys)
+    for v in values:
+        for m in methods:
+            if (v, m) in wide.columns:
+                out[f"{v} · {method_label(m)}"] = wide[(v, m)]
+    for a, b in pairs:
+        for v in ("Dice", "HD95"):
+            if (v, a) in wide.columns and (v, b) in wide.columns:
+                out[f"Δ{v} {method_label(a)} − {method_label(b)}"] = wide[(v, a)] - wide[(v, b)]
+    return out.reset_index()
+
+
+def generalisation_frame(summary: Sequence[dict[str, Any]], metric: str = "dice") -> pd.DataFrame:
+    """Per method: the intra (test split) score, the mean over the cross datasets, and the generalisation
+    gap intra − cross (for Dice a positive gap is what is lost on unseen data)."""
+    rows = []
+    for m in result_methods(summary):
+        mine = [s for s in summary if s["method"] == m]
+        intra = [finite(s.get(f"{metric}_mean")) for s in mine if s["split"] == "intra"]
+        cross = [finite(s.get(f"{metric}_mean")) for s in mine if s["split"] != "intra"]
+        intra_v = [v for v in intra if v is not None]
+        cross_v = [v for v in cross if v is not None]
+        i = sum(intra_v) / len(intra_v) if intra_v else None
+        c = sum(cross_v) / len(cross_v) if cross_v else None
+        rows.append({"Method": method_label(m), "Intra": i, "Cross (mean)": c,
+                     "Gap": i - c if i is not None and c is not None else None})
+    return pd.DataFrame(rows, columns=["Method", "Intra", "Cross (mean)", "Gap"])
+
+
+def dataset_aliases(names: Sequence[str], width: int = 18) -> dict[str, str]:
+    """Short, unique labels for long dataset names (``kvasir-seg``, ``cvc-clinicdb``...) so tables fit:
+    names up to ``width`` characters stay, longer ones are cut with an ellipsis (numbered if two collide)."""
+    out: dict[str, str] = {}
+    for n in dict.fromkeys(names):
+        a = n if len(n) <= width else n[: width - 1] + "…"
+        base, k = a, 2
+        while a in out.values():
+            a, k = f"{base}{k}", k + 1
+        out[n] = a
+    return out
+
+
+_LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
+                  "±": r"$\pm$", "Δ": r"$\Delta$", "−": "$-$", "–": "--", "<": r"\textless{}",
+                  "α": r"$\alpha$", "·": r"$\cdot$", "…": r"\ldots{}"}
+
+
+def _latex_escape(v: Any) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(v))
+
+
+def table_latex(df: pd.DataFrame, *, index: bool = True, caption: str | None = None) -> str:
+    """A booktabs LaTeX table of a (text or number) frame, for papers; a two-level column index becomes
+    a multicolumn header. Needs ``\\usepackage{booktabs}``."""
+    grouped = isinstance(df.columns, pd.MultiIndex)
+    n_idx = 1 if index else 0
+    lines = [r"\begin{table}[t]", r"\centering"]
+    if caption:
+        lines.append(rf"\caption{{{_latex_escape(caption)}}}")
+    lines += [r"\begin{tabular}{" + "l" * n_idx + "r" * df.shape[1] + "}", r"\toprule"]
+    if grouped:
+        groups: list[tuple[str, int]] = []
+        for top, _ in df.columns:
+            if groups and groups[-1][0] == top:
+                groups[-1] = (top, groups[-1][1] + 1)
+            else:
+                groups.append((top, 1))
+        lines.append(" & ".join([""] * n_idx + [rf"\multicolumn{{{n}}}{{c}}{{{_latex_escape(t)}}}"
+                                                for t, n in groups]) + r" \\")
+        subs = [str(sub) for _, sub in df.columns]
+    else:
+        subs = [str(c) for c in df.columns]
+    lines.append(" & ".join(([_latex_escape(df.index.name or "")] if index else []) + [_latex_escape(c) for c in subs])
+                 + r" \\")
+    lines.append(r"\midrule")
+    for r in range(len(df)):
+        cells = [_latex_escape(df.index[r])] if index else []
+        cells += [_latex_escape(fmt(v) if isinstance(v, float) else v) for v in df.iloc[r].tolist()]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------------ compare
@@ -367,6 +704,38 @@ def setting_value(spec: dict[str, Any], key: str) -> Any:
     return v if isinstance(v, str) else _canon(v)
 
 
+def readable_spec(spec: dict[str, Any], dataset_names: dict[str, str]) -> dict[str, Any]:
+    """A spec for people: dataset ids become their names, lists become ``a, b``, dicts ``k=v``."""
+    def name(d: Any) -> str:
+        return dataset_names.get(str(d), f"#{d}")
+
+    out: dict[str, Any] = {}
+    for k, v in spec.items():
+        if k == "train_dataset":
+            v = name(v)
+        elif k == "eval_datasets":
+            v = ", ".join(name(d) for d in v or []) or "none"
+        elif isinstance(v, list):
+            v = ", ".join(str(x) for x in v)
+        elif isinstance(v, dict):
+            v = ", ".join(f"{a}={b}" for a, b in v.items()) or "–"
+        out[k] = v
+    return out
+
+
+def intra_cross_frame(long: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per experiment and method: ``metric`` on the intra test split and averaged over the cross datasets
+    (with the mean of the seed std as the error bar), for grouped bars."""
+    if long.empty:
+        return pd.DataFrame(columns=["Experiment", "Method", "Split", metric, f"{metric} std", "Datasets"])
+    df = long.assign(Split=long["Split"].where(long["Split"] == "intra", "cross (mean)"))
+    out = df.groupby(["Experiment", "ID", "Method", "Split"], sort=False, as_index=False).agg(
+        **{metric: (metric, "mean"), f"{metric} std": (f"{metric} std", "mean"),
+           "Datasets": ("Dataset", lambda d: ", ".join(dict.fromkeys(d)))})
+    return out.sort_values(["ID", "Method", "Split"], key=lambda c: c != "intra" if c.name == "Split" else c,
+                           kind="stable").drop(columns="ID").reset_index(drop=True)
+
+
 def compare_frame(results: dict[int, dict[str, Any]], experiments: dict[int, dict[str, Any]],
                   class_name: str | None = None) -> pd.DataFrame:
     """Long form: one row per (experiment, dataset, split, method) with Dice/IoU/HD95 mean and std."""
@@ -378,7 +747,7 @@ def compare_frame(results: dict[int, dict[str, Any]], experiments: dict[int, dic
             if src is None:
                 continue
             row = {"Experiment": f"#{exp_id} {exp['name']}", "ID": exp_id, "Dataset": s["dataset"],
-                   "Split": s["split"], "Method": METHOD_LABELS.get(s["method"], s["method"]),
+                   "Split": s["split"], "Method": method_label(s["method"]),
                    "Seeds": s.get("n_seeds", 1)}
             for key, label, _, _ in _METRICS:
                 row[label] = finite(src.get(f"{key}_mean"))

@@ -20,10 +20,19 @@ from ui.widgets import connection_panel  # noqa: E402
 
 st.set_page_config(page_title="SIKD Studio", page_icon=":material/biotech:", layout="wide")
 
+
+
+def home() -> None:
+    """The root URL forwards to the experiments list. The default page of ``st.navigation`` answers only at
+    ``/`` (its url_path is ignored), so the list itself is an ordinary page with a URL of its own."""
+    st.switch_page("app_pages/experiments.py")
+
+
 PAGES = {
+    "": [st.Page(home, title="SIKD Studio", url_path="home", default=True, visibility="hidden")],
     "Data": [st.Page("app_pages/datasets.py", title="Datasets", icon=":material/folder_open:", url_path="datasets")],
     "Experiments": [
-        st.Page("app_pages/experiments.py", title="Experiments", icon=":material/list_alt:", url_path="experiments", default=True),
+        st.Page("app_pages/experiments.py", title="Experiments", icon=":material/list_alt:", url_path="experiments"),
         st.Page("app_pages/new_experiment.py", title="New experiment", icon=":material/add_circle:", url_path="new_experiment"),
         st.Page("app_pages/experiment.py", title="Experiment detail", icon=":material/biotech:", url_path="experiment"),
         st.Page("app_pages/compare.py", title="Compare", icon=":material/monitoring:", url_path="compare"),

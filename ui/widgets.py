@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from ui.client import TOKEN_KEY, ApiError, ApiUnreachable, Client, clear_cache
-from ui.formatting import CONTOUR_COLORS, STATUS_ICONS
+from ui.formatting import CLASS_COLORS, CONTOUR_COLORS, STATUS_ICONS, table_latex
 
 START_HINT = ("Start the service with `sikd serve` (or `./start.sh`): it runs the API on port 8000, a worker and "
               "this dashboard. If the API runs elsewhere, set `SIKD_API_URL` before starting the dashboard.")
@@ -139,3 +141,47 @@ def confirm_delete(prefix: str, target: Any, message: str) -> bool:
             st.session_state.pop(state, None)
             st.rerun()
     return False
+
+
+def class_legend(class_names: list[str]) -> None:
+    """The per-class colours of masks, fills and per-class contours (the API draws them with
+    sikd_core.viz.CLASS_COLORS; charts of class statistics use the same colours)."""
+    if len(class_names) < 2:
+        return
+    chips = " ".join(
+        f"<span style='display:inline-block;width:0.9em;height:0.9em;background:{CLASS_COLORS[k % len(CLASS_COLORS)]};"
+        f"vertical-align:middle;margin:0 0.3em 0 0.9em;border-radius:2px'></span>{html.escape(name)}"
+        for k, name in enumerate(class_names) if k > 0)
+    st.markdown(f"<div class='sikd-class-legend'>Classes:{chips}</div>", unsafe_allow_html=True)
+
+
+def _figure_bytes(fig: Any, fmt: str) -> Callable[[], bytes]:
+    """Render the figure only when the download is clicked (kaleido starts a headless Chromium: seconds)."""
+    def render() -> bytes:
+        return fig.to_image(format=fmt, width=1200, height=max(int(fig.layout.height or 450), 300), scale=2
+                            if fmt == "png" else 1)
+    return render
+
+
+def figure_downloads(fig: Any, name: str, *, key: str) -> None:
+    """PNG and SVG downloads of a plotly chart, for papers (rendered on click, not with the page)."""
+    cols = st.columns([1, 1, 6])
+    cols[0].download_button("PNG", _figure_bytes(fig, "png"), file_name=f"{name}.png", mime="image/png",
+                            key=f"{key}_png", icon=":material/image:", help="The chart as a PNG (2x scale).")
+    cols[1].download_button("SVG", _figure_bytes(fig, "svg"), file_name=f"{name}.svg", mime="image/svg+xml",
+                            key=f"{key}_svg", icon=":material/draw:", help="The chart as an SVG (vector).")
+
+
+def table_downloads(df: pd.DataFrame, name: str, *, key: str, caption: str | None = None, index: bool = True,
+                    latex: bool = True) -> None:
+    """CSV and LaTeX (booktabs) downloads of a table."""
+    flat = df.copy()
+    if isinstance(flat.columns, pd.MultiIndex):
+        flat.columns = [" · ".join(str(p) for p in c) for c in flat.columns]
+    cols = st.columns([1, 1, 6])
+    cols[0].download_button("CSV", flat.to_csv(index=index).encode(), file_name=f"{name}.csv", mime="text/csv",
+                            key=f"{key}_csv", icon=":material/table:")
+    if latex:
+        cols[1].download_button("LaTeX", table_latex(df, index=index, caption=caption).encode(),
+                                file_name=f"{name}.tex", mime="application/x-tex", key=f"{key}_tex",
+                                icon=":material/functions:")

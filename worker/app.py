@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 from sikd_service.celery_app import app
-from worker import recovery, tasks  # noqa: F401 - importing registers the tasks on ``app``
+
+# importing registers the tasks and the sikd_devices control command on ``app``
+from worker import control, recovery, tasks  # noqa: F401
 
 __all__ = ["app"]

@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 
 from api.deps import CurrentUser, Limit, SessionDep, SettingsDep, Skip
 from api.schemas import (
+    CaseScore,
     EpochMetricPublic,
     ExperimentMetrics,
     ExperimentPublic,
@@ -27,7 +28,7 @@ from api.schemas import (
 )
 from sikd_core.models import MODELS
 from sikd_core.spec import METHODS, PRESETS, TEACHER_INPUTS, ExperimentSpec, spec_defaults
-from sikd_service import crud
+from sikd_service import case_view, crud
 from sikd_service import experiments as svc
 from sikd_service.errors import not_found
 from sikd_service.storage import experiment_dir, safe_join
@@ -157,6 +158,34 @@ def experiment_overlays(
     items = svc.overlays(settings, _get(session, user, experiment_id), dataset=dataset, category=category, sort=sort)
     page = [OverlayPublic(**o, url=_file_url(request, experiment_id, o["file"])) for o in items[skip:skip + limit]]
     return Page(data=page, count=len(items))
+
+
+@router.get("/experiments/{experiment_id}/cases", response_model=Page[CaseScore],
+            responses={409: {"model": Message}})
+def experiment_cases(
+    experiment_id: int, session: SessionDep, settings: SettingsDep, user: CurrentUser,
+    dataset: str | None = None, method: str | None = None, split: Literal["intra", "cross"] | None = None,
+    skip: Skip = 0, limit: Limit = 500,
+) -> Page[CaseScore]:
+    """Per-case scores of every model, seed and evaluated case (for distributions and the drill-down)."""
+    items = svc.cases(settings, _get(session, user, experiment_id), dataset=dataset, method=method, split=split)
+    return Page(data=[CaseScore(**c) for c in items[skip:skip + limit]], count=len(items))
+
+
+@router.get("/experiments/{experiment_id}/cases/view.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}, 404: {"model": Message}, 409: {"model": Message}})
+def experiment_case_view(
+    experiment_id: int, session: SessionDep, settings: SettingsDep, user: CurrentUser,
+    dataset: Annotated[str, Query(description="the dataset's name, as in the results")],
+    key: Annotated[str, Query(description="the image's key (a case's ``keys``)")],
+    methods: Annotated[list[str], Query(description="the models whose predictions are shown, in order")] = [],  # noqa: B006
+    mode: Literal["contours", "fill", "errors"] = "contours",
+) -> Response:
+    """One image at full resolution: ground truth, then each chosen method's prediction (first seed), in
+    per-class colours (``contours`` or ``fill``) or as an error map (``errors``: FP red, FN blue)."""
+    png = case_view.render_case(session, settings, _get(session, user, experiment_id), dataset=dataset, key=key,
+                                methods=methods, mode=mode)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=600"})
 
 
 @router.get("/experiments/{experiment_id}/features", response_model=Page[FeaturePublic],

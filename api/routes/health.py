@@ -68,12 +68,15 @@ class HealthChecker:
     def _workers(self) -> WorkersPublic:
         from sikd_service.celery_app import app
 
-        try:
-            replies = app.control.ping(timeout=self.settings.worker_ping_timeout) or []
+        try:  # answers like a ping, with each worker's accelerator (worker/control.py)
+            replies = app.control.broadcast("sikd_devices", reply=True,
+                                            timeout=self.settings.worker_ping_timeout) or []
         except Exception:  # noqa: BLE001
             replies = []
-        names = sorted(name for r in replies for name in r)
-        return WorkersPublic(ok=bool(names), count=len(names), names=names)
+        answers = {name: body for r in replies for name, body in r.items()}
+        names = sorted(answers)
+        devices = {n: b for n, b in answers.items() if isinstance(b, dict) and "accelerator" in b}
+        return WorkersPublic(ok=bool(names), count=len(names), names=names, devices=devices)
 
     def _check(self) -> HealthPublic:
         db, broker = self._database(), self._broker()

@@ -237,6 +237,9 @@ def test_upload_train_and_read_the_results_in_the_browser(browser, stack, tmp_pa
     browser.get(stack.ui_url)
     page.wait_text("Experiments", "No experiments yet", timeout=60)
     page.wait_text("Signed in as admin")
+    browser.get(stack.ui_url.rstrip("/") + "/experiments")  # every page has a URL of its own
+    page.wait_text("Experiments", "No experiments yet", timeout=60)
+    assert "Page not found" not in page.text()
 
     # ---- upload two datasets through the dashboard
     page.nav("Datasets")
@@ -251,7 +254,7 @@ def test_upload_train_and_read_the_results_in_the_browser(browser, stack, tmp_pa
         page.click_button("Upload and validate")
         page.wait_text(f"{domain} is valid and was added", timeout=60)
         page.wait_idle(after=before)
-    page.wait_text("Class pixel fractions", "Samples")
+    page.wait_text("Class pixel fractions", "Image/mask pairs")
     page.wait(lambda: len([i for i in browser.find_elements(page.By.CSS_SELECTOR, "[data-testid=stImage] img")
                            if browser.execute_script("return arguments[0].naturalWidth > 0", i)]) >= 4,
               30, "the dataset's thumbnails")
@@ -291,11 +294,11 @@ def test_upload_train_and_read_the_results_in_the_browser(browser, stack, tmp_pa
               "the score table after training")
     assert "experiment?id=" in browser.current_url
     scores = browser.find_element(page.By.CSS_SELECTOR, "table.sikd-scores").text
-    for needle in ("Baseline", "SIKD", "Δ SIKD − baseline", "vendor_a (intra)", "vendor_b (cross)", "Dice",
+    for needle in ("Baseline", "SIKD", "Δ SIKD − Baseline", "vendor_a (intra)", "vendor_b (cross)", "Dice",
                    "HD95 (px)"):
         assert needle in scores, (needle, scores)
     assert stack.admin.get(f"/experiments/{exp['id']}")["status"] == "succeeded"
-    page.wait_text("Paired per-case comparison")
+    page.wait_text("Paired per-case comparisons")
     page.shot("experiment-scores")
 
     # ---- the list refreshes itself while a second experiment (alpha 1, through the API) runs
@@ -316,8 +319,13 @@ def test_upload_train_and_read_the_results_in_the_browser(browser, stack, tmp_pa
     page.wait(lambda: len(page.visible_tab_images()) >= 1, 30, "an overlay image")
     page.shot("experiment-overlays")
 
+    page.click_text("[role=tab]", "Cases")  # the drill-down: choose a case, see it at full resolution
+    page.wait_text("evaluated cases · click a column header to sort", "Panels, left to right: ground truth")
+    page.wait(lambda: len(page.visible_tab_images()) >= 1, 30, "the chosen case's picture")
+    page.shot("experiment-cases")
+
     page.click_text("[role=tab]", "Feature maps")
-    page.wait_text("Left to right: image · baseline · teacher · SIKD student")
+    page.wait_text("class-wise mean image (teacher's input)", "SIKD student", "one scale for all feature maps")
     page.wait(lambda: len(page.visible_tab_images()) == 1, 30, "the feature maps")
     page.shot("experiment-features")
 

@@ -70,6 +70,9 @@ def test_upload_train_evaluate_download_predict(api, user, datasets, start_worke
     worker = start_worker()
     health = wait_for(lambda: (h := api.get("/health").json())["status"] == "ok" and h, 30, what="health ok")
     assert health["workers"]["count"] == 1 and health["workers"]["names"][0].startswith(worker.name)
+    # the worker says what it trains on (this machine has no GPU): the dashboard picks its size preset from it
+    assert health["workers"]["devices"][health["workers"]["names"][0]] == {"accelerator": "cpu", "gpus": 0,
+                                                                          "gpu_names": []}
     assert health["broker"]["detail"].startswith("redis") and health["database"]["detail"].startswith("postgresql")
 
     r = api.post("/experiments", json=tiny_spec(datasets, name="it-full"), headers=user)

@@ -40,6 +40,15 @@ def test_alpha_sweep_side_by_side(dashboard, services, trained):
     traces = plotly_traces(at, "cmp_plot")
     assert len(traces) == 6  # 3 datasets x 2 methods
     assert all(t["x"] == [1.0, 2.0] for t in traces)
+    # grouped bars: intra vs the mean over the cross datasets, per experiment and method
+    bars = plotly_traces(at, "cmp_bars")
+    assert sorted(t["name"] for t in bars) == ["cross (mean), Baseline", "cross (mean), SIKD", "intra, Baseline",
+                                               "intra, SIKD"]
+    res = api.get(f"/experiments/{a2}/results")
+    cross = [s["dice_mean"] for s in res["summary"] if s["method"] == "sikd" and s["split"] == "cross"]
+    t = next(t for t in bars if t["name"] == "cross (mean), SIKD")
+    assert t["y"][t["x"].index(f"#{a2} alpha 2")] == pytest.approx(sum(cross) / len(cross))
+    assert not texts(at, "warning")  # one task: no warning
     # HD95 instead of Dice
     at.radio(key="cmp_metric").set_value("HD95").run()
     no_exceptions(at)

@@ -42,16 +42,34 @@ def test_valid_upload_shows_the_validation_report_and_the_dataset(dashboard, ser
     table = at.dataframe[0].value
     assert table["Name"].tolist() == ["Vendor A phantoms"] and table["Pairs"].tolist() == [20]
     assert table["Class names"].tolist() == [", ".join(ds["class_names"])]
-    # the gallery: one thumbnail per sample the API lists, captioned with its key
-    captions = [c for img in at.get("image") for c in (i.caption for i in img.proto.imgs)]
-    assert sorted(captions) == sorted(f"{s['key']} (#{s['index']})" for s in ds["samples"])
-    assert len(captions) >= 4
+    # the gallery pages through every pair (9 per page), captioned with the index (and the key when listed)
+    def captions():
+        return [c for img in at.get("image") for c in (i.caption for i in img.proto.imgs)]
+
+    keys = {s["index"]: s["key"] for s in ds["samples"]}
+    want = [f"#{i}" + (f" · {keys[i]}" if i in keys else "") for i in range(20)]
+    assert sorted(captions()) == sorted(want[:9])
+    at.number_input(key=f"ds_page_{ds['id']}").set_value(3).run()
+    no_exceptions(at)
+    assert sorted(captions()) == sorted(want[18:])
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Groups"] == str(ds["stats"].get("groups") or "none")
+    assert any("an experiment trains on about 14 pairs, validates on 2 and scores intra on 4" in c
+               for c in texts(at, "caption"))
+    legend = [m.value for m in at.markdown if "sikd-class-legend" in m.value]
+    assert legend and all(name in legend[0] for name in ds["class_names"][1:])
     # class pixel fractions as a bar chart with the API's numbers
     traces = plotly_traces(at, "class_fractions")
     xs = [x for trace in traces for x in trace["x"]]
     ys = [y for trace in traces for y in trace["y"]]
     assert xs == ds["class_names"]
     assert ys == [c["pixel_fraction"] for c in ds["stats"]["classes"]]
+    # the bars wear the masks' class colours, the legend's
+    from ui.formatting import CLASS_COLORS
+
+    colours = {t["name"]: t["marker"]["color"] for t in traces}
+    assert [colours[n] for n in ds["class_names"][1:]] == list(CLASS_COLORS[1:len(ds["class_names"])])
+    assert all(CLASS_COLORS[k] in legend[0] for k in range(1, len(ds["class_names"])))
 
 
 def test_rejected_upload_shows_the_api_error_with_problems_and_files(dashboard, services, queue_user, broken_zip):

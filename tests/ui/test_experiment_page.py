@@ -9,7 +9,7 @@ import pytest
 
 from tests.ui.apptest_helpers import all_text, no_exceptions, plotly_traces, texts
 from tests.ui.stack import tiny_spec
-from ui.formatting import fmt
+from ui.formatting import fmt, fmt_p
 
 #: Generous: the first test of a session also starts the services (and trains the sweep).
 pytestmark = pytest.mark.timeout(300)
@@ -87,7 +87,7 @@ def test_score_table_is_the_papers(succeeded):
     rows = cells(score_html(at))
     assert rows[0] == ["Method", "vendor_a (intra)", "vendor_b (cross)", "vendor_c (cross)"]
     assert rows[1] == ["Dice", "IoU", "HD95 (px)"] * 3
-    assert [r[0] for r in rows[2:]] == ["Baseline", "SIKD", "Δ SIKD − baseline"]
+    assert [r[0] for r in rows[2:]] == ["Baseline", "SIKD", "Δ SIKD − Baseline"]
     index = {(s["method"], s["dataset"]): s for s in results["summary"]}
     sets = ["vendor_a", "vendor_b", "vendor_c"]
     for row, method in zip(rows[2:4], ("baseline", "sikd"), strict=True):
@@ -98,15 +98,18 @@ def test_score_table_is_the_papers(succeeded):
             expected += [f"{fmt(s['dice_mean'])} ± {fmt(s['dice_std'])}", f"{fmt(s['iou_mean'])} ± {fmt(s['iou_std'])}",
                          f"{fmt(s['hd95_mean'], 2)} ± {fmt(s['hd95_std'], 2)}"]
         assert row[1:] == expected
-    # Δ = SIKD − baseline, green where SIKD is better (Dice/IoU up, HD95 down), red where worse
+    # Δ = SIKD − baseline, green where SIKD is better (Dice up, HD95 down) and red where worse, but only
+    # where the paired 95% CI excludes 0 (IoU has no paired CI: never coloured)
     deltas, colours = rows[4][1:], cell_colours(score_html(at))[4]
+    comps = {c["dataset"]: c for c in results["comparisons"]}
     for k, ds in enumerate(sets):
         for j, (metric, higher) in enumerate((("dice", True), ("iou", True), ("hd95", False))):
             d = index[("sikd", ds)][f"{metric}_mean"] - index[("baseline", ds)][f"{metric}_mean"]
             assert deltas[3 * k + j] == fmt(d, 2 if metric == "hd95" else 3, sign=True)
-            want = "" if d == 0 else ("green" if (d > 0) == higher else "red")
-            assert colours[3 * k + j] == want, (ds, metric, d)
-    assert "red" in colours or "green" in colours  # the sweep is trained enough for SIKD and baseline to differ
+            ci = comps[ds].get(metric) or {}
+            shown = metric != "iou" and d != 0 and not (ci["ci_low"] <= 0 <= ci["ci_high"])
+            want = "" if not shown else ("green" if (ci["mean_diff"] > 0) == higher else "red")
+            assert colours[3 * k + j] == want, (ds, metric, d, ci)
     assert "Mean ± std over 2 seeds" in all_text(at)
 
 
@@ -126,12 +129,13 @@ def test_paired_comparison(succeeded):
     at, api, exp_id, results = succeeded
     [html] = [m.value for m in at.markdown if "class='sikd-paired'" in m.value]
     rows = cells(html)
-    assert rows[0][:4] == ["Dataset", "Split", "Cases", "ΔDice"]
+    assert rows[0][:5] == ["Comparison", "Dataset", "Split", "Cases", "ΔDice"]
     for row, c in zip(rows[1:], results["comparisons"], strict=True):
         d = c["dice"]
-        assert row[:4] == [c["dataset"], c["split"], str(c["n_cases"]), fmt(d["mean_diff"], 3, True)]
-        assert row[4] == f"[{fmt(d['ci_low'], 3, True)}, {fmt(d['ci_high'], 3, True)}]"
-        assert row[5] == fmt(d["p_value"]) and row[6] == f"{d['better']} / {d['worse']} / {d['ties']}"
+        assert row[:5] == ["SIKD − Baseline", c["dataset"], c["split"], str(c["n_cases"]),
+                           fmt(d["mean_diff"], 3, True)]
+        assert row[5] == f"[{fmt(d['ci_low'], 3, True)}, {fmt(d['ci_high'], 3, True)}]"
+        assert row[6] == fmt_p(d["p_value"]) and row[7] == f"{d['better']} / {d['worse']} / {d['ties']}"
     assert len(plotly_traces(at, "forest_chart")) == sum(c["dice"]["mean_diff"] is not None
                                                          for c in results["comparisons"])
 
@@ -162,13 +166,63 @@ def test_overlays_sorted_and_filtered(succeeded):
 def test_feature_maps_and_downloads(succeeded):
     at, api, exp_id, results = succeeded
     feats = api.get(f"/experiments/{exp_id}/features")["data"]
-    assert [i.caption for img in at.get("image") for i in img.proto.imgs if i.caption.startswith("Left to right")] == [
-        "Left to right: image · baseline · teacher · SIKD student"]
+    heads = [re.sub(r"<[^>]+>", "", m.value) for m in at.markdown if "text-align:center;font-weight:600" in m.value]
+    assert heads == ["image", "class-wise mean image (teacher's input)", "Baseline", "teacher", "SIKD student"]
+    bar = [m.value for m in at.markdown if "sikd-colourbar" in m.value]
+    lo, hi = feats[0]["scale"]
+    assert bar and f"<span>{lo:.3g}</span>" in bar[0] and f"<span>{hi:.3g}</span>" in bar[0]
     assert len(at.selectbox(key="feat_image").options) == len(feats)
-    labels = [b.label for b in at.get("download_button")]
+    labels = [b.label for b in at.get("download_button") if b.label not in ("CSV", "LaTeX", "PNG", "SVG")]
     models = api.get("/models", params={"experiment_id": exp_id})["data"]
     assert labels[:3] == ["Report (Markdown)", "Scores (JSON)", "Predicted masks (zip, first seed)"]
     assert len(labels) == 3 + len(models) == 3 + 4  # baseline and SIKD student, two seeds
+    exports = [b.label for b in at.get("download_button")]
+    assert exports.count("LaTeX") == 2 and exports.count("CSV") == 3 and exports.count("SVG") >= 3
+
+
+def test_distributions_and_generalisation_gap(succeeded):
+    at, api, exp_id, results = succeeded
+    gap = {t["name"]: t["y"] for t in plotly_traces(at, "gap_chart")}
+    intra = {s["method"]: s["dice_mean"] for s in results["summary"] if s["split"] == "intra"}
+    assert gap["Intra"] == pytest.approx([intra["baseline"], intra["sikd"]])
+    cross = [sum(s["dice_mean"] for s in results["summary"] if s["split"] == "cross" and s["method"] == m) / 2
+             for m in ("baseline", "sikd")]
+    assert gap["Cross (mean)"] == pytest.approx(cross)
+    cases = api.get(f"/experiments/{exp_id}/cases", params={"limit": 500})["data"]
+    boxes = plotly_traces(at, "dist_chart")
+    assert sorted(t["name"] for t in boxes) == ["Baseline", "SIKD"]
+    # one point per (dataset, case): seeds averaged
+    n_cases = len({(c["dataset"], c["case"]) for c in cases})
+    assert all(len(t["y"]) == n_cases for t in boxes)
+    at.radio(key="dist_metric").set_value("HD95").run()
+    no_exceptions(at)
+    assert plotly_traces(at, "dist_chart")[0]["type"] == "box"
+
+
+def test_case_drill_down(succeeded):
+    at, api, exp_id, results = succeeded
+    table = at.dataframe(key="cases_table").value
+    cases = api.get(f"/experiments/{exp_id}/cases", params={"limit": 500})["data"]
+    n_cases = len({(c["dataset"], c["case"]) for c in cases})
+    assert len(table) == n_cases
+    assert {"Dice · Baseline", "Dice · SIKD", "ΔDice SIKD − Baseline", "HD95 · SIKD"} <= set(table.columns)
+    # the worst SIKD case: sort as a researcher would, choose it, see its picture
+    worst = table.sort_values("Dice · SIKD").iloc[0]
+    label = f"{worst['Dataset']} · {worst['Key']}"
+    at.selectbox(key="case_pick").select(label).run()
+    no_exceptions(at)
+    assert any(m.value.startswith(f"**{worst['Key']}** · {worst['Dataset']}") for m in at.markdown)
+    assert not any("Picture unavailable" in w for w in texts(at, "warning"))
+    assert any("Classes:" in m.value for m in at.markdown)  # the per-class colour legend
+    at.radio(key="case_mode").set_value("errors").run()
+    no_exceptions(at)
+    assert not any("Picture unavailable" in w for w in texts(at, "warning"))
+    # filters: one dataset, a name
+    at.selectbox(key="cases_dataset").select("vendor_c (cross)").run()
+    assert set(at.dataframe(key="cases_table").value["Dataset"]) == {"vendor_c"}
+    at.text_input(key="cases_filter").input("no-such-image").run()
+    no_exceptions(at)
+    assert at.dataframe(key="cases_table").value.empty
 
 
 def test_download_callables_fetch_the_files(services, trained):

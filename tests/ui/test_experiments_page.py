@@ -138,3 +138,24 @@ def test_pages_cost_the_same_requests_with_200_experiments_as_with_2(dashboard, 
         assert calls, page
         assert len(calls) == len(few_calls[page]), (page, calls, few_calls[page])
         assert len(calls) <= 10, (page, calls)
+
+
+def test_headline_dice_columns_and_links(dashboard, services, trained):
+    api = trained["api"]
+    at = dashboard("experiments", url=services.work.url, token=api.token)
+    no_exceptions(at)
+    df = at.dataframe[0].value.set_index("ID")
+    for exp_id in trained["sweep"]:
+        summary = api.get(f"/experiments/{exp_id}/results")["summary"]
+
+        def dice(method, intra, summary=summary):
+            v = [s["dice_mean"] for s in summary if s["method"] == method and (s["split"] == "intra") == intra]
+            return sum(v) / len(v)
+
+        row = df.loc[exp_id]
+        assert row["Dice intra"] == pytest.approx(dice("sikd", True))
+        assert row["Dice cross"] == pytest.approx(dice("sikd", False))
+        assert row["Δ cross"] == pytest.approx(dice("sikd", False) - dice("baseline", False))
+        assert row["Open"] == f"experiment?id={exp_id}"
+    failed = df.loc[trained["failed"]]
+    assert failed["Status"] == "failed" and failed[["Dice intra", "Δ intra"]].isna().all()

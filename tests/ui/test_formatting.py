@@ -8,13 +8,29 @@ from pathlib import Path
 import pytest
 
 from ui.formatting import (
+    cases_long,
+    cases_wide,
+    comparison_pair,
+    comparisons_table,
+    dataset_aliases,
     experiment_eta,
+    fmt_p,
+    frames_warning,
+    generalisation_frame,
     kind_progress,
     parse_seeds,
+    preset_for_workers,
+    queue_wait,
+    readable_spec,
     score_table,
+    seconds_per_unit,
+    smooth_eta,
     spec_differences,
     spec_errors,
+    split_sizes,
     table_html,
+    table_latex,
+    training_epochs,
 )
 
 UI = Path(__file__).resolve().parents[2] / "ui"
@@ -40,22 +56,95 @@ def summary(method, dataset, split, dice, hd95, n=2):
                                  "hd95_mean": hd95 - 1, "hd95_std": 0.0}}}
 
 
+def comparison(dataset, split, dice_ci, hd_ci, **names):
+    return {"dataset": dataset, "split": split, "n_cases": 10, **names,
+            "dice": {"mean_diff": sum(dice_ci) / 2, "ci_low": dice_ci[0], "ci_high": dice_ci[1], "p_value": 0.0004,
+                     "better": 6, "worse": 3, "ties": 1},
+            "hd95": {"mean_diff": sum(hd_ci) / 2, "ci_low": hd_ci[0], "ci_high": hd_ci[1], "p_value": 0.2}}
+
+
 def test_score_table_rows_columns_and_delta_signs():
     s = [summary("baseline", "B", "cross", 0.50, 10.0), summary("sikd", "B", "cross", 0.40, 8.0),
          summary("baseline", "A", "intra", 0.80, 5.0), summary("sikd", "A", "intra", 0.85, 6.0)]
     text, signs = score_table(s, dataset_units={"B": "mm"})
-    assert text.index.tolist() == ["Baseline", "SIKD", "Δ SIKD − baseline"]
+    assert text.index.tolist() == ["Baseline", "SIKD", "Δ SIKD − Baseline"]
     assert text.columns.tolist() == [("A (intra)", "Dice"), ("A (intra)", "IoU"), ("A (intra)", "HD95 (px)"),
                                      ("B (cross)", "Dice"), ("B (cross)", "IoU"), ("B (cross)", "HD95 (mm)")]
     assert text.iloc[0].tolist()[:3] == ["0.800 ± 0.010", "0.400 ± 0.000", "5.00 ± 1.00"]
     assert text.iloc[2].tolist() == ["+0.050", "+0.025", "+1.00", "-0.100", "-0.050", "-2.00"]
-    # A: Dice up (better), IoU up (better), HD95 up (worse); B: Dice down, IoU down (worse), HD95 down (better)
-    assert signs.iloc[2].tolist() == [1, 1, -1, -1, -1, 1]
+    assert signs.abs().sum().sum() == 0  # no paired CIs: no difference is shown as demonstrated
+    # A: Dice CI above 0 (better), HD95 CI includes 0 (not coloured although HD95 rose);
+    # B: Dice CI below 0 (worse), HD95 CI below 0 (better); IoU has no CI: never coloured
+    comps = [comparison("A", "intra", (0.01, 0.09), (-0.5, 2.5)), comparison("B", "cross", (-0.2, -0.01), (-3, -1))]
+    text, signs = score_table(s, dataset_units={"B": "mm"}, comparisons=comps)
+    assert signs.iloc[2].tolist() == [1, 0, 0, -1, 0, 1]
     assert signs.iloc[:2].abs().sum().sum() == 0
     per_class, _ = score_table(s, class_name="LV")
     assert per_class.iloc[1, 0] == "0.950 ± 0.000"
     html = table_html(text, signs, css_class="t")
-    assert html.count("colspan='3'") == 2 and html.count("#1a7f37") == 3 and html.count("#cf222e") == 3
+    assert html.count("colspan='3'") == 2 and html.count("#1a7f37") == 2 and html.count("#cf222e") == 1
+
+
+def test_score_table_any_number_of_methods():
+    s = [summary(m, "A", "intra", d, 5.0, n=1) for m, d in (("baseline", 0.7), ("gin", 0.75), ("gin+sikd", 0.8),
+                                                            ("sikd", 0.78))]
+    comps = [comparison("A", "intra", (0.02, 0.1), (-1, 1), method="gin+sikd", reference="gin"),
+             comparison("A", "intra", (-0.01, 0.1), (-1, 1), method="sikd", reference="baseline")]
+    text, signs = score_table(s, comparisons=comps)
+    assert text.index.tolist() == ["Baseline", "SIKD", "GIN", "GIN+SIKD", "Δ GIN+SIKD − GIN", "Δ SIKD − Baseline"]
+    assert text.loc["Δ GIN+SIKD − GIN"].iloc[0] == "+0.050" and signs.loc["Δ GIN+SIKD − GIN"].iloc[0] == 1
+    assert signs.loc["Δ SIKD − Baseline"].iloc[0] == 0  # its CI includes 0
+    # without comparisons: every method against the baseline
+    assert score_table(s)[0].index.tolist()[4:] == ["Δ SIKD − Baseline", "Δ GIN − Baseline", "Δ GIN+SIKD − Baseline"]
+    # old reports: comparisons with a/b (or nothing) mean SIKD − baseline
+    assert comparison_pair({"a": "sikd", "b": "baseline"}) == ("sikd", "baseline") == comparison_pair({})
+
+
+def test_comparisons_table_p_values_and_ci_colours():
+    comps = [comparison("kvasir-seg-very-long-name", "intra", (0.01, 0.09), (-0.5, 2.5)),
+             comparison("B", "cross", (-0.2, 0.01), (-3, -1), method="maxstyle", reference="baseline")]
+    comps[1]["dice"]["p_value"] = 0.0123
+    text, signs = comparisons_table(comps, aliases={"kvasir-seg-very-long-name": "kvasir-seg…"})
+    assert text["Comparison"].tolist() == ["SIKD − Baseline", "MaxStyle − Baseline"]
+    assert text["Dataset"].tolist() == ["kvasir-seg…", "B"]
+    assert text["p (Dice)"].tolist() == ["<0.001", "0.012"]
+    assert signs["ΔDice"].tolist() == [1, 0] and signs["ΔHD95 (px)"].tolist() == [0, 1]
+    assert fmt_p(0.0009999) == "<0.001" and fmt_p(0.001) == "0.001" and fmt_p(None) == "–"
+    assert "p Holm (Dice)" not in text.columns
+    comps[0]["p_holm"] = 0.0002
+    assert comparisons_table(comps)[0]["p Holm (Dice)"].tolist() == ["<0.001", "–"]
+
+
+def test_per_case_frames():
+    def case(method, seed, key, dice, per):
+        return {"method": method, "seed": seed, "dataset": "A", "split": "intra", "case": key, "keys": [key],
+                "dice": dice, "iou": dice / 2, "hd95": 3.0, "hd": 4.0,
+                "per_class": {"dice": per, "iou": per, "hd95": [3.0, 3.0], "hd": [4.0, 4.0]}}
+
+    raw = [case("baseline", 0, "c1", 0.5, [0.4, 0.6]), case("baseline", 1, "c1", 0.7, [0.6, 0.8]),
+           case("sikd", 0, "c1", 0.9, [0.8, 1.0]), case("sikd", 1, "c1", 0.9, [0.8, 1.0]),
+           case("baseline", 0, "c2", 0.2, [0.2, 0.2]), case("sikd", 0, "c2", 0.1, [0.1, 0.1])]
+    long = cases_long(raw, ["background", "RV", "LV"])
+    assert len(long) == 4  # (case, method), seeds averaged
+    c1 = long[(long["Case"] == "c1") & (long["Method"] == "baseline")].iloc[0]
+    assert c1["Dice"] == pytest.approx(0.6) and c1["Dice RV"] == pytest.approx(0.5) and c1["Dice LV"] == 0.7
+    wide = cases_wide(long, [("sikd", "baseline")])
+    assert wide["Key"].tolist() == ["c1", "c2"]
+    assert wide["ΔDice SIKD − Baseline"].round(3).tolist() == [0.3, -0.1]
+    assert "Dice LV · SIKD" in wide.columns and "HD95 · Baseline" in wide.columns
+    gen = generalisation_frame([summary("baseline", "A", "intra", 0.8, 5), summary("baseline", "B", "cross", 0.5, 9),
+                                summary("baseline", "C", "cross", 0.3, 9), summary("sikd", "A", "intra", 0.8, 5)])
+    assert gen.set_index("Method").loc["Baseline"].tolist() == pytest.approx([0.8, 0.4, 0.4])
+    assert gen.set_index("Method").loc["SIKD"].isna().tolist() == [False, True, True]
+
+
+def test_latex_table_escapes_and_groups():
+    s = [summary("baseline", "a_b", "intra", 0.8, 5.0), summary("sikd", "a_b", "intra", 0.85, 6.0)]
+    tex = table_latex(score_table(s)[0])
+    assert r"\multicolumn{3}{c}{a\_b (intra)}" in tex and r"0.800 $\pm$ 0.010" in tex
+    assert r"$\Delta$ SIKD $-$ Baseline" in tex and tex.count(r"\\") == 5 and "\\toprule" in tex
+    assert dataset_aliases(["short", "x" * 30, "x" * 29]) == {"short": "short", "x" * 30: "x" * 17 + "…",
+                                                               "x" * 29: "x" * 17 + "…2"}
 
 
 def test_score_table_single_seed_and_single_method():
@@ -106,3 +195,75 @@ def test_parse_seeds():
         parse_seeds("0, x")
     with pytest.raises(ValueError, match="at least one seed"):
         parse_seeds("  ")
+
+
+def test_readable_spec_names_datasets():
+    spec = {"train_dataset": "3", "eval_datasets": [5, "1"], "seeds": [0, 1], "model_kwargs": {"widths": [8, 16]},
+            "alpha": 2.0}
+    out = readable_spec(spec, {"3": "kvasir-seg", "5": "cvc-clinicdb"})
+    assert out == {"train_dataset": "kvasir-seg", "eval_datasets": "cvc-clinicdb, #1", "seeds": "0, 1",
+                   "model_kwargs": "widths=[8, 16]", "alpha": 2.0}
+
+
+def stage(kind, status, epoch=0, epochs=10, eta=None, start=None, end=None, seed=0):
+    return {"kind": kind, "seed": seed, "status": status, "epoch": epoch, "epochs": epochs, "eta_seconds": eta,
+            "progress": epoch / epochs if epochs else 0, "started_at": start, "finished_at": end}
+
+
+def test_eta_of_waiting_stages_uses_the_finished_stages_of_their_kind():
+    t0 = "2026-01-01T00:00:00+00:00"
+    exp = {"id": 2, "status": "running", "stages": [
+        stage("baseline", "succeeded", 10, 10, start=t0, end="2026-01-01T00:01:40+00:00"),  # 10 s/epoch
+        stage("teacher", "succeeded", 10, 10, start=t0, end="2026-01-01T00:00:50+00:00"),   # 5 s/epoch
+        stage("student", "running", 2, 10, eta=200.0),                                       # 25 s/epoch
+        stage("baseline", "queued", seed=1), stage("teacher", "queued", seed=1), stage("student", "pending", seed=1),
+        stage("evaluation", "pending", 0, 0)]}
+    # the running student's own ETA, then seed 1: baseline at 10, teacher at 5, student at any finished (7.5)
+    assert experiment_eta(exp) == pytest.approx(200 + 100 + 50 + 75)
+    # between stages (nothing running) the finished ones still give an estimate (the old code gave none)
+    exp["stages"][2] = stage("student", "succeeded", 10, 10, start=t0, end="2026-01-01T00:03:20+00:00")
+    assert experiment_eta(exp) == pytest.approx(100 + 50 + 200)
+    queued = {"id": 3, "status": "queued", "stages": []}
+    assert queue_wait(queued, [exp, queued], workers=2) == pytest.approx(350 / 2)
+    assert queue_wait({**queued, "id": 1}, [exp], workers=1) == 0  # submitted before: nothing ahead
+
+
+def test_smoothed_eta_does_not_jump():
+    s = smooth_eta(None, 1800.0, now=0.0)
+    assert s == (1800.0, 0.0)
+    s = smooth_eta(s, 555.0, now=40.0)  # a new estimate far off: moves 30 % of the way, after the countdown
+    assert s[0] == pytest.approx(1760 + 0.3 * (555 - 1760))
+    assert smooth_eta(s, None, now=50.0)[0] == pytest.approx(s[0] - 10)
+    assert smooth_eta(None, None, now=0.0) is None
+
+
+def test_plan_helpers():
+    assert preset_for_workers({"workers": {"devices": {"w@a": {"accelerator": "cpu"}}}}, ["paper", "quick"]) == "quick"
+    both = {"workers": {"devices": {"w@a": {"accelerator": "cpu"}, "w@b": {"accelerator": "cuda"}}}}
+    assert preset_for_workers(both, ["paper", "quick"]) == "paper"
+    assert preset_for_workers({"workers": {"devices": {}}}, ["paper", "quick"]) is None
+    assert preset_for_workers(None, ["paper", "quick"]) is None
+    assert split_sizes(1000, 0.1, 0.2) == {"train": 700, "val": 100, "test": 200}
+    assert split_sizes(3, 0.0, 0.2) == {"train": 2, "val": 0, "test": 1}
+    assert training_epochs({"epochs": 10, "teacher_epochs": 4, "methods": ["baseline", "sikd", "gin+sikd", "gin"],
+                            "seeds": [0, 1]}) == 2 * (10 + 14 + 14 + 10)
+    t0 = "2026-01-01T00:00:00+00:00"
+    exps = [{"spec": {"train_dataset": "7", "image_size": [10, 10]},
+             "stages": [stage("baseline", "succeeded", 5, 5, start=t0, end="2026-01-01T00:00:10+00:00"),
+                        stage("evaluation", "succeeded", 0, 0, start=t0, end="2026-01-01T01:00:00+00:00")]}]
+    assert seconds_per_unit(exps, {7: 20}) == pytest.approx(10 / (5 * 20 * 100))
+    assert seconds_per_unit(exps, {}) is None
+
+
+def test_frames_warning():
+    def ds(keys, n=100, groups=0, cases=None, synthetic=False):
+        return {"num_pairs": n, "synthetic": synthetic, "samples": [{"key": k} for k in keys],
+                "stats": {"groups": groups, "cases": n if cases is None else cases}}
+
+    frames = ds(["1", "21", "41", "61", "99"])
+    assert "may be video frames" in frames_warning(frames) and "1…99" in frames_warning(frames)
+    assert frames_warning(ds(["1", "21", "99"], groups=19)) is None  # grouped (CVC-ClinicDB's videos)
+    assert frames_warning(ds(["1", "21", "99"], synthetic=True)) is None
+    assert frames_warning(ds(["cju0qkwl35piu0993l0dewei2", "cju0roawvklrq0799vmjorwfv"])) is None  # hashes
+    assert frames_warning(ds(["1", "5000", "90000"])) is None  # sparse ids, not frames
+    assert frames_warning(ds(["1", "2"], cases=50)) is None  # several images per case: volumes or patients

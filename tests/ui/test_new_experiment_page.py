@@ -193,3 +193,23 @@ def test_size_preset_fills_the_form_and_is_what_is_sent(dashboard, services, que
     assert s["image_size"] == quick["image_size"] and s["epochs"] == quick["epochs"] and s["lr"] == quick["lr"]
     assert s["model_kwargs"] == quick["model_kwargs"] and s["batch_size"] == quick["batch_size"]
 
+
+
+def test_preset_fits_the_workers_and_the_plan_shows_splits_and_run_time(dashboard, services, trained):
+    """The work stack's only worker has no GPU: the quick preset is chosen; the split sizes and an estimate
+    from the trained sweep's measured speed show before Start."""
+    from ui.client import Client
+
+    api = trained["api"]
+    health, problem = Client(base=services.work.url, token=api.token).health(wait=20)
+    assert health and health["workers"]["devices"], problem
+    assert {d["accelerator"] for d in health["workers"]["devices"].values()} == {"cpu"}
+    at = dashboard("new_experiment", url=services.work.url, token=api.token)
+    no_exceptions(at)
+    assert at.radio(key="ne_preset").value == "quick"
+    quick = next(p for p in api.get("/options")["presets"] if p["name"] == "quick")["values"]
+    assert at.number_input(key="ne_epochs").value == quick["epochs"]
+    assert any("chosen for the workers' devices (cpu)" in c for c in texts(at, "caption"))
+    plan = "\n".join(texts(at, "info"))
+    assert "**Splits** of vendor_a (20 pairs): about 14 train · 2 validation · 4 test" in plan
+    assert "**Estimated run time:** about " in plan and "measured on the last 2 finished experiment(s)" in plan

@@ -113,7 +113,9 @@ def test_stages_write_bundles_and_evidence(finished):
     assert {o["dataset"] for o in report["overlays"]} == {"vendor_a", "vendor_b", "vendor_c"}
     assert any("sikd_better" in o["categories"] for o in report["overlays"])
     feats = report["features"]
-    assert feats[0]["panels"] == ["image", "baseline", "teacher", "sikd"]
+    assert feats[0]["panels"] == ["image", "teacher_input", "baseline", "teacher", "sikd"]
+    lo, hi = feats[0]["scale"]  # one colour scale shared by the three feature maps
+    assert 0 <= lo < hi
     assert all((exp.workdir / "eval" / f["file"]).exists() for f in feats)
 
 

@@ -7,8 +7,15 @@ import plotly.express as px
 import streamlit as st
 
 from ui.client import ApiError, Client
-from ui.formatting import compare_frame, compare_table, setting_value, spec_differences
-from ui.widgets import fail, show_error
+from ui.formatting import (
+    compare_frame,
+    compare_table,
+    intra_cross_frame,
+    readable_spec,
+    setting_value,
+    spec_differences,
+)
+from ui.widgets import fail, figure_downloads, show_error, table_downloads
 
 api = Client()
 st.title("Compare experiments")
@@ -16,21 +23,24 @@ MAX_DEFAULT = 8
 
 
 def default_selection(exps: list[dict]) -> list[int]:
-    """``?ids=1,2,3`` if given; else the latest experiment and the others trained and evaluated on the same
-    datasets (a sweep usually keeps the data fixed), at most eight."""
+    """``?ids=1,2,3`` if given; else the largest group of experiments trained and evaluated on the same datasets
+    (a sweep usually keeps the data fixed; ties: the group of the newest), at most eight; else the two newest."""
     ids = {e["id"] for e in exps}
     raw = str(st.query_params.get("ids", ""))
     asked = [int(x) for x in raw.replace(" ", "").split(",") if x.isdigit() and int(x) in ids]
     if asked:
         return asked
-    latest = exps[0]["spec"]  # the API lists the newest first
 
-    def same_data(spec: dict) -> bool:
-        return (spec.get("train_dataset") == latest.get("train_dataset")
-                and sorted(spec.get("eval_datasets") or []) == sorted(latest.get("eval_datasets") or []))
+    def data_key(spec: dict) -> str:
+        return f"{spec.get('train_dataset')}|{sorted(str(d) for d in spec.get('eval_datasets') or [])}"
 
-    picks = [e["id"] for e in exps if same_data(e["spec"])][:MAX_DEFAULT]
-    return sorted(picks) if len(picks) >= 2 else []
+    groups: dict[str, list[int]] = {}
+    for e in exps:  # the API lists the newest first, so the first group seen is the newest's
+        groups.setdefault(data_key(e["spec"]), []).append(e["id"])
+    best = max(groups.values(), key=len)
+    if len(best) >= 2:
+        return sorted(best[:MAX_DEFAULT])
+    return sorted(e["id"] for e in exps[:2])
 
 
 try:
@@ -67,6 +77,17 @@ if len(results) < 2:
 
 specs = {i: by_id[i]["spec"] for i in results}
 varying = spec_differences(list(specs.values()))
+try:
+    names = {str(d["id"]): d["name"] for d in api.get_all("/datasets", cache="settled")}
+except ApiError:
+    names = {}
+shown_specs = {i: readable_spec(s, names) for i, s in specs.items()}
+tasks = {i: tuple(r.get("class_names") or []) for i, r in results.items()}
+if len(set(tasks.values())) > 1:
+    st.warning("These experiments segment different tasks (class lists differ: "
+               + "; ".join(f"#{i}: {', '.join(t[1:]) or '?'}" for i, t in tasks.items())
+               + "). Their scores are not comparable class by class; compare experiments of one task.",
+               icon=":material/warning:")
 classes = []
 for r in results.values():
     for c in r.get("class_names", [])[1:]:
@@ -86,7 +107,7 @@ long = compare_frame(results, by_id, class_name=cls)
 if long.empty:
     st.warning("The chosen experiments hold no scores.")
     st.stop()
-table = compare_table(long, metric, {i: {k: specs[i].get(k) for k in varying} for i in results})
+table = compare_table(long, metric, {i: {k: shown_specs[i].get(k) for k in varying} for i in results})
 st.dataframe(table, width="stretch", key="cmp_table")
 st.caption(f"{metric} per dataset and method (mean over seeds). "
            + ("Higher is better." if metric != "HD95" else "Lower is better."))
@@ -94,7 +115,7 @@ st.caption(f"{metric} per dataset and method (mean over seeds). "
 x_key = st.selectbox("Plot against", varying, key="cmp_x") if varying else None
 plot = long.copy()
 if x_key:
-    plot["Setting"] = [setting_value(specs[i], x_key) for i in plot["ID"]]
+    plot["Setting"] = [setting_value(shown_specs[i], x_key) for i in plot["ID"]]
     numeric = all(isinstance(v, (int, float)) for v in plot["Setting"])
     plot = plot.sort_values("Setting") if numeric else plot
     x_title = x_key
@@ -109,5 +130,17 @@ if not numeric:
     fig.update_xaxes(type="category")
 fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), title=f"{metric} against {x_title}")
 st.plotly_chart(fig, width="stretch", key="cmp_plot")
+figure_downloads(fig, "compare-" + metric.lower(), key="cmp_plot")
+table_downloads(table, "compare-" + metric.lower(), key="cmp_table", caption=f"{metric} per experiment")
+
+bars = intra_cross_frame(long, metric)
+if not bars.empty:
+    fig2 = px.bar(bars, x="Experiment", y=metric, color="Split", pattern_shape="Method", barmode="group",
+                  error_y=f"{metric} std", hover_data=["Datasets"],
+                  color_discrete_map={"intra": "#4c78a8", "cross (mean)": "#f58518"},
+                  title=f"{metric}: intra (test split) vs cross (mean over unseen datasets)")
+    fig2.update_layout(height=400, margin=dict(l=10, r=10, t=50, b=10), xaxis_title=None)
+    st.plotly_chart(fig2, width="stretch", key="cmp_bars")
+    figure_downloads(fig2, "compare-intra-cross-" + metric.lower(), key="cmp_bars")
 if x_key and len(varying) > 1:
     st.caption(f"Several settings differ ({', '.join(varying)}): points along `{x_key}` may differ in the others too.")

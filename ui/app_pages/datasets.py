@@ -8,8 +8,10 @@ import plotly.express as px
 import streamlit as st
 
 from ui.client import ApiError, Client
-from ui.formatting import fmt_bytes, parse_time
-from ui.widgets import confirm_delete, fail, picture, show_error
+from ui.formatting import CLASS_COLORS, fmt_bytes, frames_warning, parse_time, split_sizes
+from ui.widgets import class_legend, confirm_delete, fail, figure_downloads, picture, show_error
+
+THUMBS_PER_PAGE = 9
 
 api = Client()
 st.title("Datasets")
@@ -18,12 +20,14 @@ st.title("Datasets")
 def validation_report(d: dict) -> None:
     """What the API found in a dataset: size, classes, image sizes and modes, warnings."""
     stats = d.get("stats") or {}
-    c = st.columns(5)
+    c = st.columns(6)
     c[0].metric("Image/mask pairs", d["num_pairs"])
     c[1].metric("Cases", stats.get("cases", "–"))
-    c[2].metric("Classes", d["num_classes"], help=", ".join(d["class_names"]))
-    c[3].metric("Channels", d["in_channels"])
-    c[4].metric("Size", fmt_bytes(d["size_bytes"]))
+    c[2].metric("Groups", stats.get("groups") or "none",
+                help="Cases of one group (a patient, a video) always share a split, so nothing leaks across them.")
+    c[3].metric("Classes", d["num_classes"], help=", ".join(d["class_names"]))
+    c[4].metric("Channels", d["in_channels"])
+    c[5].metric("Size", fmt_bytes(d["size_bytes"]))
     sizes = stats.get("image_sizes") or {}
     modes = stats.get("image_modes") or {}
     st.caption(f"Format **{d['format']}** · masks read as **{stats.get('mask_mode', '?')}** · classes "
@@ -34,6 +38,9 @@ def validation_report(d: dict) -> None:
                + (" · SYNTHETIC" if d.get("synthetic") else ""))
     for w in stats.get("warnings") or []:
         st.warning(w)
+    frames = frames_warning(d)
+    if frames:
+        st.warning(frames, icon=":material/movie:")
 
 
 # ------------------------------------------------------------------------------------------ upload
@@ -99,26 +106,42 @@ except ApiError as e:
 st.subheader(f"#{detail['id']} {detail['name']}")
 validation_report(detail)
 
+stats = detail.get("stats") or {}
+sizes = split_sizes(int(detail["num_pairs"]), 0.1, 0.2)
+st.caption(f"With the default fractions (validation 10 %, test 20 %) an experiment trains on about {sizes['train']} "
+           f"pairs, validates on {sizes['val']} and scores intra on {sizes['test']}; splits are drawn by "
+           + (f"group ({stats['groups']} groups)" if stats.get("groups") else "case") + ".")
+
 left, right = st.columns([3, 2])
 with left:
-    st.markdown("**Samples** (mask overlaid)")
-    samples = detail.get("samples") or []
-    if not samples:
-        st.caption("No thumbnails.")
+    n = int(detail["num_pairs"])
+    pages = max(1, -(-n // THUMBS_PER_PAGE))
+    head = st.columns([2, 3])
+    head[0].markdown(f"**Image/mask pairs** ({n}; mask filled in its class colours)")
+    page = head[1].number_input(f"Page (of {pages}, {THUMBS_PER_PAGE} per page)", 1, pages, 1,
+                                key=f"ds_page_{chosen}") if pages > 1 else 1
+    class_legend(detail["class_names"])
+    keys = {s["index"]: s["key"] for s in detail.get("samples") or []}
+    first = (int(page) - 1) * THUMBS_PER_PAGE
     cols = st.columns(3)
-    for i, s in enumerate(samples):
-        with cols[i % 3]:
-            picture(api, s["url"], caption=f"{s['key']} (#{s['index']})")
+    for k, index in enumerate(range(first, min(first + THUMBS_PER_PAGE, n))):
+        with cols[k % 3]:
+            picture(api, f"/datasets/{chosen}/samples/{index}.png",
+                    caption=f"#{index}" + (f" · {keys[index]}" if index in keys else ""))
 with right:
-    classes = (detail.get("stats") or {}).get("classes") or []
+    classes = stats.get("classes") or []
     if classes:
         cf = pd.DataFrame([{"Class": c["name"], "Pixel fraction": c["pixel_fraction"],
                             "Images with the class": c.get("images_present")} for c in classes])
+        colours = {c["name"]: CLASS_COLORS[c.get("index", k) % len(CLASS_COLORS)] if c.get("index", k) else "#9e9e9e"
+                   for k, c in enumerate(classes)}
         fig = px.bar(cf, x="Class", y="Pixel fraction", text_auto=".1%", hover_data=["Images with the class"],
-                     title="Class pixel fractions", color="Class")
+                     title="Class pixel fractions", color="Class", color_discrete_map=colours)
         fig.update_layout(height=340, showlegend=False, margin=dict(l=10, r=10, t=40, b=10),
                           yaxis_tickformat=".0%")
         st.plotly_chart(fig, width="stretch", key="class_fractions")
+        figure_downloads(fig, f"dataset-{chosen}-class-fractions", key="class_fractions")
+        st.caption("Bars in the classes' mask colours (background grey).")
 
 if st.button("Delete this dataset", key="ds_delete"):
     st.session_state["ds_confirm_delete"] = chosen

@@ -4,11 +4,12 @@ open, cancel or delete one."""
 from __future__ import annotations
 
 import math
+import time
 
 import streamlit as st
 
 from ui.client import ApiError, Client
-from ui.formatting import ACTIVE, experiments_frame
+from ui.formatting import ACTIVE, experiment_eta, experiments_frame, queue_wait, smooth_eta
 from ui.widgets import confirm_delete, explain, fail, show_error
 
 PAGE_SIZE = 50
@@ -22,9 +23,15 @@ top = st.columns([2, 2, 1])
 status = top[0].selectbox("Status", ["all", "queued", "running", "succeeded", "failed", "cancelled"],
                           key="exp_status")
 params = {} if status == "all" else {"status": status}
+
+
+def count_active() -> int:
+    """Two count-only queries tell whether anything is queued or running (then the table refreshes often)."""
+    return sum(api.page("/experiments", limit=1, params={"status": s})[1] for s in ACTIVE)
+
+
 try:
-    # Two count-only queries tell whether anything is moving (then the table refreshes every few seconds).
-    active = sum(api.page("/experiments", limit=1, params={"status": s})[1] for s in ACTIVE)
+    active = count_active()
     _, total = api.page("/experiments", limit=1, params=params)
 except ApiError as e:
     fail(e, "listing experiments")
@@ -56,7 +63,53 @@ COLUMNS = {
     "Now": st.column_config.TextColumn("Now", width="medium"),
     "Epochs": st.column_config.NumberColumn(width="small"),
     "ETA": st.column_config.TextColumn("ETA", help="Estimated time left, from the running stages' epoch times"),
+    "Dice intra": st.column_config.NumberColumn(format="%.3f", width="small",
+                                                help="Dice of SIKD (the main method) on the training dataset's test split"),
+    "Dice cross": st.column_config.NumberColumn(format="%.3f", width="small",
+                                                help="Dice of SIKD averaged over the unseen (cross) datasets"),
+    "Δ intra": st.column_config.NumberColumn(format="%+.3f", width="small", help="SIKD − baseline Dice, intra"),
+    "Δ cross": st.column_config.NumberColumn(format="%+.3f", width="small", help="SIKD − baseline Dice, cross"),
+    "Open": st.column_config.LinkColumn("Open", display_text="open ↗", width="small",
+                                        help="The experiment's own page (a link you can share or bookmark)"),
 }
+
+
+def smoothed_etas(exps: list[dict]) -> dict[int, float | None]:
+    """Time left per active experiment, smoothed across refreshes (an exponential moving average kept in the
+    session, counted down between refreshes) so it does not jump; a queued one also waits for the active
+    experiments submitted before it, shared among the workers."""
+    memory: dict[int, tuple[float, float]] = st.session_state.setdefault("eta_memory", {})
+    health, _ = api.health(wait=0)
+    workers = max(int(((health or {}).get("workers") or {}).get("count") or 1), 1)
+    now, out = time.monotonic(), {}
+    for e in exps:
+        if e["status"] not in ACTIVE:
+            memory.pop(e["id"], None)
+            continue
+        own = experiment_eta(e)
+        if e["status"] == "queued":
+            wait = queue_wait(e, exps, workers)
+            own = None if wait is None or own is None else own + wait
+        new = smooth_eta(memory.get(e["id"]), own, now)
+        if new is None:
+            memory.pop(e["id"], None)
+            out[e["id"]] = None
+        else:
+            memory[e["id"]] = new
+            out[e["id"]] = new[0]
+    return out
+
+
+def succeeded_results(exps: list[dict]) -> dict[int, dict]:
+    """The results of the succeeded experiments on this page (cached: they never change once written)."""
+    out = {}
+    for e in exps:
+        if e["status"] == "succeeded":
+            try:
+                out[e["id"]] = api.get(f"/experiments/{e['id']}/results", cache="settled")
+            except ApiError:
+                continue  # the row still shows; its score cells stay empty
+    return out
 
 
 @st.fragment(run_every=REFRESH_ACTIVE if active else REFRESH_IDLE)
@@ -67,14 +120,26 @@ def live_table() -> None:
     except ApiError as e:
         show_error(e, "refreshing the experiments")
         return
+    try:
+        moving = count_active()
+    except ApiError:
+        moving = active
+    if bool(moving) != bool(active):  # something started or everything finished: refresh at the new rate
+        st.rerun(scope="app")
     n_active = sum(e["status"] in ACTIVE for e in exps)
     st.caption(f"{count} experiment(s){f', {n_active} active on this page' if n_active else ''} · "
-               f"refreshes every {REFRESH_ACTIVE if active else REFRESH_IDLE:g} s")
-    st.dataframe(experiments_frame(exps), hide_index=True, column_config=COLUMNS, width="stretch",
-                 key="experiments_table")
+               f"refreshes every {REFRESH_ACTIVE if active else REFRESH_IDLE:g} s · click a row to choose it, "
+               "**open ↗** for its page")
+    event = st.dataframe(experiments_frame(exps, succeeded_results(exps), etas=smoothed_etas(exps)),
+                         hide_index=True, column_config=COLUMNS,
+                         width="stretch", key="experiments_table", on_select="rerun", selection_mode="single-row")
     if not exps:
         return
     by_id = {e["id"]: e for e in exps}
+    rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
+    if rows and rows != st.session_state.get("experiments_table_seen") and rows[0] < len(exps):
+        st.session_state["experiments_table_seen"] = rows  # a click on a row chooses that experiment
+        st.session_state["exp_choice"] = exps[rows[0]]["id"]
     cols = st.columns([4, 1, 1, 1], vertical_alignment="bottom")
     chosen = cols[0].selectbox("Experiment", list(by_id), key="exp_choice",
                                format_func=lambda i: f"#{i} {by_id[i]['name']} ({by_id[i]['status']})")

@@ -9,7 +9,18 @@ from typing import Any
 import streamlit as st
 
 from ui.client import ApiError, Client
-from ui.formatting import TEACHER_INPUT_LABELS, parse_seeds, spec_errors
+from ui.formatting import (
+    TEACHER_INPUT_LABELS,
+    experiment_eta,
+    fmt_seconds,
+    method_label,
+    parse_seeds,
+    preset_for_workers,
+    seconds_per_unit,
+    spec_errors,
+    split_sizes,
+    training_epochs,
+)
 from ui.widgets import explain, fail
 
 api = Client()
@@ -53,8 +64,10 @@ if st.session_state.get("ne_cross_for") != train_id:  # a new training set: defa
     st.session_state["ne_cross"] = same_task
     st.session_state["ne_cross_for"] = train_id
 cross_ids = dcols[1].multiselect(
-    "Unseen (cross) datasets", others, format_func=ds_label, key="ne_cross",
+    "Unseen (cross) datasets", others, format_func=lambda i: f"#{i} {by_id[i]['name']}", key="ne_cross",
     help="Datasets of the same task never seen in training (cross-dataset generalisation).")
+if cross_ids:  # the chips stay short; the details are here
+    dcols[1].caption(" · ".join(ds_label(i) for i in cross_ids))
 cross_err = dcols[1].empty()
 
 # A size preset fills the form's size fields (it is outside the form: choosing one reruns the page).
@@ -73,11 +86,21 @@ def apply_preset() -> None:
             st.session_state[WIDGET_OF[field]] = float(value) if field == "lr" else value
 
 
+if presets and "ne_preset" not in st.session_state:  # first visit: the preset that fits the workers
+    health, _ = api.health()
+    fitting = preset_for_workers(health, list(presets))
+    st.session_state["ne_preset"] = fitting or list(presets)[0]
+    if fitting:
+        apply_preset()
+        devices = sorted({d.get("accelerator", "?") for d in (health or {})["workers"]["devices"].values()})
+        st.session_state["ne_preset_why"] = f"chosen for the workers' devices ({', '.join(devices)})"
+        st.session_state["ne_preset_auto"] = fitting
 if presets:
     preset = st.radio("Size", list(presets), horizontal=True, key="ne_preset", on_change=apply_preset,
                       format_func=lambda n: PRESET_LABELS.get(n, n),
                       help="Fills model, image size, epochs, batch size and learning rate; edit them after.")
-    st.caption(presets[preset]["description"])
+    why = st.session_state.get("ne_preset_why") if preset == st.session_state.get("ne_preset_auto") else None
+    st.caption(presets[preset]["description"] + (f" · {why}" if why else ""))
 if not same_task:
     dcols[1].caption("No other dataset has the same classes as the training dataset.")
 
@@ -94,7 +117,7 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
     model_names = sorted(models)
     model = c[1].selectbox("Model", model_names, index=model_names.index(D.get("model", "unet"))
                            if D.get("model", "unet") in model_names else 0, key="ne_model",
-                           format_func=lambda n: f"{n} — {models[n]['description']}")
+                           help="; ".join(f"**{n}**: {models[n]['description']}" for n in model_names))
     slot("model", c[1])
     loss = c[2].selectbox("Loss", ["ce", "dice_ce"], index=["ce", "dice_ce"].index(D.get("loss", "ce")),
                           format_func=lambda v: {"ce": "cross-entropy (paper)", "dice_ce": "Dice + cross-entropy"}[v],
@@ -119,9 +142,10 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
     seeds_text = c[1].text_input("Seeds", ", ".join(str(s) for s in D.get("seeds", [0])), key="ne_seeds",
                                  help="Comma-separated; each seed trains every method once (mean ± std over seeds).")
     slot("seeds", c[1])
-    methods = c[2].multiselect("Methods", options["methods"], default=D.get("methods", options["methods"]),
-                               format_func=lambda m: {"baseline": "Baseline", "sikd": "SIKD"}.get(m, m),
-                               key="ne_methods")
+    method_names = [m["name"] if isinstance(m, dict) else m for m in options["methods"]]
+    methods = c[2].multiselect("Methods", method_names, default=[m for m in D.get("methods", method_names)
+                                                                 if m in method_names],
+                               format_func=method_label, key="ne_methods")
     slot("methods", c[2])
     alpha = c[3].number_input("α (distillation weight)", 0.0, 1e4, float(D.get("alpha", 2.0)), step=0.5,
                               key="ne_alpha", help="Weight of the feature-distillation MSE (the paper uses 2).")
@@ -182,7 +206,49 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
         slot("model_kwargs")
 
     general = st.empty()
+    plan_slot = st.empty()
     submitted = st.form_submit_button("Start experiment", type="primary")
+
+
+def plan() -> None:
+    """Split sizes and an estimated run time before Start, from the measured speed of earlier experiments
+    (the form's values as last applied; the estimate updates when the form is submitted or a field outside
+    it changes)."""
+    n = int(by_id[train_id]["num_pairs"])
+    sizes = split_sizes(n, float(val_fraction), float(test_fraction))
+    cross_n = sum(int(by_id[i]["num_pairs"]) for i in cross_ids)
+    text = (f"**Splits** of {by_id[train_id]['name']} ({n} pairs): about {sizes['train']} train · {sizes['val']} "
+            f"validation · {sizes['test']} test (grouped by case, so the real counts can differ a little)"
+            + (f"; cross: {cross_n} images in {len(cross_ids)} dataset(s)." if cross_ids else "."))
+    try:
+        history = api.page("/experiments", limit=50, params={"status": "succeeded"}, cache="settled")[0]
+        active = api.page("/experiments", limit=100, params={"status": "running"})[0] + api.page(
+            "/experiments", limit=100, params={"status": "queued"})[0]
+    except ApiError:
+        history, active = [], []
+    n_train = {d["id"]: split_sizes(int(d["num_pairs"]), float(val_fraction), float(test_fraction))["train"]
+               for d in datasets}
+    rate = seconds_per_unit(history, n_train)
+    spec = {"epochs": int(epochs), "teacher_epochs": int(teacher_epochs), "methods": methods,
+            "seeds": parse_seeds(seeds_text) if seeds_text.strip() else [0]}
+    if rate is not None:
+        run = rate * training_epochs(spec) * sizes["train"] * int(height) * int(width)
+        text += (f"  \n**Estimated run time:** about {fmt_seconds(run)} of training (+ evaluation), at the speed "
+                 f"the workers measured on the last {len(history)} finished experiment(s).")
+    else:
+        text += "  \n**Estimated run time:** unknown until a first experiment has finished on these workers."
+    waits = [experiment_eta(e) for e in active]
+    if active:
+        known = [w for w in waits if w is not None]
+        text += (f" {len(active)} experiment(s) are ahead in the queue"
+                 + (f" (about {fmt_seconds(sum(known))} left of them)" if len(known) == len(waits) else "") + ".")
+    plan_slot.info(text, icon=":material/schedule:")
+
+
+try:
+    plan()
+except ValueError:
+    plan_slot.caption("Fix the seeds to see the split sizes and the estimated run time.")
 
 if submitted:
     local: dict[str, list[str]] = {}

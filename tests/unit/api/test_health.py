@@ -12,7 +12,7 @@ def test_health_without_workers_is_degraded(client, settings):
     assert h["status"] == "degraded" and h["version"]
     assert h["database"]["ok"] is True and h["database"]["detail"].startswith(("sqlite", "postgresql"))
     assert h["broker"] == {"ok": True, "detail": f"embedded filesystem broker at {settings.broker_dir}"}
-    assert h["workers"] == {"ok": False, "count": 0, "names": []}
+    assert h["workers"] == {"ok": False, "count": 0, "names": [], "devices": {}}
 
 
 def test_health_reports_an_unreachable_database(tmp_path):

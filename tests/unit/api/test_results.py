@@ -118,9 +118,62 @@ def test_overlays_features_and_files(client, alice, finished):
     page = client.get(f"/experiments/{eid}/overlays?skip=1&limit=1", headers=alice).json()
     assert page["count"] == ov["count"] and page["data"] == ov["data"][1:2]
     feats = client.get(f"/experiments/{eid}/features", headers=alice).json()
-    assert feats["count"] == 2 and feats["data"][0]["panels"] == ["image", "baseline", "teacher", "sikd"]
+    assert feats["count"] == 2 and feats["data"][0]["panels"] == ["image", "teacher_input", "baseline",
+                                                                      "teacher", "sikd"]
     assert client.get(feats["data"][0]["url"], headers=alice).status_code == 200
     assert client.get(f"/experiments/{eid}/files/cases.json", headers=alice).json()
+
+
+def test_per_case_scores(client, alice, finished):
+    eid = finished["id"]
+    every = client.get(f"/experiments/{eid}/cases", headers=alice).json()
+    # 4 intra test cases + 6 cross cases, each scored by the baseline and SIKD (seed 0)
+    assert every["count"] == 2 * (4 + 6) == len(every["data"])
+    assert {(c["method"], c["split"]) for c in every["data"]} == {(m, s) for m in ("baseline", "sikd")
+                                                                    for s in ("intra", "cross")}
+    for c in every["data"]:
+        assert 0 <= c["dice"] <= 1 and len(c["per_class"]["dice"]) == 3 and c["keys"]
+    one = client.get(f"/experiments/{eid}/cases?dataset=vendor_b&method=sikd", headers=alice).json()
+    assert one["count"] == 6 and all(c["dataset"] == "vendor_b" and c["method"] == "sikd" for c in one["data"])
+    page = client.get(f"/experiments/{eid}/cases?split=intra&skip=2&limit=3", headers=alice).json()
+    assert page["count"] == 8 and len(page["data"]) == 3 and all(c["split"] == "intra" for c in page["data"])
+    assert client.get(f"/experiments/{eid}/cases?split=sideways", headers=alice).status_code == 422
+
+
+def test_case_view_renders_ground_truth_and_predictions(client, alice, finished, settings):
+    eid = finished["id"]
+    case = client.get(f"/experiments/{eid}/cases?dataset=vendor_b&limit=1", headers=alice).json()["data"][0]
+    key = case["keys"][0]
+    sizes = {}
+    for methods, mode in (([], "contours"), (["baseline"], "fill"), (["baseline", "sikd"], "contours"),
+                          (["baseline", "sikd"], "errors")):
+        r = client.get(f"/experiments/{eid}/cases/view.png", params={"dataset": "vendor_b", "key": key,
+                                                                       "methods": methods, "mode": mode},
+                       headers=alice)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
+        img = Image.open(io.BytesIO(r.content))
+        sizes[(len(methods), mode)] = img.size
+    # full resolution (the saved prediction's size), one panel per method after the ground truth
+    saved = settings.experiments_dir / str(eid) / "eval" / "predictions" / "sikd" / "vendor_b" / f"{key}.png"
+    w, h = Image.open(saved).size
+    assert sizes[(0, "contours")] == (w, h)
+    assert sizes[(1, "fill")] == (2 * w + 4, h)
+    assert sizes[(2, "contours")] == sizes[(2, "errors")] == (3 * w + 2 * 4, h)
+    bad = {"dataset": "vendor_b", "key": key}
+    assert client.get(f"/experiments/{eid}/cases/view.png", params={**bad, "dataset": "nope"},
+                      headers=alice).status_code == 404
+    assert client.get(f"/experiments/{eid}/cases/view.png", params={**bad, "key": "nope"},
+                      headers=alice).status_code == 404
+    r = client.get(f"/experiments/{eid}/cases/view.png", params={**bad, "methods": ["../../x"]}, headers=alice)
+    assert r.status_code == 422
+    r = client.get(f"/experiments/{eid}/cases/view.png", params={**bad, "methods": ["maxstyle"]}, headers=alice)
+    assert r.status_code == 404 and "no saved prediction of 'maxstyle'" in r.json()["detail"]
+
+
+def test_per_case_scores_wait_for_success(client, alice, datasets):
+    r = client.post("/experiments", json=tiny_spec(datasets, name="queued"), headers=alice)
+    res = client.get(f"/experiments/{r.json()['id']}/cases", headers=alice)
+    assert res.status_code == 409 and "per-case scores exist once it has succeeded" in res.json()["detail"]
 
 
 def test_files_serve_nothing_outside_eval(client, alice, finished, settings):
