@@ -157,8 +157,8 @@ def test_unet_uses_the_authors_kaiming_initialisation():
     m = create_model("unet", 3, 2, widths=(32, 64, 128))
     conv = m.encoder[2][3]  # 128 -> 128, fan-in 1152: enough weights for a tight estimate
     fan_in = conv.weight[0].numel()
-    assert abs(float(conv.weight.std()) / math.sqrt(2 / fan_in) - 1) < 0.05
-    assert abs(float(m.head.weight.std()) / math.sqrt(2 / 32) - 1) < 0.35  # only 64 weights
-    assert float(m.head.bias.abs().max()) == 0.0
+    assert abs(float(conv.weight.detach().std()) / math.sqrt(2 / fan_in) - 1) < 0.05
+    assert abs(float(m.head.weight.detach().std()) / math.sqrt(2 / 32) - 1) < 0.35  # only 64 weights
+    assert float(m.head.bias.detach().abs().max()) == 0.0
     bns = [b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)]
     assert all(bool((b.weight == 1).all()) and bool((b.bias == 0).all()) for b in bns)
