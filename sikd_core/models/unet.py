@@ -138,3 +138,6 @@ class UNet(SegmentationModel):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.forward_features(x))
+
+    def head_module(self) -> nn.Module:
+        return self.head
