@@ -64,6 +64,11 @@ def test_features_are_head_input(name):
         head = convs[-1]
     assert head.weight.shape[1] == feats.shape[1]
     torch.testing.assert_close(head(feats), logits, atol=1e-5, rtol=1e-4)
+    # head_module() (what the SIKD student's head is copied through) is, or wraps, that conv; registered once.
+    hm = model.head_module()
+    assert any(m is head for m in hm.modules()) and any(m is hm for m in model.modules())
+    torch.testing.assert_close(hm(feats), logits, atol=1e-5, rtol=1e-4)
+    assert not any(k.startswith("_head") for k in model.state_dict())
 
 
 def test_fold_batchnorm_keeps_features(name):
