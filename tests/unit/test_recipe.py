@@ -64,7 +64,9 @@ def test_small_polyp_sikd_student_does_not_collapse(tmp_path):
 
     With a random He-initialised head the student of this configuration collapsed to all-background
     (128 px: val Dice 0.074, 0.037, 0.016, 0.007, 0.001 in epochs 1-5): the MSE pins its features to the
-    teacher's and its own 8-channel head never aligned with them. Started from the teacher's head it learns.
+    teacher's and its own 8-channel head never aligned with them. In this reduced configuration (teacher and
+    student 8 epochs each), measured: random head 0.203, 0.084, 0.021, 0.013, 0.009, 0.006, 0.005, 0.002;
+    teacher's head 0.323, 0.423, 0.423, 0.399, 0.396, 0.355, 0.402, 0.373 (teacher 0.75-0.77 on class-mean images).
     """
     train, val = _small_polyp(tmp_path)
     teacher_in = lambda i, lab: class_mean_image(i, lab, 2)  # noqa: E731
