@@ -256,7 +256,8 @@ class Experiment:
                 raise SIKDError(f"the teacher of seed {seed} must be trained before its student")
             teacher = load_bundle(teacher_bundle, device=self.device).model
             trainer: Trainer = DistillationTrainer(model, train, val, config, teacher=teacher, alpha=self.spec.alpha,
-                                                   teacher_input_fn=self.teacher_input_fn(), **common)
+                                                   teacher_input_fn=self.teacher_input_fn(),
+                                                   head_from_teacher=self.spec.student_head_init == "teacher", **common)
         elif stage == "teacher":
             trainer = Trainer(model, train, val, config, input_fn=self.teacher_input_fn(), **common)
         else:

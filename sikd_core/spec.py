@@ -51,6 +51,11 @@ class ExperimentSpec(BaseModel):
     methods: list[Method] = Field(default_factory=lambda: ["baseline", "sikd"], min_length=1)
     alpha: float = Field(2.0, ge=0, le=1e4, description="Weight of the feature-distillation MSE.")
     teacher_input: TeacherInput = Field("class_mean", description="class_mean (SIKD) or the ablations.")
+    student_head_init: Literal["teacher", "random"] = Field(
+        "teacher", description="Start of the student's 1x1 head: a copy of the frozen teacher's (default; it "
+        "still trains) or random He init. The MSE pins the student's features to the teacher's, so only the "
+        "teacher's head already reads them; with a random head small students (8-wide head) collapsed or ended "
+        "far below the baseline. Inference cost is unchanged.")
     teacher_skip_connections: bool = Field(
         False, description="Keep skip connections in the teacher (the paper drops them; ablation)."
     )

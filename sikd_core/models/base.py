@@ -42,6 +42,10 @@ class SegmentationModel(nn.Module):
     def forward_features(self, x: Tensor) -> Tensor:
         return self.forward_with_features(x)[1]
 
+    def head_module(self) -> nn.Module:
+        """The final 1x1 conv (features -> logits); the SIKD student may start from the teacher's."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its segmentation head")
+
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_with_features(x)[0]
 
@@ -63,7 +67,11 @@ class HookedSegmenter(SegmentationModel):
         self.size_multiple = size_multiple
         self.min_size = min_size
         self._captured: Tensor | None = None
+        self._head = (head,)  # a tuple: a plain reference, not a second registration of the submodule
         head.register_forward_hook(self._capture)
+
+    def head_module(self) -> nn.Module:
+        return self._head[0]
 
     def _capture(self, module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
         self._captured = inputs[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 import torch
@@ -63,6 +64,11 @@ def test_features_are_head_input(name):
         head = convs[-1]
     assert head.weight.shape[1] == feats.shape[1]
     torch.testing.assert_close(head(feats), logits, atol=1e-5, rtol=1e-4)
+    # head_module() (what the SIKD student's head is copied through) is, or wraps, that conv; registered once.
+    hm = model.head_module()
+    assert any(m is head for m in hm.modules()) and any(m is hm for m in model.modules())
+    torch.testing.assert_close(hm(feats), logits, atol=1e-5, rtol=1e-4)
+    assert not any(k.startswith("_head") for k in model.state_dict())
 
 
 def test_fold_batchnorm_keeps_features(name):
@@ -165,3 +171,17 @@ def test_check_model_kwargs_allocates_nothing():
     check_model_kwargs("unet", {"widths": [64, 128, 256, 512, 1024, 2048]})  # ~124M parameters, on "meta"
     with pytest.raises(SpecError, match="cannot be built"):
         check_model_kwargs("attention_unet", {"channels": "abc"})
+
+
+def test_unet_uses_the_authors_kaiming_initialisation():
+    # The SIKD authors' U-Net is initialised with He-normal convs (fan-in, ReLU gain), zero biases and
+    # identity BatchNorm; PyTorch's default is ~2.4x smaller and let narrow heads lock into all-background.
+    torch.manual_seed(0)
+    m = create_model("unet", 3, 2, widths=(32, 64, 128))
+    conv = m.encoder[2][3]  # 128 -> 128, fan-in 1152: enough weights for a tight estimate
+    fan_in = conv.weight[0].numel()
+    assert abs(float(conv.weight.detach().std()) / math.sqrt(2 / fan_in) - 1) < 0.05
+    assert abs(float(m.head.weight.detach().std()) / math.sqrt(2 / 32) - 1) < 0.35  # only 64 weights
+    assert float(m.head.bias.detach().abs().max()) == 0.0
+    bns = [b for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+    assert all(bool((b.weight == 1).all()) and bool((b.bias == 0).all()) for b in bns)

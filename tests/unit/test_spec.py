@@ -13,6 +13,10 @@ def test_defaults_follow_the_paper():
     assert s.model == "unet" and s.alpha == 2.0 and s.teacher_input == "class_mean"
     assert s.methods == ["baseline", "sikd"] and s.loss == "ce" and s.teacher_skip_connections is False
     assert s.stages() == [("baseline", 0), ("teacher", 0), ("student", 0)]
+    assert s.student_head_init == "teacher"
+    assert parse_spec({"train_dataset": "a", "student_head_init": "random"}).student_head_init == "random"
+    with pytest.raises(SpecError, match="student_head_init"):
+        parse_spec({"train_dataset": "a", "student_head_init": "zeros"})
 
 
 def test_stages_per_seed_and_method():

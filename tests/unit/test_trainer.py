@@ -254,3 +254,30 @@ def test_labels_out_of_range_are_refused_once_at_construction(split):
     train, val = ((x, bad), (x, y)) if split == "training" else ((x, y), (x, bad))
     with pytest.raises(ValueError, match=rf"{split} labels must lie in \[0, 2\); found range \[0, 2\]"):
         Trainer(model(), train, val, cfg(), num_classes=2)
+
+
+def test_student_head_starts_from_teacher_and_still_trains():
+    """``head_from_teacher``: the student's 1x1 head is the frozen teacher's at start, then learns on its own."""
+    x, y = toy_data(8)
+    teacher, student = model(3, skip=False), model(0)
+    t_head = {k: v.clone() for k, v in teacher.head.state_dict().items()}
+    assert not torch.equal(student.head.weight, teacher.head.weight)
+    body = {k: v.clone() for k, v in student.state_dict().items() if not k.startswith("head.")}
+    tr = DistillationTrainer(student, (x, y), None, cfg(epochs=1), num_classes=2, teacher=teacher, alpha=2.0,
+                             teacher_input_fn=lambda i, lab: class_mean_image(i, lab, 2), head_from_teacher=True)
+    assert all(torch.equal(v, t_head[k]) for k, v in student.head.state_dict().items())
+    assert student.head.weight.data_ptr() != teacher.head.weight.data_ptr()  # a copy, not shared weights
+    # Only the head is taken over; the rest of the student keeps its own initialisation.
+    assert all(torch.equal(v, body[k]) for k, v in student.state_dict().items() if k in body)
+    tr.fit()
+    assert not torch.equal(student.head.weight, t_head["weight"])
+    assert all(torch.equal(v, t_head[k]) for k, v in teacher.head.state_dict().items())
+
+
+def test_student_head_from_teacher_needs_matching_heads():
+    x, y = toy_data(4)
+    torch.manual_seed(0)
+    wider = create_model("unet", 1, 2, widths=(16, 32, 64), skip_connections=False)
+    with pytest.raises(ValueError, match="does not fit the student"):
+        DistillationTrainer(model(), (x, y), None, cfg(), num_classes=2, teacher=wider, alpha=2.0,
+                            head_from_teacher=True)

@@ -157,6 +157,12 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
         index=options["teacher_inputs"].index(D.get("teacher_input", "class_mean")), key="ne_tin",
         format_func=lambda v: TEACHER_INPUT_LABELS.get(v, v))
     slot("teacher_input", c[0])
+    head_init = c[1].selectbox(
+        "Student head start", ["teacher", "random"], index=["teacher", "random"].index(D.get("student_head_init",
+                                                                                             "teacher")),
+        key="ne_head", help="The student's 1x1 head starts as a copy of the frozen teacher's (default; small "
+                            "students with a random head collapsed) or random.")
+    slot("student_head_init", c[1])
 
     with st.expander("Advanced options"):
         a = st.columns(3)
@@ -273,6 +279,7 @@ if submitted:
         "teacher_epochs": int(teacher_epochs) or None, "batch_size": int(batch), "lr": float(lr),
         "weight_decay": float(weight_decay), "seeds": seeds, "methods": methods, "alpha": float(alpha),
         "teacher_input": teacher_input, "teacher_skip_connections": bool(skips), "loss": loss,
+        "student_head_init": head_init,
         "augment": bool(augment), "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
         "split_seed": int(split_seed), "mask_mode": mask_mode, "steps_per_epoch": int(steps) or None,
         "device": device, "amp": bool(amp), "save_predictions": bool(save_predictions),
