@@ -28,6 +28,7 @@ from ui.formatting import (
     table_html,
     timeline_frame,
 )
+from ui.health import health_banner, model_label
 from ui.widgets import confirm_delete, contour_legend, fail, picture, show_error, status_badge
 
 REFRESH = 2.0
@@ -138,6 +139,16 @@ for s in exp["stages"]:
             with st.expander(f"Traceback summary of {stage_label(s)}"):
                 st.code(s["traceback_summary"], language="text")
 
+# Training health: one banner per unhealthy model, above everything else (the report's findings once evaluated,
+# the stages' findings while training).
+_health = None
+if status == "succeeded":
+    try:
+        _health = api.get(f"/experiments/{exp_id}/results", cache="settled").get("health")
+    except ApiError:
+        _health = None
+health_banner(_health, exp["stages"])
+
 
 # ------------------------------------------------------------------------------------------ progress
 def curves(metrics: dict) -> go.Figure | None:
@@ -245,6 +256,11 @@ def scores_tab(results: dict) -> None:
     comps = results.get("comparisons") or []
     if comps:
         st.subheader("Paired per-case comparison (SIKD − baseline)")
+        for c in comps:
+            if c.get("unhealthy_models"):
+                st.warning(f"The comparison on **{c['dataset']}** ({c['split']}) involves unhealthy models: "
+                           f"{', '.join(model_label(m) for m in c['unhealthy_models'])} (see the banners above).",
+                           icon=":material/warning:")
         ctext, csigns = comparisons_table(comps, unit=results.get("units", "px"))
         st.markdown(table_html(ctext, csigns, css_class="sikd-paired", index=False), unsafe_allow_html=True)
         st.caption("Per-case differences averaged over seeds; 95% bootstrap confidence interval of the mean; "
@@ -268,7 +284,7 @@ def scores_tab(results: dict) -> None:
         st.plotly_chart(fig, width="stretch", key="forest_chart")
     warnings = results.get("warnings") or []
     if warnings:
-        with st.expander(f"Training warnings ({len(warnings)})", icon=":material/warning:"):
+        with st.expander(f"Training warnings, all messages ({len(warnings)})", icon=":material/warning:"):
             st.markdown("\n".join(f"- {w}" for w in warnings))
 
 
