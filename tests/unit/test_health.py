@@ -281,8 +281,7 @@ def test_degenerate_run_reports_its_health(degenerate):
     assert all(c["unhealthy_models"] == ["baseline/0", "sikd/0"] for c in report["comparisons"])
     for stage in ("baseline", "teacher", "student"):
         rec = json.loads((degenerate / "seed_0" / stage / "done.json").read_text())
-        assert rec["health"] and [f["message"] for f in rec["health"]] == [
-            w for w in rec["warnings"] if w in {f["message"] for f in rec["health"]}]
+        assert rec["health"] and {f["message"] for f in rec["health"]} <= set(rec["warnings"])
     md = (degenerate / "report.md").read_text()
     assert md.index("## Training health") < md.index("## Scores")
     assert "**UNHEALTHY**" in md and "| ⚠ vendor_a (unhealthy: baseline/0, sikd/0) |" in md
