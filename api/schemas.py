@@ -95,6 +95,8 @@ class StagePublic(ORM):
     error: str | None
     traceback_summary: str | None
     warnings: list[str] = []
+    health: list[dict[str, Any]] = Field(default_factory=list, description="Training-health findings of the stage: "
+                                         "{code, severity, stage, seed, method, epoch, message, values}")
 
 
 class ExperimentPublic(ORM):
@@ -175,6 +177,9 @@ class ExperimentResults(Page[ResultRow]):
     units: str
     dataset_units: dict[str, str] = {}
     warnings: list[str] = []
+    health: dict[str, Any] | None = Field(None, description="{status: healthy|unhealthy, findings: [...], models: "
+                                          "{'<method>/<seed>': healthy|unhealthy}}; null for reports made before "
+                                          "health checks existed")
 
 
 class OverlayPublic(BaseModel):

@@ -5,6 +5,7 @@ Used by :meth:`sikd_core.pipeline.Experiment.evaluate` and by ``sikd eval MODEL.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ def score_cases(
     Each image is predicted at the training size, its logits are resized to the original size, and the
     case (an image, or a whole volume of stacked slices) is scored against the original labels. Returns
     one record per (model, case) and the distance unit per dataset ("mm" when every case has a spacing).
+    A record also holds ``gt_fraction`` (per foreground class, its share of the case's pixels) and
+    ``pred_digest`` (a hash of the predicted mask: identical predictions of two models are visible).
     Progress goes to ``callbacks`` (:meth:`Callback.on_eval_progress`), the same list training reports to.
     """
     cases: list[dict[str, Any]] = []
@@ -71,12 +74,17 @@ def score_cases(
                 if has_mm:
                     spacing = (s0.slice_spacing or 1.0, *s0.spacing) if volumetric else tuple(s0.spacing)
                 target = gt if volumetric else gt[0]
+                # per foreground class, the fraction of the case's pixels (trivial-predictor Dice, health checks)
+                gt_fraction = (np.bincount(np.asarray(target).ravel().astype(np.int64), minlength=num_classes)
+                               [1:num_classes] / max(1, np.asarray(target).size)).tolist()
                 for (method, seed), masks in preds.items():
                     pred = np.stack(masks[pos:pos + n]) if volumetric else masks[pos]
                     cm = case_metrics(pred, target, num_classes, spacing)
                     cases.append({"method": method, "seed": seed, "dataset": manifest.name, "split": split,
                                   "case": case_id, "keys": [manifest.samples[i].key for i in members],
-                                  **cm.as_dict()})
+                                  **cm.as_dict(), "gt_fraction": gt_fraction,
+                                  "pred_digest": hashlib.blake2b(np.ascontiguousarray(pred, dtype=np.uint8).tobytes(),
+                                                                 digest_size=8).hexdigest()})
                     if on_prediction is not None:
                         on_prediction(method, seed, manifest, members, masks[pos:pos + n])
                 pos += n

@@ -39,12 +39,20 @@ from sikd_core.data import Augmenter, Manifest, PreparedData, load_dataset, make
 from sikd_core.data.splits import assert_no_leakage
 from sikd_core.errors import SIKDError, SpecError
 from sikd_core.evaluation import score_cases
+from sikd_core.health import evaluation_findings, health_section, mark_comparisons
 from sikd_core.inference import LoadedModel, load_bundle, save_bundle
 from sikd_core.models import create_model, model_info
 from sikd_core.render import render_features, render_overlays
 from sikd_core.report import aggregate_rows, paired_comparisons, render_markdown, summarise
 from sikd_core.spec import ExperimentSpec
-from sikd_core.training import Callback, DistillationTrainer, TrainConfig, Trainer, resolve_device
+from sikd_core.training import (
+    Callback,
+    DistillationTrainer,
+    HealthMonitor,
+    TrainConfig,
+    Trainer,
+    resolve_device,
+)
 from sikd_core.viz import (
     save_png,
 )
@@ -115,7 +123,7 @@ class Experiment:
         current = spec.to_json_dict()
         if spec_path.exists():
             stored = json.loads(spec_path.read_text())
-            training_keys = [k for k in current if k not in ("device", "name")]
+            training_keys = [k for k in current if k not in ("device", "name", "on_unhealthy")]
             changed = [k for k in training_keys if stored.get(k) != current[k]]
             if changed:
                 raise SpecError(f"{self.workdir} holds an experiment with a different spec (changed: "
@@ -245,7 +253,11 @@ class Experiment:
         out.mkdir(parents=True, exist_ok=True)
         train, val = self.split_tensors("train"), self.split_tensors("val")
         model = self.build_model(stage, seed)
-        meta = {"class_names": self.class_names, "seed": seed}
+        method = STAGE_METHOD.get(stage, "sikd")  # the teacher belongs to the SIKD model
+        meta = {"class_names": self.class_names, "seed": seed, "method": method}
+        if not any(isinstance(cb, HealthMonitor) for cb in callbacks):  # CLI and workers alike get the checks
+            callbacks = [*callbacks, HealthMonitor(self.spec.on_unhealthy, method=method,
+                                                   teacher_input=self.spec.teacher_input if stage == "teacher" else None)]
         common: dict[str, Any] = dict(num_classes=self.num_classes, stage=stage, checkpoint_dir=out,
                                       callbacks=callbacks, augmenter=Augmenter() if self.spec.augment else None,
                                       meta=meta)
@@ -276,7 +288,7 @@ class Experiment:
         record = {"stage": stage, "seed": seed, "method": info["method"],
                   "best_val_dice": info["best_val_dice"] if val[0].shape[0] else None,
                   "best_epoch": result.best_epoch, "epochs": result.epochs, "seconds": result.seconds,
-                  "wall_seconds": time.monotonic() - t0, "warnings": result.warnings,
+                  "wall_seconds": time.monotonic() - t0, "warnings": result.warnings, "health": result.health,
                   "model_path": str(out / "model.pt"), "history": result.history}
         write_json(out / "done.json", record)
         # The bundle holds the best weights; the optimiser state is no longer needed.
@@ -356,11 +368,20 @@ class Experiment:
         rows = aggregate_rows(cases, self.class_names)
         stages = []
         warnings: list[str] = []
+        findings: list[dict[str, Any]] = []
+        records = {}
         for stage, seed in self.spec.stages():
-            rec = self.stage_record(stage, seed) or {}
+            rec = records[(stage, seed)] = self.stage_record(stage, seed) or {}
             stages.append({k: rec.get(k) for k in ("stage", "seed", "best_val_dice", "best_epoch", "epochs",
-                                                      "seconds")})
+                                                      "seconds", "health")})
             warnings += [f"{stage} (seed {seed}): {w}" for w in rec.get("warnings", [])]
+            findings += rec.get("health") or []
+        findings += evaluation_findings(cases, records)
+        health = health_section(findings, sorted({(r["method"], r["seed"]) for r in rows}))
+        comparisons = paired_comparisons(cases) if {"baseline", "sikd"} <= set(self.spec.methods) else []
+        mark_comparisons(comparisons, health)
+        for f in findings:
+            log.warning("health: %s", f["message"])
         all_mm = bool(units) and all(u == "mm" for u in units.values())
         return {
             "format": "sikd-report/1",
@@ -373,9 +394,10 @@ class Experiment:
             "dataset_units": units,
             "rows": rows,
             "summary": summarise(rows),
-            "comparisons": paired_comparisons(cases) if {"baseline", "sikd"} <= set(self.spec.methods) else [],
+            "comparisons": comparisons,
             "stages": stages,
             "warnings": warnings,
+            "health": health,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 

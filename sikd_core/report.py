@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from sikd_core.health import health_markdown
 from sikd_core.metrics import METRIC_NAMES
 
 METHOD_LABELS = {"baseline": "Baseline", "sikd": "SIKD"}
@@ -214,6 +215,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"cross = datasets never seen in training. Scores are means over foreground classes"
         + (f", mean ± std over {n_seeds} seeds." if n_seeds > 1 else "."),
         "",
+        *health_markdown(report.get("health")),
         "## Scores (mean over foreground classes)",
         "",
         *_score_table(summary, datasets, methods, lambda s: s, unit),
@@ -232,8 +234,10 @@ def render_markdown(report: dict[str, Any]) -> str:
                   "|---|---|---|---|---|---|---|---|"]
         for c in comps:
             d, h = c["dice"], c["hd95"]
+            flag = f"⚠ {c['dataset']} (unhealthy: {', '.join(c['unhealthy_models'])})" if c.get("unhealthy_models") \
+                else c["dataset"]
             lines.append(
-                f"| {c['dataset']} | {c['split']} | {c['n_cases']} | {_f(d['mean_diff'], 3, True)} "
+                f"| {flag} | {c['split']} | {c['n_cases']} | {_f(d['mean_diff'], 3, True)} "
                 f"[{_f(d['ci_low'], 3, True)}, {_f(d['ci_high'], 3, True)}] | {_p(d['p_value'])} | "
                 f"{d['better']}/{d['worse']} | {_f(h['mean_diff'], 2, True)} [{_f(h['ci_low'], 2, True)}, "
                 f"{_f(h['ci_high'], 2, True)}] | {_p(h['p_value'])} |")

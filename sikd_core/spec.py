@@ -70,6 +70,9 @@ class ExperimentSpec(BaseModel):
     amp: bool = Field(True, description="bf16 autocast and channels_last on CUDA (ignored on CPU).")
     save_predictions: bool = Field(True, description="Keep predicted masks of the first seed for overlays.")
     feature_maps: int = Field(2, ge=0, le=16, description="Images per dataset rendered as feature maps.")
+    on_unhealthy: Literal["warn", "stop"] = Field(
+        "warn", description="Training health findings (collapsed predictions, zero Dice, exploding loss, an "
+        "unlearned teacher): warn records them; stop fails the stage at the first one.")
 
     @field_validator("image_size", mode="before")
     @classmethod

@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     w = sub.add_parser("worker", help="one Celery worker (one per GPU: set CUDA_VISIBLE_DEVICES)")
     w.add_argument("--queues", help="comma-separated queues (default: train,default)")
-    w.add_argument("--concurrency", type=int, default=1, help="jobs at once (1 per GPU)")
+    w.add_argument("--concurrency", type=int, default=None,
+                   help="jobs at once (default $SIKD_WORKER_STAGES_PER_GPU, 1: one stage per GPU)")
     w.add_argument("--name", help="worker node name, e.g. gpu0@%%h")
     w.add_argument("--storage", help="storage root (default $SIKD_STORAGE_DIR or ./sikd_data)")
     w.set_defaults(func=cmd_component, component="worker")

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     checkpoint_interval_seconds: float = Field(
         30.0, ge=0, description="How often a training stage writes latest.pt (0: every epoch): at most this much "
                                 "training is repeated after a crash.")
+    worker_stages_per_gpu: int = Field(
+        1, ge=1, le=16, description="Jobs a worker runs at once when `sikd worker` is given no --concurrency (and "
+                                    "the worker of `sikd serve`): >1 trains several stages on one GPU at once. "
+                                    "Not yet measured on a GPU (bench/gpu_scale.py measures it).")
     worker_ping_timeout: float = Field(1.0, gt=0)
     health_cache_seconds: float = Field(5.0, ge=0)
     predict_cache_size: int = Field(4, ge=1, description="Loaded models kept for /predict.")

@@ -169,8 +169,8 @@ def create_experiment(session: Session, *, owner: User, name: str, spec: dict[st
     exp = Experiment(owner_id=owner.id, name=name, spec=spec, status="queued")
     for kind, seed in stages:
         exp.stages.append(Stage(kind=kind, seed=seed, status="pending" if kind == "student" else "queued",
-                                epochs=epochs[kind], warnings=[]))
-    exp.stages.append(Stage(kind="evaluation", seed=None, status="pending", epochs=0, warnings=[]))
+                                epochs=epochs[kind], warnings=[], health=[]))
+    exp.stages.append(Stage(kind="evaluation", seed=None, status="pending", epochs=0, warnings=[], health=[]))
     for pos, (role, key, ds) in enumerate(datasets):
         exp.dataset_links.append(ExperimentDataset(dataset_id=ds.id, role=role, position=pos, key=key))
     session.add(exp)

@@ -109,10 +109,12 @@ def api_command(host: str, port: int) -> list[str]:
             "--log-level", "warning"]
 
 
-def worker_command(settings: Settings, queues: str | None = None, concurrency: int = 1,
+def worker_command(settings: Settings, queues: str | None = None, concurrency: int | None = None,
                    name: str | None = None) -> list[str]:
+    """``concurrency`` None: ``settings.worker_stages_per_gpu`` (``SIKD_WORKER_STAGES_PER_GPU``)."""
+    jobs = concurrency or settings.worker_stages_per_gpu
     return [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q",
-            queues or f"{settings.train_queue},{settings.default_queue}", "-c", str(concurrency),
+            queues or f"{settings.train_queue},{settings.default_queue}", "-c", str(jobs),
             "-n", name or f"sikd@{socket.gethostname()}", "--loglevel", "INFO"]
 
 

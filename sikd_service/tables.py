@@ -170,6 +170,8 @@ class Stage(Base):
     error: Mapped[str | None] = mapped_column(Text)
     traceback_summary: Mapped[str | None] = mapped_column(Text)
     warnings: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    #: Structured training-health findings (sikd_core.training.health), the same as in done.json.
+    health: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
     experiment: Mapped[Experiment] = relationship(back_populates="stages")
 

@@ -23,6 +23,8 @@ def finite(v: Any) -> Any:
         return v if math.isfinite(v) else None
     if isinstance(v, (list, tuple)):
         return [finite(x) for x in v]
+    if isinstance(v, dict):
+        return {k: finite(x) for k, x in v.items()}
     return v
 
 
@@ -98,7 +100,7 @@ class DbProgressCallback(Callback):
         self.recorder.write(epochs=trainer.config.epochs, epoch=st.epoch, progress=trainer.progress,
                             resumed_from_epoch=st.epoch or None, best_val_dice=best,
                             val_dice=st.history[-1].get("val_dice") if st.history else None,
-                            warnings=list(st.warnings))
+                            warnings=list(st.warnings), health=list(st.health))
 
     def on_step_end(self, trainer: Any, logs: dict[str, float]) -> None:
         if self.throttle.ready():
@@ -113,7 +115,7 @@ class DbProgressCallback(Callback):
         self.throttle.ready(force=True)
 
     def on_warning(self, trainer: Any, message: str) -> None:
-        self.recorder.write(warnings=list(trainer.state.warnings))
+        self.recorder.write(warnings=list(trainer.state.warnings), health=list(trainer.state.health))
 
     def on_eval_progress(self, fraction: float, message: str) -> None:
         self.recorder.write(progress=fraction, message=message[:300])

@@ -129,7 +129,9 @@ def run_training_stage(stage_id: int, *, worker: str = "local") -> str:
             return _stopped(settings, c, rec, e)
     with session_scope(settings) as s:
         if not crud.finish_stage(s, stage_id=stage_id, token=c.token, status="succeeded",
-                                 best_val_dice=finite(record.get("best_val_dice")), epoch=record["epochs"]):
+                                 best_val_dice=finite(record.get("best_val_dice")), epoch=record["epochs"],
+                                 warnings=list(record.get("warnings") or []),
+                                 health=finite(list(record.get("health") or []))):
             return "lost"
         if c.kind in ("baseline", "student"):
             path = Path(record["model_path"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sikd_core.training.callbacks import Callback, CallbackList, LoggingCallback, ProgressBar, Throttle
+from sikd_core.training.health import HealthMonitor
 from sikd_core.training.teacher import FrozenTeacher
 from sikd_core.training.trainer import (
     DistillationTrainer,
@@ -19,6 +20,7 @@ __all__ = [
     "CallbackList",
     "DistillationTrainer",
     "FrozenTeacher",
+    "HealthMonitor",
     "LoggingCallback",
     "ProgressBar",
     "Throttle",

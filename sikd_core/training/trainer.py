@@ -25,6 +25,7 @@ from sikd_core.errors import TrainingCancelled, TrainingHealthError
 from sikd_core.losses import FeatureDistillationLoss, SegmentationLoss
 from sikd_core.metrics import batch_dice
 from sikd_core.training.callbacks import Callback, CallbackList
+from sikd_core.training.health import make_finding
 from sikd_core.training.teacher import FrozenTeacher
 
 InputFn = Callable[[Tensor, Tensor], Tensor]
@@ -75,6 +76,8 @@ class TrainState:
     last_loss: float = math.nan
     history: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Structured health findings (sikd_core.training.health); their messages are also in ``warnings``.
+    health: list[dict[str, Any]] = field(default_factory=list)
     elapsed: float = 0.0  # training seconds before this (re)start
 
 
@@ -88,6 +91,7 @@ class TrainResult:
     warnings: list[str]
     best_path: str | None
     seconds: float
+    health: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -148,6 +152,7 @@ class Trainer:
         self.batch_size = min(config.batch_size, n)
         self.steps_per_epoch = config.steps_per_epoch or max(1, n // self.batch_size)
         self.use_amp = bool(config.amp and self.device.type == "cuda")
+        self._val_counts: Tensor | None = None
         self.channels_last = bool(config.channels_last)
         self._t0 = time.monotonic()
 
@@ -189,7 +194,16 @@ class Trainer:
         """Per-sample, per-foreground-class Dice ``B,K-1`` of one validation batch."""
         with self.autocast():
             logits = self.model(self.model_input(images, labels))
-        return batch_dice(logits.argmax(1), labels, self.num_classes)
+        pred = logits.argmax(1)
+        self._count_classes(pred, labels)
+        return batch_dice(pred, labels, self.num_classes)
+
+    def _count_classes(self, pred: Tensor, labels: Tensor) -> None:
+        """Accumulate predicted and true pixels per class for this validation pass (health checks)."""
+        k = self.num_classes
+        counts = torch.stack([torch.bincount(pred.flatten(), minlength=k)[:k],
+                              torch.bincount(labels.flatten(), minlength=k)[:k]])
+        self._val_counts = counts if self._val_counts is None else self._val_counts + counts
 
     def on_epoch_end(self, logs: dict[str, Any]) -> None:
         """Hook for subclasses; called before callbacks see the epoch's logs."""
@@ -253,9 +267,14 @@ class Trainer:
             self._last_save = now
         (self.checkpoint_dir / "history.json").write_text(json.dumps(self.state.history, indent=1))
 
-    def warn(self, message: str) -> None:
+    def warn(self, message: str, finding: dict[str, Any] | None = None) -> None:
+        """Record a warning (once); ``finding`` is its structured form (sikd_core.training.health)."""
+        if finding is not None:
+            self.state.health.append(finding)
         if message not in self.state.warnings:
             self.state.warnings.append(message)
+            self.callbacks.on_warning(self, message)
+        elif finding is not None:
             self.callbacks.on_warning(self, message)
 
     @property
@@ -298,11 +317,14 @@ class Trainer:
                 values = {k: float(v.detach()) for k, v in out.items()}
                 loss = values["loss"]
                 if not math.isfinite(loss):
-                    raise TrainingHealthError(
-                        f"{self.stage}: the loss became {loss} at epoch {epoch + 1}, step {step + 1}; training "
-                        f"stopped. Lower the learning rate (now {self.config.lr:g}) or check the data "
-                        f"(images must be finite; labels must lie in [0, {self.num_classes}))."
-                    )
+                    message = (f"{self.stage}: the loss became {loss} at epoch {epoch + 1}, step {step + 1}; "
+                               f"training stopped. Lower the learning rate (now {self.config.lr:g}) or check the "
+                               f"data (images must be finite; labels must lie in [0, {self.num_classes})).")
+                    self.warn(message, finding=make_finding(
+                        "nonfinite_loss", message, stage=self.stage, seed=self.config.seed,
+                        method=self.meta.get("method"), epoch=epoch + 1,
+                        values={"loss": str(loss), "step": step + 1, "lr": self.config.lr}))
+                    raise TrainingHealthError(message)
                 losses.append(loss)
                 for k, v in values.items():
                     terms[k] = terms.get(k, 0.0) + v
@@ -359,12 +381,19 @@ class Trainer:
         bs = self.config.eval_batch_size or self.batch_size
         n = self.val[0].shape[0]
         scores = []
+        self._val_counts = None
         for start in range(0, n, bs):
             idx = torch.arange(start, min(n, start + bs))
             images, labels = self._batch(self.val, idx)
             scores.append(self.validation_step(images, labels).float().cpu())
         per_class = torch.cat(scores).mean(0)
-        return {"val_dice": float(per_class.mean()), "val_dice_per_class": [float(v) for v in per_class]}
+        out: dict[str, Any] = {"val_dice": float(per_class.mean()), "val_dice_per_class": [float(v) for v in per_class]}
+        if self._val_counts is not None:  # per-class pixel fractions, predicted and true (health checks)
+            counts = self._val_counts.cpu().double()
+            frac = counts / counts.sum(1, keepdim=True).clamp_min(1)
+            out["val_pred_fraction"] = [float(v) for v in frac[0]]
+            out["val_true_fraction"] = [float(v) for v in frac[1]]
+        return out
 
     def _finish(self) -> TrainResult:
         best_path = None
@@ -375,7 +404,8 @@ class Trainer:
         self.model.eval()
         return TrainResult(stage=self.stage, best_score=self.state.best_score, best_epoch=self.state.best_epoch,
                            epochs=self.state.epoch, history=list(self.state.history),
-                           warnings=list(self.state.warnings), best_path=best_path, seconds=self.state.elapsed)
+                           warnings=list(self.state.warnings), best_path=best_path, seconds=self.state.elapsed,
+                           health=list(self.state.health))
 
 
 def copy_head(teacher: nn.Module, student: nn.Module) -> None:

@@ -71,14 +71,16 @@ def test_defaults_are_the_papers_and_mirror_the_spec(dashboard, services, queue_
     assert at.number_input(key="ne_test").value == d["test_fraction"]
     assert at.text_input(key="ne_device").value == d["device"]
     assert at.number_input(key="ne_feat").value == d["feature_maps"]
+    assert at.selectbox(key="ne_unhealthy").value == "warn" == d["on_unhealthy"]
     assert at.checkbox(key="ne_skips").value is d["teacher_skip_connections"] is False
     assert at.selectbox(key="ne_head").value == d["student_head_init"] == "teacher"
     assert at.text_area(key="ne_kwargs").value == "{}"
     # every spec field has a widget (train/eval datasets are the two pickers above the form)
     shown = {"name", "train_dataset", "eval_datasets", "model", "model_kwargs", "image_size", "epochs",
              "teacher_epochs", "batch_size", "lr", "weight_decay", "seeds", "methods", "alpha", "teacher_input",
-             "teacher_skip_connections", "student_head_init", "loss", "augment", "val_fraction", "test_fraction", "split_seed",
-             "mask_mode", "steps_per_epoch", "device", "amp", "save_predictions", "feature_maps"}
+             "teacher_skip_connections", "student_head_init", "loss", "augment", "val_fraction", "test_fraction",
+             "split_seed", "mask_mode", "steps_per_epoch", "device", "amp", "save_predictions", "feature_maps",
+             "on_unhealthy"}
     assert shown == set(options["spec_schema"]["properties"])
     # the training dataset defaults to the first; the cross datasets to every other one with its classes
     assert at.selectbox(key="ne_train").value == queue_data["vendor_a"]

@@ -176,3 +176,14 @@ def test_local_serve_runs_the_same_commands():
     assert serve.ui_command(8501, "0.0.0.0")[1:4] == ["-m", "streamlit", "run"]
     src = (ROOT / "sikd_service" / "serve.py").read_text()
     assert "_start(api_command(" in src and "_start(worker_command(" in src and "_start(ui_command(" in src
+
+
+def test_worker_stages_per_gpu_sets_the_default_concurrency(tmp_path):
+    from sikd_service import serve
+
+    s = Settings(storage_dir=tmp_path, worker_stages_per_gpu=3)
+    cmd = serve.worker_command(s, "train")
+    assert cmd[cmd.index("-c") + 1] == "3"
+    explicit = serve.worker_command(s, "train", 1)  # --concurrency wins
+    assert explicit[explicit.index("-c") + 1] == "1"
+    assert build_parser().parse_args(["worker"]).concurrency is None

@@ -39,6 +39,7 @@ from ui.formatting import (
     table_html,
     timeline_frame,
 )
+from ui.health import health_banner, model_label
 from ui.widgets import (
     class_legend,
     confirm_delete,
@@ -50,11 +51,6 @@ from ui.widgets import (
     status_badge,
     table_downloads,
 )
-
-try:  # HEALTH BANNER: the health helper's ui/health.py (health_banner); shown when that module is merged
-    from ui.health import health_banner
-except ImportError:  # pragma: no cover - not on this branch yet
-    health_banner = None
 
 REFRESH = 2.0
 KIND_COLOURS = {"baseline": "#ff3c3c", "teacher": "#f0a030", "student": "#288cff", "evaluation": "#7f7f7f"}
@@ -165,8 +161,9 @@ if status == "succeeded":
         results = api.get(f"/experiments/{exp_id}/results", cache="settled")
     except ApiError as e:
         results_error = e
-if health_banner is not None:  # HEALTH BANNER: above everything else, never collapsed
-    health_banner((results or {}).get("health"), exp["stages"])
+# Training health: one banner per unhealthy model, above everything else (the report's findings once evaluated,
+# the stages' findings while training).
+health_banner((results or {}).get("health"), exp["stages"])
 
 if exp.get("error"):
     (st.error if status == "failed" else st.warning)(f"**{status.capitalize()}:** {exp['error']}")
@@ -176,6 +173,7 @@ for s in exp["stages"]:
         if s.get("traceback_summary"):
             with st.expander(f"Traceback summary of {stage_label(s)}"):
                 st.code(s["traceback_summary"], language="text")
+
 
 
 # ------------------------------------------------------------------------------------------ progress
@@ -301,6 +299,11 @@ def scores_tab(results: dict) -> None:
                "differences are not demonstrated. The table scrolls sideways when it is wider than the page.")
     if comps:
         st.subheader("Paired per-case comparisons")
+        for c in comps:
+            if c.get("unhealthy_models"):
+                st.warning(f"The comparison on **{c['dataset']}** ({c['split']}) involves unhealthy models: "
+                           f"{', '.join(model_label(m) for m in c['unhealthy_models'])} (see the banners above).",
+                           icon=":material/warning:")
         ctext, csigns = comparisons_table(comps, unit=results.get("units", "px"), aliases=aliases)
         st.markdown(table_html(ctext, csigns, css_class="sikd-paired", index=False), unsafe_allow_html=True)
         table_downloads(ctext, f"experiment-{exp_id}-paired", caption="Paired per-case comparisons", key="paired",
@@ -310,7 +313,7 @@ def scores_tab(results: dict) -> None:
         st.plotly_chart(forest(comps, aliases), width="stretch", key="forest_chart")
     warnings = results.get("warnings") or []
     if warnings:
-        with st.expander(f"Training warnings ({len(warnings)})", icon=":material/warning:"):
+        with st.expander(f"Training warnings, all messages ({len(warnings)})", icon=":material/warning:"):
             st.markdown("\n".join(f"- {w}" for w in warnings))
 
 

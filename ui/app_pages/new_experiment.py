@@ -206,6 +206,12 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
                               key="ne_skips", help="The paper drops the teacher's skip connections; keep them "
                                                    "for the ablation.")
         slot("teacher_skip_connections", a[3])
+        on_unhealthy = st.selectbox(
+            "When training turns unhealthy", ["warn", "stop"], index=["warn", "stop"].index(D.get("on_unhealthy", "warn")),
+            key="ne_unhealthy", help="Collapsed predictions, validation Dice stuck at 0, an exploding loss or a teacher "
+                                     "that did not learn: warn records them (a banner on the experiment), stop fails "
+                                     "the stage at the first one.")
+        slot("on_unhealthy")
         kwargs_text = st.text_area(
             "Model arguments (JSON)", json.dumps(D.get("model_kwargs") or {}), key="ne_kwargs", height=68,
             help='Extra arguments of the network, e.g. {"widths": [16, 32, 64, 128]} for a smaller U-Net.')
@@ -283,7 +289,7 @@ if submitted:
         "augment": bool(augment), "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
         "split_seed": int(split_seed), "mask_mode": mask_mode, "steps_per_epoch": int(steps) or None,
         "device": device, "amp": bool(amp), "save_predictions": bool(save_predictions),
-        "feature_maps": int(feature_maps),
+        "feature_maps": int(feature_maps), "on_unhealthy": on_unhealthy,
     }
     try:
         created = api.post("/experiments", json=body)

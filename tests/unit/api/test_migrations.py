@@ -10,12 +10,14 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def test_migrated_schema_matches_the_models(settings):
-    from sikd_service.db import get_engine
+    from alembic.script import ScriptDirectory
+
+    from sikd_service.db import alembic_config, get_engine
     from sikd_service.tables import Base
 
     with get_engine(settings).connect() as conn:
         ctx = MigrationContext.configure(conn)
-        assert ctx.get_current_revision() == "0001"
+        assert ctx.get_current_revision() == ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
         assert compare_metadata(ctx, Base.metadata) == []
 
 
@@ -35,3 +37,28 @@ def test_downgrade_and_upgrade_again(tmp_path):
     upgrade_database(s)
     assert {"users", "datasets", "experiments", "stages", "epoch_metrics", "models"} <= set(
         inspect(get_engine(s)).get_table_names())
+    assert "health" in {c["name"] for c in inspect(get_engine(s)).get_columns("stages")}
+
+
+def test_stage_health_migration_fills_existing_rows(tmp_path):
+    """Stages created before 0002 get an empty findings list, and 0002 downgrades cleanly."""
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    from sikd_service.config import Settings
+    from sikd_service.db import alembic_config, get_engine
+
+    s = Settings(storage_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'h.db'}")
+    cfg = alembic_config(s)
+    command.upgrade(cfg, "0001")
+    with get_engine(s).begin() as conn:
+        conn.execute(text("INSERT INTO users (id, name, is_admin, created_at) VALUES (1, 'u', 1, '2026-01-01')"))
+        conn.execute(text("INSERT INTO experiments (id, owner_id, name, status, spec, created_at, cancel_requested, "
+                          "eval_enqueued) VALUES (1, 1, 'e', 'queued', '{}', '2026-01-01', 0, 0)"))
+        conn.execute(text("INSERT INTO stages (id, experiment_id, kind, seed, status, progress, epoch, epochs, "
+                          "attempts, warnings) VALUES (1, 1, 'baseline', 0, 'queued', 0, 0, 1, 0, '[]')"))
+    command.upgrade(cfg, "head")
+    with get_engine(s).connect() as conn:
+        assert conn.execute(text("SELECT health FROM stages WHERE id = 1")).scalar_one() == "[]"
+    command.downgrade(cfg, "0001")
+    assert "health" not in {c["name"] for c in inspect(get_engine(s)).get_columns("stages")}

@@ -1,0 +1,58 @@
+"""Training health through the service: a degenerate run (lr 1: every pixel one class) run by the worker's task
+functions shows its findings on the stages (GET /experiments/{id}) and in the results (GET .../results, with
+the unhealthy models on every comparison); ``on_unhealthy: stop`` fails the stage with the finding's message.
+SYNTHETIC phantoms, tiny U-Net, SQLite and Postgres."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.service_helpers import drain, tiny_spec
+
+pytestmark = pytest.mark.timeout(180)
+
+DEGENERATE = dict(lr=1.0, epochs=2, steps_per_epoch=2, augment=False, feature_maps=0, save_predictions=False,
+                  model_kwargs={"widths": [4, 8]})
+KEYS = {"code", "severity", "stage", "seed", "method", "epoch", "message", "values"}
+
+
+def test_degenerate_run_shows_its_health_in_stages_and_results(client, alice, datasets, jobs):
+    r = client.post("/experiments", json=tiny_spec(datasets, name="degenerate", **DEGENERATE), headers=alice)
+    assert r.status_code == 201, r.text
+    eid = r.json()["id"]
+    assert all(s["health"] == [] for s in r.json()["stages"])
+    assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 4  # "warn" (the default) records and goes on
+    exp = client.get(f"/experiments/{eid}", headers=alice).json()
+    stages = {s["kind"]: s for s in exp["stages"]}
+    for kind in ("baseline", "teacher", "student"):
+        codes = {f["code"] for f in stages[kind]["health"]}
+        assert "collapsed_prediction" in codes, (kind, stages[kind]["health"])
+        assert all(set(f) == KEYS and f["stage"] == kind for f in stages[kind]["health"])
+        assert {f["message"] for f in stages[kind]["health"]} <= set(stages[kind]["warnings"])
+    assert "teacher_not_learned" in {f["code"] for f in stages["teacher"]["health"]}
+    res = client.get(f"/experiments/{eid}/results", headers=alice).json()
+    health = res["health"]
+    assert health["status"] == "unhealthy"
+    assert health["models"] == {"baseline/0": "unhealthy", "sikd/0": "unhealthy"}
+    assert "student_equals_baseline" in {f["code"] for f in health["findings"]}
+    assert res["comparisons"] and all(c["unhealthy_models"] == ["baseline/0", "sikd/0"] for c in res["comparisons"])
+    md = client.get(f"/experiments/{eid}/report", headers=alice).text
+    assert md.index("## Training health") < md.index("## Scores") and "⚠ vendor_a" in md
+
+
+def test_stop_fails_the_stage_with_the_finding(client, alice, datasets, jobs):
+    spec = tiny_spec(datasets, name="stop", methods=["baseline"], on_unhealthy="stop", **DEGENERATE)
+    r = client.post("/experiments", json=spec, headers=alice)
+    assert r.status_code == 201, r.text
+    outcomes = [out for _, _, out in drain(jobs)]
+    assert outcomes[0] == "failed"
+    exp = client.get(f"/experiments/{r.json()['id']}", headers=alice).json()
+    base = exp["stages"][0]
+    assert base["status"] == "failed" and "on_unhealthy: stop" in base["error"]
+    assert base["health"] and base["health"][0]["message"] in base["error"]
+    assert exp["status"] == "failed" and exp["error"].startswith("baseline (seed 0) failed: ")
+
+
+def test_on_unhealthy_is_validated(client, alice, datasets):
+    r = client.post("/experiments", json=tiny_spec(datasets, on_unhealthy="ignore"), headers=alice)
+    assert r.status_code == 422 and "on_unhealthy" in r.text
