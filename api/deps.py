@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -50,5 +50,20 @@ def get_admin(user: CurrentUser) -> User:
 
 
 AdminUser = Annotated[User, Depends(get_admin)]
-Skip = Annotated[int, Query(ge=0, description="Items to skip.")]
+#: The largest id or count a 64-bit database column holds: larger integers are a 422, never an overflow (500).
+MAX_INT64 = 2**63 - 1
+Skip = Annotated[int, Query(ge=0, le=MAX_INT64, description="Items to skip.")]
 Limit = Annotated[int, Query(ge=1, le=500, description="Most items returned.")]
+
+
+def id_path(what: str) -> Any:
+    """A path id: a positive 64-bit integer (anything else is a 422 naming the parameter)."""
+    return Path(ge=1, le=MAX_INT64, description=f"The {what}'s id.")
+
+
+ExperimentId = Annotated[int, id_path("experiment")]
+DatasetId = Annotated[int, id_path("dataset")]
+ModelId = Annotated[int, id_path("model")]
+UserId = Annotated[int, id_path("user")]
+SampleIndex = Annotated[int, Path(ge=0, le=MAX_INT64, description="The sample's index in the dataset.")]
+ExperimentFilter = Annotated[int | None, Query(ge=1, le=MAX_INT64, description="Only this experiment's models.")]
