@@ -61,9 +61,7 @@ async def upload_dataset(request: Request, session: SessionDep, settings: Settin
         if not form.files:
             raise ServiceError(422, "no file received: send the .zip in the multipart field 'file'")
         upload = form.files[0]
-        name = (form.fields.get("name") or "").strip() or Path(upload.filename).stem
-        if not 1 <= len(name) <= 200:
-            raise ServiceError(422, "the dataset name must have 1 to 200 characters")
+        name = datasets.check_name((form.fields.get("name") or "").strip() or Path(upload.filename).stem)
         ds = await run_in_threadpool(ingest.ingest_zip, session, settings, owner=user, archive=upload.path,
                                      name=name, workdir=workdir)
     finally:

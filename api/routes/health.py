@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -14,6 +15,7 @@ from sikd_service.config import Settings
 from sikd_service.db import get_engine
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger("sikd.api.health")
 
 
 def service_version() -> str:
@@ -44,26 +46,26 @@ class HealthChecker:
 
     def _database(self) -> CheckPublic:
         engine = get_engine(self.settings)
-        where = engine.url.render_as_string(hide_password=True)
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-            return CheckPublic(ok=True, detail=f"{engine.dialect.name} at {where}")
-        except Exception as e:  # noqa: BLE001 - reported, not raised
-            return CheckPublic(ok=False, detail=f"{engine.dialect.name} at {where}: {type(e).__name__}: {e}")
+            return CheckPublic(ok=True, detail=engine.dialect.name)
+        except Exception as e:  # noqa: BLE001 - reported (by type only: /health is public), logged in full
+            log.warning("health: database check failed: %s", e)
+            return CheckPublic(ok=False, detail=f"{engine.dialect.name}: {type(e).__name__}")
 
     def _broker(self) -> CheckPublic:
         from sikd_service.celery_app import app
 
         s = self.settings
-        where = (f"redis (namespace {s.celery_namespace})" if s.redis_url
-                 else f"embedded filesystem broker at {s.broker_dir}")
+        where = "redis" if s.redis_url else "embedded filesystem broker"
         try:
             with app.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1, timeout=2)
             return CheckPublic(ok=True, detail=where)
         except Exception as e:  # noqa: BLE001
-            return CheckPublic(ok=False, detail=f"{where}: {type(e).__name__}: {e}")
+            log.warning("health: broker check failed: %s", e)
+            return CheckPublic(ok=False, detail=f"{where}: {type(e).__name__}")
 
     def _workers(self) -> WorkersPublic:
         from sikd_service.celery_app import app

@@ -300,8 +300,8 @@ def read_label_volume(path: str | os.PathLike[str]) -> np.ndarray:
 def detect_mask_mode(values_per_mask: Mapping[str, np.ndarray | list[int] | set[int]]) -> str:
     """Decide ``"binary"`` or ``"label"`` from the unique values of every mask.
 
-    A mask whose maximum is > 127 is binary-style (0/255 with soft JPEG edges, or CVC "shadows" that
-    are background); one with maximum 1..127 is a label map; all-zero masks fit both. Mixing the
+    A mask whose maximum is 128..255 is binary-style (0/255 with soft JPEG edges, or CVC "shadows" that
+    are background); one with maximum 1..127, or above 255 (16-bit label data), is a label map; all-zero masks fit both. Mixing the
     first two kinds raises a :class:`DatasetError` that lists examples of each. A dataset with no
     foreground at all is treated as binary (background + one foreground class).
     """
@@ -312,7 +312,9 @@ def detect_mask_mode(values_per_mask: Mapping[str, np.ndarray | list[int] | set[
         if arr.size == 0:
             continue
         vmax = int(arr.max())
-        if vmax > BINARY_THRESHOLD:
+        if vmax > 255:  # beyond 8 bits: never a 0/255 mask, so class indices (checked against the class limit)
+            label_style.append((name, vmax))
+        elif vmax > BINARY_THRESHOLD:
             binary_style.append((name, vmax))
         elif vmax > 0:
             label_style.append((name, vmax))

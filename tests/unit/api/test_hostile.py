@@ -212,3 +212,47 @@ def test_cost_limits_are_settings(client, alice, datasets, settings):
     assert r.json()["cost"]["total_steps"] > 3
     settings.max_training_steps = 10_000
     assert client.post("/experiments", json=tiny_spec(datasets), headers=alice).status_code == 201
+
+
+# ----------------------------------------------------------------------------- smaller things
+def test_ids_are_not_reused_after_a_delete(client, alice, phantom_zips):
+    first = upload(client, alice, phantom_zips["vendor_b"], name="one").json()["id"]
+    assert client.delete(f"/datasets/{first}", headers=alice).status_code == 204
+    second = upload(client, alice, phantom_zips["vendor_b"], name="two").json()["id"]
+    assert second > first  # SQLite without AUTOINCREMENT would hand out the same id again
+    assert client.get(f"/datasets/{first}", headers=alice).status_code == 404
+
+
+def test_sixteen_bit_mask_with_values_to_299_is_refused_with_a_reason(client, alice):
+    mask = np.zeros((24, 24), np.uint16)
+    mask[2:20, 2:20] = np.arange(18 * 18).reshape(18, 18) % 300
+    r = upload(client, alice, folder_zip(**{"ds/masks/case1.png": png_bytes(mask)}))
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert "label value 299 is too large" in body["detail"] and "16-bit" in body["detail"]
+    assert body["files"] == ["masks/case1.png"]
+
+
+def test_upload_without_a_file_name_is_read_as_the_file(client, alice):
+    r = client.post("/datasets", files={"file": ("", folder_zip(), "application/zip")}, data={"name": "nameless"},
+                    headers=alice)
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == "nameless"
+
+
+@pytest.mark.parametrize("name", ["evil\x00name", "line\nbreak", "bell\x07", "<script>alert(1)</script>",
+                                  "rtl\u202eoverride"])
+def test_dataset_names_with_control_characters_or_markup_are_refused(client, alice, name):
+    r = upload(client, alice, folder_zip(), name=name)
+    assert r.status_code == 422, r.text
+    assert "not allowed" in r.json()["detail"]
+    assert client.get("/datasets", headers=alice).json()["count"] == 0
+
+
+def test_errors_do_not_show_server_paths(client, alice, settings):
+    r = upload(client, alice, folder_zip(**{"ds/images/case0.png": b"not a png"}))
+    assert r.status_code == 422, r.text
+    assert str(settings.storage_dir) not in r.text and "/tmp/" not in r.text
+    assert "images/case0.png" in r.text
+    h = client.get("/health")
+    assert str(settings.storage_dir) not in h.text and str(settings.broker_dir) not in h.text

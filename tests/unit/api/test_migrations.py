@@ -15,7 +15,7 @@ def test_migrated_schema_matches_the_models(settings):
 
     with get_engine(settings).connect() as conn:
         ctx = MigrationContext.configure(conn)
-        assert ctx.get_current_revision() == "0001"
+        assert ctx.get_current_revision() == "0002"
         assert compare_metadata(ctx, Base.metadata) == []
 
 
