@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     max_predict_files: int = Field(16, ge=1)
     max_predict_file_bytes: int = Field(32 * 1024**2, ge=1)
     max_image_pixels: int = Field(
-        40_000_000, ge=1, description="Largest 2D image decoded (width x height, read from the header before "
+        4096 * 4096, ge=1, description="Largest 2D image decoded (width x height, read from the header before "
                                       "decoding): a small file that claims more is refused, not decoded.")
     max_volume_voxels: int = Field(
         64_000_000, ge=1, description="Largest NIfTI volume decoded (voxels, from the header before reading data).")

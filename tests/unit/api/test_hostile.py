@@ -161,7 +161,7 @@ def test_png_bomb_12000_squared_is_refused_before_decoding(client, alice, settin
     assert len(bomb) < 400_000
     r = upload(client, alice, folder_zip(**{"ds/images/case1.png": bomb}))
     assert r.status_code == 422, r.text
-    assert "144000000 pixels, more than the limit of 40000000 pixels" in r.text
+    assert "144000000 pixels, more than the limit of 16777216 pixels" in r.text
 
 
 def test_nifti_claiming_a_huge_volume_is_refused(client, alice):
