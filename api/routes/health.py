@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter, Request
 from sqlalchemy import text
 
-from api.schemas import CheckPublic, HealthPublic, WorkersPublic
+from api.schemas import CheckPublic, ComponentPublic, HealthPublic, WorkersPublic
 from sikd_service.config import Settings
 from sikd_service.db import get_engine
+from sikd_service.supervisor import read_status
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("sikd.api.health")
@@ -80,9 +82,12 @@ class HealthChecker:
     def _check(self) -> HealthPublic:
         db, broker = self._database(), self._broker()
         workers = self._workers() if broker.ok else WorkersPublic(ok=False, count=0, names=[])
-        ok = db.ok and broker.ok and workers.ok
+        status = read_status(self.settings.storage_dir)
+        components = ({name: ComponentPublic(**asdict(c)) for name, c in status.items()}  # type: ignore[arg-type]
+                      if status is not None else None)
+        ok = db.ok and broker.ok and workers.ok and all(c.state == "up" for c in (components or {}).values())
         return HealthPublic(status="ok" if ok else "degraded", database=db, broker=broker, workers=workers,
-                            version=service_version())
+                            version=service_version(), components=components)
 
 
 @router.get("/health", response_model=HealthPublic)
