@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -15,11 +15,14 @@ from sikd_service.errors import ServiceError
 from sikd_service.tables import User
 
 
-def get_settings_dep(request: Request) -> Settings:
+# The cheap dependencies are ``async``: FastAPI runs a sync dependency in the thread pool, one hop per
+# dependency, and under 50 concurrent clients those hops (not the queries) were most of a status read's time.
+# A session connects lazily, at its first query, which runs in the route's (or the user lookup's) thread.
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     with request.app.state.sessionmaker() as session:
         yield session
 
@@ -50,5 +53,20 @@ def get_admin(user: CurrentUser) -> User:
 
 
 AdminUser = Annotated[User, Depends(get_admin)]
-Skip = Annotated[int, Query(ge=0, description="Items to skip.")]
+#: The largest id or count a 64-bit database column holds: larger integers are a 422, never an overflow (500).
+MAX_INT64 = 2**63 - 1
+Skip = Annotated[int, Query(ge=0, le=MAX_INT64, description="Items to skip.")]
 Limit = Annotated[int, Query(ge=1, le=500, description="Most items returned.")]
+
+
+def id_path(what: str) -> Any:
+    """A path id: a positive 64-bit integer (anything else is a 422 naming the parameter)."""
+    return Path(ge=1, le=MAX_INT64, description=f"The {what}'s id.")
+
+
+ExperimentId = Annotated[int, id_path("experiment")]
+DatasetId = Annotated[int, id_path("dataset")]
+ModelId = Annotated[int, id_path("model")]
+UserId = Annotated[int, id_path("user")]
+SampleIndex = Annotated[int, Path(ge=0, le=MAX_INT64, description="The sample's index in the dataset.")]
+ExperimentFilter = Annotated[int | None, Query(ge=1, le=MAX_INT64, description="Only this experiment's models.")]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,18 +17,38 @@ from sikd_service.errors import ServiceError
 log = logging.getLogger("sikd.api")
 
 
+def without_server_paths(obj: Any, storage_dir: Path) -> Any:
+    """``obj`` (str, list, dict) with the server's paths taken out: a file inside an upload being checked is
+    named relative to the upload, anything else under the storage root as ``<storage>/...``. Errors name
+    the user's files, never where the server keeps them."""
+    if isinstance(obj, str):
+        root = re.escape(str(storage_dir))
+        obj = re.sub(root + r"/tmp/[^/\s'\"]+/(?:data/|upload/)?", "", obj)
+        return re.sub(root, "<storage>", obj)
+    if isinstance(obj, list):
+        return [without_server_paths(v, storage_dir) for v in obj]
+    if isinstance(obj, dict):
+        return {k: without_server_paths(v, storage_dir) for k, v in obj.items()}
+    return obj
+
+
+def _json(request: Request, body: dict[str, Any], status_code: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(without_server_paths(body, request.app.state.settings.storage_dir), status_code=status_code,
+                        headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _api_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail, **exc.extra}, status_code=exc.status_code, headers=exc.headers)
+        return _json(request, {"detail": exc.detail, **exc.extra}, exc.status_code, exc.headers)
 
     @app.exception_handler(DatasetError)
     async def _dataset_error(request: Request, exc: DatasetError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message, "problems": exc.problems, "files": exc.files}, status_code=422)
+        return _json(request, {"detail": exc.message, "problems": exc.problems, "files": exc.files}, 422)
 
     @app.exception_handler(SpecError)
     async def _spec_error(request: Request, exc: SpecError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return _json(request, {"detail": str(exc)}, 422)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -256,12 +256,23 @@ class WorkersPublic(BaseModel):
     devices: dict[str, dict[str, Any]] = {}
 
 
+class ComponentPublic(BaseModel):
+    """A process ``sikd serve`` supervises: ``up`` or ``restarting``, restarts so far, the last exit code."""
+
+    state: Literal["up", "restarting"]
+    restarts: int
+    last_exit: int | None
+    since: str
+
+
 class HealthPublic(BaseModel):
     status: Literal["ok", "degraded"]
     database: CheckPublic
     broker: CheckPublic
     workers: WorkersPublic
     version: str
+    #: Under ``sikd serve``: api, worker and ui with their state; ``None`` when the API runs on its own.
+    components: dict[str, ComponentPublic] | None = None
 
 
 class ModelOption(BaseModel):

@@ -84,7 +84,9 @@ class _Receiver:
         filename = opts.get(b"filename")
         self._name = name
         if filename is None:
-            return
+            if name not in self.file_fields:
+                return  # a text field
+            filename = b""  # a file sent without a file name (or an empty one): still the file, named "upload"
         if name not in self.file_fields:
             raise ServiceError(400, f"unexpected file field {name!r}; send files in {' or '.join(sorted(self.file_fields))}")
         if len(self.form.files) >= self.max_files:

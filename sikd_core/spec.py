@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -27,6 +30,9 @@ Method = Literal["baseline", "sikd"]
 TeacherInput = Literal["class_mean", "image", "label_map"]
 METHODS: tuple[str, ...] = ("baseline", "sikd")
 TEACHER_INPUTS: tuple[str, ...] = ("class_mean", "image", "label_map")
+#: Seeds and counts are strict integers (``true``, ``"3"`` or ``2.0`` are refused) in ranges a worker can hold.
+Seed = Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]
+Number = StrictFloat  # an int is accepted (as a float), a bool or a string is not
 
 
 class ExperimentSpec(BaseModel):
@@ -41,35 +47,35 @@ class ExperimentSpec(BaseModel):
     )
     model: str = Field("unet", description="Registered network name (see `sikd models`).")
     model_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra network arguments, e.g. widths.")
-    image_size: tuple[int, int] = Field((256, 256), description="Training size H,W (an int means square).")
-    epochs: int = Field(50, ge=1, le=10000, description="Epochs of the baseline and the student.")
-    teacher_epochs: int | None = Field(None, ge=1, le=10000, description="Teacher epochs (default: epochs).")
-    batch_size: int = Field(8, ge=1, le=1024)
-    lr: float = Field(1e-3, gt=0, le=1.0, description="Adam learning rate, decayed polynomially (power 0.9).")
-    weight_decay: float = Field(0.0, ge=0, le=1.0)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=20)
+    image_size: tuple[StrictInt, StrictInt] = Field((256, 256), description="Training size H,W (an int means square).")
+    epochs: StrictInt = Field(50, ge=1, le=10000, description="Epochs of the baseline and the student.")
+    teacher_epochs: StrictInt | None = Field(None, ge=1, le=10000, description="Teacher epochs (default: epochs).")
+    batch_size: StrictInt = Field(8, ge=1, le=1024)
+    lr: Number = Field(1e-3, gt=0, le=1.0, description="Adam learning rate, decayed polynomially (power 0.9).")
+    weight_decay: Number = Field(0.0, ge=0, le=1.0)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1, max_length=20)
     methods: list[Method] = Field(default_factory=lambda: ["baseline", "sikd"], min_length=1)
-    alpha: float = Field(2.0, ge=0, le=1e4, description="Weight of the feature-distillation MSE.")
+    alpha: Number = Field(2.0, ge=0, le=1e4, description="Weight of the feature-distillation MSE.")
     teacher_input: TeacherInput = Field("class_mean", description="class_mean (SIKD) or the ablations.")
     student_head_init: Literal["teacher", "random"] = Field(
         "teacher", description="Start of the student's 1x1 head: a copy of the frozen teacher's (default; it "
         "still trains) or random He init. The MSE pins the student's features to the teacher's, so only the "
         "teacher's head already reads them; with a random head small students (8-wide head) collapsed or ended "
         "far below the baseline. Inference cost is unchanged.")
-    teacher_skip_connections: bool = Field(
+    teacher_skip_connections: StrictBool = Field(
         False, description="Keep skip connections in the teacher (the paper drops them; ablation)."
     )
     loss: Literal["ce", "dice_ce"] = Field("ce", description="Segmentation loss: ce (paper) or dice_ce.")
-    augment: bool = Field(True, description="Flips, rotation, scale/translate, intensity jitter.")
-    val_fraction: float = Field(0.1, ge=0.0, lt=0.9)
-    test_fraction: float = Field(0.2, gt=0.0, lt=0.9)
-    split_seed: int = Field(0, description="Seed of the train/val/test split (same for every method).")
+    augment: StrictBool = Field(True, description="Flips, rotation, scale/translate, intensity jitter.")
+    val_fraction: Number = Field(0.1, ge=0.0, lt=0.9)
+    test_fraction: Number = Field(0.2, gt=0.0, lt=0.9)
+    split_seed: Seed = Field(0, description="Seed of the train/val/test split (same for every method).")
     mask_mode: Literal["auto", "label", "binary"] = Field("auto", description="How masks are read.")
-    steps_per_epoch: int | None = Field(None, ge=1, description="Default: one pass over the training split.")
+    steps_per_epoch: StrictInt | None = Field(None, ge=1, le=10**9, description="Default: one pass over the training split.")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
-    amp: bool = Field(True, description="bf16 autocast and channels_last on CUDA (ignored on CPU).")
-    save_predictions: bool = Field(True, description="Keep predicted masks of the first seed for overlays.")
-    feature_maps: int = Field(2, ge=0, le=16, description="Images per dataset rendered as feature maps.")
+    amp: StrictBool = Field(True, description="bf16 autocast and channels_last on CUDA (ignored on CPU).")
+    save_predictions: StrictBool = Field(True, description="Keep predicted masks of the first seed for overlays.")
+    feature_maps: StrictInt = Field(2, ge=0, le=16, description="Images per dataset rendered as feature maps.")
     on_unhealthy: Literal["warn", "stop"] = Field(
         "warn", description="Training health findings (collapsed predictions, zero Dice, exploding loss, an "
         "unlearned teacher): warn records them; stop fails the stage at the first one.")

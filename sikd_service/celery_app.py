@@ -20,6 +20,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from sikd_core.data.io import set_decode_limits
 from sikd_service.config import Settings, get_settings
 
 TASK_TRAIN = "sikd.train_stage"
@@ -44,7 +45,12 @@ def broker_options(settings: Settings) -> dict:
 
 
 def configure(settings: Settings) -> None:
-    """(Re)configure the app; the API, the worker and tests call it with their settings."""
+    """(Re)configure the app; the API, the worker and tests call it with their settings.
+
+    The process's decode limits (largest image and volume read) are set here too: every service process
+    configures this app once at start.
+    """
+    set_decode_limits(max_pixels=settings.max_image_pixels, max_voxels=settings.max_volume_voxels)
     app.conf.update(
         **broker_options(settings),
         broker_connection_retry_on_startup=True,

@@ -44,11 +44,23 @@ class Settings(BaseSettings):
     max_compression_ratio: float = Field(100.0, gt=1, description="Largest uncompressed/compressed ratio.")
     max_predict_files: int = Field(16, ge=1)
     max_predict_file_bytes: int = Field(32 * 1024**2, ge=1)
+    max_image_pixels: int = Field(
+        4096 * 4096, ge=1, description="Largest 2D image decoded (width x height, read from the header before "
+                                      "decoding): a small file that claims more is refused, not decoded.")
+    max_volume_voxels: int = Field(
+        64_000_000, ge=1, description="Largest NIfTI volume decoded (voxels, from the header before reading data).")
     samples_per_dataset: int = Field(6, ge=0, le=50, description="Thumbnails listed per dataset.")
     thumbnail_size: int = Field(192, ge=32, le=1024)
 
     # ---------------------------------------------------------------- experiments and workers
     max_active_experiments: int = Field(3, ge=1, description="Queued + running experiments per user.")
+    max_model_parameters: int = Field(
+        1_000_000_000, ge=1, description="Largest network accepted (parameters, counted before queueing).")
+    max_training_memory_bytes: int = Field(
+        128 * 1024**3, ge=1, description="Largest estimated memory of one training step (weights, Adam state and "
+                                         "activations at the spec's batch and image size): beyond any worker.")
+    max_training_steps: int = Field(
+        10_000_000, ge=1, description="Most optimiser steps of one experiment (all stages and seeds).")
     progress_interval_seconds: float = Field(2.0, ge=0, description="Throttle of progress writes.")
     cancel_check_seconds: float = Field(
         2.0, ge=0, description="Throttle of the running stage's cancel check (a database read; 0: every step): "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import shutil
 import zipfile
 from collections.abc import Iterator
@@ -18,7 +19,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from sikd_core.spec import parse_spec
+from sikd_core.models.budget import estimate_cost
+from sikd_core.spec import ExperimentSpec, parse_spec
 from sikd_service import crud, dispatch
 from sikd_service.config import Settings
 from sikd_service.errors import ServiceError
@@ -28,8 +30,12 @@ from sikd_service.tables import ACTIVE_EXPERIMENT, Dataset, Experiment, User
 log = logging.getLogger("sikd.sikd_service.experiments")
 
 
+#: A dataset id as sent: ASCII digits without a leading zero, sign or space, within 64 bits.
+_ID = re.compile(r"[1-9][0-9]{0,18}")
+
+
 def _dataset_ids(keys: list[str]) -> dict[str, int]:
-    bad = [k for k in keys if not k.strip().isdigit()]
+    bad = [k for k in keys if not (_ID.fullmatch(k) and int(k) <= 2**63 - 1)]
     if bad:
         raise ServiceError(422, "datasets are given by id (see GET /datasets); not an id: " + ", ".join(map(repr, bad)),
                        datasets=bad)
@@ -58,6 +64,7 @@ def create(session: Session, settings: Settings, *, user: User, body: dict[str, 
                             f"({', '.join(train.class_names)}), but " + "; ".join(
                                 f"dataset {d.id} ({d.name!r}) has {d.num_classes} ({', '.join(d.class_names)})"
                                 for d in mismatch) + ": cross-dataset evaluation needs the same classes")
+    check_cost(settings, spec, train)
     crud.lock_user(session, user=user)  # two concurrent requests must not both pass the limit
     active = crud.count_active_experiments(session, user=user)
     if active >= settings.max_active_experiments:
@@ -83,6 +90,32 @@ def create(session: Session, settings: Settings, *, user: User, body: dict[str, 
                             f"({e})") from None
     session.refresh(exp)
     return exp
+
+
+def _gib(n: float) -> str:
+    return f"{n / 1024**3:.1f} GiB"
+
+
+def check_cost(settings: Settings, spec: ExperimentSpec, train: Dataset) -> None:
+    """Refuse (422, naming the limit) a spec no worker can run: too many parameters, too much memory per
+    step, or too many steps. Estimated on the meta device in milliseconds, before anything is stored."""
+    cost = estimate_cost(spec, in_channels=train.in_channels, num_classes=train.num_classes,
+                         num_pairs=train.num_pairs)
+    over = []
+    if cost.parameters > settings.max_model_parameters:
+        over.append(f"the network has {cost.parameters:,} parameters; the limit (SIKD_MAX_MODEL_PARAMETERS) is "
+                    f"{settings.max_model_parameters:,}: use smaller widths")
+    if cost.memory_bytes > settings.max_training_memory_bytes:
+        over.append(f"one training step needs about {_gib(cost.memory_bytes)} (weights, optimiser state and "
+                    f"activations at batch {spec.batch_size} and {spec.image_size[0]}x{spec.image_size[1]} px); the "
+                    f"limit (SIKD_MAX_TRAINING_MEMORY_BYTES) is {_gib(settings.max_training_memory_bytes)}: use a "
+                    "smaller batch_size, image_size or network")
+    if cost.total_steps > settings.max_training_steps:
+        over.append(f"the experiment would run {cost.total_steps:,} optimiser steps ({cost.steps_per_epoch:,} per "
+                    f"epoch); the limit (SIKD_MAX_TRAINING_STEPS) is {settings.max_training_steps:,}: use fewer "
+                    "epochs, steps_per_epoch or seeds")
+    if over:
+        raise ServiceError(422, "the experiment is too large to run: " + "; ".join(over), cost=cost.as_dict())
 
 
 def progress(exp: Experiment) -> float:

@@ -2,7 +2,9 @@
 
 It applies the migrations, makes sure the admin token exists (printing it), preloads the SYNTHETIC
 demo datasets, then runs the API (uvicorn), one Celery worker (``-Q train,default -c 1``) and, when
-``ui/streamlit_app.py`` exists, the dashboard, as child processes. Ctrl-C or SIGTERM stops them all.
+``ui/streamlit_app.py`` exists, the dashboard, as child processes. A child that dies is restarted with
+exponential backoff while the others keep running (:mod:`sikd_service.supervisor`; ``GET /health`` shows
+each component). Ctrl-C or SIGTERM stops them all.
 
 SQLite at ``<storage>/sikd.db`` and the embedded broker are used unless ``DATABASE_URL`` /
 ``REDIS_URL`` (or their ``SIKD_`` forms) say otherwise.
@@ -27,6 +29,7 @@ from sikd_service.bootstrap import admin_token, ensure_admin, ensure_demo_datase
 from sikd_service.config import Settings, set_settings
 from sikd_service.db import upgrade_database
 from sikd_service.storage import ensure_layout
+from sikd_service.supervisor import STATUS_FILE, Supervisor
 
 log = logging.getLogger("sikd.serve")
 
@@ -178,6 +181,7 @@ def run_component(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     """Run the service until Ctrl-C / SIGTERM; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("sikd.serve").setLevel(logging.INFO)  # restarts are news even when `sikd` runs quiet
     settings = _settings(args)
     token, generated = _bootstrap(settings)
     if settings.embedded_broker:
@@ -186,7 +190,8 @@ def serve(args: argparse.Namespace) -> int:
     env = _child_env(settings)
     host, port = args.host, int(args.port)
     api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    children: dict[str, subprocess.Popen] = {}
+    sup = Supervisor(settings.storage_dir / STATUS_FILE)
+    children = sup.procs  # refreshed after every poll (a restarted child is a new process)
     stopping = {"signal": None}
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -195,12 +200,18 @@ def serve(args: argparse.Namespace) -> int:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     code = 0
     try:
-        children["api"] = _start(api_command(host, port), env, "api")
+        sup.add("api", lambda: _start(api_command(host, port), env, "api"))
         if not args.no_worker:
-            children["worker"] = _start(worker_command(settings), env, "worker")
+            def start_worker() -> subprocess.Popen:
+                if settings.embedded_broker:
+                    _reset_embedded_control(settings)
+                return _start(worker_command(settings), env, "worker")
+
+            sup.add("worker", start_worker)
         if not args.no_ui and UI_APP.is_file():
             ui_env = dict(env, SIKD_API_URL=api_url, SIKD_API_TOKEN=token)
-            children["ui"] = _start(ui_command(args.ui_port), ui_env, "ui")
+            sup.add("ui", lambda: _start(ui_command(args.ui_port), ui_env, "ui"))
+        children = sup.procs
         if not _wait_http(f"{api_url}/health", 60, children):
             dead = [n for n, p in children.items() if p.poll() is not None]
             print(f"SIKD Studio failed to start ({', '.join(dead) or 'the API did not answer'})", file=sys.stderr)
@@ -214,15 +225,13 @@ def serve(args: argparse.Namespace) -> int:
                      f"{'SQLite' if settings.sqlalchemy_url.startswith('sqlite') else 'external'}   Broker: "
                      f"{'embedded' if settings.embedded_broker else 'Redis'}   Ctrl-C stops everything.")
         print("\n".join(lines), flush=True)
-        while stopping["signal"] is None:
-            dead = [n for n, p in children.items() if p.poll() is not None]
-            if dead:
-                print(f"{', '.join(dead)} stopped unexpectedly; shutting down", file=sys.stderr)
-                code = 1
-                break
-            time.sleep(0.5)
+        while stopping["signal"] is None:  # a dead component is restarted (backoff); the others keep running
+            sup.poll()
+            children = sup.procs
+            time.sleep(0.2)
     finally:
-        stop_children(children)
+        stop_children(sup.procs)
+        sup.clear()
         for s, h in old.items():
             signal.signal(s, h)
     return code

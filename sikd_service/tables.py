@@ -54,6 +54,7 @@ class Base(DeclarativeBase):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (migration 0002)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -65,6 +66,7 @@ class ApiToken(Base):
     """Bearer tokens, stored as SHA-256 hex digests; the token itself is shown once."""
 
     __tablename__ = "api_tokens"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (migration 0002)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -82,6 +84,7 @@ class Dataset(Base):
     """
 
     __tablename__ = "datasets"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (migration 0002)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -105,6 +108,7 @@ class Dataset(Base):
 
 class Experiment(Base):
     __tablename__ = "experiments"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (migration 0002)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -144,7 +148,7 @@ class Stage(Base):
     """One job of an experiment: a training stage of one seed, or the evaluation."""
 
     __tablename__ = "stages"
-    __table_args__ = (UniqueConstraint("experiment_id", "kind", "seed", name="uq_stage"),)
+    __table_args__ = (UniqueConstraint("experiment_id", "kind", "seed", name="uq_stage"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
@@ -178,7 +182,7 @@ class Stage(Base):
 
 class EpochMetric(Base):
     __tablename__ = "epoch_metrics"
-    __table_args__ = (UniqueConstraint("stage_id", "epoch", name="uq_epoch_metric"),)
+    __table_args__ = (UniqueConstraint("stage_id", "epoch", name="uq_epoch_metric"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     stage_id: Mapped[int] = mapped_column(ForeignKey("stages.id", ondelete="CASCADE"), index=True)
@@ -200,6 +204,7 @@ class TrainedModel(Base):
     """A trained baseline or SIKD student; ``path`` (relative to the storage root) is its model.pt."""
 
     __tablename__ = "models"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (migration 0002)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

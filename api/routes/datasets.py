@@ -9,7 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentUser, Limit, SessionDep, SettingsDep, Skip
+from api.deps import CurrentUser, DatasetId, Limit, SampleIndex, SessionDep, SettingsDep, Skip
 from api.schemas import DatasetDetail, DatasetPublic, Message, Page, SamplePublic
 from api.uploads import receive_multipart
 from sikd_core.data import Sample
@@ -61,9 +61,7 @@ async def upload_dataset(request: Request, session: SessionDep, settings: Settin
         if not form.files:
             raise ServiceError(422, "no file received: send the .zip in the multipart field 'file'")
         upload = form.files[0]
-        name = (form.fields.get("name") or "").strip() or Path(upload.filename).stem
-        if not 1 <= len(name) <= 200:
-            raise ServiceError(422, "the dataset name must have 1 to 200 characters")
+        name = datasets.check_name((form.fields.get("name") or "").strip() or Path(upload.filename).stem)
         ds = await run_in_threadpool(ingest.ingest_zip, session, settings, owner=user, archive=upload.path,
                                      name=name, workdir=workdir)
     finally:
@@ -78,7 +76,7 @@ def list_datasets(session: SessionDep, user: CurrentUser, skip: Skip = 0, limit:
 
 
 @router.get("/datasets/{dataset_id}", response_model=DatasetDetail)
-def read_dataset(dataset_id: int, request: Request, session: SessionDep, settings: SettingsDep,
+def read_dataset(dataset_id: DatasetId, request: Request, session: SessionDep, settings: SettingsDep,
                  user: CurrentUser) -> DatasetDetail:
     ds = crud.get_dataset(session, user=user, dataset_id=dataset_id, with_manifest=True)
     if ds is None:
@@ -88,7 +86,7 @@ def read_dataset(dataset_id: int, request: Request, session: SessionDep, setting
 
 @router.get("/datasets/{dataset_id}/samples/{index}.png", name="dataset_sample",
             response_class=Response, responses={200: {"content": {"image/png": {}}}})
-def dataset_sample(dataset_id: int, index: int, session: SessionDep, settings: SettingsDep,
+def dataset_sample(dataset_id: DatasetId, index: SampleIndex, session: SessionDep, settings: SettingsDep,
                    user: CurrentUser) -> Response:
     """A thumbnail of sample ``index`` with its mask overlaid."""
     ds = crud.get_dataset(session, user=user, dataset_id=dataset_id, with_manifest=True)
@@ -102,6 +100,6 @@ def dataset_sample(dataset_id: int, index: int, session: SessionDep, settings: S
 
 @router.delete("/datasets/{dataset_id}", status_code=204, response_class=Response,
                responses={409: {"model": Message}})
-def delete_dataset(dataset_id: int, session: SessionDep, settings: SettingsDep, user: CurrentUser) -> Response:
+def delete_dataset(dataset_id: DatasetId, session: SessionDep, settings: SettingsDep, user: CurrentUser) -> Response:
     datasets.delete(session, settings, user=user, dataset_id=dataset_id)
     return Response(status_code=204)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 
-from api.deps import CurrentUser, Limit, SessionDep, SettingsDep, Skip
+from api.deps import CurrentUser, ExperimentId, Limit, SessionDep, SettingsDep, Skip
 from api.schemas import (
     CaseScore,
     EpochMetricPublic,
@@ -86,12 +86,12 @@ def list_experiments(session: SessionDep, user: CurrentUser, status: ExperimentS
 
 
 @router.get("/experiments/{experiment_id}", response_model=ExperimentPublic)
-def read_experiment(experiment_id: int, session: SessionDep, user: CurrentUser) -> ExperimentPublic:
+def read_experiment(experiment_id: ExperimentId, session: SessionDep, user: CurrentUser) -> ExperimentPublic:
     return public(_get(session, user, experiment_id))
 
 
 @router.get("/experiments/{experiment_id}/metrics", response_model=ExperimentMetrics)
-def experiment_metrics(experiment_id: int, session: SessionDep, user: CurrentUser) -> ExperimentMetrics:
+def experiment_metrics(experiment_id: ExperimentId, session: SessionDep, user: CurrentUser) -> ExperimentMetrics:
     """Per-epoch curves of every training stage."""
     exp = _get(session, user, experiment_id)
     stages = [s for s in exp.stages if s.kind != "evaluation"]
@@ -105,7 +105,7 @@ def experiment_metrics(experiment_id: int, session: SessionDep, user: CurrentUse
 
 @router.get("/experiments/{experiment_id}/results", response_model=ExperimentResults,
             responses={409: {"model": Message}})
-def experiment_results(experiment_id: int, session: SessionDep, settings: SettingsDep,
+def experiment_results(experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep,
                        user: CurrentUser) -> ExperimentResults:
     """Dice, IoU and HD95 of every model on every dataset, the summary over seeds and the paired comparisons."""
     rep = svc.report(settings, _get(session, user, experiment_id))
@@ -118,7 +118,7 @@ def experiment_results(experiment_id: int, session: SessionDep, settings: Settin
 
 @router.get("/experiments/{experiment_id}/report", response_class=PlainTextResponse,
             responses={200: {"content": {"text/markdown": {}}}, 409: {"model": Message}})
-def experiment_report(experiment_id: int, session: SessionDep, settings: SettingsDep,
+def experiment_report(experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep,
                       user: CurrentUser) -> PlainTextResponse:
     text = svc.report_markdown(settings, _get(session, user, experiment_id))
     return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
@@ -126,7 +126,7 @@ def experiment_report(experiment_id: int, session: SessionDep, settings: Setting
 
 @router.post("/experiments/{experiment_id}/cancel", response_model=ExperimentPublic,
              responses={409: {"model": Message}})
-def cancel_experiment(experiment_id: int, session: SessionDep, user: CurrentUser) -> ExperimentPublic:
+def cancel_experiment(experiment_id: ExperimentId, session: SessionDep, user: CurrentUser) -> ExperimentPublic:
     """Stop the experiment: running stages stop within one training step."""
     exp = _get(session, user, experiment_id)
     svc.cancel(session, exp=exp)
@@ -135,7 +135,7 @@ def cancel_experiment(experiment_id: int, session: SessionDep, user: CurrentUser
 
 
 @router.delete("/experiments/{experiment_id}", status_code=204, response_class=Response)
-def delete_experiment(experiment_id: int, session: SessionDep, settings: SettingsDep, user: CurrentUser) -> Response:
+def delete_experiment(experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep, user: CurrentUser) -> Response:
     """Cancel if needed, then remove the experiment, its models and its files."""
     svc.delete(session, settings, exp=_get(session, user, experiment_id))
     return Response(status_code=204)
@@ -148,7 +148,7 @@ def _file_url(request: Request, experiment_id: int, rel: str) -> str:
 @router.get("/experiments/{experiment_id}/overlays", response_model=Page[OverlayPublic],
             responses={409: {"model": Message}})
 def experiment_overlays(
-    experiment_id: int, request: Request, session: SessionDep, settings: SettingsDep, user: CurrentUser,
+    experiment_id: ExperimentId, request: Request, session: SessionDep, settings: SettingsDep, user: CurrentUser,
     dataset: str | None = None,
     category: Literal["worst", "sikd_better", "baseline_better", "typical"] | None = None,
     sort: Annotated[Literal["dice_diff", "worst"] | None,
@@ -191,7 +191,7 @@ def experiment_case_view(
 
 @router.get("/experiments/{experiment_id}/features", response_model=Page[FeaturePublic],
             responses={409: {"model": Message}})
-def experiment_features(experiment_id: int, request: Request, session: SessionDep, settings: SettingsDep,
+def experiment_features(experiment_id: ExperimentId, request: Request, session: SessionDep, settings: SettingsDep,
                         user: CurrentUser, dataset: str | None = None) -> Page[FeaturePublic]:
     """Penultimate feature maps of baseline, teacher and student side by side (the paper's Fig. 7)."""
     items = svc.read_json(settings, _get(session, user, experiment_id), "eval/features.json", "feature maps")
@@ -202,7 +202,7 @@ def experiment_features(experiment_id: int, request: Request, session: SessionDe
 
 
 @router.get("/experiments/{experiment_id}/files/{path:path}", name="experiment_file", response_class=FileResponse)
-def experiment_file(experiment_id: int, path: str, session: SessionDep, settings: SettingsDep,
+def experiment_file(experiment_id: ExperimentId, path: str, session: SessionDep, settings: SettingsDep,
                     user: CurrentUser) -> FileResponse:
     """A file under the experiment's ``eval/`` folder (overlays, feature maps, predictions, cases.json)."""
     exp = _get(session, user, experiment_id)
@@ -214,7 +214,7 @@ def experiment_file(experiment_id: int, path: str, session: SessionDep, settings
 
 @router.get("/experiments/{experiment_id}/predictions.zip", response_class=StreamingResponse,
             responses={200: {"content": {"application/zip": {}}}, 409: {"model": Message}})
-def experiment_predictions(experiment_id: int, session: SessionDep, settings: SettingsDep,
+def experiment_predictions(experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep,
                            user: CurrentUser) -> StreamingResponse:
     """The predicted masks (first seed) as a zip: ``<method>/<dataset>/<case>.png``, streamed."""
     files = svc.prediction_files(settings, _get(session, user, experiment_id))

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter, Request
 from sqlalchemy import text
 
-from api.schemas import CheckPublic, HealthPublic, WorkersPublic
+from api.schemas import CheckPublic, ComponentPublic, HealthPublic, WorkersPublic
 from sikd_service.config import Settings
 from sikd_service.db import get_engine
+from sikd_service.supervisor import read_status
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger("sikd.api.health")
 
 
 def service_version() -> str:
@@ -44,26 +48,26 @@ class HealthChecker:
 
     def _database(self) -> CheckPublic:
         engine = get_engine(self.settings)
-        where = engine.url.render_as_string(hide_password=True)
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-            return CheckPublic(ok=True, detail=f"{engine.dialect.name} at {where}")
-        except Exception as e:  # noqa: BLE001 - reported, not raised
-            return CheckPublic(ok=False, detail=f"{engine.dialect.name} at {where}: {type(e).__name__}: {e}")
+            return CheckPublic(ok=True, detail=engine.dialect.name)
+        except Exception as e:  # noqa: BLE001 - reported (by type only: /health is public), logged in full
+            log.warning("health: database check failed: %s", e)
+            return CheckPublic(ok=False, detail=f"{engine.dialect.name}: {type(e).__name__}")
 
     def _broker(self) -> CheckPublic:
         from sikd_service.celery_app import app
 
         s = self.settings
-        where = (f"redis (namespace {s.celery_namespace})" if s.redis_url
-                 else f"embedded filesystem broker at {s.broker_dir}")
+        where = "redis" if s.redis_url else "embedded filesystem broker"
         try:
             with app.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1, timeout=2)
             return CheckPublic(ok=True, detail=where)
         except Exception as e:  # noqa: BLE001
-            return CheckPublic(ok=False, detail=f"{where}: {type(e).__name__}: {e}")
+            log.warning("health: broker check failed: %s", e)
+            return CheckPublic(ok=False, detail=f"{where}: {type(e).__name__}")
 
     def _workers(self) -> WorkersPublic:
         from sikd_service.celery_app import app
@@ -81,9 +85,12 @@ class HealthChecker:
     def _check(self) -> HealthPublic:
         db, broker = self._database(), self._broker()
         workers = self._workers() if broker.ok else WorkersPublic(ok=False, count=0, names=[])
-        ok = db.ok and broker.ok and workers.ok
+        status = read_status(self.settings.storage_dir)
+        components = ({name: ComponentPublic(**asdict(c)) for name, c in status.items()}  # type: ignore[arg-type]
+                      if status is not None else None)
+        ok = db.ok and broker.ok and workers.ok and all(c.state == "up" for c in (components or {}).values())
         return HealthPublic(status="ok" if ok else "degraded", database=db, broker=broker, workers=workers,
-                            version=service_version())
+                            version=service_version(), components=components)
 
 
 @router.get("/health", response_model=HealthPublic)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentUser, Limit, SessionDep, SettingsDep, Skip
+from api.deps import CurrentUser, ExperimentFilter, Limit, ModelId, SessionDep, SettingsDep, Skip
 from api.schemas import Message, ModelPublic, Page, PredictionPublic, Predictions
 from api.uploads import receive_multipart
 from sikd_service import crud
@@ -39,19 +39,19 @@ def _get(session: SessionDep, user: CurrentUser, model_id: int) -> TrainedModel:
 
 
 @router.get("/models", response_model=Page[ModelPublic])
-def list_models(session: SessionDep, user: CurrentUser, experiment_id: int | None = None, skip: Skip = 0,
+def list_models(session: SessionDep, user: CurrentUser, experiment_id: ExperimentFilter = None, skip: Skip = 0,
                 limit: Limit = 100) -> Page[ModelPublic]:
     rows, count = crud.list_models(session, user=user, experiment_id=experiment_id, skip=skip, limit=limit)
     return Page(data=[ModelPublic.model_validate(m) for m in rows], count=count)
 
 
 @router.get("/models/{model_id}", response_model=ModelPublic)
-def read_model(model_id: int, session: SessionDep, user: CurrentUser) -> ModelPublic:
+def read_model(model_id: ModelId, session: SessionDep, user: CurrentUser) -> ModelPublic:
     return ModelPublic.model_validate(_get(session, user, model_id))
 
 
 @router.get("/models/{model_id}/download", response_class=FileResponse)
-def download_model(model_id: int, session: SessionDep, settings: SettingsDep, user: CurrentUser) -> FileResponse:
+def download_model(model_id: ModelId, session: SessionDep, settings: SettingsDep, user: CurrentUser) -> FileResponse:
     """The ``model.pt`` bundle (weights + spec); use it with ``sikd predict`` or ``sikd_core.inference``."""
     row = _get(session, user, model_id)
     path = settings.storage_dir / row.path
@@ -63,7 +63,7 @@ def download_model(model_id: int, session: SessionDep, settings: SettingsDep, us
 
 @router.post("/models/{model_id}/predict", response_model=Predictions, openapi_extra=_PREDICT_BODY,
              responses={413: {"model": Message}, 422: {"model": Message}})
-async def predict(model_id: int, request: Request, session: SessionDep, settings: SettingsDep,
+async def predict(model_id: ModelId, request: Request, session: SessionDep, settings: SettingsDep,
                   user: CurrentUser) -> Predictions:
     """Segment uploaded images (multipart field ``files``, repeatable): masks and overlays as base64 PNG."""
     row = await run_in_threadpool(_get, session, user, model_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import AdminUser, CurrentUser, Limit, SessionDep, Skip
+from api.deps import AdminUser, CurrentUser, Limit, SessionDep, Skip, UserId
 from api.schemas import Page, TokenPublic, UserCreate, UserPublic
 from sikd_service import crud
 from sikd_service.errors import ServiceError, not_found
@@ -40,7 +40,7 @@ def create_user(body: UserCreate, session: SessionDep, admin: AdminUser) -> Toke
 
 
 @router.post("/users/{user_id}/tokens", response_model=TokenPublic, status_code=201)
-def create_token(user_id: int, session: SessionDep, user: CurrentUser) -> TokenPublic:
+def create_token(user_id: UserId, session: SessionDep, user: CurrentUser) -> TokenPublic:
     """A new token for yourself (or, as an admin, for anyone); shown once."""
     target = crud.get_user(session, user_id=user_id) if (user.is_admin or user.id == user_id) else None
     if target is None:

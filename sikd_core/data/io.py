@@ -13,7 +13,10 @@ two conventions (``mask_mode``):
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,34 @@ BINARY_THRESHOLD = 127
 # levels between channels; lossless formats must match exactly.
 _LOSSY_CHANNEL_TOLERANCE = 8
 _GREY_MODES = ("L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+@dataclass
+class DecodeLimits:
+    """The largest image (pixels) and volume (voxels) this process decodes, checked from the file's header
+    before any pixel is decoded, so a small file that claims a huge size costs no memory. The service sets
+    them from its settings (:func:`set_decode_limits`); the defaults suit a workstation."""
+
+    max_pixels: int = 64_000_000
+    max_voxels: int = 128_000_000
+
+
+DECODE_LIMITS = DecodeLimits()
+
+
+def set_decode_limits(*, max_pixels: int | None = None, max_voxels: int | None = None) -> DecodeLimits:
+    """Change the process's decode limits; Pillow's own bomb guard is set to the same pixel count."""
+    if max_pixels is not None:
+        DECODE_LIMITS.max_pixels = int(max_pixels)
+    if max_voxels is not None:
+        DECODE_LIMITS.max_voxels = int(max_voxels)
+    Image.MAX_IMAGE_PIXELS = DECODE_LIMITS.max_pixels
+    return DECODE_LIMITS
+
+
+def _too_large(count: int, limit: int, shape: tuple[int, ...], unit: str) -> str:
+    dims = "x".join(str(d) for d in shape)
+    return f"{dims} = {count} {unit}, more than the limit of {limit} {unit}"
 
 
 class UnreadableFileError(DatasetError):
@@ -67,12 +98,33 @@ def is_supported_file(path: str | os.PathLike[str]) -> bool:
     return file_extension(path) in SUPPORTED_EXTENSIONS
 
 
-def _open_2d(path: str | os.PathLike[str], kind: str) -> Image.Image:
-    """Open and fully decode the first frame of a 2D image file."""
+def _open_header(path: str | os.PathLike[str], kind: str) -> Image.Image:
+    """Open a 2D image lazily (header only) and refuse it if it claims more pixels than the limit."""
     try:
-        im = Image.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError as exc:  # Pillow's guard (twice MAX_IMAGE_PIXELS) fired in open()
+        m = re.search(r"\((\d+) pixels\)", str(exc))
+        claimed = f"{m.group(1)} pixels" if m else "its size"
+        raise UnreadableFileError(path, f"the image is too large to decode: {claimed}, more than the limit of "
+                                  f"{DECODE_LIMITS.max_pixels} pixels", kind) from None
+    w, h = im.size
+    if w * h > DECODE_LIMITS.max_pixels:
+        im.close()
+        raise UnreadableFileError(path, "the image is too large to decode: "
+                                  + _too_large(w * h, DECODE_LIMITS.max_pixels, (w, h), "pixels"), kind)
+    return im
+
+
+def _open_2d(path: str | os.PathLike[str], kind: str) -> Image.Image:
+    """Open (size checked from the header first) and fully decode the first frame of a 2D image file."""
+    try:
+        im = _open_header(path, kind)
         im.seek(0)
         im.load()
+    except UnreadableFileError:
+        raise
     except FileNotFoundError as exc:
         raise UnreadableFileError(path, "file not found", kind) from exc
     except UnidentifiedImageError as exc:
@@ -201,17 +253,27 @@ def _squeezed_shape(shape: tuple[int, ...], path: str | os.PathLike[str]) -> tup
     return shape
 
 
+def _checked_shape(img, path: str | os.PathLike[str]) -> tuple[int, ...]:  # noqa: ANN001 - a nibabel image
+    """The header's shape, refused if it holds more voxels than the limit (before any data is read)."""
+    shape = _squeezed_shape(img.shape, path)
+    count = int(np.prod(shape, dtype=object))
+    if count > DECODE_LIMITS.max_voxels:
+        raise UnreadableFileError(path, "the volume is too large to decode: "
+                                  + _too_large(count, DECODE_LIMITS.max_voxels, shape, "voxels"), "volume")
+    return shape
+
+
 def volume_header(path: str | os.PathLike[str]) -> tuple[tuple[int, ...], tuple[float, ...]]:
     """Shape and voxel spacing (mm) of a NIfTI file, from its header only (no voxel data read)."""
     img = _nifti(path)
-    shape = _squeezed_shape(img.shape, path)
+    shape = _checked_shape(img, path)
     zooms = tuple(float(z) for z in img.header.get_zooms()[: len(shape)])
     return shape, zooms
 
 
 def _volume_data(path: str | os.PathLike[str]) -> tuple[np.ndarray, tuple[float, ...]]:
     img = _nifti(path)
-    shape = _squeezed_shape(img.shape, path)
+    shape = _checked_shape(img, path)
     try:
         data = np.asanyarray(img.dataobj)
     except Exception as exc:  # truncated gzip, short file...
@@ -238,8 +300,8 @@ def read_label_volume(path: str | os.PathLike[str]) -> np.ndarray:
 def detect_mask_mode(values_per_mask: Mapping[str, np.ndarray | list[int] | set[int]]) -> str:
     """Decide ``"binary"`` or ``"label"`` from the unique values of every mask.
 
-    A mask whose maximum is > 127 is binary-style (0/255 with soft JPEG edges, or CVC "shadows" that
-    are background); one with maximum 1..127 is a label map; all-zero masks fit both. Mixing the
+    A mask whose maximum is 128..255 is binary-style (0/255 with soft JPEG edges, or CVC "shadows" that
+    are background); one with maximum 1..127, or above 255 (16-bit label data), is a label map; all-zero masks fit both. Mixing the
     first two kinds raises a :class:`DatasetError` that lists examples of each. A dataset with no
     foreground at all is treated as binary (background + one foreground class).
     """
@@ -250,7 +312,9 @@ def detect_mask_mode(values_per_mask: Mapping[str, np.ndarray | list[int] | set[
         if arr.size == 0:
             continue
         vmax = int(arr.max())
-        if vmax > BINARY_THRESHOLD:
+        if vmax > 255:  # beyond 8 bits: never a 0/255 mask, so class indices (checked against the class limit)
+            label_style.append((name, vmax))
+        elif vmax > BINARY_THRESHOLD:
             binary_style.append((name, vmax))
         elif vmax > 0:
             label_style.append((name, vmax))
@@ -272,7 +336,7 @@ def detect_mask_mode(values_per_mask: Mapping[str, np.ndarray | list[int] | set[
 def image_size_of(path: str | os.PathLike[str]) -> tuple[int, int]:
     """(height, width) of a 2D image from its header, without decoding pixels."""
     try:
-        with Image.open(path) as im:
+        with _open_header(path, "image") as im:
             w, h = im.size
     except (OSError, UnidentifiedImageError) as exc:
         raise UnreadableFileError(path, "not a recognised image file") from exc

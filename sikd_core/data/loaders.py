@@ -40,6 +40,10 @@ MAX_CLASSES = 256  # labels are cached as uint8
 def _read_json(path: Path, root: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8-sig"))
+    except RecursionError:
+        rel = _rel(path, root)
+        raise DatasetError(f"cannot parse {rel}: nested too deeply", problems=[f"{rel}: nested too deeply"],
+                           files=[rel]) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         rel = _rel(path, root)
         raise DatasetError(f"cannot parse {rel}: {exc}", problems=[f"{rel}: {exc}"], files=[rel]) from exc

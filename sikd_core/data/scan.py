@@ -249,7 +249,13 @@ def _scan(manifest: Manifest, *, sample_only: bool) -> dict[str, Any]:
                 )
         else:
             if vmax + 1 > MAX_CLASSES:
-                raise DatasetError(f"label value {vmax} is too large: at most {MAX_CLASSES} classes are supported")
+                big = {manifest.rel(manifest.samples[r.indices[0]].label): int(r.values.max(initial=0))  # type: ignore[union-attr]
+                       for r in labeled if int(r.values.max(initial=0)) >= MAX_CLASSES}  # type: ignore[union-attr]
+                raise DatasetError(
+                    f"label value {vmax} is too large: masks are read as label maps of class indices and at most "
+                    f"{MAX_CLASSES} classes are supported (a 16-bit mask? store class indices 0..{MAX_CLASSES - 1}, "
+                    "or 0/255 for a binary mask)",
+                    problems=[f"{f}: values up to {v}" for f, v in list(big.items())[:20]], files=list(big))
             manifest.class_names = ["background"] + [f"class_{i}" for i in range(1, max(vmax, 1) + 1)]
     if manifest.num_classes > MAX_CLASSES:
         raise DatasetError(f"at most {MAX_CLASSES} classes are supported; got {manifest.num_classes}")

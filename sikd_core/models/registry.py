@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import json
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,7 +80,36 @@ def create_model(name: str, in_channels: int, num_classes: int, **kwargs: Any) -
         raise SpecError(
             f"model {name!r} does not take {', '.join(map(repr, unknown))}; it accepts: {', '.join(accepted)}"
         )
+    check_kwarg_types(name, info.builder, kwargs)
     return info.builder(in_channels, num_classes, **{**info.defaults, **kwargs})
+
+
+def check_kwarg_types(name: str, builder: Any, kwargs: dict[str, Any]) -> None:
+    """Refuse arguments whose type does not match the builder's annotation, strictly (``"maybe"`` is
+    not a bool, ``"64"`` not an int), so a typo fails instead of being truthy."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        hints = typing.get_type_hints(builder)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: nothing to check against
+        return
+    for key, value in kwargs.items():
+        if key not in hints:
+            continue
+        try:
+            adapter = TypeAdapter(hints[key])
+        except Exception:  # noqa: BLE001 - a type pydantic cannot express (e.g. nn.Module)
+            continue
+        try:
+            text = json.dumps(value)
+        except (TypeError, ValueError):
+            continue  # a Python object from a library caller, not a spec value
+        try:  # JSON strict mode: a list may stand for a tuple, but "maybe" is no bool
+            adapter.validate_json(text, strict=True)
+        except ValidationError as e:
+            msg = "; ".join(err["msg"] for err in e.errors()[:3])
+            raise SpecError(f"model {name!r} cannot be built: model_kwargs.{key} = {value!r} has the wrong type "
+                            f"(expected {hints[key]}): {msg}") from None
 
 
 @register_model(

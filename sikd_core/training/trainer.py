@@ -1,8 +1,10 @@
 """One training loop with hooks (nnU-Net style); the SIKD student overrides one step of it.
 
 Randomness is fully derived from ``(seed, epoch)``: batch order and augmentation of epoch ``e`` come from
-a generator seeded with both, so a run resumed from the ``latest`` checkpoint (written at every epoch
-end) ends with the same weights as an uninterrupted one.
+a generator seeded with both. ``latest.pt`` is written when ``checkpoint_interval_s`` has elapsed, at the
+next step boundary, also in the middle of an epoch (with the step, the generator's state and the epoch's
+running sums), so a crash repeats at most that interval of training and a resumed run ends with the same
+weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ class TrainConfig:
     poly_power: float = 0.9
     #: NHWC tensors: faster convolutions on CUDA and on CPU (oneDNN), measured in bench/speed.py.
     channels_last: bool = True
-    #: Write ``latest.pt`` at most this often (and always after the last epoch); resuming repeats at most
-    #: this much work. 0 writes it after every epoch. Large models write hundreds of MB per checkpoint.
+    #: Write ``latest.pt`` when this much time has passed since the last write, at the next step boundary
+    #: (mid-epoch too), and always after the last epoch; resuming repeats at most this much work (plus one
+    #: step). 0 writes it after every epoch only. Large models write hundreds of MB per checkpoint.
     checkpoint_interval_s: float = 30.0
 
 
@@ -155,6 +158,8 @@ class Trainer:
         self._val_counts: Tensor | None = None
         self.channels_last = bool(config.channels_last)
         self._t0 = time.monotonic()
+        self._mid_epoch: dict[str, Any] | None = None  # set by _resume from a mid-epoch latest.pt
+        self.mid_epoch_saves = 0
 
     # ----------------------------------------------------------------------------- hooks
     def build_optimizer(self) -> torch.optim.Optimizer:
@@ -249,7 +254,37 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.state = TrainState(**ckpt["state"])
+        self._mid_epoch = ckpt.get("mid_epoch")
         return True
+
+    def _save_mid_epoch(self, step: int, gen: torch.Generator, losses: list[float], terms: dict[str, float]) -> None:
+        """``latest.pt`` after ``step`` of the current epoch, when the checkpoint interval has elapsed: the
+        weights and optimiser as usual, plus what resuming inside the epoch needs (the next step, the epoch
+        generator's state, the global RNG and the epoch's running loss sums)."""
+        interval = self.config.checkpoint_interval_s
+        if self.checkpoint_dir is None or interval <= 0 or step + 1 >= self.steps_per_epoch:
+            return  # the epoch end writes its own checkpoint
+        now = time.monotonic()
+        if now - self._last_save < interval:
+            return
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.state.step_in_epoch = step + 1
+        ckpt = self.checkpoint()
+        ckpt["mid_epoch"] = {"epoch": self.state.epoch, "next_step": step + 1, "generator": gen.get_state(),
+                             "torch_rng": torch.get_rng_state(), "losses": list(losses), "terms": dict(terms)}
+        _atomic_save(ckpt, self.checkpoint_dir / "latest.pt")
+        self._last_save = now
+        self.mid_epoch_saves += 1
+
+    def _epoch_start(self, epoch: int, gen: torch.Generator) -> tuple[int, list[float], dict[str, float]]:
+        """Where epoch ``epoch`` starts: step 0, or the step a mid-epoch checkpoint stopped at (its generator
+        and RNG states restored, after the batch order was drawn exactly as the first time)."""
+        mid, self._mid_epoch = self._mid_epoch, None
+        if not mid or mid["epoch"] != epoch:
+            return 0, [], {}
+        gen.set_state(mid["generator"])
+        torch.set_rng_state(mid["torch_rng"])
+        return int(mid["next_step"]), list(mid["losses"]), dict(mid["terms"])
 
     def _save(self, improved: bool) -> None:
         if self.checkpoint_dir is None:
@@ -306,8 +341,9 @@ class Trainer:
             self.callbacks.on_epoch_start(self)
             needed = self.steps_per_epoch * self.batch_size
             order = torch.cat([torch.randperm(n, generator=gen) for _ in range(math.ceil(needed / n))])
-            t_epoch, losses, terms = time.monotonic(), [], {}
-            for step in range(self.steps_per_epoch):
+            first, losses, terms = self._epoch_start(epoch, gen)
+            t_epoch = time.monotonic()
+            for step in range(first, self.steps_per_epoch):
                 self.state.step_in_epoch = step
                 idx = order[step * self.batch_size:(step + 1) * self.batch_size]
                 images, labels = self._batch(data, idx)
@@ -333,6 +369,7 @@ class Trainer:
                 self.callbacks.on_step_end(self, values)
                 if self.callbacks.should_stop(self):
                     raise TrainingCancelled(f"{self.stage}: cancelled at epoch {epoch + 1}, step {step + 1}")
+                self._save_mid_epoch(step, gen, losses, terms)
             logs: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"],
                                     "train_seconds": time.monotonic() - t_epoch}
             self.scheduler.step()

@@ -69,7 +69,7 @@ def test_every_setting_in_the_readme_exists():
     fields = {f"SIKD_{name.upper()}" for name in Settings.model_fields}
     named = set(re.findall(r"`(SIKD_[A-Z_]+)`", README))
     client_side = {"SIKD_API_URL", "SIKD_API_TOKEN"}  # the dashboard's (ui/client.py)
-    test_side = {n for n in named if n.startswith("SIKD_TEST_")} | {"SIKD_SHARED_DATASETS"}
+    test_side = {n for n in named if n.startswith("SIKD_TEST_")} | {"SIKD_SHARED_DATASETS", "SIKD_FUZZ_EXAMPLES"}
     assert named - fields - client_side - test_side == set()
     code = "".join(p.read_text() for p in [*(ROOT / "ui").glob("*.py"), *(ROOT / "tests").rglob("*.py")])
     assert all(n in code for n in client_side | test_side)

@@ -281,3 +281,69 @@ def test_student_head_from_teacher_needs_matching_heads():
     with pytest.raises(ValueError, match="does not fit the student"):
         DistillationTrainer(model(), (x, y), None, cfg(), num_classes=2, teacher=wider, alpha=2.0,
                             head_from_teacher=True)
+
+
+class CrashAt(Callback):
+    """Dies (as a killed process would, without any cleanup) after global step ``step``; times each step."""
+
+    def __init__(self, step, delay=0.0):
+        self.step, self.delay, self.times = step, delay, []
+
+    def on_step_end(self, trainer, logs):
+        import time
+
+        time.sleep(self.delay)
+        self.times.append(time.monotonic())
+        if trainer.state.global_step == self.step:
+            raise KeyboardInterrupt("crash")
+
+
+def test_mid_epoch_checkpoint_resumes_bit_for_bit(tmp_path):
+    """Checkpoints after every step (interval ~0): a crash in the middle of epoch 2 resumes at the next step,
+    with the batch order and the augmentation draws of the same generator, and ends with exactly the weights
+    of an uninterrupted run (CPU)."""
+    from sikd_core.data.augment import Augmenter
+
+    x, y = toy_data()
+    conf = cfg(epochs=2, checkpoint_interval_s=1e-9)
+    a = model()
+    Trainer(a, (x, y), None, conf, num_classes=2, checkpoint_dir=tmp_path / "a", augmenter=Augmenter()).fit()
+    b = model()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(b, (x, y), None, conf, num_classes=2, checkpoint_dir=tmp_path / "b", augmenter=Augmenter(),
+                callbacks=[CrashAt(6 + 3)]).fit()  # epoch 2 (6 steps per epoch), after its third step
+    ckpt = torch.load(tmp_path / "b" / "latest.pt", weights_only=False)
+    assert ckpt["epoch"] == 1 and ckpt["mid_epoch"]["next_step"] == 2  # step 3 died before its checkpoint
+    assert ckpt["state"]["global_step"] == 8
+    resumed = model(seed=99)  # a fresh process: everything comes from the checkpoint
+    t = Trainer(resumed, (x, y), None, conf, num_classes=2, checkpoint_dir=tmp_path / "b", augmenter=Augmenter(),
+                callbacks=[rec := Recorder()])
+    t.fit()
+    assert sum(1 for e in rec.events if e[0] == "step") == 4  # steps 3..6 of epoch 2: one repeated
+    assert weights_equal(a, resumed)
+    la = torch.load(tmp_path / "a" / "latest.pt", weights_only=False)
+    lb = torch.load(tmp_path / "b" / "latest.pt", weights_only=False)
+    assert all(torch.equal(la["model"][k], lb["model"][k]) for k in la["model"])
+    assert [h["loss"] for h in la["state"]["history"]] == [h["loss"] for h in lb["state"]["history"]]
+
+
+def test_crash_repeats_at_most_the_checkpoint_interval(tmp_path):
+    """With a 0.2 s interval and 50+ ms steps, a crash in the middle of a long epoch repeats at most the
+    interval (plus the step that was running), not the epoch."""
+    x, y = toy_data()
+    interval, crash = 0.2, 9
+    conf = cfg(epochs=1, steps_per_epoch=12, checkpoint_interval_s=interval)
+    spy = CrashAt(crash, delay=0.05)
+    t = Trainer(model(), (x, y), None, conf, num_classes=2, checkpoint_dir=tmp_path, callbacks=[spy])
+    with pytest.raises(KeyboardInterrupt):
+        t.fit()
+    assert t.mid_epoch_saves >= 2
+    saved = torch.load(tmp_path / "latest.pt", weights_only=False)["state"]["global_step"]
+    repeated = crash - saved
+    assert 1 <= repeated < crash
+    # the repeated steps are those that ended after the last checkpoint; all but the one running at the
+    # crash ended within the interval of it (else a checkpoint would have been written at their end)
+    t_save = t._last_save
+    after = [x for x in spy.times if x > t_save]
+    assert len(after) == repeated
+    assert all(x - t_save < interval for x in after[:-1]), (repeated, [x - t_save for x in after])

@@ -11,7 +11,8 @@ def test_health_without_workers_is_degraded(client, settings):
     h = client.get("/health").json()
     assert h["status"] == "degraded" and h["version"]
     assert h["database"]["ok"] is True and h["database"]["detail"].startswith(("sqlite", "postgresql"))
-    assert h["broker"] == {"ok": True, "detail": f"embedded filesystem broker at {settings.broker_dir}"}
+    assert h["broker"] == {"ok": True, "detail": "embedded filesystem broker"}
+    assert str(settings.storage_dir) not in str(h)  # /health is public: no server paths
     assert h["workers"] == {"ok": False, "count": 0, "names": [], "devices": {}}
 
 

@@ -1,0 +1,104 @@
+"""`sikd serve` heals itself: SIGKILL of the worker's main process leaves the API answering, the supervisor
+restarts the worker (with backoff), ``/health`` reports the restart, and the experiment finishes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.service_helpers import descendants, free_port, kill_tree, wait_for
+
+pytestmark = [pytest.mark.integration]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _worker_main(serve_pid: int) -> int | None:
+    """The celery worker's main process: the child of ``sikd serve`` running ``celery ... worker``."""
+    for pid in descendants(serve_pid):
+        try:
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == serve_pid and " celery " in f" {_cmdline(pid)} " and " worker " in _cmdline(pid):
+            return pid
+    return None
+
+
+@pytest.mark.timeout(420)
+def test_killing_the_worker_keeps_the_api_up_and_the_experiment_finishes(tmp_path):
+    port = free_port()
+    storage = tmp_path / "sikd_data"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SIKD_") and k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", SIKD_STALE_HEARTBEAT_SECONDS="20",
+               SIKD_CHECKPOINT_INTERVAL_SECONDS="1")
+    sikd = Path(sys.executable).with_name("sikd")
+    proc = subprocess.Popen([str(sikd), "serve", "--no-ui", "--storage", str(storage), "--port", str(port)],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    try:
+        token_line = wait_for(lambda: next((ln for ln in lines if "Admin token" in ln), None) or proc.poll(),
+                              180, 0.3, what="sikd serve to start")
+        assert isinstance(token_line, str), "".join(lines)
+        token = re.search(r": (\S+)\s*$", token_line).group(1)
+        api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"},
+                           timeout=30)
+        health = wait_for(lambda: (h := api.get("/health").json())["status"] == "ok" and h, 90, 0.5,
+                          what="a worker to answer")
+        assert health["components"]["worker"]["state"] == "up" and health["components"]["worker"]["restarts"] == 0
+        assert health["components"]["api"]["state"] == "up"
+        ids = [d["id"] for d in api.get("/datasets").json()["data"]]
+        spec = {"name": "heal", "train_dataset": ids[0], "eval_datasets": ids[1:2], "image_size": 32,
+                "model_kwargs": {"widths": [4, 8, 16]}, "epochs": 3, "batch_size": 8, "seeds": [0],
+                "methods": ["baseline"], "feature_maps": 0}
+        r = api.post("/experiments", json=spec)
+        assert r.status_code == 201, r.text
+        eid = r.json()["id"]
+        wait_for(lambda: api.get(f"/experiments/{eid}").json()["status"] == "running", 120, 0.5,
+                 what="the experiment to start")
+        worker = _worker_main(proc.pid)
+        assert worker is not None, [(p, _cmdline(p)) for p in descendants(proc.pid)]
+        os.kill(worker, signal.SIGKILL)
+        # the API keeps answering while the worker is down and restarted
+        t_end = time.monotonic() + 5
+        while time.monotonic() < t_end:
+            assert api.get(f"/experiments/{eid}").status_code == 200
+            time.sleep(0.2)
+        assert proc.poll() is None, "".join(lines[-30:])
+        healed = wait_for(lambda: (c := api.get("/health").json()["components"]["worker"])["restarts"] >= 1
+                          and c["state"] == "up" and c, 60, 0.5, what="the worker to be restarted")
+        assert healed["last_exit"] == -signal.SIGKILL
+        assert _worker_main(proc.pid) not in (None, worker)
+
+        def done():
+            e = api.get(f"/experiments/{eid}").json()
+            return e if e["status"] not in ("queued", "running") else None
+
+        exp = wait_for(done, 240, 1.0, what="the experiment to finish after the worker was killed")
+        assert exp["status"] == "succeeded", (exp, "".join(lines[-60:]))
+        assert any("worker stopped unexpectedly" in ln and "restarting it" in ln for ln in lines), "".join(lines[-40:])
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                kill_tree(proc, signal.SIGKILL)
+                raise

@@ -1,0 +1,258 @@
+"""Hostile input: integers past 64 bits, loose types, archive names that cannot be extracted, JSON nested
+beyond the parser, images and volumes whose headers claim more than may be decoded, specs no worker can
+run. Every case is a 4xx naming the problem, never a 5xx, and nothing is stored."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import struct
+import time
+import zipfile
+import zlib
+
+import numpy as np
+import pytest
+
+from tests.service_helpers import png_bytes, tiny_spec, upload, zip_bytes
+
+pytestmark = pytest.mark.timeout(120)
+
+BIG = 2**63  # one past the largest 64-bit id
+HUGE = 10**30
+
+
+def grey(h: int = 24, w: int = 24, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (h, w), dtype=np.uint8)
+
+
+def labels(h: int = 24, w: int = 24) -> np.ndarray:
+    m = np.zeros((h, w), np.uint8)
+    m[4:12, 4:14] = 1
+    return m
+
+
+def folder_zip(**extra: bytes) -> bytes:
+    entries = {}
+    for i in range(3):
+        entries[f"ds/images/case{i}.png"] = png_bytes(grey(seed=i))
+        entries[f"ds/masks/case{i}.png"] = png_bytes(labels())
+    entries.update(extra)
+    return zip_bytes(entries)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_claiming(width: int, height: int, rows: int | None = None) -> bytes:
+    """A grey PNG whose header says ``width x height``; ``rows`` rows of zeros are really compressed (all of
+    them by default: a real decompression bomb that is a few hundred kB on disk)."""
+    rows = height if rows is None else rows
+    comp = zlib.compressobj(9)
+    row = b"\x00" * (width + 1)
+    idat = b"".join(comp.compress(row) for _ in range(rows)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+def nifti_gz_claiming(shape: tuple[int, ...]) -> bytes:
+    """A gzipped NIfTI whose header claims ``shape`` (uint8) followed by a little zero data."""
+    import nibabel as nib
+
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(shape)
+    hdr.set_data_dtype(np.uint8)
+    raw = hdr.binaryblock + b"\x00" * 4 + b"\x00" * 65536
+    return gzip.compress(raw, compresslevel=1)
+
+
+# ----------------------------------------------------------------------------- integers past 64 bits
+@pytest.mark.parametrize("method,path", [
+    ("get", "/experiments/{n}"), ("get", "/experiments/{n}/metrics"), ("post", "/experiments/{n}/cancel"),
+    ("delete", "/experiments/{n}"), ("get", "/datasets/{n}"), ("delete", "/datasets/{n}"),
+    ("get", "/datasets/1/samples/{n}.png"), ("get", "/models/{n}"), ("get", "/models/{n}/download"),
+    ("post", "/users/{n}/tokens"), ("get", "/experiments?skip={n}"), ("get", "/models?experiment_id={n}"),
+    ("get", "/datasets?skip={n}"), ("get", "/users?skip={n}"),
+])
+@pytest.mark.parametrize("n", [BIG, HUGE, -BIG - 1])
+def test_out_of_range_integers_are_422(client, admin, method, path, n):
+    r = getattr(client, method)(path.format(n=n), headers=admin)
+    assert r.status_code == 422, r.text
+    assert "less than or equal" in r.text or "greater than or equal" in r.text
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("seeds", [BIG], "seeds.0"), ("seeds", [HUGE], "seeds.0"), ("split_seed", HUGE, "split_seed"),
+    ("epochs", HUGE, "epochs"), ("steps_per_epoch", 10**12, "steps_per_epoch"),
+    ("train_dataset", BIG, "not an id"), ("train_dataset", HUGE, "not an id"),
+    ("epochs", True, "epochs"), ("batch_size", "4", "batch_size"), ("lr", True, "lr"), ("augment", "yes", "augment"),
+    ("amp", 1, "amp"), ("model_kwargs", {"widths": [4, 8, 16], "skip_connections": "maybe"}, "skip_connections"),
+    ("model_kwargs", {"widths": ["4", 8, 16]}, "widths"),
+    ("train_dataset", " 4", "not an id"), ("train_dataset", "05", "not an id"),
+    ("train_dataset", "\u0664", "not an id"), ("train_dataset", "+4", "not an id"),
+])
+def test_spec_integers_and_types_are_strict(client, alice, datasets, jobs, key, value, words):
+    spec = tiny_spec(datasets, **{key: value})
+    r = client.post("/experiments", json=spec, headers=alice)
+    assert r.status_code == 422, r.text
+    assert words in r.json()["detail"]
+    assert client.get("/experiments", headers=alice).json()["count"] == 0 and not jobs
+
+
+def test_sample_index_beyond_64_bits_and_strict_ids_still_work(client, alice, datasets):
+    ds = datasets["vendor_a"]
+    assert client.get(f"/datasets/{ds}/samples/{BIG - 1}.png", headers=alice).status_code == 404
+    r = client.post("/experiments", json=tiny_spec(datasets, train_dataset=str(ds)), headers=alice)
+    assert r.status_code == 201, r.text
+
+
+# ----------------------------------------------------------------------------- archives
+def test_entry_name_over_255_bytes_is_400(client, alice, settings):
+    r = upload(client, alice, folder_zip(**{"ds/images/" + "a" * 300 + ".png": png_bytes(grey())}))
+    assert r.status_code == 400, r.text
+    assert "longer than 255 bytes" in r.json()["detail"]
+
+
+def test_file_beside_folder_of_same_name_is_400(client, alice):
+    r = upload(client, alice, folder_zip(**{"ds/extra": b"x", "ds/extra/y.txt": b"y"}))
+    assert r.status_code == 400, r.text
+    assert "a file and a folder of the same name" in r.json()["detail"] and "ds/extra" in r.json()["files"]
+
+
+@pytest.mark.parametrize("name", ["datalist.json", "ds/dataset.json"])
+def test_json_nested_beyond_the_parser_is_4xx(client, alice, name):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    r = upload(client, alice, folder_zip(**{name: deep}))
+    assert r.status_code in (400, 422), r.text
+    assert "nested too deeply" in r.text
+
+
+def test_many_entries_are_refused_quickly(client, alice, settings):
+    """100 001 tiny entries, the last a duplicate: refused on the entry count at once, and with a higher limit
+    on the duplicate, still in seconds (the quadratic check took minutes)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf, pytest.warns(UserWarning, match="Duplicate"):
+        for i in range(100_001):
+            zf.writestr(f"d/{i % 100_000}", b"")
+    t = time.perf_counter()
+    r = upload(client, alice, buf.getvalue())
+    took = time.perf_counter() - t
+    assert r.status_code == 413, r.text
+    assert "holds 100001 files and folders" in r.json()["detail"]
+    assert took < 10, took
+    # just under the limit, all duplicates checked: still fast (a quadratic check took minutes)
+    settings.max_archive_files = 200_000
+    t = time.perf_counter()
+    r = upload(client, alice, buf.getvalue())
+    assert r.status_code == 400 and "the same file more than once: d/0" in r.json()["detail"], r.text
+    assert time.perf_counter() - t < 10
+
+
+# ----------------------------------------------------------------------------- decode limits
+def test_png_claiming_100000_squared_is_422_on_upload(client, alice):
+    r = upload(client, alice, folder_zip(**{"ds/images/case0.png": png_claiming(100_000, 100_000, rows=1)}))
+    assert r.status_code == 422, r.text
+    assert "too large to decode" in r.text and "case0.png" in r.text
+
+
+def test_png_bomb_12000_squared_is_refused_before_decoding(client, alice, settings):
+    bomb = png_claiming(12_000, 12_000)
+    assert len(bomb) < 400_000
+    r = upload(client, alice, folder_zip(**{"ds/images/case1.png": bomb}))
+    assert r.status_code == 422, r.text
+    assert "144000000 pixels, more than the limit of 16777216 pixels" in r.text
+
+
+def test_nifti_claiming_a_huge_volume_is_refused(client, alice):
+    entries = {"d/dataset.json": b'{"labels": {"background": 0, "x": 1}, "channel_names": {"0": "CT"}, '
+                                 b'"numTraining": 1, "file_ending": ".nii.gz"}',
+               "d/imagesTr/c_0000.nii.gz": nifti_gz_claiming((1024, 1024, 256)),
+               "d/labelsTr/c.nii.gz": nifti_gz_claiming((1024, 1024, 256))}
+    r = upload(client, alice, zip_bytes(entries))
+    assert r.status_code == 422, r.text
+    assert "too large to decode" in r.text and "voxels" in r.text
+
+
+def test_decode_limits_follow_the_settings(tmp_path):
+    from sikd_core.data.io import DECODE_LIMITS, UnreadableFileError, read_image, set_decode_limits
+
+    p = tmp_path / "x.png"
+    p.write_bytes(png_bytes(grey(40, 50)))
+    old = DECODE_LIMITS.max_pixels
+    try:
+        set_decode_limits(max_pixels=1999)
+        with pytest.raises(UnreadableFileError, match="50x40 = 2000 pixels"):
+            read_image(p)
+        set_decode_limits(max_pixels=2000)
+        assert read_image(p).shape == (40, 50, 1)
+    finally:
+        set_decode_limits(max_pixels=old)
+
+
+# ----------------------------------------------------------------------------- specs no worker can run
+@pytest.mark.parametrize("override,words", [
+    ({"model_kwargs": {"widths": [65536] * 5}}, "SIKD_MAX_MODEL_PARAMETERS"),
+    ({"image_size": 4096, "batch_size": 1024}, "SIKD_MAX_TRAINING_MEMORY_BYTES"),
+    ({"steps_per_epoch": 10**9}, "SIKD_MAX_TRAINING_STEPS"),
+])
+def test_specs_beyond_any_worker_are_refused(client, alice, datasets, jobs, override, words):
+    t = time.perf_counter()
+    r = client.post("/experiments", json=tiny_spec(datasets, **override), headers=alice)
+    assert r.status_code == 422, r.text
+    assert words in r.json()["detail"] and "too large to run" in r.json()["detail"]
+    assert time.perf_counter() - t < 10
+    assert client.get("/experiments", headers=alice).json()["count"] == 0 and not jobs
+
+
+def test_cost_limits_are_settings(client, alice, datasets, settings):
+    settings.max_training_steps = 3  # tiny_spec: 2 epochs x 3 stages x 2 steps
+    r = client.post("/experiments", json=tiny_spec(datasets), headers=alice)
+    assert r.status_code == 422 and "SIKD_MAX_TRAINING_STEPS" in r.text
+    assert r.json()["cost"]["total_steps"] > 3
+    settings.max_training_steps = 10_000
+    assert client.post("/experiments", json=tiny_spec(datasets), headers=alice).status_code == 201
+
+
+# ----------------------------------------------------------------------------- smaller things
+def test_ids_are_not_reused_after_a_delete(client, alice, phantom_zips):
+    first = upload(client, alice, phantom_zips["vendor_b"], name="one").json()["id"]
+    assert client.delete(f"/datasets/{first}", headers=alice).status_code == 204
+    second = upload(client, alice, phantom_zips["vendor_b"], name="two").json()["id"]
+    assert second > first  # SQLite without AUTOINCREMENT would hand out the same id again
+    assert client.get(f"/datasets/{first}", headers=alice).status_code == 404
+
+
+def test_sixteen_bit_mask_with_values_to_299_is_refused_with_a_reason(client, alice):
+    mask = np.zeros((24, 24), np.uint16)
+    mask[2:20, 2:20] = np.arange(18 * 18).reshape(18, 18) % 300
+    r = upload(client, alice, folder_zip(**{"ds/masks/case1.png": png_bytes(mask)}))
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert "label value 299 is too large" in body["detail"] and "16-bit" in body["detail"]
+    assert body["files"] == ["masks/case1.png"]
+
+
+def test_upload_without_a_file_name_is_read_as_the_file(client, alice):
+    r = client.post("/datasets", files={"file": ("", folder_zip(), "application/zip")}, data={"name": "nameless"},
+                    headers=alice)
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == "nameless"
+
+
+@pytest.mark.parametrize("name", ["evil\x00name", "line\nbreak", "bell\x07", "<script>alert(1)</script>",
+                                  "rtl\u202eoverride"])
+def test_dataset_names_with_control_characters_or_markup_are_refused(client, alice, name):
+    r = upload(client, alice, folder_zip(), name=name)
+    assert r.status_code == 422, r.text
+    assert "not allowed" in r.json()["detail"]
+    assert client.get("/datasets", headers=alice).json()["count"] == 0
+
+
+def test_errors_do_not_show_server_paths(client, alice, settings):
+    r = upload(client, alice, folder_zip(**{"ds/images/case0.png": b"not a png"}))
+    assert r.status_code == 422, r.text
+    assert str(settings.storage_dir) not in r.text and "/tmp/" not in r.text
+    assert "images/case0.png" in r.text
+    h = client.get("/health")
+    assert str(settings.storage_dir) not in h.text and str(settings.broker_dir) not in h.text

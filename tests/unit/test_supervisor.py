@@ -1,0 +1,45 @@
+"""The supervisor of `sikd serve`: a dead component is restarted with exponential backoff (capped) while the
+others keep running, and its status (state, restarts, last exit) is what /health reads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from sikd_service.supervisor import Supervisor, read_status
+
+
+def _proc(code: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def test_dead_component_restarts_with_backoff_and_others_keep_running(tmp_path):
+    sup = Supervisor(tmp_path / "serve_status.json", base=0.1, cap=0.4, stable_after=3600)
+    starts: list[float] = []
+
+    def crashing() -> subprocess.Popen:
+        starts.append(time.monotonic())
+        return _proc("import sys; sys.exit(3)")
+
+    steady = sup.add("api", lambda: _proc("import time; time.sleep(60)"))
+    sup.add("worker", crashing)
+    try:
+        deadline = time.monotonic() + 20
+        while len(starts) < 5 and time.monotonic() < deadline:
+            sup.poll()
+            time.sleep(0.01)
+        assert len(starts) >= 5
+        gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+        assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.4  # doubling
+        assert gaps[3] >= 0.4 and sup.delay("worker") == 0.4  # capped
+        assert steady.poll() is None and sup.procs["api"] is steady  # the others were never touched
+        status = read_status(tmp_path)
+        assert status["api"].state == "up" and status["api"].restarts == 0
+        assert status["worker"].restarts >= 4 and status["worker"].last_exit == 3
+    finally:
+        for p in sup.procs.values():
+            p.kill()
+            p.wait()
+    sup.clear()
+    assert read_status(tmp_path) is None
