@@ -17,7 +17,7 @@ import logging
 import math
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,7 +83,8 @@ class MlflowCallback(Callback):
     """Logs one training stage to an MLflow tracking server (see the module docstring)."""
 
     def __init__(self, tracking_uri: str, label: str, stage: str, seed: int, params: Mapping[str, Any] | None = None,
-                 tags: Mapping[str, str] | None = None, export_format: str | None = "onnx"):
+                 tags: Mapping[str, str] | None = None, export_format: str | None = "onnx",
+                 card_fn: Callable[[Path], dict[str, Any]] | None = None):
         self.tracking_uri = tracking_uri
         self.label = label
         self.stage = stage
@@ -91,6 +92,7 @@ class MlflowCallback(Callback):
         self.params = dict(params or {})
         self.tags = dict(tags or {})
         self.export_format = export_format
+        self.card_fn = card_fn  # model.pt -> card (the service passes one that knows its dataset rows)
         self.run_id: str | None = None
         self._client: Any = None
         self._warnings: list[str] = []
@@ -177,7 +179,7 @@ class MlflowCallback(Callback):
                     self._client.log_artifact(self.run_id, str(stage_dir / "done.json"))
                 model = stage_dir / "model.pt"
                 if status == "FINISHED" and model.is_file():
-                    card = card_for_bundle(model)
+                    card = self.card_fn(model) if self.card_fn else card_for_bundle(model)
                     write_card(card, Path(tmp) / "card")
                     self._client.log_artifacts(self.run_id, str(Path(tmp) / "card"), "model_card")
                     if self.export_format and self.stage in EXPORTED_STAGES:
