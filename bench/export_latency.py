@@ -76,7 +76,9 @@ def bench_model(name: str, model_file: Path | None, size: int, reps: int, images
     bundle = write_bundle(model_file, work / f"{name}-onnx", "onnx")
     export_s = time.perf_counter() - t0
     loaded = load_bundle(model_file)
-    exported = runtime.load(bundle, threads=torch.get_num_threads())
+    # ONNX Runtime's idle threads busy-wait by default; on a few cores that would steal the CPU from the
+    # PyTorch call that follows in the interleaved timing, so they sleep here.
+    exported = runtime.load(bundle, threads=torch.get_num_threads(), spinning=False)
     x = np.stack([preprocess_image(images[0], loaded.image_size, loaded.in_channels)])
     xt = torch.from_numpy(x)
 

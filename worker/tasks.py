@@ -125,10 +125,11 @@ def mlflow_tracker(settings: Settings, c: Claimed) -> Any:
 
     label = experiment_label(str(c.spec.get("name", "experiment")), c.experiment_id)
 
-    def card(model: Path) -> dict[str, Any]:
+    def card(model: Path) -> dict[str, Any]:  # named like the model row the stage is about to get
         with session_scope(settings) as s:
             datasets = experiment_datasets(settings, s, c.experiment_id)
-        return card_for_bundle(model, datasets=datasets, name=f"{label} {c.kind} seed {c.seed}")
+        info = load_bundle(model).info
+        return card_for_bundle(model, datasets=datasets, name=f"{label} {info['method']} seed {c.seed}", info=info)
 
     return MlflowCallback(settings.mlflow_tracking_uri, label, c.kind, int(c.seed or 0), params=c.spec,
                           tags={"sikd.experiment_id": str(c.experiment_id)}, card_fn=card)

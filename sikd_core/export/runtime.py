@@ -181,7 +181,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndar
 class ExportedModel:
     """A loaded bundle: ``recipe.json`` plus ``model.onnx`` (onnxruntime) or ``model.ts`` (torch)."""
 
-    def __init__(self, folder: str | os.PathLike[str], threads: int | None = None):
+    def __init__(self, folder: str | os.PathLike[str], threads: int | None = None, spinning: bool = True):
         self.folder = Path(folder)
         recipe_path = self.folder / "recipe.json"
         if not recipe_path.is_file():
@@ -202,6 +202,8 @@ class ExportedModel:
             opts = ort.SessionOptions()
             if threads:
                 opts.intra_op_num_threads = int(threads)
+            if not spinning:  # idle threads sleep instead of busy-waiting (fair to other work on few cores)
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = ort.InferenceSession(str(model_file), opts, providers=["CPUExecutionProvider"])
         elif self.format == "torchscript":
             import torch
@@ -243,9 +245,10 @@ class ExportedModel:
         return out
 
 
-def load(folder: str | os.PathLike[str] = ".", threads: int | None = None) -> ExportedModel:
-    """Load the bundle in ``folder`` (default: the current directory)."""
-    return ExportedModel(folder, threads)
+def load(folder: str | os.PathLike[str] = ".", threads: int | None = None, spinning: bool = True) -> ExportedModel:
+    """Load the bundle in ``folder`` (default: the current directory). ``threads``: onnxruntime's intra-op
+    threads (default: one per core); ``spinning=False`` stops idle threads busy-waiting."""
+    return ExportedModel(folder, threads, spinning)
 
 
 def main(argv: list[str] | None = None) -> int:
