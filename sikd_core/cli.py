@@ -4,6 +4,7 @@
     sikd eval RUN_DIR                    re-evaluate a finished experiment (rewrites its report)
     sikd eval MODEL.pt DATASET...        score one model on whole datasets
     sikd predict MODEL.pt IMAGE... --out DIR   masks and overlays for new images
+    sikd export MODEL.pt --format onnx --out DIR   deployable bundle (network, recipe, predict.py, card)
     sikd phantoms OUT --domain NAME -n N synthetic phantom dataset (SYNTHETIC, not patients)
     sikd demo [--out DIR]                phantoms + a small experiment, end to end
     sikd models                          the registered networks
@@ -20,6 +21,7 @@ import argparse
 import copy
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, **_parse_override(args.set or []))
     exp = Experiment(spec, args.out, cache_dir=args.cache, device=args.device)
     stages = spec.stages()
+    mlflow_uri = getattr(args, "mlflow", None) or os.environ.get("SIKD_MLFLOW_TRACKING_URI")
+    trackers: dict[tuple[str, int], Any] = {}
     print(f"SIKD Studio: experiment {spec.name!r}: {len(stages)} training stages on {exp.device}, "
           f"train {exp.train_ref.name}, cross {[r.name for r in exp.eval_refs] or 'none'}; output {exp.workdir}",
           file=sys.stderr)
@@ -73,13 +77,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     def callbacks_for(stage: str, seed: int) -> list:
         i = stages.index((stage, seed)) + 1
         cbs = [ProgressBar(desc=f"[{i}/{len(stages)}] {stage} seed {seed}")]
+        if mlflow_uri:
+            from sikd_core.export.tracking import MlflowCallback
+
+            trackers[(stage, seed)] = MlflowCallback(mlflow_uri, spec.name, stage, seed, params=spec.to_json_dict())
+            cbs.append(trackers[(stage, seed)])
         return cbs + [LoggingCallback()] if log.isEnabledFor(logging.INFO) else cbs
 
     eval_bar = ProgressBar(desc="evaluation")
     try:
-        report = exp.run(callbacks_for, [eval_bar])
+        for stage, seed in stages:  # as Experiment.run, with each stage's MLflow run closed after its model.pt
+            exp.run_stage(stage, seed, callbacks_for(stage, seed))
+            if (stage, seed) in trackers:
+                trackers[(stage, seed)].finish(exp.stage_dir(stage, seed))
+        report = exp.evaluate([eval_bar])
     finally:
         eval_bar.close()
+    if mlflow_uri:
+        from sikd_core.export.tracking import log_evaluation
+
+        log_evaluation(mlflow_uri, spec.name, exp.workdir)
     print((exp.workdir / "report.md").read_text())
     print(f"report: {exp.workdir / 'report.md'} and {exp.workdir / 'report.json'}", file=sys.stderr)
     return 0 if report["rows"] else 1
@@ -165,6 +182,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from sikd_core.export import write_bundle, zip_bundle
+
+    out = write_bundle(args.model, args.out, args.format)
+    recipe = json.loads((out / "recipe.json").read_text())
+    print(f"exported {args.model} as {args.format} to {out} ({recipe['model_file']}, recipe {recipe['recipe']}"
+          + (f", ONNX opset {recipe['opset']}" if recipe.get("opset") else "")
+          + f"; max logit difference to PyTorch {recipe['check']['max_abs_logit_diff']:.1e})")
+    if args.zip:
+        print(f"zip: {zip_bundle(out, Path(args.zip))}")
+    return 0
+
+
 def cmd_phantoms(args: argparse.Namespace) -> int:
     from sikd_core.data import generate_phantoms
 
@@ -226,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cache", help="preprocessed-data cache folder (default OUT/cache)")
     r.add_argument("--device", help="override the spec's device (cpu, cuda, cuda:N)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec key (YAML value)")
+    r.add_argument("--mlflow", metavar="URI", help="log every stage to this MLflow tracking server "
+                   "(default $SIKD_MLFLOW_TRACKING_URI; needs the mlflow extra)")
     r.set_defaults(func=cmd_run)
 
     e = sub.add_parser("eval", help="evaluate an experiment folder, or a model on datasets")
@@ -244,6 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--label-values", action="store_true",
                     help="write class indices even for binary models (default: 0/255 for binary)")
     pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("export", help="export a model.pt as a deployable ONNX or TorchScript bundle")
+    ex.add_argument("model")
+    ex.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    ex.add_argument("--out", required=True, help="bundle folder (network, recipe.json, predict.py, model card)")
+    ex.add_argument("--zip", help="also write the bundle as this .zip file")
+    ex.set_defaults(func=cmd_export)
 
     ph = sub.add_parser("phantoms", help="write a SYNTHETIC cardiac-like phantom dataset")
     ph.add_argument("out")

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     health_cache_seconds: float = Field(5.0, ge=0)
     predict_cache_size: int = Field(4, ge=1, description="Loaded models kept for /predict.")
     demo_data: bool = Field(True, description="`sikd serve` preloads SYNTHETIC phantom datasets.")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="Log every stage to this MLflow tracking server (needs the mlflow extra); unset: off.")
 
     @field_validator("storage_dir")
     @classmethod

@@ -225,6 +225,17 @@ class Client:
             clear_cache()
         return r.json() if r.content else None
 
+    def predict(self, model_id: int, files: list[tuple[str, bytes, str]]) -> list[dict[str, Any]]:
+        """Segment images (``(filename, bytes, mime)``) with a model: masks and overlays (base64 PNG).
+        Writes nothing on the service, so the caches stay."""
+        r = _request("POST", self.base, self.token, f"/models/{model_id}/predict",
+                     files=[("files", f) for f in files])
+        return r.json()["data"]
+
+    def model_card(self, model_id: int) -> dict[str, Any]:
+        """The model's card (datasets, scores with CIs, health, terms, citation), cached for a minute."""
+        return self.get(f"/models/{model_id}/card", cache="settled")
+
     def delete(self, path: str) -> None:
         try:
             _request("DELETE", self.base, self.token, path)

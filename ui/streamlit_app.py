@@ -37,6 +37,7 @@ PAGES = {
         st.Page("app_pages/experiment.py", title="Experiment detail", icon=":material/biotech:", url_path="experiment"),
         st.Page("app_pages/compare.py", title="Compare", icon=":material/monitoring:", url_path="compare"),
     ],
+    "Models": [st.Page("app_pages/models.py", title="Models", icon=":material/neurology:", url_path="models")],
 }
 
 page = st.navigation(PAGES)

@@ -114,6 +114,26 @@ def _stopped(settings: Settings, c: Claimed, rec: StageRecorder, e: BaseExceptio
     return "failed"
 
 
+def mlflow_tracker(settings: Settings, c: Claimed) -> Any:
+    """An MLflow callback for this stage when ``SIKD_MLFLOW_TRACKING_URI`` is set, else None."""
+    if not settings.mlflow_tracking_uri:
+        return None
+    from sikd_core.export import card_for_bundle
+    from sikd_core.export.tracking import MlflowCallback, experiment_label
+    from sikd_service.cards import experiment_datasets
+
+    label = experiment_label(str(c.spec.get("name", "experiment")), c.experiment_id)
+
+    def card(model: Path) -> dict[str, Any]:  # named like the model row the stage is about to get
+        with session_scope(settings) as s:
+            datasets = experiment_datasets(settings, s, c.experiment_id)
+        info = load_bundle(model).info
+        return card_for_bundle(model, datasets=datasets, name=f"{label} {info['method']} seed {c.seed}", info=info)
+
+    return MlflowCallback(settings.mlflow_tracking_uri, label, c.kind, int(c.seed or 0), params=c.spec,
+                          tags={"sikd.experiment_id": str(c.experiment_id)}, card_fn=card)
+
+
 def run_training_stage(stage_id: int, *, worker: str = "local") -> str:
     """Train one stage; returns the outcome (succeeded, failed, cancelled, skipped or lost)."""
     settings = get_settings()
@@ -121,12 +141,18 @@ def run_training_stage(stage_id: int, *, worker: str = "local") -> str:
     if c is None:
         return "skipped"
     with StageRecorder(settings, stage_id, c.token) as rec:
+        tracker = None
         try:
             exp = build_experiment(settings, c)
             cb = DbProgressCallback(rec, experiment_id=c.experiment_id, attempt=c.attempt)
-            record = exp.run_stage(c.kind, int(c.seed or 0), callbacks=[cb])
+            tracker = mlflow_tracker(settings, c)
+            record = exp.run_stage(c.kind, int(c.seed or 0), callbacks=[cb] + ([tracker] if tracker else []))
         except Exception as e:  # noqa: BLE001 - every failure is recorded on the stage
+            if tracker is not None:
+                tracker.finish(exp.stage_dir(c.kind, int(c.seed or 0)), status="FAILED")
             return _stopped(settings, c, rec, e)
+        if tracker is not None:
+            tracker.finish(exp.stage_dir(c.kind, int(c.seed or 0)))
     with session_scope(settings) as s:
         if not crud.finish_stage(s, stage_id=stage_id, token=c.token, status="succeeded",
                                  best_val_dice=finite(record.get("best_val_dice")), epoch=record["epochs"],
@@ -161,9 +187,15 @@ def run_evaluation_stage(stage_id: int, *, worker: str = "local") -> str:
     with StageRecorder(settings, stage_id, c.token) as rec:
         cb = DbProgressCallback(rec, experiment_id=c.experiment_id, attempt=c.attempt)
         try:
-            build_experiment(settings, c).evaluate([cb])
+            exp = build_experiment(settings, c)
+            exp.evaluate([cb])
         except Exception as e:  # noqa: BLE001
             return _stopped(settings, c, rec, e)
+        if settings.mlflow_tracking_uri:
+            from sikd_core.export.tracking import experiment_label, log_evaluation
+
+            log_evaluation(settings.mlflow_tracking_uri,
+                           experiment_label(str(c.spec.get("name", "experiment")), c.experiment_id), exp.workdir)
     with session_scope(settings) as s:
         if not crud.finish_stage(s, stage_id=stage_id, token=c.token, status="succeeded"):
             return "lost"

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import asdict
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, ExperimentFilter, Limit, ModelId, SessionDep, SettingsDep, Skip
 from api.schemas import Message, ModelPublic, Page, PredictionPublic, Predictions
 from api.uploads import receive_multipart
-from sikd_service import crud
+from sikd_core.errors import SIKDError
+from sikd_service import cards, crud
 from sikd_service.errors import ServiceError, not_found
 from sikd_service.predict import predict_files
 from sikd_service.storage import new_tmp_dir
@@ -59,6 +61,37 @@ def download_model(model_id: ModelId, session: SessionDep, settings: SettingsDep
         raise ServiceError(404, f"the file of model {model_id} is missing")
     return FileResponse(path, media_type="application/octet-stream",
                         filename=f"sikd-exp{row.experiment_id}-{row.method}-seed{row.seed}.pt")
+
+
+@router.get("/models/{model_id}/card", responses={200: {"content": {"text/markdown": {}}}})
+def model_card(model_id: ModelId, session: SessionDep, settings: SettingsDep, user: CurrentUser,
+               format: Literal["json", "md"] = "json") -> Any:
+    """The model card: datasets (counts, content hashes, terms), spec, method, seed, scores with CIs,
+    health warnings, intended use and limits, citation. ``format=md`` for Markdown."""
+    row = _get(session, user, model_id)
+    if not (settings.storage_dir / row.path).is_file():
+        raise ServiceError(404, f"the file of model {model_id} is missing")
+    card = cards.model_card(settings, session, row)
+    if format == "md":
+        from sikd_core.export import render_card_markdown
+
+        return PlainTextResponse(render_card_markdown(card), media_type="text/markdown; charset=utf-8")
+    return card
+
+
+@router.get("/models/{model_id}/export", response_class=FileResponse)
+def export_model(model_id: ModelId, session: SessionDep, settings: SettingsDep, user: CurrentUser,
+                 format: Literal["onnx", "torchscript"] = "onnx") -> FileResponse:
+    """A deployable bundle (.zip): the network, recipe.json (the exact preprocessing), predict.py (numpy,
+    Pillow, onnxruntime only), requirements.txt and the model card. Built on first request, then cached."""
+    row = _get(session, user, model_id)
+    if not (settings.storage_dir / row.path).is_file():
+        raise ServiceError(404, f"the file of model {model_id} is missing")
+    try:
+        path = cards.export_zip(settings, session, row, format)
+    except SIKDError as e:
+        raise ServiceError(422, f"cannot export model {model_id} as {format}: {e}") from None
+    return FileResponse(path, media_type="application/zip", filename=f"sikd-model-{model_id}-{format}.zip")
 
 
 @router.post("/models/{model_id}/predict", response_model=Predictions, openapi_extra=_PREDICT_BODY,

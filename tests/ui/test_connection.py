@@ -9,7 +9,7 @@ from tests.ui.apptest_helpers import all_text, no_exceptions, texts
 #: Generous: the first test of a session also starts the services (and trains the sweep).
 pytestmark = pytest.mark.timeout(300)
 
-PAGES = ["experiments", "datasets", "new_experiment", "experiment", "compare"]
+PAGES = ["experiments", "datasets", "new_experiment", "experiment", "compare", "models"]
 
 
 @pytest.mark.parametrize("page", PAGES)
