@@ -16,6 +16,7 @@ from api.schemas import (
     ExperimentStatus,
     FeaturePublic,
     Message,
+    MethodOption,
     ModelOption,
     OptionsPublic,
     OverlayPublic,
@@ -25,8 +26,9 @@ from api.schemas import (
     StageMetrics,
     StagePublic,
 )
+from sikd_core.methods import method_names, method_options
 from sikd_core.models import MODELS
-from sikd_core.spec import METHODS, PRESETS, TEACHER_INPUTS, ExperimentSpec, spec_defaults
+from sikd_core.spec import PRESETS, TEACHER_INPUTS, ExperimentSpec, spec_defaults
 from sikd_service import crud
 from sikd_service import experiments as svc
 from sikd_service.errors import not_found
@@ -60,7 +62,8 @@ def options(user: CurrentUser) -> OptionsPublic:
         models=[ModelOption(name=m.name, description=m.description, skip_switch=m.skip_switch, defaults=m.defaults)
                 for m in sorted(MODELS.values(), key=lambda m: m.name)],
         presets=[PresetOption(name=k, description=d, values=v) for k, (d, v) in PRESETS.items()],
-        methods=list(METHODS), teacher_inputs=list(TEACHER_INPUTS),
+        methods=[MethodOption(**m) for m in method_options()], method_names=method_names(),
+        teacher_inputs=list(TEACHER_INPUTS),
         spec_defaults=spec_defaults(),
         spec_schema=ExperimentSpec.model_json_schema())
 

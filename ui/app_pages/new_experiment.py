@@ -119,9 +119,16 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
     seeds_text = c[1].text_input("Seeds", ", ".join(str(s) for s in D.get("seeds", [0])), key="ne_seeds",
                                  help="Comma-separated; each seed trains every method once (mean ± std over seeds).")
     slot("seeds", c[1])
-    methods = c[2].multiselect("Methods", options["methods"], default=D.get("methods", options["methods"]),
-                               format_func=lambda m: {"baseline": "Baseline", "sikd": "SIKD"}.get(m, m),
-                               key="ne_methods")
+    method_help = {m["name"]: f"{m['name']}: {m['description']} ({m['reference']})" for m in options["methods"]}
+    names = options.get("method_names") or [m["name"] for m in options["methods"]]
+    methods = c[2].multiselect("Methods", names, default=[m for m in D.get("methods", ["baseline", "sikd"])
+                                                          if m in names],
+                               format_func=lambda m: " + ".join(
+                                   {"baseline": "Baseline", "sikd": "SIKD", "sdm": "U-Net w/ SDM", "gin": "GIN",
+                                    "maxstyle": "MaxStyle"}.get(p, p) for p in m.split("+")),
+                               key="ne_methods",
+                               help="X+sikd: X trained and distilled from the class-mean teacher.\n\n"
+                                    + "\n\n".join(method_help.values()))
     slot("methods", c[2])
     alpha = c[3].number_input("α (distillation weight)", 0.0, 1e4, float(D.get("alpha", 2.0)), step=0.5,
                               key="ne_alpha", help="Weight of the feature-distillation MSE (the paper uses 2).")
