@@ -108,3 +108,11 @@ def test_method_state_is_checkpointed_and_resumed(tmp_path):
     t2._setup()
     assert t2._resume()
     torch.testing.assert_close(fresh.head.weight, head)
+
+
+def test_cli_lists_the_methods(capsys):
+    from sikd_core.cli import main
+
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "gin+sikd" in out and "Xue et al." in out and "MaxStyle" in out
