@@ -157,6 +157,8 @@ class ExperimentResults(Page[ResultRow]):
     units: str
     dataset_units: dict[str, str] = {}
     warnings: list[str] = []
+    methods: list[str] = Field(default_factory=list, description="the experiment's methods in spec order")
+    train_datasets: list[str] = Field(default_factory=list, description="the training sources' names")
 
 
 class OverlayPublic(BaseModel):

@@ -114,7 +114,9 @@ def experiment_results(experiment_id: int, session: SessionDep, settings: Settin
     rows = [ResultRow(**r) for r in rep["rows"]]
     return ExperimentResults(data=rows, count=len(rows), summary=rep["summary"], comparisons=rep["comparisons"],
                              class_names=rep["class_names"], units=rep["units"],
-                             dataset_units=rep.get("dataset_units", {}), warnings=rep.get("warnings", []))
+                             dataset_units=rep.get("dataset_units", {}), warnings=rep.get("warnings", []),
+                             methods=rep.get("methods") or list(rep["spec"].get("methods", [])),
+                             train_datasets=rep.get("train_datasets") or [rep.get("train_dataset", "")])
 
 
 @router.get("/experiments/{experiment_id}/report", response_class=PlainTextResponse,
