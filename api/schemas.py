@@ -11,7 +11,8 @@ T = TypeVar("T")
 
 ExperimentStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 StageStatus = Literal["pending", "queued", "running", "succeeded", "failed", "cancelled"]
-StageKind = Literal["baseline", "teacher", "student", "evaluation"]
+#: baseline, teacher, student (SIKD's), evaluation, or a training method's stage: its name (sdm, gin+sikd...).
+StageKind = str
 
 
 class ORM(BaseModel):
@@ -180,6 +181,8 @@ class ExperimentResults(Page[ResultRow]):
     health: dict[str, Any] | None = Field(None, description="{status: healthy|unhealthy, findings: [...], models: "
                                           "{'<method>/<seed>': healthy|unhealthy}}; null for reports made before "
                                           "health checks existed")
+    methods: list[str] = Field(default_factory=list, description="the experiment's methods in spec order")
+    train_datasets: list[str] = Field(default_factory=list, description="the training sources' names")
 
 
 class OverlayPublic(BaseModel):
@@ -288,10 +291,19 @@ class PresetOption(BaseModel):
     values: dict[str, Any]
 
 
+class MethodOption(BaseModel):
+    name: str
+    description: str
+    reference: str
+    composable: bool = Field(description="name+sikd is allowed (trained with this method and distilled)")
+    models: list[str] | None = Field(None, description="networks it can train (None: every network)")
+
+
 class OptionsPublic(BaseModel):
     models: list[ModelOption]
     presets: list[PresetOption]
-    methods: list[str]
+    methods: list[MethodOption]
+    method_names: list[str] = Field(description="every valid entry of spec.methods, compositions included")
     teacher_inputs: list[str]
     spec_defaults: dict[str, Any]
     spec_schema: dict[str, Any]

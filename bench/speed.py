@@ -25,6 +25,8 @@ from collections.abc import Callable
 import torch
 
 from sikd_core.classmean import METHODS, class_mean_image, default_method
+from sikd_core.methods import MethodTrainer, create_method, parse_method
+from sikd_core.methods.sdm import signed_distance_maps
 from sikd_core.models import create_model
 from sikd_core.training import DistillationTrainer, TrainConfig, Trainer, resolve_device
 
@@ -127,6 +129,52 @@ def bench_steps(args: argparse.Namespace, device: torch.device) -> dict[str, obj
             "teacher_forward_s": med["teacher_forward"], "ratio": sikd_modes[modes[-1]]["ratio"], "raw": times}
 
 
+SEVEN = ("baseline", "sikd", "sdm", "gin", "gin+sikd", "maxstyle", "maxstyle+sikd")
+
+
+def bench_methods(args: argparse.Namespace, device: torch.device) -> dict[str, object]:
+    """Every method's real training step (its trainer's ``train_step``), interleaved with the baseline's on the
+    same batch and model size; plus the SDM targets alone (issue: <= 25% of a step)."""
+    widths = tuple(args.method_widths)
+    size, k = args.method_size, args.classes
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(args.batch, 1, size, size, generator=g).to(device)
+    y = torch.zeros(args.batch, size, size, dtype=torch.long)
+    y[:, size // 4: size // 2, size // 3: 2 * size // 3] = 1  # blob-shaped labels, as real masks
+    y = y.to(device)
+    cfg = TrainConfig(epochs=1, batch_size=args.batch, device=str(device), amp=not args.no_amp,
+                      channels_last=not args.no_channels_last)
+    torch.manual_seed(0)
+    teacher = create_model("unet", 1, k, widths=widths, skip_connections=False)
+    cm = lambda i, lab: class_mean_image(i, lab, k, check_labels=False)  # noqa: E731
+    trainers: dict[str, Trainer] = {}
+    for name in SEVEN:
+        torch.manual_seed(0)
+        model = create_model("unet", 1, k, widths=widths)
+        data = (x.cpu(), y.cpu())
+        base, distilled = parse_method(name)
+        if name == "baseline":
+            t: Trainer = Trainer(model, data, None, cfg, num_classes=k)
+        elif name == "sikd":
+            t = DistillationTrainer(model, data, None, cfg, num_classes=k, teacher=teacher, alpha=2.0,
+                                    teacher_input_fn=cm)
+        else:
+            t = MethodTrainer(model, data, None, cfg, num_classes=k,
+                              method=create_method(base, model, in_channels=1, num_classes=k),
+                              teacher=teacher if distilled else None, alpha=2.0, teacher_input_fn=cm)
+        t._setup()
+        t.model.train()
+        trainers[name] = t
+    fns: dict[str, Callable[[], object]] = {n: (lambda t=t: t.train_step(x, y)) for n, t in trainers.items()}
+    fns["sdm_targets"] = lambda: signed_distance_maps(y, k)
+    times = interleaved(fns, device, args.reps, args.steps, warmup=1)
+    med = {n: statistics.median(v) for n, v in times.items()}
+    return {"widths": list(widths), "size": size, "batch": args.batch, "classes": k,
+            "step_s": {n: med[n] for n in SEVEN}, "ratio": {n: med[n] / med["baseline"] for n in SEVEN},
+            "sdm_targets_s": med["sdm_targets"], "sdm_targets_ratio": med["sdm_targets"] / med["baseline"],
+            "raw": times}
+
+
 def bench_classmean(args: argparse.Namespace, device: torch.device) -> dict[str, object]:
     g = torch.Generator().manual_seed(0)
     images = torch.rand(16, 3, 256, 256, generator=g).to(device)
@@ -161,10 +209,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher-modes", nargs="+", choices=list(TEACHER_MODES), default=list(TEACHER_MODES),
                    help="SIKD teacher variants to time on CUDA (the last is the reported ratio)")
     p.add_argument("--json", help="also write the figures here")
+    p.add_argument("--methods-only", action="store_true", help="only the training methods' step-time ratios")
+    p.add_argument("--method-size", type=int, default=64, help="image size of the methods' comparison")
+    p.add_argument("--method-widths", type=int, nargs="+", default=[16, 32, 64, 128],
+                   help="U-Net widths of the methods' comparison (the benchmark's small U-Net)")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device: {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
+    ms = bench_methods(args, device)
+    print(f"\nTraining step of every method, U-Net widths {ms['widths']}, batch {ms['batch']}x1x{ms['size']}^2, "
+          f"{ms['classes']} classes, measured side by side (interleaved, median of {args.reps})")
+    print("| method | step time (ms) | / baseline |\n|---|---|---|")
+    for n in SEVEN:
+        print(f"| {n} | {ms['step_s'][n] * 1e3:.1f} | {ms['ratio'][n]:.3f} |")
+    print(f"| of which: SDM targets (exact EDT, batched) | {ms['sdm_targets_s'] * 1e3:.1f} | "
+          f"{ms['sdm_targets_ratio']:.3f} |")
+    print(f"SDM / baseline step-time ratio: {ms['ratio']['sdm']:.3f} (target <= 1.25: "
+          f"{'met' if ms['ratio']['sdm'] <= 1.25 else 'NOT met'})")
+    if args.methods_only:
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"device": str(device), "device_name": name, "methods": ms}, f, indent=1)
+        return 0
     steps = bench_steps(args, device)
     print(f"\nTraining step, paper U-Net widths {steps['widths']}, batch {steps['batch']}x3x{steps['size']}^2, "
           f"bf16 autocast {steps['amp_bf16']}, channels_last {steps['channels_last']}")
@@ -189,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{cm['speedup_vs_class_loop']:.1f}x; max |difference| {cm['max_abs_diff']:.2e}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": str(device), "device_name": name, "steps": steps, "classmean": cm}, f, indent=1)
+            json.dump({"device": str(device), "device_name": name, "steps": steps, "classmean": cm, "methods": ms},
+                      f, indent=1)
     return 0
 
 

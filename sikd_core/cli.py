@@ -8,6 +8,7 @@
     sikd phantoms OUT --domain NAME -n N synthetic phantom dataset (SYNTHETIC, not patients)
     sikd demo [--out DIR]                phantoms + a small experiment, end to end
     sikd models                          the registered networks
+    sikd methods                         the training methods (and X+sikd compositions)
     sikd serve                           the whole service (API, worker, dashboard)
     sikd api | worker | ui               one part of it (the container entry points)
 
@@ -71,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     mlflow_uri = getattr(args, "mlflow", None) or os.environ.get("SIKD_MLFLOW_TRACKING_URI")
     trackers: dict[tuple[str, int], Any] = {}
     print(f"SIKD Studio: experiment {spec.name!r}: {len(stages)} training stages on {exp.device}, "
-          f"train {exp.train_ref.name}, cross {[r.name for r in exp.eval_refs] or 'none'}; output {exp.workdir}",
+          f"train {exp.train_name}, cross {[r.name for r in exp.eval_refs] or 'none'}; output {exp.workdir}",
           file=sys.stderr)
 
     def callbacks_for(stage: str, seed: int) -> list:
@@ -203,6 +204,15 @@ def cmd_phantoms(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_methods(args: argparse.Namespace) -> int:
+    from sikd_core.methods import method_options
+
+    for m in method_options():
+        tag = " (composes: {}+sikd)".format(m["name"]) if m["composable"] else ""
+        print(f"{m['name']:10s} {m['description']}{tag}\n{'':10s} {m['reference']}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from sikd_core.models import MODELS
 
@@ -301,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list the registered networks")
     m.set_defaults(func=cmd_models)
+    mt = sub.add_parser("methods", help="list the training methods (baseline, sikd, sdm, gin, maxstyle, X+sikd)")
+    mt.set_defaults(func=cmd_methods)
 
     _add_plugin_commands(sub)
     return p

@@ -41,10 +41,11 @@ from sikd_core.errors import SIKDError, SpecError
 from sikd_core.evaluation import score_cases
 from sikd_core.health import evaluation_findings, health_section, mark_comparisons
 from sikd_core.inference import LoadedModel, load_bundle, save_bundle
+from sikd_core.methods import MethodTrainer, create_method, parse_method
 from sikd_core.models import create_model, model_info
 from sikd_core.render import render_features, render_overlays
-from sikd_core.report import aggregate_rows, paired_comparisons, render_markdown, summarise
-from sikd_core.spec import ExperimentSpec
+from sikd_core.report import aggregate_rows, method_comparisons, render_markdown, summarise
+from sikd_core.spec import ExperimentSpec, method_of_stage
 from sikd_core.training import (
     Callback,
     DistillationTrainer,
@@ -60,9 +61,19 @@ from sikd_core.workdir import safe_name, write_json
 
 log = logging.getLogger("sikd_core.pipeline")
 
+#: The fixed stage kinds; a plug-in method's stage is its method name (``gin``, ``gin+sikd``, ...).
 TRAIN_STAGES = ("baseline", "teacher", "student")
 #: Stage -> method name in results (the teacher is not evaluated: it needs labels at inference).
-STAGE_METHOD = {"baseline": "baseline", "student": "sikd"}
+
+
+def is_train_stage(stage: str) -> bool:
+    """A known stage kind or a registered method's stage (``sdm``, ``gin+sikd``...)."""
+    if stage in TRAIN_STAGES:
+        return True
+    try:
+        return parse_method(stage)[0] != "baseline"
+    except SpecError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -132,13 +143,27 @@ class Experiment:
 
     # --------------------------------------------------------------------------- data
     @cached_property
+    def train_refs(self) -> list[DatasetRef]:
+        """The training sources (one, or several trained on together)."""
+        refs = [self.resolver(k) for k in self.spec.train_datasets]
+        names = [r.name for r in refs]
+        if len(set(names)) != len(names):  # keep report rows unambiguous
+            refs = [DatasetRef(r.key, r.path, f"{r.name}#{i + 1}", r.manifest) for i, r in enumerate(refs)]
+        return refs
+
+    @property
     def train_ref(self) -> DatasetRef:
-        return self.resolver(self.spec.train_dataset)
+        return self.train_refs[0]
+
+    @property
+    def train_name(self) -> str:
+        """The training data's display name: the source names joined with " + "."""
+        return " + ".join(r.name for r in self.train_refs)
 
     @cached_property
     def eval_refs(self) -> list[DatasetRef]:
         refs = [self.resolver(k) for k in self.spec.eval_datasets]
-        names = [self.train_ref.name] + [r.name for r in refs]
+        names = [r.name for r in self.train_refs] + [r.name for r in refs]
         if len(set(names)) != len(names):  # keep report rows unambiguous
             refs = [DatasetRef(r.key, r.path, f"{r.name}#{i + 1}", r.manifest) for i, r in enumerate(refs)]
         return refs
@@ -149,8 +174,20 @@ class Experiment:
         return load_dataset(ref.path, name=ref.name, mask_mode=self.spec.mask_mode, scan=True)
 
     @cached_property
+    def train_manifests(self) -> list[Manifest]:
+        ms = [self._load(r) for r in self.train_refs]
+        first = ms[0]
+        for m in ms[1:]:
+            if m.num_classes != first.num_classes or m.in_channels != first.in_channels:
+                raise SIKDError(f"training sources must share the task: {first.name!r} has {first.num_classes} "
+                                f"classes and {first.in_channels} channel(s), {m.name!r} {m.num_classes} and "
+                                f"{m.in_channels}")
+        return ms
+
+    @property
     def train_manifest(self) -> Manifest:
-        return self._load(self.train_ref)
+        """The first training source (class names, channels); see :attr:`train_manifests` for all."""
+        return self.train_manifests[0]
 
     @property
     def num_classes(self) -> int:
@@ -165,40 +202,57 @@ class Experiment:
         return list(self.train_manifest.class_names)
 
     @cached_property
-    def splits(self) -> dict[str, list[int]]:
-        m = self.train_manifest
-        sp = make_splits(m, val_fraction=self.spec.val_fraction, test_fraction=self.spec.test_fraction,
-                         seed=self.spec.split_seed)
-        assert_no_leakage(m, sp)
-        out = {"train": list(sp.train), "val": list(sp.val), "test": list(sp.test)}
-        keys = {k: [m.samples[i].key for i in v] for k, v in out.items()}
+    def source_splits(self) -> list[dict[str, list[int]]]:
+        """Train/val/test sample indices of every training source, split per source (grouped, seeded)."""
+        outs, entries = [], []
+        for m in self.train_manifests:
+            sp = make_splits(m, val_fraction=self.spec.val_fraction, test_fraction=self.spec.test_fraction,
+                             seed=self.spec.split_seed)
+            assert_no_leakage(m, sp)
+            out = {"train": list(sp.train), "val": list(sp.val), "test": list(sp.test)}
+            for split in ("train", "test"):
+                if not out[split]:
+                    raise SIKDError(f"the {split} split of {m.name!r} is empty: the dataset is too small for these "
+                                    "fractions" + ("" if split == "train" else "; no intra score can be computed"))
+            outs.append(out)
+            entries.append({"dataset": m.name, "sizes": {k: len(v) for k, v in out.items()},
+                            "cases": {k: len({m.samples[i].case_id for i in v}) for k, v in out.items()},
+                            "keys": {k: [m.samples[i].key for i in v] for k, v in out.items()}})
+        record = dict(entries[0]) if len(entries) == 1 else {"dataset": self.train_name, "sources": entries}
         path = self.workdir / "splits.json"
         if path.exists():
             stored = json.loads(path.read_text())
-            if stored.get("keys") != keys:
+            if stored.get("keys") != record.get("keys") or stored.get("sources") != record.get("sources"):
                 raise SIKDError(f"the training dataset changed since this experiment split it ({path}); "
                                 "start a new experiment")
         else:
-            write_json(path, {"dataset": m.name, "sizes": {k: len(v) for k, v in out.items()},
-                               "cases": {k: len({m.samples[i].case_id for i in v}) for k, v in out.items()},
-                               "keys": keys})
-        if not out["train"]:
-            raise SIKDError("the training split is empty: the dataset is too small for these fractions")
-        if not out["test"]:
-            raise SIKDError("the test split is empty: no intra-dataset score can be computed")
-        return out
+            write_json(path, record)
+        return outs
+
+    @property
+    def splits(self) -> dict[str, list[int]]:
+        """The first source's splits (the only one for a single training dataset)."""
+        return self.source_splits[0]
 
     @cached_property
+    def source_data(self) -> list[PreparedData]:
+        return [prepare(m, self.spec.image_size, self.cache_dir, in_channels=self.in_channels)
+                for m in self.train_manifests]
+
+    @property
     def train_data(self) -> PreparedData:
-        return prepare(self.train_manifest, self.spec.image_size, self.cache_dir)
+        return self.source_data[0]
 
     def split_tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images (float16, ``N,C,H,W``) and labels (uint8, ``N,H,W``) of a split, in memory on CPU."""
-        idx = self.splits[split]
-        pos = {m: p for p, m in enumerate(self.train_data.indices)}
-        rows = np.array([pos[i] for i in idx], dtype=np.int64)
-        images = torch.from_numpy(np.ascontiguousarray(self.train_data.images[rows]))
-        labels = torch.from_numpy(np.ascontiguousarray(self.train_data.labels[rows]))
+        """Images (float16, ``N,C,H,W``) and labels (uint8, ``N,H,W``) of a split (every source's, concatenated),
+        in memory on CPU."""
+        parts = []
+        for data, splits in zip(self.source_data, self.source_splits, strict=True):
+            pos = {m: p for p, m in enumerate(data.indices)}
+            rows = np.array([pos[i] for i in splits[split]], dtype=np.int64)
+            parts.append((data.images[rows], data.labels[rows]))
+        images = torch.from_numpy(np.ascontiguousarray(np.concatenate([p[0] for p in parts])))
+        labels = torch.from_numpy(np.ascontiguousarray(np.concatenate([p[1] for p in parts])))
         if self.device.type == "cuda":
             images, labels = images.pin_memory(), labels.pin_memory()
         return images, labels
@@ -242,8 +296,8 @@ class Experiment:
 
     def run_stage(self, stage: str, seed: int, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
         """Train one stage (or return its record if it is already done)."""
-        if stage not in TRAIN_STAGES:
-            raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(TRAIN_STAGES)}")
+        if not is_train_stage(stage):
+            raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(TRAIN_STAGES)} or a method name")
         if (stage, seed) not in self.spec.stages():
             raise SpecError(f"stage {stage!r} with seed {seed} is not part of this experiment")
         record = self.stage_record(stage, seed)
@@ -253,7 +307,7 @@ class Experiment:
         out.mkdir(parents=True, exist_ok=True)
         train, val = self.split_tensors("train"), self.split_tensors("val")
         model = self.build_model(stage, seed)
-        method = STAGE_METHOD.get(stage, "sikd")  # the teacher belongs to the SIKD model
+        method = method_of_stage(stage) or "sikd"  # the teacher belongs to the SIKD model
         meta = {"class_names": self.class_names, "seed": seed, "method": method}
         if not any(isinstance(cb, HealthMonitor) for cb in callbacks):  # CLI and workers alike get the checks
             callbacks = [*callbacks, HealthMonitor(self.spec.on_unhealthy, method=method,
@@ -262,26 +316,35 @@ class Experiment:
                                       callbacks=callbacks, augmenter=Augmenter() if self.spec.augment else None,
                                       meta=meta)
         config = self._train_config(stage, seed)
-        if stage == "student":
+        base, distilled = (stage, False) if stage in TRAIN_STAGES else parse_method(stage)
+        teacher = None
+        if stage == "student" or distilled:
             teacher_bundle = self.stage_dir("teacher", seed) / "model.pt"
             if not self.is_done("teacher", seed):
-                raise SIKDError(f"the teacher of seed {seed} must be trained before its student")
+                raise SIKDError(f"the teacher of seed {seed} must be trained before its student ({stage})")
             teacher = load_bundle(teacher_bundle, device=self.device).model
+        if stage == "student":
+            assert teacher is not None
             trainer: Trainer = DistillationTrainer(model, train, val, config, teacher=teacher, alpha=self.spec.alpha,
                                                    teacher_input_fn=self.teacher_input_fn(),
                                                    head_from_teacher=self.spec.student_head_init == "teacher", **common)
         elif stage == "teacher":
             trainer = Trainer(model, train, val, config, input_fn=self.teacher_input_fn(), **common)
-        else:
+        elif stage == "baseline":
             trainer = Trainer(model, train, val, config, **common)
+        else:  # a plug-in method, with SIKD's distillation on top for "X+sikd"
+            method = create_method(base, model, in_channels=self.in_channels, num_classes=self.num_classes)
+            trainer = MethodTrainer(model, train, val, config, method=method, teacher=teacher, alpha=self.spec.alpha,
+                                    teacher_input_fn=self.teacher_input_fn(),
+                                    head_from_teacher=self.spec.student_head_init == "teacher", **common)
         t0 = time.monotonic()
         result = trainer.fit()
         info = dict(model=self.spec.model, model_kwargs=self.model_kwargs(stage), in_channels=self.in_channels,
                     num_classes=self.num_classes, class_names=self.class_names, image_size=self.spec.image_size,
                     normalization={"method": "percentile", "lower": 0.5, "upper": 99.5},
-                    method=STAGE_METHOD.get(stage, stage), stage=stage, seed=seed,
+                    method=method_of_stage(stage) or stage, stage=stage, seed=seed,
                     teacher_input=self.spec.teacher_input if stage == "teacher" else None,
-                    spec=self.spec.to_json_dict(), train_dataset=self.train_ref.name,
+                    spec=self.spec.to_json_dict(), train_dataset=self.train_name,
                     best_val_dice=result.best_score if math.isfinite(result.best_score) else None,
                     best_epoch=result.best_epoch)
         save_bundle(out / "model.pt", trainer.model, **info)
@@ -303,13 +366,13 @@ class Experiment:
             raise SIKDError(f"cannot evaluate before every stage is trained; missing: {', '.join(missing)}")
         models = {}
         for stage, seed in self.spec.stages():
-            if stage in STAGE_METHOD:
-                models[(STAGE_METHOD[stage], seed)] = load_bundle(self.stage_dir(stage, seed) / "model.pt",
-                                                                  device=self.device)
+            method = method_of_stage(stage)
+            if method is not None:
+                models[(method, seed)] = load_bundle(self.stage_dir(stage, seed) / "model.pt", device=self.device)
         return models
 
     def _eval_sets(self) -> list[tuple[str, Manifest, list[int]]]:
-        sets = [("intra", self.train_manifest, list(self.splits["test"]))]
+        sets = [("intra", m, list(sp["test"])) for m, sp in zip(self.train_manifests, self.source_splits, strict=True)]
         for ref in self.eval_refs:
             m = self._load(ref)
             if m.num_classes > self.num_classes:
@@ -336,7 +399,8 @@ class Experiment:
                     self._save_prediction(eval_dir, method, manifest.name, manifest, members, masks)
         cases, units = score_cases(models, sets, image_size=self.spec.image_size, in_channels=self.in_channels,
                                    num_classes=self.num_classes, cache_dir=self.cache_dir, device=self.device,
-                                   prepared={self.train_manifest.name: self.train_data},
+                                   prepared={m.name: d for m, d in zip(self.train_manifests, self.source_data,
+                                                                       strict=True)},
                                    on_prediction=saver, callbacks=callbacks)
         write_json(eval_dir / "cases.json", cases)
         report = self._report(cases, units)
@@ -353,8 +417,9 @@ class Experiment:
 
     def _data_for(self, manifest: Manifest) -> PreparedData:
         """The prepared (resized, cached) data of an evaluated dataset; the training set's is already loaded."""
-        if manifest is self.train_manifest:
-            return self.train_data
+        for m, d in zip(self.train_manifests, self.source_data, strict=True):
+            if manifest is m:
+                return d
         return prepare(manifest, self.spec.image_size, self.cache_dir, in_channels=self.in_channels)
 
     def _save_prediction(self, eval_dir: Path, method: str, dataset: str, manifest: Manifest,
@@ -378,7 +443,7 @@ class Experiment:
             findings += rec.get("health") or []
         findings += evaluation_findings(cases, records)
         health = health_section(findings, sorted({(r["method"], r["seed"]) for r in rows}))
-        comparisons = paired_comparisons(cases) if {"baseline", "sikd"} <= set(self.spec.methods) else []
+        comparisons = method_comparisons(cases, self.spec.methods)
         mark_comparisons(comparisons, health)
         for f in findings:
             log.warning("health: %s", f["message"])
@@ -386,10 +451,13 @@ class Experiment:
         return {
             "format": "sikd-report/1",
             "spec": self.spec.to_json_dict(),
-            "train_dataset": self.train_manifest.name,
+            "train_dataset": self.train_name,
+            "train_datasets": [m.name for m in self.train_manifests],
+            "methods": list(self.spec.methods),
             "eval_datasets": [r.name for r in self.eval_refs],
             "class_names": self.class_names,
-            "n_test_cases": len({self.train_manifest.samples[i].case_id for i in self.splits["test"]}),
+            "n_test_cases": sum(len({m.samples[i].case_id for i in sp["test"]})
+                                for m, sp in zip(self.train_manifests, self.source_splits, strict=True)),
             "units": "mm" if all_mm else "px",
             "dataset_units": units,
             "rows": rows,

@@ -2,9 +2,10 @@
 
 ``report.json`` rows are ``{method, seed, dataset, split ("intra"|"cross"), dice, iou, hd95, hd,
 per_class: {class_name: {dice, iou, hd95, hd}}, n_cases}``: one row per trained model and evaluated
-dataset. Single-number deltas mislead at small scale, so every dataset also gets a paired comparison:
-the per-case SIKD-minus-baseline difference (averaged over seeds), a bootstrap 95% confidence interval
-of its mean and a Wilcoxon signed-rank p-value.
+dataset. Single-number deltas mislead at small scale, so every dataset also gets paired comparisons:
+the per-case difference of a method minus its reference (every method against the baseline, every
+``X+sikd`` against ``X``), averaged over seeds, a bootstrap 95% confidence interval of its mean, a
+Wilcoxon signed-rank p-value and its Holm adjustment across all comparisons of the experiment.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ import numpy as np
 from sikd_core.health import health_markdown
 from sikd_core.metrics import METRIC_NAMES
 
-METHOD_LABELS = {"baseline": "Baseline", "sikd": "SIKD"}
+METHOD_LABELS = {"baseline": "Baseline", "sikd": "SIKD", "sdm": "U-Net w/ SDM", "gin": "GIN",
+                 "maxstyle": "MaxStyle"}
+
+
+def method_label(name: str) -> str:
+    """``gin+sikd`` -> ``GIN + SIKD``; unknown names as they are."""
+    return " + ".join(METHOD_LABELS.get(part, part) for part in name.split("+"))
 
 
 def _nanmean(values: Sequence[float]) -> float:
@@ -125,7 +132,7 @@ def paired_comparisons(cases: Iterable[dict[str, Any]], a: str = "sikd", b: str 
         if not n_pairs:
             continue
         entry: dict[str, Any] = {"dataset": dataset, "split": split, "n_cases": len(per_case),
-                                 "n_pairs": n_pairs, "a": a, "b": b}
+                                 "n_pairs": n_pairs, "a": a, "b": b, "method": a, "reference": b}
         for m in ("dice", "hd95"):
             d = np.array([np.mean(v[m]) for v in per_case.values()], dtype=np.float64)
             d = d[np.isfinite(d)]
@@ -139,6 +146,47 @@ def paired_comparisons(cases: Iterable[dict[str, Any]], a: str = "sikd", b: str 
                         "ties": int(d.size - better.sum() - worse.sum())}
         out.append(entry)
     out.sort(key=lambda r: (r["split"] != "intra", r["dataset"]))
+    return out
+
+
+def comparison_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
+    """``(method, reference)`` pairs: every method against ``baseline``, every ``X+sikd`` against ``X``."""
+    pairs = []
+    if "baseline" in methods:
+        pairs += [(m, "baseline") for m in methods if m != "baseline"]
+    for m in methods:
+        if m.endswith("+sikd") and m[: -len("+sikd")] in methods and m[: -len("+sikd")] != "baseline":
+            pairs.append((m, m[: -len("+sikd")]))
+    return pairs
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (NaN stays NaN and does not count as a test)."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = finite.size
+    order = finite[np.argsort(p[finite], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return [float(v) for v in out]
+
+
+def method_comparisons(cases: Iterable[dict[str, Any]], methods: Sequence[str]) -> list[dict[str, Any]]:
+    """Paired comparisons of every pair of :func:`comparison_pairs` on every dataset, with Holm-adjusted
+    p-values (``p_holm``, per metric, across all the experiment's comparisons; the entry's own ``p_holm``
+    is Dice's)."""
+    cases = list(cases)
+    out: list[dict[str, Any]] = []
+    for a, b in comparison_pairs(methods):
+        out += paired_comparisons(cases, a=a, b=b)
+    for m in ("dice", "hd95"):
+        for entry, ph in zip(out, holm([e[m]["p_value"] for e in out]), strict=True):
+            entry[m]["p_holm"] = ph
+    for entry in out:
+        entry["p_holm"] = entry["dice"]["p_holm"]
     return out
 
 
@@ -168,7 +216,7 @@ def _score_table(summary: list[dict[str, Any]], datasets: list[tuple[str, str]],
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     index = {(s["method"], s["dataset"], s["split"]): s for s in summary}
     for method in methods:
-        cells = [METHOD_LABELS.get(method, method)]
+        cells = [method_label(method)]
         for name, split in datasets:
             s = index.get((method, name, split))
             if s is None:
@@ -196,7 +244,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     """The human-readable report: the paper's table layout (intra vs cross, baseline vs SIKD, delta)."""
     spec = report["spec"]
     summary = report["summary"]
-    methods = [m for m in ("baseline", "sikd") if any(s["method"] == m for s in summary)]
+    present = {s["method"] for s in summary}
+    order = list(report.get("methods") or ["baseline", "sikd"]) + sorted(present)
+    methods = list(dict.fromkeys(m for m in order if m in present))
     datasets: list[tuple[str, str]] = []
     for s in summary:
         if (s["dataset"], s["split"]) not in datasets:
@@ -211,7 +261,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f" · batch {spec['batch_size']} · lr {spec['lr']:g} · loss {spec['loss']} · α = {spec['alpha']:g} · "
         f"teacher input `{spec['teacher_input']}` · seeds {spec['seeds']}",
         "",
-        f"Trained on **{report['train_dataset']}**; intra = its test split ({report.get('n_test_cases', '?')} cases); "
+        f"Trained on **{report['train_dataset']}**; intra = the test split of each training source ({report.get('n_test_cases', '?')} cases); "
         f"cross = datasets never seen in training. Scores are means over foreground classes"
         + (f", mean ± std over {n_seeds} seeds." if n_seeds > 1 else "."),
         "",
@@ -227,20 +277,24 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines += _score_table(summary, datasets, methods, lambda s, c=cname: s["per_class"][c], unit)
     comps = report.get("comparisons") or []
     if comps:
-        lines += ["", "## Paired per-case comparison (SIKD − baseline)", "",
-                  "Differences per case, averaged over seeds; 95% bootstrap CI of the mean; two-sided Wilcoxon "
-                  "signed-rank test. Better/worse count cases (Dice up, HD95 down = better).", "",
-                  f"| Dataset | Split | Cases | ΔDice [95% CI] | p | better/worse | ΔHD95 ({unit}) [95% CI] | p |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["", "## Paired per-case comparisons", "",
+                  "Method minus reference per case, averaged over seeds; 95% bootstrap CI of the mean; two-sided "
+                  "Wilcoxon signed-rank test, p (Holm) adjusted across all comparisons of this experiment. "
+                  "Better/worse count cases (Dice up, HD95 down = better).", "",
+                  f"| Comparison | Dataset | Split | Cases | ΔDice [95% CI] | p | p (Holm) | better/worse | "
+                  f"ΔHD95 ({unit}) [95% CI] | p (Holm) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for c in comps:
             d, h = c["dice"], c["hd95"]
+            a, b = c.get("method", c.get("a", "sikd")), c.get("reference", c.get("b", "baseline"))
             flag = f"⚠ {c['dataset']} (unhealthy: {', '.join(c['unhealthy_models'])})" if c.get("unhealthy_models") \
                 else c["dataset"]
             lines.append(
-                f"| {flag} | {c['split']} | {c['n_cases']} | {_f(d['mean_diff'], 3, True)} "
-                f"[{_f(d['ci_low'], 3, True)}, {_f(d['ci_high'], 3, True)}] | {_p(d['p_value'])} | "
-                f"{d['better']}/{d['worse']} | {_f(h['mean_diff'], 2, True)} [{_f(h['ci_low'], 2, True)}, "
-                f"{_f(h['ci_high'], 2, True)}] | {_p(h['p_value'])} |")
+                f"| {method_label(a)} − {method_label(b)} | {flag} | {c['split']} | {c['n_cases']} | "
+                f"{_f(d['mean_diff'], 3, True)} [{_f(d['ci_low'], 3, True)}, {_f(d['ci_high'], 3, True)}] | "
+                f"{_p(d['p_value'])} | {_p(d.get('p_holm'))} | {d['better']}/{d['worse']} | "
+                f"{_f(h['mean_diff'], 2, True)} [{_f(h['ci_low'], 2, True)}, {_f(h['ci_high'], 2, True)}] | "
+                f"{_p(h.get('p_holm'))} |")
     stages = report.get("stages") or []
     if stages:
         lines += ["", "## Training", "", "| Stage | Seed | Best val Dice | Best epoch | Epochs | Time (s) |",

@@ -26,8 +26,9 @@ from pydantic import (
 
 from sikd_core.errors import SpecError
 
-Method = Literal["baseline", "sikd"]
 TeacherInput = Literal["class_mean", "image", "label_map"]
+#: The paper's pair, kept for callers that only know these two; every registered method and ``X+sikd``
+#: composition is valid (:func:`sikd_core.methods.method_names`).
 METHODS: tuple[str, ...] = ("baseline", "sikd")
 TEACHER_INPUTS: tuple[str, ...] = ("class_mean", "image", "label_map")
 #: Seeds and counts are strict integers (``true``, ``"3"`` or ``2.0`` are refused) in ranges a worker can hold.
@@ -41,7 +42,9 @@ class ExperimentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, validate_assignment=True)
 
     name: str = Field("experiment", min_length=1, max_length=200, description="A label for people.")
-    train_dataset: str = Field(..., min_length=1, description="Training dataset: folder path (CLI) or id (API).")
+    train_dataset: str | list[str] = Field(
+        ..., description="Training dataset: folder path (CLI) or id (API); a list trains on several sources "
+        "together (split per source; each source's test split is an intra row).")
     eval_datasets: list[str] = Field(
         default_factory=list, description="Datasets of the same task never seen in training (cross-dataset)."
     )
@@ -54,7 +57,10 @@ class ExperimentSpec(BaseModel):
     lr: Number = Field(1e-3, gt=0, le=1.0, description="Adam learning rate, decayed polynomially (power 0.9).")
     weight_decay: Number = Field(0.0, ge=0, le=1.0)
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1, max_length=20)
-    methods: list[Method] = Field(default_factory=lambda: ["baseline", "sikd"], min_length=1)
+    methods: list[str] = Field(
+        default_factory=lambda: ["baseline", "sikd"], min_length=1, max_length=32,
+        description="Training methods (see GET /options or `sikd methods`): baseline, sikd, sdm, gin, maxstyle, "
+        "and X+sikd (X trained and distilled from the class-mean teacher).")
     alpha: Number = Field(2.0, ge=0, le=1e4, description="Weight of the feature-distillation MSE.")
     teacher_input: TeacherInput = Field("class_mean", description="class_mean (SIKD) or the ablations.")
     student_head_init: Literal["teacher", "random"] = Field(
@@ -101,6 +107,28 @@ class ExperimentSpec(BaseModel):
             raise ValueError(f"duplicates in {v}")
         return v
 
+    @field_validator("train_dataset")
+    @classmethod
+    def _train_datasets(cls, v: str | list[str]) -> str | list[str]:
+        items = [v] if isinstance(v, str) else v
+        if not items or any(not str(k).strip() for k in items):
+            raise ValueError("train_dataset must name at least one dataset (a non-empty string or list)")
+        if len(set(items)) != len(items):
+            raise ValueError(f"train_dataset holds duplicates: {items}")
+        return v[0] if isinstance(v, list) and len(v) == 1 else v
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, v: list[str]) -> list[str]:
+        from sikd_core.methods import parse_method
+
+        for name in v:
+            try:
+                parse_method(name)
+            except SpecError as e:
+                raise ValueError(str(e)) from None
+        return v
+
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
@@ -136,9 +164,15 @@ class ExperimentSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> ExperimentSpec:
+        from sikd_core.methods import method_info, parse_method
+
         if self.val_fraction + self.test_fraction >= 0.95:
             raise ValueError("val_fraction + test_fraction must leave data to train on (< 0.95)")
-        if self.train_dataset in self.eval_datasets:
+        for name in self.methods:
+            allowed = method_info(parse_method(name)[0]).models
+            if allowed and self.model not in allowed:
+                raise ValueError(f"method {name!r} needs model {' or '.join(allowed)}; got {self.model!r}")
+        if set(self.train_datasets) & set(self.eval_datasets):
             raise ValueError("eval_datasets must not contain the training dataset (its test split is the intra score)")
         if len(set(self.eval_datasets)) != len(self.eval_datasets):
             raise ValueError("eval_datasets holds duplicates")
@@ -149,20 +183,54 @@ class ExperimentSpec(BaseModel):
     def effective_teacher_epochs(self) -> int:
         return self.teacher_epochs or self.epochs
 
+    @property
+    def train_datasets(self) -> list[str]:
+        """The training sources as a list (one entry for a single dataset)."""
+        return [self.train_dataset] if isinstance(self.train_dataset, str) else list(self.train_dataset)
+
+    @property
+    def needs_teacher(self) -> bool:
+        from sikd_core.methods import parse_method
+
+        return any(parse_method(m)[1] for m in self.methods)
+
     def stages(self) -> list[tuple[str, int]]:
-        """Training stages ``(stage, seed)`` in a valid order: baseline, teacher, student per seed."""
+        """Training stages ``(stage, seed)`` in a valid order. Per seed: the methods without distillation
+        (stage = method name), then one teacher shared by every distilled method, then its students (stage
+        ``student`` for ``sikd``, the method name for ``X+sikd``)."""
+        from sikd_core.methods import parse_method
+
         out: list[tuple[str, int]] = []
         for seed in self.seeds:
-            if "baseline" in self.methods:
-                out.append(("baseline", seed))
-            if "sikd" in self.methods:
-                out += [("teacher", seed), ("student", seed)]
+            plain = [m for m in self.methods if not parse_method(m)[1]]
+            distilled = [m for m in self.methods if parse_method(m)[1]]
+            out += [(m, seed) for m in plain]
+            if distilled:
+                out.append(("teacher", seed))
+                out += [(stage_of_method(m), seed) for m in distilled]
         return out
 
     def to_json_dict(self) -> dict[str, Any]:
         d = self.model_dump(mode="json")
         d["image_size"] = list(self.image_size)
         return d
+
+
+def stage_of_method(method: str) -> str:
+    """The training stage that produces ``method``'s model (``sikd`` -> ``student``, else the name)."""
+    return "student" if method == "sikd" else method
+
+
+def is_student_stage(stage: str) -> bool:
+    """A stage that distils from its seed's teacher (``student`` for sikd, ``X+sikd``): it waits for the teacher."""
+    return stage == "student" or stage.endswith("+sikd")
+
+
+def method_of_stage(stage: str) -> str | None:
+    """The method a stage's model is reported as (None for the teacher, which needs labels at inference)."""
+    if stage == "teacher" or stage == "evaluation":
+        return None
+    return "sikd" if stage == "student" else stage
 
 
 #: The spec keys a size preset sets.

@@ -83,12 +83,12 @@ def redispatch_queued(settings: Settings) -> list[int]:
 
     configure(settings)
     with session_scope(settings) as s:
-        stages = [(st.id, st.kind, crud.student_id(s, experiment_id=st.experiment_id, seed=st.seed)
-                   if st.kind == "teacher" else None) for st in crud.queued_stages(s)]
+        stages = [(st.id, st.kind, crud.student_ids(s, experiment_id=st.experiment_id, seed=st.seed)
+                   if st.kind == "teacher" else []) for st in crud.queued_stages(s)]
     sent = []
     try:
         for stage_id, kind, student in stages:
-            dispatch.enqueue_stage(stage_id, kind=kind, then_student_id=student)
+            dispatch.enqueue_stage(stage_id, kind=kind, then_student_ids=student)
             sent.append(stage_id)
     except Exception:  # noqa: BLE001 - the service still starts; the health check shows the broker
         log.exception("could not re-send queued stages %s", [i for i, _, _ in stages if i not in sent])

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload, undefer
 
+from sikd_core.spec import is_student_stage
 from sikd_service.tables import (
     ACTIVE_EXPERIMENT,
     ApiToken,
@@ -168,7 +169,7 @@ def create_experiment(session: Session, *, owner: User, name: str, spec: dict[st
     """
     exp = Experiment(owner_id=owner.id, name=name, spec=spec, status="queued")
     for kind, seed in stages:
-        exp.stages.append(Stage(kind=kind, seed=seed, status="pending" if kind == "student" else "queued",
+        exp.stages.append(Stage(kind=kind, seed=seed, status="pending" if is_student_stage(kind) else "queued",
                                 epochs=epochs[kind], warnings=[], health=[]))
     exp.stages.append(Stage(kind="evaluation", seed=None, status="pending", epochs=0, warnings=[], health=[]))
     for pos, (role, key, ds) in enumerate(datasets):
@@ -312,15 +313,21 @@ def fail_experiment(session: Session, *, experiment_id: int, error: str) -> None
     request_cancel(session, experiment_id=experiment_id, reason=error, status="failed")
 
 
+def _is_student(kind: Any) -> Any:
+    """SQL condition: a stage that distils from its seed's teacher (sikd's ``student`` or an ``X+sikd``)."""
+    return or_(kind == "student", kind.like("%+sikd"))
+
+
 def release_student(session: Session, *, experiment_id: int, seed: int) -> None:
-    """The teacher is done: its student (sent next by the Celery chain) is now queued."""
-    session.execute(update(Stage).where(Stage.experiment_id == experiment_id, Stage.kind == "student",
+    """The teacher is done: its students (sent next by the Celery chain) are now queued."""
+    session.execute(update(Stage).where(Stage.experiment_id == experiment_id, _is_student(Stage.kind),
                                         Stage.seed == seed, Stage.status == "pending").values(status="queued"))
 
 
-def student_id(session: Session, *, experiment_id: int, seed: int | None) -> int | None:
-    return session.scalar(select(Stage.id).where(Stage.experiment_id == experiment_id, Stage.kind == "student",
-                                                 Stage.seed == seed))
+def student_ids(session: Session, *, experiment_id: int, seed: int | None) -> list[int]:
+    """Every student stage of a teacher, in creation order."""
+    return list(session.scalars(select(Stage.id).where(Stage.experiment_id == experiment_id, _is_student(Stage.kind),
+                                                       Stage.seed == seed).order_by(Stage.id)))
 
 
 def queue_evaluation_once(session: Session, *, experiment_id: int) -> int | None:

@@ -7,6 +7,7 @@ returns); baselines go alone, so two workers train them side by side.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from celery import chain
@@ -25,10 +26,11 @@ def _send(sig: Signature) -> None:
     sig.apply_async()
 
 
-def enqueue_training(stage_id: int, *, then_student_id: int | None = None) -> None:
-    """Send a training stage; ``then_student_id`` chains the student after its teacher."""
-    if then_student_id is not None:
-        _send(chain(_sig(TASK_TRAIN, stage_id), _sig(TASK_TRAIN, then_student_id)))
+def enqueue_training(stage_id: int, *, then_student_ids: Sequence[int] = ()) -> None:
+    """Send a training stage; ``then_student_ids`` (every student of a teacher: sikd's and each ``X+sikd``)
+    are chained after it."""
+    if then_student_ids:
+        _send(chain(_sig(TASK_TRAIN, stage_id), *(_sig(TASK_TRAIN, i) for i in then_student_ids)))
     else:
         _send(_sig(TASK_TRAIN, stage_id))
 
@@ -53,9 +55,9 @@ def remove_in_background(settings: Settings, path: Path) -> None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
-def enqueue_stage(stage_id: int, *, kind: str, then_student_id: int | None = None) -> None:
-    """Send any stage: the evaluation, or a training stage (a teacher with its student chained)."""
+def enqueue_stage(stage_id: int, *, kind: str, then_student_ids: Sequence[int] = ()) -> None:
+    """Send any stage: the evaluation, or a training stage (a teacher with its students chained)."""
     if kind == "evaluation":
         enqueue_evaluation(stage_id)
     else:
-        enqueue_training(stage_id, then_student_id=then_student_id)
+        enqueue_training(stage_id, then_student_ids=then_student_ids)

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from sikd_core.models.budget import estimate_cost
-from sikd_core.spec import ExperimentSpec, parse_spec
+from sikd_core.spec import ExperimentSpec, is_student_stage, parse_spec
 from sikd_service import crud, dispatch
 from sikd_service.config import Settings
 from sikd_service.errors import ServiceError
@@ -45,10 +45,11 @@ def _dataset_ids(keys: list[str]) -> dict[str, int]:
 def create(session: Session, settings: Settings, *, user: User, body: dict[str, Any]) -> Experiment:
     """Validate a spec whose datasets are ids, store the experiment, then enqueue its first stages."""
     spec = parse_spec(body)
-    keys = [spec.train_dataset, *spec.eval_datasets]
+    keys = [*spec.train_datasets, *spec.eval_datasets]
     ids = _dataset_ids(keys)
     if len(set(ids.values())) != len(ids):
-        raise ServiceError(422, "a dataset id appears twice among train_dataset and eval_datasets")
+        raise ServiceError(422, "a dataset id appears twice among train_dataset and eval_datasets",
+                           datasets=keys)
     found: dict[str, Dataset] = {}
     for key, ds_id in ids.items():
         ds = crud.get_dataset(session, user=user, dataset_id=ds_id)
@@ -57,8 +58,9 @@ def create(session: Session, settings: Settings, *, user: User, body: dict[str, 
     missing = [k for k in keys if k not in found]
     if missing:
         raise ServiceError(422, "unknown dataset id(s): " + ", ".join(missing), datasets=missing)
-    train = found[spec.train_dataset]
-    mismatch = [found[k] for k in spec.eval_datasets if found[k].num_classes != train.num_classes]
+    train = found[spec.train_datasets[0]]
+    mismatch = [found[k] for k in [*spec.train_datasets[1:], *spec.eval_datasets]
+                if found[k].num_classes != train.num_classes]
     if mismatch:
         raise ServiceError(422, f"the training dataset {train.id} ({train.name!r}) has {train.num_classes} classes "
                             f"({', '.join(train.class_names)}), but " + "; ".join(
@@ -70,17 +72,20 @@ def create(session: Session, settings: Settings, *, user: User, body: dict[str, 
     if active >= settings.max_active_experiments:
         raise ServiceError(429, f"you have {active} experiments queued or running; the limit is "
                             f"{settings.max_active_experiments}. Wait for one to finish or cancel one.")
-    epochs = {"baseline": spec.epochs, "student": spec.epochs, "teacher": spec.effective_teacher_epochs}
+    epochs = {kind: spec.effective_teacher_epochs if kind == "teacher" else spec.epochs for kind, _ in spec.stages()}
     exp = crud.create_experiment(
         session, owner=user, name=spec.name, spec=spec.to_json_dict(), stages=spec.stages(), epochs=epochs,
-        datasets=[("train", spec.train_dataset, train)] + [("eval", k, found[k]) for k in spec.eval_datasets])
+        datasets=[("train", k, found[k]) for k in spec.train_datasets] + [("eval", k, found[k]) for k in spec.eval_datasets])
     session.commit()
-    student_of = {st.seed: st.id for st in exp.stages if st.kind == "student"}
+    students_of: dict[int | None, list[int]] = {}
+    for st in exp.stages:
+        if is_student_stage(st.kind):
+            students_of.setdefault(st.seed, []).append(st.id)
     try:
         for st in exp.stages:
             if st.status == "queued":
                 dispatch.enqueue_stage(st.id, kind=st.kind,
-                                       then_student_id=student_of.get(st.seed) if st.kind == "teacher" else None)
+                                       then_student_ids=students_of.get(st.seed, []) if st.kind == "teacher" else [])
     except Exception as e:  # noqa: BLE001 - the broker is down: say so instead of leaving it queued forever
         log.exception("could not enqueue experiment %d", exp.id)
         crud.request_cancel(session, experiment_id=exp.id, status="failed",

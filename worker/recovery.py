@@ -33,11 +33,11 @@ def recover(settings: Settings, *, worker: str | None = None, worker_started: da
     stale = utcnow() - timedelta(seconds=settings.stale_heartbeat_seconds)
     with session_scope(settings) as s:
         stages = crud.requeue_stale(s, stale_before=stale, worker=worker, worker_started=worker_started)
-        jobs = [(st.id, st.kind, st.seed, crud.student_id(s, experiment_id=st.experiment_id, seed=st.seed)
-                 if st.kind == "teacher" else None) for st in stages]
+        jobs = [(st.id, st.kind, st.seed, crud.student_ids(s, experiment_id=st.experiment_id, seed=st.seed)
+                 if st.kind == "teacher" else []) for st in stages]
     for stage_id, kind, seed, student in jobs:
         log.warning("requeueing stage %d (%s, seed %s): its worker stopped", stage_id, kind, seed)
-        dispatch.enqueue_stage(stage_id, kind=kind, then_student_id=student)
+        dispatch.enqueue_stage(stage_id, kind=kind, then_student_ids=student)
     return [job[0] for job in jobs]
 
 

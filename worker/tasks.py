@@ -18,8 +18,8 @@ from typing import Any
 
 from sikd_core.errors import SIKDError, SpecError, TrainingCancelled
 from sikd_core.inference import load_bundle
-from sikd_core.pipeline import TRAIN_STAGES, DatasetRef, Experiment
-from sikd_core.spec import parse_spec
+from sikd_core.pipeline import TRAIN_STAGES, DatasetRef, Experiment, is_train_stage
+from sikd_core.spec import method_of_stage, parse_spec
 from sikd_service import crud, dispatch
 from sikd_service.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN, app
 from sikd_service.config import Settings, get_settings
@@ -54,11 +54,13 @@ def traceback_summary(e: BaseException, frames: int = 4, max_chars: int = 3000) 
     return text[-max_chars:]
 
 
-def claim(settings: Settings, stage_id: int, worker: str, kinds: tuple[str, ...]) -> Claimed | None:
-    """Claim the stage (of one of ``kinds``) for this worker, or None when there is nothing to run."""
+def claim(settings: Settings, stage_id: int, worker: str, kinds: tuple[str, ...], *,
+          any_method: bool = False) -> Claimed | None:
+    """Claim the stage (of one of ``kinds``, or with ``any_method`` any method's training stage such as
+    ``gin+sikd``) for this worker, or None when there is nothing to run."""
     with session_scope(settings) as s:
         stage = crud.get_stage(s, stage_id=stage_id)
-        if stage is None or stage.kind not in kinds:
+        if stage is None or (stage.kind not in kinds and not (any_method and is_train_stage(stage.kind))):
             return None
         exp = crud.get_experiment_for_worker(s, experiment_id=stage.experiment_id)
         if exp is None or exp.cancel_requested:
@@ -137,7 +139,7 @@ def mlflow_tracker(settings: Settings, c: Claimed) -> Any:
 def run_training_stage(stage_id: int, *, worker: str = "local") -> str:
     """Train one stage; returns the outcome (succeeded, failed, cancelled, skipped or lost)."""
     settings = get_settings()
-    c = claim(settings, stage_id, worker, TRAIN_STAGES)
+    c = claim(settings, stage_id, worker, TRAIN_STAGES, any_method=True)
     if c is None:
         return "skipped"
     with StageRecorder(settings, stage_id, c.token) as rec:
@@ -159,7 +161,7 @@ def run_training_stage(stage_id: int, *, worker: str = "local") -> str:
                                  warnings=list(record.get("warnings") or []),
                                  health=finite(list(record.get("health") or []))):
             return "lost"
-        if c.kind in ("baseline", "student"):
+        if method_of_stage(c.kind) is not None:  # a deployable model (not the teacher)
             path = Path(record["model_path"])
             info = load_bundle(path).info
             stage = crud.get_stage(s, stage_id=stage_id)

@@ -17,6 +17,7 @@ from api.schemas import (
     ExperimentStatus,
     FeaturePublic,
     Message,
+    MethodOption,
     ModelOption,
     OptionsPublic,
     OverlayPublic,
@@ -26,8 +27,9 @@ from api.schemas import (
     StageMetrics,
     StagePublic,
 )
+from sikd_core.methods import method_names, method_options
 from sikd_core.models import MODELS
-from sikd_core.spec import METHODS, PRESETS, TEACHER_INPUTS, ExperimentSpec, spec_defaults
+from sikd_core.spec import PRESETS, TEACHER_INPUTS, ExperimentSpec, spec_defaults
 from sikd_service import case_view, crud
 from sikd_service import experiments as svc
 from sikd_service.errors import not_found
@@ -61,7 +63,8 @@ def options(user: CurrentUser) -> OptionsPublic:
         models=[ModelOption(name=m.name, description=m.description, skip_switch=m.skip_switch, defaults=m.defaults)
                 for m in sorted(MODELS.values(), key=lambda m: m.name)],
         presets=[PresetOption(name=k, description=d, values=v) for k, (d, v) in PRESETS.items()],
-        methods=list(METHODS), teacher_inputs=list(TEACHER_INPUTS),
+        methods=[MethodOption(**m) for m in method_options()], method_names=method_names(),
+        teacher_inputs=list(TEACHER_INPUTS),
         spec_defaults=spec_defaults(),
         spec_schema=ExperimentSpec.model_json_schema())
 
@@ -113,7 +116,9 @@ def experiment_results(experiment_id: ExperimentId, session: SessionDep, setting
     return ExperimentResults(data=rows, count=len(rows), summary=rep["summary"], comparisons=rep["comparisons"],
                              class_names=rep["class_names"], units=rep["units"],
                              dataset_units=rep.get("dataset_units", {}), warnings=rep.get("warnings", []),
-                             health=rep.get("health"))
+                             health=rep.get("health"),
+                             methods=rep.get("methods") or list(rep["spec"].get("methods", [])),
+                             train_datasets=rep.get("train_datasets") or [rep.get("train_dataset", "")])
 
 
 @router.get("/experiments/{experiment_id}/report", response_class=PlainTextResponse,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from sikd_core.training.callbacks import Callback, CallbackList, LoggingCallback, ProgressBar, Throttle
+from sikd_core.training.distill import DistillationTrainer, copy_head
 from sikd_core.training.health import HealthMonitor
 from sikd_core.training.teacher import FrozenTeacher
 from sikd_core.training.trainer import (
-    DistillationTrainer,
     TrainConfig,
     Trainer,
     TrainResult,
@@ -28,6 +28,7 @@ __all__ = [
     "TrainResult",
     "TrainState",
     "Trainer",
+    "copy_head",
     "epoch_seed",
     "resolve_device",
 ]

@@ -142,10 +142,14 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
     seeds_text = c[1].text_input("Seeds", ", ".join(str(s) for s in D.get("seeds", [0])), key="ne_seeds",
                                  help="Comma-separated; each seed trains every method once (mean ± std over seeds).")
     slot("seeds", c[1])
-    method_names = [m["name"] if isinstance(m, dict) else m for m in options["methods"]]
-    methods = c[2].multiselect("Methods", method_names, default=[m for m in D.get("methods", method_names)
-                                                                 if m in method_names],
-                               format_func=method_label, key="ne_methods")
+    method_help = {m["name"]: f"{m['name']}: {m['description']} ({m['reference']})"
+                   for m in options["methods"] if isinstance(m, dict)}
+    names = options.get("method_names") or [m["name"] if isinstance(m, dict) else m for m in options["methods"]]
+    methods = c[2].multiselect("Methods", names, default=[m for m in D.get("methods", ["baseline", "sikd"])
+                                                          if m in names],
+                               format_func=method_label, key="ne_methods",
+                               help="X+sikd: X trained and distilled from the class-mean teacher.\n\n"
+                                    + "\n\n".join(method_help.values()))
     slot("methods", c[2])
     alpha = c[3].number_input("α (distillation weight)", 0.0, 1e4, float(D.get("alpha", 2.0)), step=0.5,
                               key="ne_alpha", help="Weight of the feature-distillation MSE (the paper uses 2).")

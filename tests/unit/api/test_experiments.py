@@ -159,7 +159,10 @@ def test_options_describe_models_and_the_spec(client, alice):
     opts = client.get("/options", headers=alice).json()
     names = [m["name"] for m in opts["models"]]
     assert "unet" in names and all(m["description"] for m in opts["models"])
-    assert opts["methods"] == ["baseline", "sikd"] and "class_mean" in opts["teacher_inputs"]
+    assert [m["name"] for m in opts["methods"]] == ["baseline", "sikd", "sdm", "gin", "maxstyle"]
+    assert all(m["description"] and m["reference"] for m in opts["methods"])
+    assert {m["name"] for m in opts["methods"] if m["composable"]} == {"sdm", "gin", "maxstyle"}
+    assert "gin+sikd" in opts["method_names"] and "class_mean" in opts["teacher_inputs"]
     assert opts["spec_defaults"]["epochs"] == 50 and opts["spec_defaults"]["image_size"] == [256, 256]
     assert "train_dataset" not in opts["spec_defaults"]
     assert "train_dataset" in opts["spec_schema"]["required"]
@@ -275,3 +278,35 @@ def test_resending_with_the_broker_down_does_not_stop_the_start(client, alice, d
     monkeypatch.setattr(dispatch, "_send", down)
     assert redispatch_queued(settings) == []
     assert "could not re-send queued stages" in caplog.text
+
+
+SEVEN = ["baseline", "sikd", "sdm", "gin", "gin+sikd", "maxstyle", "maxstyle+sikd"]
+
+
+def test_seven_methods_and_a_list_of_training_datasets(client, alice, datasets, jobs):
+    body = tiny_spec(datasets, methods=SEVEN, eval_datasets=[],
+                     train_dataset=[datasets["vendor_a"], datasets["vendor_b"]])
+    r = client.post("/experiments", json=body, headers=alice)
+    assert r.status_code == 201, r.text
+    exp = r.json()
+    assert exp["spec"]["train_dataset"] == [str(datasets["vendor_a"]), str(datasets["vendor_b"])]
+    kinds = [(s["kind"], s["status"]) for s in exp["stages"]]
+    assert kinds == [("baseline", "queued"), ("sdm", "queued"), ("gin", "queued"), ("maxstyle", "queued"),
+                     ("teacher", "queued"), ("student", "pending"), ("gin+sikd", "pending"),
+                     ("maxstyle+sikd", "pending"), ("evaluation", "pending")]
+    ids = {s["kind"]: s["id"] for s in exp["stages"]}
+    # one teacher, chained with its three students (sikd's and each X+sikd)
+    assert [("sikd.train_stage", (ids["teacher"],))] + [("sikd.train_stage", (ids[k],)) for k in
+                                                        ("student", "gin+sikd", "maxstyle+sikd")] in jobs
+    assert len(jobs) == 5
+    got = client.get(f"/experiments/{exp['id']}", headers=alice).json()
+    assert got["spec"]["methods"] == SEVEN
+
+
+@pytest.mark.parametrize("bad", ["unet-sdm", "baseline+sikd", "gin+maxstyle"])
+def test_unknown_method_or_composition_is_a_422_naming_the_known_ones(client, alice, datasets, jobs, bad):
+    r = client.post("/experiments", json=tiny_spec(datasets, methods=["baseline", bad]), headers=alice)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert bad in detail and "known methods: baseline, sikd, sdm, gin, maxstyle, sdm+sikd" in detail
+    assert not jobs

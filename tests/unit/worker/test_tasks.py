@@ -278,3 +278,22 @@ def test_a_stage_sent_to_the_wrong_task_is_left_alone(client, alice, datasets, j
     ids = stage_ids(exp)
     assert tasks.run_evaluation_stage(ids["baseline", 0]) == "skipped"
     assert rows(settings, Stage, id=ids["baseline", 0])[0].status == "queued"
+
+
+@pytest.mark.timeout(400)
+def test_plug_in_methods_and_their_sikd_compositions_run_through_the_tasks(client, alice, datasets, jobs, settings):
+    exp = create(client, alice, datasets, methods=["baseline", "gin", "gin+sikd", "sdm+sikd"], epochs=1,
+                 train_dataset=[datasets["vendor_a"], datasets["vendor_b"]], eval_datasets=[])
+    done = drain(jobs)
+    assert [out for _, _, out in done] == ["succeeded"] * 6  # baseline, gin, teacher + 2 students, evaluation
+    got = client.get(f"/experiments/{exp['id']}", headers=alice).json()
+    assert got["status"] == "succeeded", got["error"]
+    models = rows(settings, TrainedModel, experiment_id=exp["id"])
+    assert sorted(m.method for m in models) == ["baseline", "gin", "gin+sikd", "sdm+sikd"]  # never the teacher
+    results = client.get(f"/experiments/{exp['id']}/results", headers=alice).json()
+    assert {(r["method"], r["dataset"]) for r in results["data"]} == {
+        (m, d) for m in ("baseline", "gin", "gin+sikd", "sdm+sikd") for d in ("vendor_a", "vendor_b")}
+    assert results["methods"] == ["baseline", "gin", "gin+sikd", "sdm+sikd"]
+    assert results["train_datasets"] == ["vendor_a", "vendor_b"]
+    pairs = {(c["method"], c["reference"]) for c in results["comparisons"]}
+    assert pairs == {("gin", "baseline"), ("gin+sikd", "baseline"), ("sdm+sikd", "baseline"), ("gin+sikd", "gin")}

@@ -1,0 +1,227 @@
+"""Evidence benchmark: the paper's comparison methods, with and without SIKD, across datasets.
+
+Two tasks, each trained on one dataset and scored on its test split (intra) and on a dataset from
+another country and other scanners that is never seen in training (cross):
+
+- breast ultrasound: BUSI (Cairo) -> BUS-BRA (Rio de Janeiro), the paper's fifth task;
+- colonoscopy polyps: Kvasir-SEG (Norway) -> CVC-ClinicDB (Barcelona).
+
+Seven methods (baseline, sikd, sdm, gin, gin+sikd, maxstyle, maxstyle+sikd) x 3 seeds; one class-mean
+teacher per seed and task is shared by sikd and every X+sikd student (the teacher does not depend on X).
+The settings below (``SETTINGS``) were fixed before the first run, sized for about 45 minutes of a quiet
+2-core CPU from measured step times, and never tuned on the cross-dataset scores. BUS-BRA is scored on a
+fixed seeded subset of ``cross_limit`` images (evaluation time); every other set is used in full.
+
+A comparison is evidence only when the baseline is as strong as a plain, independent recipe would make it,
+so every task also trains such a reference once (MONAI's BasicUNet, Dice+CE loss, same size, steps and
+augmentation: an implementation and loss independent of ours) and prints it next to our baseline.
+
+    python bench/methods_cross.py --out runs/methods_cross          # the documented configuration
+    python bench/methods_cross.py --out /tmp/smoke --smoke          # tiny: proves the script end to end
+
+Data: ../shared/datasets (or --data / SIKD_SHARED_DATASETS); research use only, see its README.
+Re-running with the same --out resumes: finished stages are not retrained, finished reports not redone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sikd_core.pipeline import Experiment
+from sikd_core.report import method_label
+from sikd_core.spec import parse_spec
+from sikd_core.training import Callback
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(os.environ.get("SIKD_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
+
+METHODS = ["baseline", "sikd", "sdm", "gin", "gin+sikd", "maxstyle", "maxstyle+sikd"]
+#: task -> (training dataset, cross dataset), folders relative to the data root.
+TASKS = {
+    "breast-us": ("breast-us/busi", "breast-us/bus-bra"),
+    "polyp": ("polyp/kvasir-seg", "polyp/cvc-clinicdb"),
+}
+#: Fixed before the first run (see the module docstring); --smoke replaces them with SMOKE.
+SETTINGS: dict[str, Any] = {
+    "image_size": 64, "widths": [16, 32, 64, 128], "epochs": 8, "steps_per_epoch": 20, "batch_size": 8,
+    "lr": 2e-3, "alpha": 2.0, "loss": "ce", "augment": True, "seeds": [0, 1, 2], "cross_limit": 600,
+    "train_limit": None, "reference_features": [16, 16, 32, 64, 128, 16],
+}
+SMOKE: dict[str, Any] = {
+    "image_size": 32, "widths": [4, 8, 16], "epochs": 1, "steps_per_epoch": 2, "batch_size": 4,
+    "lr": 2e-3, "alpha": 2.0, "loss": "ce", "augment": True, "seeds": [0], "cross_limit": 6,
+    "train_limit": 30, "reference_features": [4, 4, 8, 16, 32, 4],
+}
+
+
+class EpochPrinter(Callback):
+    """One line per epoch (the log stays readable in files)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def on_epoch_end(self, trainer: Any, logs: dict[str, Any]) -> None:
+        extra = "".join(f" {k} {logs[k]:.4f}" for k in ("kd_loss", "sdm_loss", "style_seg_loss") if k in logs)
+        vd = logs.get("val_dice")
+        print(f"  {self.name} epoch {logs['epoch']:3d}/{trainer.config.epochs} loss {logs['loss']:.4f}{extra} "
+              f"val_dice {vd if vd is None else f'{vd:.4f}'} ({logs['train_seconds']:.1f}s)", flush=True)
+
+
+def subset_folder(src: Path, dest: Path, limit: int | None, seed: int = 0) -> Path:
+    """``src`` itself, or a folder of symlinks to a seeded random subset of ``limit`` image/mask pairs
+    (named as ``src``, so report rows keep the dataset's name)."""
+    images = sorted(p for p in (src / "images").iterdir() if p.is_file())
+    if limit is None or limit >= len(images):
+        return src
+    dest = dest / src.name
+    chosen = sorted(np.random.default_rng(seed).choice(len(images), size=limit, replace=False).tolist())
+    for sub in ("images", "masks"):
+        (dest / sub).mkdir(parents=True, exist_ok=True)
+    for i in chosen:
+        img = images[i]
+        masks = list((src / "masks").glob(img.stem + ".*"))
+        if not masks:
+            continue
+        for link, target in ((dest / "images" / img.name, img), (dest / "masks" / masks[0].name, masks[0])):
+            if not link.exists():
+                link.symlink_to(target.resolve())
+    return dest
+
+
+def build_experiments(data: Path, out: Path, s: dict[str, Any], device: str) -> dict[str, tuple[Experiment, Experiment]]:
+    """Per task: the seven-method experiment and the independent baseline-strength reference."""
+    exps = {}
+    for task, (train_rel, cross_rel) in TASKS.items():
+        train = subset_folder(data / train_rel, out / "data" / task / "train", s["train_limit"])
+        cross = subset_folder(data / cross_rel, out / "data" / task / "cross", s["cross_limit"])
+        common = dict(train_dataset=str(train), eval_datasets=[str(cross)], image_size=s["image_size"],
+                      epochs=s["epochs"], steps_per_epoch=s["steps_per_epoch"], batch_size=s["batch_size"],
+                      lr=s["lr"], augment=s["augment"], device=device, feature_maps=0, save_predictions=False)
+        spec = parse_spec(dict(common, name=f"methods {task}", model="unet", model_kwargs={"widths": s["widths"]},
+                               seeds=s["seeds"], methods=METHODS, alpha=s["alpha"], loss=s["loss"]))
+        ref = parse_spec(dict(common, name=f"reference {task}", model="basic_unet",
+                              model_kwargs={"features": s["reference_features"]}, seeds=[s["seeds"][0]],
+                              methods=["baseline"], loss="dice_ce"))
+        exps[task] = (Experiment(spec, out / task / "methods"), Experiment(ref, out / task / "reference"))
+    return exps
+
+
+def run_all(exps: dict[str, tuple[Experiment, Experiment]], seeds: list[int]) -> None:
+    """Train seed by seed across tasks (a partial run covers both tasks), then the references."""
+    todo = [(task, exp, st, sd) for sd in seeds for task, (exp, _) in exps.items()
+            for st, s2 in exp.spec.stages() if s2 == sd]
+    todo += [(task, ref, st, sd) for task, (_, ref) in exps.items() for st, sd in ref.spec.stages()]
+    t0 = time.monotonic()
+    for k, (task, exp, stage, seed) in enumerate(todo, 1):
+        if exp.is_done(stage, seed):
+            continue
+        tag = f"{task}/{'reference' if exp.spec.model != 'unet' else 'methods'}/{stage}/{seed}"
+        print(f"[{k}/{len(todo)}] {tag} (elapsed {(time.monotonic() - t0) / 60:.1f} min)", flush=True)
+        ts = time.monotonic()
+        exp.run_stage(stage, seed, [EpochPrinter(tag)])
+        print(f"  done in {time.monotonic() - ts:.0f}s", flush=True)
+    for task, pair in exps.items():
+        for exp in pair:
+            if not (exp.workdir / "report.json").exists():
+                print(f"[evaluation] {task} {exp.spec.name}", flush=True)
+                exp.evaluate()
+
+
+def _cell(summary: dict[tuple[str, str], dict[str, Any]], method: str, dataset: str, metric: str) -> str:
+    s = summary.get((method, dataset))
+    if s is None:
+        return "–"
+    return f"{s[f'{metric}_mean']:.3f} ± {s[f'{metric}_std']:.3f}"
+
+
+def tables(exps: dict[str, tuple[Experiment, Experiment]]) -> str:
+    """The paper-style table (methods as rows; intra | cross per task; Dice and IoU, mean ± std over seeds),
+    the paired comparisons and the baseline-strength reference, as Markdown."""
+    reports = {task: json.loads((pair[0].workdir / "report.json").read_text()) for task, pair in exps.items()}
+    refs = {task: json.loads((pair[1].workdir / "report.json").read_text()) for task, pair in exps.items()}
+    cols: list[tuple[str, str, str]] = []
+    for task, rep in reports.items():
+        cols += [(task, rep["train_dataset"], "intra")] + [(task, d, "cross") for d in rep["eval_datasets"]]
+    head = ["Method"] + [f"{d} ({sp}) {m}" for _, d, sp in cols for m in ("Dice", "IoU")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    summ = {task: {(s["method"], s["dataset"]): s for s in rep["summary"]} for task, rep in reports.items()}
+    for m in METHODS:
+        cells = [method_label(m)] + [_cell(summ[t], m, d, metric) for t, d, _ in cols for metric in ("dice", "iou")]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Paired per-case comparisons (method − reference, per case averaged over seeds; 95% bootstrap "
+              "CI; Wilcoxon p, Holm-adjusted within each task):", "",
+              "| Task | Comparison | Dataset (split) | Cases | ΔDice [95% CI] | p | p (Holm) | better/worse |",
+              "|---|---|---|---|---|---|---|---|"]
+    for task, rep in reports.items():
+        for c in rep["comparisons"]:
+            d = c["dice"]
+            lines.append(f"| {task} | {method_label(c['method'])} − {method_label(c['reference'])} | {c['dataset']} "
+                         f"({c['split']}) | {c['n_cases']} | {d['mean_diff']:+.3f} [{d['ci_low']:+.3f}, "
+                         f"{d['ci_high']:+.3f}] | {_p(d['p_value'])} | {_p(d['p_holm'])} | {d['better']}/{d['worse']} |")
+    lines += ["", "Baseline strength: our baseline (mean over seeds) next to a plain independent recipe (MONAI "
+              "BasicUNet, Dice+CE, same size, steps and augmentation; seed 0):", "",
+              "| Task | Dataset (split) | our baseline Dice | reference Dice | baseline − reference |", "|---|---|---|---|---|"]
+    for task in reports:
+        ref = {(r["dataset"], r["split"]): r for r in refs[task]["rows"]}
+        for _, d, sp in [c for c in cols if c[0] == task]:
+            ours = summ[task].get(("baseline", d))
+            r = ref.get((d, sp))
+            if ours and r:
+                lines.append(f"| {task} | {d} ({sp}) | {ours['dice_mean']:.3f} ± {ours['dice_std']:.3f} | "
+                             f"{r['dice']:.3f} | {ours['dice_mean'] - r['dice']:+.3f} |")
+    return "\n".join(lines)
+
+
+def _p(v: float) -> str:
+    return "–" if v != v else ("<0.001" if v < 0.001 else f"{v:.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="folder holding breast-us/ and polyp/")
+    p.add_argument("--out", default=str(ROOT / "runs" / "methods_cross"))
+    p.add_argument("--smoke", action="store_true", help="tiny settings: proves the script, measures nothing")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    data, out = Path(args.data), Path(args.out)
+    for train_rel, cross_rel in TASKS.values():
+        for rel in (train_rel, cross_rel):
+            if not (data / rel / "images").is_dir():
+                print(f"error: dataset folder {data / rel} not found (see shared/datasets/README.md)", file=sys.stderr)
+                return 2
+    s = SMOKE if args.smoke else SETTINGS
+    out.mkdir(parents=True, exist_ok=True)
+    settings_path = out / "settings.json"
+    if settings_path.exists() and json.loads(settings_path.read_text()) != s:
+        print(f"error: {out} was started with other settings ({settings_path}); use a new --out", file=sys.stderr)
+        return 2
+    settings_path.write_text(json.dumps(s, indent=1))
+    exps = build_experiments(data, out, s, args.device)
+    dev = next(iter(exps.values()))[0].device
+    print(f"SIKD Studio methods benchmark{' (SMOKE: tiny settings, not evidence)' if args.smoke else ''}; device "
+          f"{dev} ({platform.processor() or platform.machine()}), {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}\nsettings: {json.dumps(s)}\nmethods: {METHODS}", flush=True)
+    t0 = time.monotonic()
+    run_all(exps, s["seeds"])
+    text = tables(exps)
+    (out / "tables.md").write_text(text + "\n", encoding="utf-8")
+    print("\n" + text)
+    print(f"\nwall time {(time.monotonic() - t0) / 60:.1f} min this run (finished stages are not retrained); "
+          f"tables: {out / 'tables.md'}; reports: {out}/<task>/methods/report.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
