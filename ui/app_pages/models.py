@@ -6,9 +6,9 @@ from __future__ import annotations
 import base64
 
 import streamlit as st
-from ui.data import fmt
 
 from ui.client import ApiError, Client
+from ui.formatting import fmt
 from ui.models_data import models_frame
 from ui.widgets import fail, show_error
 
