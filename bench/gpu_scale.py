@@ -62,7 +62,7 @@ def sync(device: torch.device) -> None:
 class StageTimer(Callback):
     """Times the parts of the training loop by wrapping the trainer's own methods (synchronised on CUDA):
     ``train_step`` (the pure step), ``_batch`` (index + copy to the device), the augmenter, ``validate`` and
-    ``_save`` (checkpoints). Benchmark instrumentation only: the library itself is not changed."""
+    ``_save``/``_save_mid_epoch`` (checkpoints). Benchmark instrumentation only: the library itself is not changed."""
 
     def __init__(self, into: dict[str, float]):
         self.t = into
@@ -95,6 +95,8 @@ class StageTimer(Callback):
         trainer._batch = wrap("data", trainer._batch)  # noqa: SLF001 - instrumentation
         trainer.validate = wrap("validation", validate_flagged)
         trainer._save = wrap("checkpoint", trainer._save)  # noqa: SLF001
+        if hasattr(trainer, "_save_mid_epoch"):  # checkpoints written inside an epoch count as checkpoints too
+            trainer._save_mid_epoch = wrap("checkpoint", trainer._save_mid_epoch)  # noqa: SLF001
         if trainer.augmenter is not None:
             trainer.augmenter = wrap("augment", trainer.augmenter)
         self._t0 = time.perf_counter()
@@ -172,6 +174,7 @@ def run_experiment(spec: dict[str, Any], workdir: str, cache: str, out_json: str
     t_start = time.perf_counter()
     exp = Experiment(parse_spec(spec), workdir, cache_dir=cache, checkpoint_interval_s=30.0)
     parts: dict[str, float] = defaultdict(float)
+    parts["experiment_setup"] = time.perf_counter() - t_start  # spec check, first imports of the process
     stages = []
     for stage, seed in exp.spec.stages():
         t = time.perf_counter()
@@ -209,7 +212,8 @@ def breakdown(rec: dict[str, Any]) -> dict[str, float]:
     items = {"train_step": p.get("train_step", 0), "data (batch + copy)": p.get("data", 0),
              "augment": p.get("augment", 0), "validation": p.get("validation", 0),
              "checkpoint": p.get("checkpoint", 0), "loop other (callbacks, logging)": loop_other,
-             "stage set-up (data prep, model, bundle)": setup, "evaluation": p.get("evaluation", 0)}
+             "stage set-up (data prep, model, bundle)": setup, "evaluation": p.get("evaluation", 0),
+             "experiment set-up (spec, first imports)": p.get("experiment_setup", 0)}
     return items | {"total": wall, "pure_step_fraction": p.get("train_step", 0) / wall,
                                                 "data_fraction": (p.get("data", 0) + p.get("augment", 0)) / wall}
 
