@@ -116,8 +116,9 @@ def test_cancel_a_running_experiment(api, user, datasets, start_worker, stack_se
     eid = r.json()["id"]
     wait_for(lambda: experiment(api, user, eid)["stages"][0]["epoch"] >= 2, 90, 0.2, what="training to run")
     assert api.post(f"/experiments/{eid}/cancel", headers=user).json()["status"] == "cancelled"
-    # Committed: from now on the worker sees the cancel after its next step, so at most the epoch in
-    # flight can still record its row (no clock: the 60 s wait only guards a hang).
+    # Committed: the stack checks for a cancel after every step (cancel_check_seconds=0 here; the throttle
+    # itself is tested in tests/unit/worker/test_progress.py), so at most the epoch in flight can still
+    # record its row (no clock: the 60 s wait only guards a hang).
     recorded_at_cancel = epochs_recorded(api, user, eid)
     stage = wait_for(lambda: (s := experiment(api, user, eid)["stages"][0])["status"] == "cancelled" and s, 60, 0.1,
                      what="the stage to stop")
