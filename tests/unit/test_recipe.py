@@ -25,14 +25,7 @@ KD_EPOCHS = 8  # teacher and student each
 
 @pytest.mark.slow
 def test_small_polyp_recipe_learns_and_does_not_collapse(tmp_path):
-    src = SHARED / "kvasir-seg"
-    if not (src / "images").is_dir():
-        pytest.fail(f"shared polyp data missing at {src}; set SIKD_SHARED_DATASETS to the folder holding polyp/")
-    manifest = load_dataset(src, scan=False)
-    data = prepare(manifest, (SIZE, SIZE), tmp_path / "cache", indices=range(N_IMAGES))
-    images, labels = data.tensors()
-    train = images[N_VAL:], labels[N_VAL:]
-    val = images[:N_VAL], labels[:N_VAL]
+    train, val = _small_polyp(tmp_path)
     torch.manual_seed(0)
     net = create_model("unet", 3, 2, widths=[8, 16, 32, 64, 128])
     config = TrainConfig(epochs=EPOCHS, batch_size=8, lr=1e-3, seed=0, device="cpu")
