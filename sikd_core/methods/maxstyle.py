@@ -54,16 +54,6 @@ def restyle(x: Tensor, lmda: Tensor, gamma: Tensor, beta: Tensor, perm: Tensor, 
     return (sig_mix + gamma * gamma_std) * x_norm + (mu_mix + beta * beta_std)
 
 
-def _encode(model: UNet, x: Tensor) -> list[Tensor]:
-    feats = []
-    for i, block in enumerate(model.encoder):
-        if i:
-            x = F.max_pool2d(x, 2)
-        x = block(x)
-        feats.append(x)
-    return feats
-
-
 def _decode(blocks: nn.ModuleList, feats: list[Tensor], styles: dict[int, tuple[Tensor, ...]] | None = None) -> Tensor:
     x = feats[-1]
     for j, up in enumerate(blocks):
@@ -144,7 +134,7 @@ class MaxStyleMethod(TrainingMethod):
         model = trainer.model
         assert isinstance(model, UNet)
         x = trainer.model_input(images, labels)
-        feats = _encode(model, x)
+        feats = model.encode(x)
         h = _decode(model.decoder, feats)
         logits = model.head(h)
         seg = trainer.loss_fn(logits, labels)

@@ -116,18 +116,24 @@ class UNet(SegmentationModel):
     def min_size(self) -> int:
         return 2 ** (len(self.widths) - 1)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Penultimate feature map (the input of the 1x1 head), ``B,widths[0],H,W``."""
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input B,{self.in_channels},H,W; got {tuple(x.shape)}")
-        if min(x.shape[-2:]) < self.min_size:
-            raise ValueError(f"input {tuple(x.shape[-2:])} is smaller than the minimum {self.min_size}")
+    def encode(self, x: Tensor) -> list[Tensor]:
+        """The encoder's output at every level, finest first (the decoder's skip inputs and its start)."""
         feats = []
         for i, block in enumerate(self.encoder):
             if i:
                 x = F.max_pool2d(x, 2)
             x = block(x)
             feats.append(x)
+        return feats
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Penultimate feature map (the input of the 1x1 head), ``B,widths[0],H,W``."""
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected input B,{self.in_channels},H,W; got {tuple(x.shape)}")
+        if min(x.shape[-2:]) < self.min_size:
+            raise ValueError(f"input {tuple(x.shape[-2:])} is smaller than the minimum {self.min_size}")
+        feats = self.encode(x)
+        x = feats[-1]
         for j, up in enumerate(self.decoder):
             x = up(x, feats[-2 - j])
         return x
