@@ -180,7 +180,24 @@ def tables(exps: dict[str, tuple[Experiment, Experiment]]) -> str:
             if ours and r:
                 lines.append(f"| {task} | {d} ({sp}) | {ours['dice_mean']:.3f} ± {ours['dice_std']:.3f} | "
                              f"{r['dice']:.3f} | {ours['dice_mean'] - r['dice']:+.3f} |")
+    lines += ["", "Training health of every model (the checks of `sikd_core/health.py`: collapsed prediction, zero "
+              "validation Dice, non-finite or exploding loss, unlearned teacher, student identical to or far below "
+              "its baseline, cross-dataset score at chance):", ""]
+    for task in reports:
+        for kind, rep in (("methods", reports[task]), ("reference", refs[task])):
+            lines.extend(health_lines(task, kind, rep.get("health") or {}))
     return "\n".join(lines)
+
+
+def health_lines(task: str, kind: str, health: dict[str, Any]) -> list[str]:
+    """One line per experiment: how many models are healthy, then one line per finding."""
+    models = health.get("models") or {}
+    bad = sorted(k for k, v in models.items() if v != "healthy")
+    out = [f"- {task} {kind}: {len(models) - len(bad)} of {len(models)} models healthy"
+           + (f"; unhealthy: {', '.join(bad)}" if bad else "")]
+    for f in health.get("findings") or []:
+        out.append(f"  - {f.get('severity')} `{f.get('code')}` ({f.get('stage')}, seed {f.get('seed')}): {f.get('message')}")
+    return out
 
 
 def _p(v: float) -> str:

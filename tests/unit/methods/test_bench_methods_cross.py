@@ -33,6 +33,9 @@ def test_smoke_mode_runs_both_tasks_and_prints_every_table(tmp_path, capsys):
     assert "busi (intra) Dice" in text and "bus-bra (cross) Dice" in text and "cvc-clinicdb (cross) Dice" in text
     assert "GIN + SIKD − GIN" in text and "Baseline strength" in text and "| polyp | kvasir-seg (intra) |" in text
     assert "SMOKE" in capsys.readouterr().out
+    # the health of every model is stated, one line per experiment (7 methods x 1 seed; reference 1 model)
+    assert "Training health of every model" in text
+    assert "- breast-us methods:" in text and "of 7 models healthy" in text and "of 1 models healthy" in text
     # one shared teacher per task and seed; resuming retrains nothing and keeps the settings
     assert len(list((tmp_path / "polyp" / "methods").glob("seed_0/teacher/done.json"))) == 1
     assert bench.main(["--data", str(data), "--out", str(tmp_path), "--smoke", "--device", "cpu"]) == 0
