@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Threads per test process: the cores shared out among pytest-xdist's workers (`.ci/run` runs one per core),
+# so parallel workers do not oversubscribe the CPU; set before torch is imported (the services the tests
+# start inherit it).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+os.environ.setdefault("OMP_NUM_THREADS", str(max(1, min(2, (os.cpu_count() or 2) // _WORKERS))))
 
 
 def _find_polyp() -> Path:
@@ -83,6 +87,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     runs the fast library subset alone: by folder (integration: Postgres + Redis + workers; e2e: a
     browser), by fixture (``pg_url``, ``redis_namespace``) and by the ``database_url`` backend parameter."""
     tests_dir = Path(__file__).resolve().parent
+    xdist = config.pluginmanager.hasplugin("xdist")
     for item in items:
         try:
             top = Path(str(item.fspath)).resolve().relative_to(tests_dir).parts[0]
@@ -97,3 +102,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for name in sorted(names):
             if name not in {m.name for m in item.iter_markers()}:
                 item.add_marker(getattr(pytest.mark, name))
+        if xdist:
+            item.add_marker(pytest.mark.xdist_group(_xdist_group(item, top)))
+
+
+def _xdist_group(item: pytest.Item, top: str) -> str:
+    """Which pytest-xdist worker runs a test together with others (``--dist loadgroup``): a whole folder where
+    its session fixtures start services and train (ui: the API stacks and a trained experiment), otherwise the test's module,
+    so module-scoped fixtures (a trained experiment, exported models) are built once."""
+    if top in _SHARED_SESSION_DIRS:
+        return top
+    return str(item.fspath)
+
+
+_SHARED_SESSION_DIRS = {"ui"}
