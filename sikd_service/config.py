@@ -12,7 +12,7 @@ import re
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     health_cache_seconds: float = Field(5.0, ge=0)
     predict_cache_size: int = Field(4, ge=1, description="Loaded models kept for /predict.")
     demo_data: bool = Field(True, description="`sikd serve` preloads SYNTHETIC phantom datasets.")
+    restart_backoff_seconds: float = Field(
+        1.0, gt=0, description="`sikd serve`: delay before restarting a component that died (doubles with every "
+                               "restart in a row).")
+    restart_backoff_cap_seconds: float = Field(60.0, gt=0, description="`sikd serve`: the longest restart delay.")
+    restart_stable_seconds: float = Field(
+        60.0, gt=0, description="`sikd serve`: a component up this long starts again from the first delay.")
     mlflow_tracking_uri: str | None = Field(
         None, description="Log every stage to this MLflow tracking server (needs the mlflow extra); unset: off.")
 
@@ -92,6 +98,13 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,80}", v):
             raise ValueError(f"use letters, digits, '.', '_' or '-' only; got {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _backoff_cap(self) -> Settings:
+        if self.restart_backoff_cap_seconds < self.restart_backoff_seconds:
+            raise ValueError(f"SIKD_RESTART_BACKOFF_CAP_SECONDS ({self.restart_backoff_cap_seconds}) must be at least "
+                             f"SIKD_RESTART_BACKOFF_SECONDS ({self.restart_backoff_seconds})")
+        return self
 
     # ---------------------------------------------------------------- derived
     @cached_property
