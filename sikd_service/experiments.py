@@ -24,6 +24,7 @@ from sikd_core.spec import ExperimentSpec, is_student_stage, parse_spec
 from sikd_service import crud, dispatch
 from sikd_service.config import Settings
 from sikd_service.errors import ServiceError
+from sikd_service.names import check_name
 from sikd_service.storage import experiment_dir
 from sikd_service.tables import ACTIVE_EXPERIMENT, Dataset, Experiment, User
 
@@ -45,6 +46,7 @@ def _dataset_ids(keys: list[str]) -> dict[str, int]:
 def create(session: Session, settings: Settings, *, user: User, body: dict[str, Any]) -> Experiment:
     """Validate a spec whose datasets are ids, store the experiment, then enqueue its first stages."""
     spec = parse_spec(body)
+    check_name(spec.name, what="experiment name")
     keys = [*spec.train_datasets, *spec.eval_datasets]
     ids = _dataset_ids(keys)
     if len(set(ids.values())) != len(ids):
