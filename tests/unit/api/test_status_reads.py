@@ -86,3 +86,8 @@ def test_api_threads_match_the_database_pool(client, settings):
     assert client.portal.call(lambda: anyio.to_thread.current_default_thread_limiter().total_tokens) == 20
     pool = get_engine(settings).pool
     assert pool.size() == settings.db_pool_size and pool._max_overflow == settings.db_max_overflow
+    from sikd_service.config import Settings
+
+    memory = Settings(database_url="sqlite://", storage_dir=settings.storage_dir)  # its own pool kind, no sizes
+    with get_engine(memory).connect() as conn:
+        assert conn.exec_driver_sql("select 1").scalar() == 1
