@@ -8,7 +8,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from api.auth import TokenCache
 from sikd_service import crud
 from sikd_service.config import Settings
 from sikd_service.errors import ServiceError
@@ -18,6 +20,7 @@ from sikd_service.tables import User
 # The cheap dependencies are ``async``: FastAPI runs a sync dependency in the thread pool, one hop per
 # dependency, and under 50 concurrent clients those hops (not the queries) were most of a status read's time.
 # A session connects lazily, at its first query, which runs in the route's (or the user lookup's) thread.
+# The caller's token is resolved from a short cache (api.auth), so a status read makes one hop: its route.
 async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
@@ -33,20 +36,35 @@ _bearer = HTTPBearer(auto_error=False, description="A token from `sikd serve` (a
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def get_current_user(session: SessionDep,
-                     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
+def _lookup(session: Session, digest: str) -> User | None:
+    """The token's user; the transaction ends here, so the connection goes back to the pool before the request
+    waits for its next thread (a request holding a connection while waiting for a thread can starve both)."""
+    user = crud.get_user_by_digest(session, digest=digest)
+    session.commit()  # nothing is pending: this only gives the connection back (objects stay loaded)
+    return user
+
+
+async def get_current_user(request: Request, session: SessionDep,
+                           creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
+    """The token's user: from the token cache (no query, no thread), else looked up in a worker thread."""
     if creds is None or not creds.credentials:
         raise ServiceError(401, "missing bearer token: send 'Authorization: Bearer <token>'", headers=_CHALLENGE)
-    user = crud.get_user_by_token(session, token=creds.credentials)
+    cache: TokenCache = request.app.state.token_cache
+    digest = crud.hash_token(creds.credentials)
+    user = cache.get(session, digest)
     if user is None:
-        raise ServiceError(401, "invalid or revoked token", headers=_CHALLENGE)
+        generation = cache.generation
+        user = await run_in_threadpool(_lookup, session, digest)
+        if user is None:
+            raise ServiceError(401, "invalid or revoked token", headers=_CHALLENGE)
+        cache.put(digest, user, generation)
     return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def get_admin(user: CurrentUser) -> User:
+async def get_admin(user: CurrentUser) -> User:
     if not user.is_admin:
         raise ServiceError(403, "only an admin may do this")
     return user

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
+from api.auth import TokenCache
 from api.errors import install_error_handlers
 from api.routes import datasets, experiments, health, trained_models, users
 from api.routes.health import HealthChecker, service_version
@@ -33,6 +35,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Blocking handlers run on anyio's pool (40 threads by default): one thread per database connection
+        # the pool can open, so a handler never waits for a connection (or times out) while holding a thread.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         ensure_layout(settings)
         upgrade_database(settings)
         if settings.admin_token:
@@ -45,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = session_factory(settings)
     app.state.model_cache = ModelCache(settings.predict_cache_size)
     app.state.health = HealthChecker(settings)
+    app.state.token_cache = TokenCache(settings.token_cache_seconds)
     install_error_handlers(app)
     for r in (health.router, users.router, datasets.router, experiments.router, trained_models.router):
         app.include_router(r)

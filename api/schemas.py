@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sikd_service.names import name_problem
 
 T = TypeVar("T")
 
@@ -30,8 +32,19 @@ class Message(BaseModel):
 
 # ------------------------------------------------------------------------------------------ users
 class UserCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.@+-]+$")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.@+-]+$",
+                      description="Letters, digits and . @ + - _ (no spaces, control characters or markup).")
     is_admin: bool = False
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _display_name(cls, v: Any) -> Any:
+        """Control characters and markup are named (the same check as dataset and experiment names), before
+        the pattern's generic message."""
+        problem = name_problem(v, what="user name", max_length=100) if isinstance(v, str) else None
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 class UserPublic(ORM):

@@ -3,7 +3,8 @@ clients against a live ``sikd serve`` (SQLite, embedded broker) on loopback, whi
 
 Starts ``sikd serve --no-ui`` on a fresh storage root (demo datasets), queues a long experiment so the
 worker is busy, waits until it runs, then measures with httpx async clients (bounded requests and time)
-and prints p50/p99 per case and the ratio p99(50 clients) / p50(1 client). Stops the service at the end.
+and prints p50/p99 per case and the ratio p99(50 clients) / p50(1 client). Each client opens its connection
+with one untimed request first. Stops the service at the end.
 
     python bench/api_load.py --requests 2000 --single 200
 """
@@ -41,27 +42,36 @@ def _pct(xs: list[float], q: float) -> float:
 async def _run(base: str, token: str, path: str, clients: int, total: int, budget_s: float) -> dict[str, float]:
     lat: list[float] = []
     errors = 0
+    kinds: dict[str, int] = {}
     deadline = time.monotonic() + budget_s
     remaining = [total]
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60,
                                  limits=limits) as c:
+        span = [float("inf"), 0.0]
+
         async def client() -> None:
             nonlocal errors
+            await c.get(path)  # untimed: the connection is opened (and the token resolved) before timing
+            # No barrier after it: a connection idle for 5 s would be closed by uvicorn's keep-alive timeout.
             while remaining[0] > 0 and time.monotonic() < deadline:
                 remaining[0] -= 1
                 t = time.perf_counter()
                 try:
                     r = await c.get(path)
-                    errors += r.status_code != 200
-                except httpx.TransportError:  # counted, not fatal: the figures say how many
+                    kind = None if r.status_code == 200 else f"HTTP {r.status_code}"
+                except httpx.TransportError as e:  # counted, not fatal: the figures say how many and which
+                    kind = type(e).__name__
+                if kind:
                     errors += 1
+                    kinds[kind] = kinds.get(kind, 0) + 1
                 lat.append(time.perf_counter() - t)
+                span[0], span[1] = min(span[0], t), time.perf_counter()
 
-        t0 = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
-        wall = time.perf_counter() - t0
-    return {"n": len(lat), "errors": errors, "p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99),
+        wall = span[1] - span[0]
+    return {"n": len(lat), "errors": errors, "error_kinds": kinds, "mean_ms": 1000 * sum(lat) / max(len(lat), 1),
+            "p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99),
             "rps": len(lat) / wall}
 
 
@@ -71,11 +81,20 @@ def main() -> int:
     ap.add_argument("--single", type=int, default=200, help="requests per single-client case")
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--budget", type=float, default=120, help="seconds per case at most")
+    ap.add_argument("--set", action="append", default=[], metavar="SIKD_NAME=VALUE",
+                    help="a setting of the service under test (repeatable); others are the defaults")
+    ap.add_argument("--log", help="write the service's whole log to this file")
     args = ap.parse_args()
     storage = Path(tempfile.mkdtemp(prefix="sikd-load-"))
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIKD_") and k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    # 21 experiments are stored (1 training, 20 queued): the per-user limit of active ones is raised for that.
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", SIKD_MAX_ACTIVE_EXPERIMENTS="25")
+    for kv in args.set:
+        k, sep, v = kv.partition("=")
+        if not (sep and k.startswith("SIKD_")):
+            ap.error(f"--set takes SIKD_NAME=VALUE; got {kv!r}")
+        env[k] = v
     sikd = Path(sys.executable).with_name("sikd")
     proc = subprocess.Popen([str(sikd), "serve", "--no-ui", "--storage", str(storage), "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -98,13 +117,14 @@ def main() -> int:
         r.raise_for_status()
         eid = r.json()["id"]
         for _ in range(20):  # more experiments in the list (each with its stages)
-            api.post("/experiments", json={**spec, "name": "queued"})
+            api.post("/experiments", json={**spec, "name": "queued"}).raise_for_status()
         t_end = time.monotonic() + 180
         while api.get(f"/experiments/{eid}").json()["status"] != "running":
             if time.monotonic() > t_end:
                 raise RuntimeError("the experiment did not start")
             time.sleep(0.5)
-        out = {"machine": f"{os.cpu_count()} CPUs", "worker": "training (experiment running)"}
+        out = {"machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start",
+               "worker": "training (experiment running)", "settings": args.set}
         for path in (f"/experiments/{eid}", "/experiments"):
             single = asyncio.run(_run(base, token, path, 1, args.single, args.budget))
             many = asyncio.run(_run(base, token, path, args.clients, args.requests, args.budget))
@@ -112,6 +132,8 @@ def main() -> int:
                 "1 client": single, f"{args.clients} clients": many,
                 "p99_many / p50_single": round(many["p99_ms"] / single["p50_ms"], 1)}
             assert api.get(f"/experiments/{eid}").json()["status"] == "running"
+        if args.log:
+            Path(args.log).write_text("".join(lines))
         out["service_log_errors"] = [ln.rstrip() for ln in lines if "Error" in ln or "stopped unexpectedly" in ln][-10:]
         print(json.dumps(out, indent=1))
     finally:

@@ -12,7 +12,7 @@ import re
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -76,8 +76,21 @@ class Settings(BaseSettings):
                                     "Not yet measured on a GPU (bench/gpu_scale.py measures it).")
     worker_ping_timeout: float = Field(1.0, gt=0)
     health_cache_seconds: float = Field(5.0, ge=0)
+    token_cache_seconds: float = Field(
+        5.0, ge=0, description="API: how long a resolved bearer token is kept in memory (0: off). Revoking tokens "
+                               "through the API takes effect at once in that API process.")
+    db_pool_size: int = Field(5, ge=1, description="Database connections each process keeps open.")
+    db_max_overflow: int = Field(
+        15, ge=0, description="Connections opened beyond db_pool_size under load. The API runs its blocking "
+                              "handlers on db_pool_size + db_max_overflow threads, so no thread waits for one.")
     predict_cache_size: int = Field(4, ge=1, description="Loaded models kept for /predict.")
     demo_data: bool = Field(True, description="`sikd serve` preloads SYNTHETIC phantom datasets.")
+    restart_backoff_seconds: float = Field(
+        1.0, gt=0, description="`sikd serve`: delay before restarting a component that died (doubles with every "
+                               "restart in a row).")
+    restart_backoff_cap_seconds: float = Field(60.0, gt=0, description="`sikd serve`: the longest restart delay.")
+    restart_stable_seconds: float = Field(
+        60.0, gt=0, description="`sikd serve`: a component up this long starts again from the first delay.")
     mlflow_tracking_uri: str | None = Field(
         None, description="Log every stage to this MLflow tracking server (needs the mlflow extra); unset: off.")
 
@@ -93,6 +106,13 @@ class Settings(BaseSettings):
             raise ValueError(f"use letters, digits, '.', '_' or '-' only; got {v!r}")
         return v
 
+    @model_validator(mode="after")
+    def _backoff_cap(self) -> Settings:
+        if self.restart_backoff_cap_seconds < self.restart_backoff_seconds:
+            raise ValueError(f"SIKD_RESTART_BACKOFF_CAP_SECONDS ({self.restart_backoff_cap_seconds}) must be at least "
+                             f"SIKD_RESTART_BACKOFF_SECONDS ({self.restart_backoff_seconds})")
+        return self
+
     # ---------------------------------------------------------------- derived
     @cached_property
     def sqlalchemy_url(self) -> str:
@@ -101,6 +121,11 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix):]
         return url
+
+    @property
+    def api_threads(self) -> int:
+        """Threads of the API's pool for blocking handlers: one per database connection the pool can open."""
+        return self.db_pool_size + self.db_max_overflow
 
     @property
     def embedded_broker(self) -> bool:

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
-from sqlalchemy.orm import Session, selectinload, undefer
+from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy.orm import Session, joinedload, selectinload, undefer
 
 from sikd_core.spec import is_student_stage
 from sikd_service.tables import (
@@ -41,7 +41,17 @@ def hash_token(token: str) -> str:
 
 
 def get_user_by_token(session: Session, *, token: str) -> User | None:
-    return session.scalar(select(User).join(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    return get_user_by_digest(session, digest=hash_token(token))
+
+
+def get_user_by_digest(session: Session, *, digest: str) -> User | None:
+    """The user whose token has this SHA-256 hex digest (a unique-index lookup)."""
+    return session.scalar(select(User).join(ApiToken).where(ApiToken.token_hash == digest))
+
+
+def revoke_tokens(session: Session, *, user: User) -> int:
+    """Delete every token of ``user``; returns how many there were."""
+    return session.execute(delete(ApiToken).where(ApiToken.user_id == user.id)).rowcount
 
 
 def get_user(session: Session, *, user_id: int) -> User | None:
@@ -191,9 +201,10 @@ def list_experiments(session: Session, *, user: User, status: str | None, skip: 
 
 
 def get_experiment(session: Session, *, user: User, experiment_id: int) -> Experiment | None:
+    """The experiment with its stages, in one query (a status read is this query and nothing else)."""
     q = (select(Experiment).where(Experiment.id == experiment_id, _visible_owned(Experiment, user))
-         .options(selectinload(Experiment.stages)))
-    return session.scalar(q)
+         .options(joinedload(Experiment.stages)))
+    return session.scalars(q).unique().first()
 
 
 def epoch_metrics(session: Session, *, stage_ids: Sequence[int]) -> dict[int, list[EpochMetric]]:

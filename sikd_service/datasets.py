@@ -1,8 +1,6 @@
-"""Dataset operations beyond upload (see :mod:`sikd_service.ingest`): the name check, deletion."""
+"""Dataset operations beyond upload (see :mod:`sikd_service.ingest`): deletion (names: :mod:`sikd_service.names`)."""
 
 from __future__ import annotations
-
-import unicodedata
 
 from sqlalchemy.orm import Session
 
@@ -11,23 +9,6 @@ from sikd_service.config import Settings
 from sikd_service.errors import ServiceError, not_found
 from sikd_service.storage import dataset_dir
 from sikd_service.tables import User
-
-#: Characters a display name may not hold: control and format characters (newlines, NUL, bidi overrides)
-#: and markup brackets, which other tools showing the name could interpret.
-_FORBIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
-_MARKUP = set("<>")
-
-
-def check_name(name: str) -> str:
-    """A dataset's display name: 1 to 200 characters, none of them control, format or markup characters."""
-    if not 1 <= len(name) <= 200:
-        raise ServiceError(422, "the dataset name must have 1 to 200 characters")
-    bad = sorted({c for c in name if c in _MARKUP or unicodedata.category(c) in _FORBIDDEN_CATEGORIES})
-    if bad:
-        shown = ", ".join(f"U+{ord(c):04X}" + (f" {c!r}" if c in _MARKUP else "") for c in bad)
-        raise ServiceError(422, f"the dataset name holds characters that are not allowed ({shown}): use letters, "
-                                "digits, spaces and punctuation other than < and >")
-    return name
 
 
 def delete(session: Session, settings: Settings, *, user: User, dataset_id: int) -> None:

@@ -47,13 +47,16 @@ def get_engine(settings: Settings) -> Engine:
         engine = _engines.get(key)
         if engine is None:
             if url.startswith("sqlite"):
-                path = url.split("///", 1)[-1]
-                if path and path != ":memory:":
+                path = url.split("///", 1)[-1] if "///" in url else ""
+                pool = {}
+                if path and path != ":memory:":  # a file: a queue pool, sized like the Postgres one
                     Path(path).parent.mkdir(parents=True, exist_ok=True)
-                engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+                    pool = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
+                engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:
-                engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+                engine = create_engine(url, pool_pre_ping=True, pool_size=settings.db_pool_size,
+                                       max_overflow=settings.db_max_overflow)
             _engines[key] = engine
         return engine
 

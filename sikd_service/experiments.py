@@ -7,11 +7,13 @@ to the ``train`` queue. Results, overlays and feature maps are files the evaluat
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import re
 import shutil
+import stat
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +26,7 @@ from sikd_core.spec import ExperimentSpec, is_student_stage, parse_spec
 from sikd_service import crud, dispatch
 from sikd_service.config import Settings
 from sikd_service.errors import ServiceError
+from sikd_service.names import check_name
 from sikd_service.storage import experiment_dir
 from sikd_service.tables import ACTIVE_EXPERIMENT, Dataset, Experiment, User
 
@@ -45,6 +48,7 @@ def _dataset_ids(keys: list[str]) -> dict[str, int]:
 def create(session: Session, settings: Settings, *, user: User, body: dict[str, Any]) -> Experiment:
     """Validate a spec whose datasets are ids, store the experiment, then enqueue its first stages."""
     spec = parse_spec(body)
+    check_name(spec.name, what="experiment name")
     keys = [*spec.train_datasets, *spec.eval_datasets]
     ids = _dataset_ids(keys)
     if len(set(ids.values())) != len(ids):
@@ -172,12 +176,30 @@ def require_finished(exp: Experiment, what: str) -> None:
         raise ServiceError(409, f"experiment {exp.id} is {exp.status}{extra}; its {what} exist once it has succeeded")
 
 
+#: Files larger than this are parsed on every read instead of being kept in memory.
+_CACHE_MAX_BYTES = 8 * 1024**2
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(path: str, mtime_ns: int, size: int) -> Any:
+    """A JSON file's content, keyed by its modification time and size: a rewritten file is read again."""
+    return json_safe(json.loads(Path(path).read_text()))
+
+
 def read_json(settings: Settings, exp: Experiment, rel: str, what: str) -> Any:
+    """A JSON file the pipeline wrote, parsed once per version of the file (results are read far more often
+    than written). The value is shared between requests: callers must not change it."""
     require_finished(exp, what)
     path = experiment_dir(settings, exp.id) / rel
-    if not path.is_file():
+    try:
+        st = path.stat()
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
         raise ServiceError(404, f"experiment {exp.id} has no {what} ({rel} is missing)")
-    return json_safe(json.loads(path.read_text()))
+    if st.st_size > _CACHE_MAX_BYTES:
+        return json_safe(json.loads(path.read_text()))
+    return _parsed(str(path), st.st_mtime_ns, st.st_size)
 
 
 def report(settings: Settings, exp: Experiment) -> dict[str, Any]:
@@ -199,13 +221,13 @@ def overlays(settings: Settings, exp: Experiment, *, dataset: str | None, catego
         items = [o for o in items if o["dataset"] == dataset]
     if category:
         items = [o for o in items if category in o["categories"]]
-    if sort == "dice_diff":  # largest SIKD gain first
-        items.sort(key=lambda o: -(o["dice_diff"] if o["dice_diff"] is not None else -math.inf))
+    if sort == "dice_diff":  # largest SIKD gain first (sorted copies: ``items`` may be the cached list)
+        items = sorted(items, key=lambda o: -(o["dice_diff"] if o["dice_diff"] is not None else -math.inf))
     elif sort == "worst":  # lowest Dice of SIKD (else of the only method) first
         def main_dice(o: dict[str, Any]) -> float:
             sc = o["scores"].get("sikd") or next(iter(o["scores"].values()), {})
             return sc.get("dice") if sc.get("dice") is not None else math.inf
-        items.sort(key=main_dice)
+        items = sorted(items, key=main_dice)
     return items
 
 

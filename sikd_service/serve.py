@@ -178,6 +178,13 @@ def run_component(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover - exec does not return
 
 
+def make_supervisor(settings: Settings) -> Supervisor:
+    """The supervisor of ``sikd serve``, its backoff from ``SIKD_RESTART_BACKOFF_SECONDS``,
+    ``SIKD_RESTART_BACKOFF_CAP_SECONDS`` and ``SIKD_RESTART_STABLE_SECONDS``."""
+    return Supervisor(settings.storage_dir / STATUS_FILE, base=settings.restart_backoff_seconds,
+                      cap=settings.restart_backoff_cap_seconds, stable_after=settings.restart_stable_seconds)
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the service until Ctrl-C / SIGTERM; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -190,7 +197,7 @@ def serve(args: argparse.Namespace) -> int:
     env = _child_env(settings)
     host, port = args.host, int(args.port)
     api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    sup = Supervisor(settings.storage_dir / STATUS_FILE)
+    sup = make_supervisor(settings)
     children = sup.procs  # refreshed after every poll (a restarted child is a new process)
     stopping = {"signal": None}
 

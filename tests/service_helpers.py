@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -9,7 +10,7 @@ import socket
 import time
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,26 @@ import pytest
 PG_ADMIN_URL = os.environ.get("SIKD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SIKD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+@contextlib.contextmanager
+def count_queries(settings: Any) -> Iterator[list[str]]:
+    """The SQL statements the process sends to ``settings``' database while the block runs."""
+    from sqlalchemy import event
+
+    from sikd_service.db import get_engine
+
+    engine = get_engine(settings)
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 def unique(prefix: str) -> str:

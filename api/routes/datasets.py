@@ -13,7 +13,7 @@ from api.deps import CurrentUser, DatasetId, Limit, SampleIndex, SessionDep, Set
 from api.schemas import DatasetDetail, DatasetPublic, Message, Page, SamplePublic
 from api.uploads import receive_multipart
 from sikd_core.data import Sample
-from sikd_service import crud, datasets, ingest
+from sikd_service import crud, datasets, ingest, names
 from sikd_service.errors import ServiceError, not_found
 from sikd_service.storage import new_tmp_dir
 from sikd_service.tables import Dataset
@@ -61,7 +61,8 @@ async def upload_dataset(request: Request, session: SessionDep, settings: Settin
         if not form.files:
             raise ServiceError(422, "no file received: send the .zip in the multipart field 'file'")
         upload = form.files[0]
-        name = datasets.check_name((form.fields.get("name") or "").strip() or Path(upload.filename).stem)
+        name = names.check_name((form.fields.get("name") or "").strip() or Path(upload.filename).stem,
+                                what="dataset name")
         ds = await run_in_threadpool(ingest.ingest_zip, session, settings, owner=user, archive=upload.path,
                                      name=name, workdir=workdir)
     finally:

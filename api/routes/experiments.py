@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, ExperimentId, Limit, SessionDep, SettingsDep, Skip
 from api.schemas import (
@@ -37,6 +40,7 @@ from sikd_service.storage import experiment_dir, safe_join
 from sikd_service.tables import Experiment
 
 router = APIRouter(tags=["experiments"])
+T = TypeVar("T")
 
 _SPEC_EXAMPLE = {"name": "phantom-demo", "train_dataset": 1, "eval_datasets": [2, 3], "image_size": 96,
                  "epochs": 6, "model_kwargs": {"widths": [16, 32, 64, 128]}, "seeds": [0]}
@@ -81,16 +85,34 @@ def create_experiment(
     return public(svc.create(session, settings, user=user, body=body))
 
 
+async def _read(session: Session, read: Callable[[], T]) -> T:
+    """A status read in ONE worker thread, the connection given back before the thread is.
+
+    The hot reads are ``async`` routes: a sync route costs two thread hops (the handler, then FastAPI's
+    validation of its return value), and under 50 clients each hop queued behind the others. The session's
+    connection is released in the thread, so threads never wait for connections that idle sessions hold."""
+    def run() -> T:
+        try:
+            return read()
+        finally:
+            session.close()
+
+    return await run_in_threadpool(run)
+
+
 @router.get("/experiments", response_model=Page[ExperimentPublic])
-def list_experiments(session: SessionDep, user: CurrentUser, status: ExperimentStatus | None = None,
-                     skip: Skip = 0, limit: Limit = 100) -> Page[ExperimentPublic]:
-    rows, count = crud.list_experiments(session, user=user, status=status, skip=skip, limit=limit)
-    return Page(data=[public(e) for e in rows], count=count)
+async def list_experiments(session: SessionDep, user: CurrentUser, status: ExperimentStatus | None = None,
+                           skip: Skip = 0, limit: Limit = 100) -> Page[ExperimentPublic]:
+    def read() -> Page[ExperimentPublic]:
+        rows, count = crud.list_experiments(session, user=user, status=status, skip=skip, limit=limit)
+        return Page(data=[public(e) for e in rows], count=count)
+
+    return await _read(session, read)
 
 
 @router.get("/experiments/{experiment_id}", response_model=ExperimentPublic)
-def read_experiment(experiment_id: ExperimentId, session: SessionDep, user: CurrentUser) -> ExperimentPublic:
-    return public(_get(session, user, experiment_id))
+async def read_experiment(experiment_id: ExperimentId, session: SessionDep, user: CurrentUser) -> ExperimentPublic:
+    return await _read(session, lambda: public(_get(session, user, experiment_id)))
 
 
 @router.get("/experiments/{experiment_id}/metrics", response_model=ExperimentMetrics)
@@ -108,17 +130,20 @@ def experiment_metrics(experiment_id: ExperimentId, session: SessionDep, user: C
 
 @router.get("/experiments/{experiment_id}/results", response_model=ExperimentResults,
             responses={409: {"model": Message}})
-def experiment_results(experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep,
-                       user: CurrentUser) -> ExperimentResults:
+async def experiment_results(experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep,
+                             user: CurrentUser) -> ExperimentResults:
     """Dice, IoU and HD95 of every model on every dataset, the summary over seeds and the paired comparisons."""
-    rep = svc.report(settings, _get(session, user, experiment_id))
-    rows = [ResultRow(**r) for r in rep["rows"]]
-    return ExperimentResults(data=rows, count=len(rows), summary=rep["summary"], comparisons=rep["comparisons"],
-                             class_names=rep["class_names"], units=rep["units"],
-                             dataset_units=rep.get("dataset_units", {}), warnings=rep.get("warnings", []),
-                             health=rep.get("health"),
-                             methods=rep.get("methods") or list(rep["spec"].get("methods", [])),
-                             train_datasets=rep.get("train_datasets") or [rep.get("train_dataset", "")])
+    def read() -> ExperimentResults:
+        rep = svc.report(settings, _get(session, user, experiment_id))
+        rows = [ResultRow(**r) for r in rep["rows"]]
+        return ExperimentResults(
+            data=rows, count=len(rows), summary=rep["summary"], comparisons=rep["comparisons"],
+            class_names=rep["class_names"], units=rep["units"], dataset_units=rep.get("dataset_units", {}),
+            warnings=rep.get("warnings", []), health=rep.get("health"),
+            methods=rep.get("methods") or list(rep["spec"].get("methods", [])),
+            train_datasets=rep.get("train_datasets") or [rep.get("train_dataset", "")])
+
+    return await _read(session, read)
 
 
 @router.get("/experiments/{experiment_id}/report", response_class=PlainTextResponse,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import AdminUser, CurrentUser, Limit, SessionDep, Skip, UserId
@@ -48,3 +48,15 @@ def create_token(user_id: UserId, session: SessionDep, user: CurrentUser) -> Tok
     token = crud.add_token(session, user=target)
     session.commit()
     return TokenPublic(token=token, user=UserPublic.model_validate(target))
+
+
+@router.delete("/users/{user_id}/tokens", status_code=204, response_class=Response)
+def revoke_tokens(user_id: UserId, request: Request, session: SessionDep, user: CurrentUser) -> Response:
+    """Revoke every token of yourself (or, as an admin, of anyone): they stop working at once."""
+    target = crud.get_user(session, user_id=user_id) if (user.is_admin or user.id == user_id) else None
+    if target is None:
+        raise not_found("user", user_id)
+    crud.revoke_tokens(session, user=target)
+    session.commit()
+    request.app.state.token_cache.drop_user(user_id)
+    return Response(status_code=204)

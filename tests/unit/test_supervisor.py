@@ -43,3 +43,40 @@ def test_dead_component_restarts_with_backoff_and_others_keep_running(tmp_path):
             p.wait()
     sup.clear()
     assert read_status(tmp_path) is None
+
+
+def test_backoff_comes_from_the_settings(tmp_path, monkeypatch):
+    import pytest
+    from pydantic import ValidationError
+
+    from sikd_service.config import Settings
+    from sikd_service.serve import make_supervisor
+
+    default = make_supervisor(Settings(storage_dir=tmp_path))
+    assert (default.base, default.cap, default.stable_after) == (1.0, 60.0, 60.0)
+    monkeypatch.setenv("SIKD_RESTART_BACKOFF_SECONDS", "0.05")
+    monkeypatch.setenv("SIKD_RESTART_BACKOFF_CAP_SECONDS", "0.1")
+    monkeypatch.setenv("SIKD_RESTART_STABLE_SECONDS", "3600")
+    sup = make_supervisor(Settings(storage_dir=tmp_path))
+    assert sup.status_path == tmp_path / "serve_status.json"
+    starts: list[float] = []
+
+    def crashing() -> subprocess.Popen:
+        starts.append(time.monotonic())
+        return _proc("pass")
+
+    sup.add("worker", crashing)
+    deadline = time.monotonic() + 20
+    while len(starts) < 4 and time.monotonic() < deadline:
+        sup.poll()
+        time.sleep(0.005)
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert gaps[0] >= 0.05 and gaps[1] >= 0.1 and gaps[2] >= 0.1 and gaps[2] < 1.0  # 0.05, 0.1, capped at 0.1
+    assert sup.delay("worker") == 0.1
+    sup.procs["worker"].wait()
+    monkeypatch.setenv("SIKD_RESTART_BACKOFF_CAP_SECONDS", "0.01")
+    with pytest.raises(ValidationError, match="SIKD_RESTART_BACKOFF_CAP_SECONDS .* must be at least"):
+        Settings(storage_dir=tmp_path)
+    monkeypatch.setenv("SIKD_RESTART_BACKOFF_SECONDS", "0")
+    with pytest.raises(ValidationError, match="greater than 0"):
+        Settings(storage_dir=tmp_path)

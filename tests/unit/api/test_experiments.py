@@ -57,6 +57,16 @@ def test_spec_errors_are_readable_422(client, alice, datasets, jobs):
     assert client.get("/experiments", headers=alice).json()["count"] == 0 and not jobs
 
 
+def test_experiment_names_with_control_characters_or_markup_are_refused(client, alice, datasets, jobs):
+    for name in ("evil\x00name", "line\nbreak", "<b>bold</b>", "rtl\u202eoverride"):
+        r = client.post("/experiments", json=tiny_spec(datasets, name=name), headers=alice)
+        assert r.status_code == 422, (name, r.text)
+        assert "the experiment name holds characters that are not allowed (U+" in r.json()["detail"], r.text
+    assert client.get("/experiments", headers=alice).json()["count"] == 0 and not jobs
+    r = client.post("/experiments", json=tiny_spec(datasets, name="Polyp — seed 0 (β=0.5), ünïcode"), headers=alice)
+    assert r.status_code == 201, r.text
+
+
 def test_unknown_foreign_and_non_id_datasets_are_422(client, alice, bob, datasets, jobs, phantom_zips):
     from tests.service_helpers import upload
 

@@ -141,12 +141,27 @@ def test_many_entries_are_refused_quickly(client, alice, settings):
     assert r.status_code == 413, r.text
     assert "holds 100001 files and folders" in r.json()["detail"]
     assert took < 10, took
+    from sikd_service.ingest import declared_entries
+
+    path = settings.tmp_dir / "many.zip"
+    path.write_bytes(buf.getvalue())
+    assert declared_entries(path) == 100_001  # from the zip64 end record, no entry parsed
+    path.unlink()
     # just under the limit, all duplicates checked: still fast (a quadratic check took minutes)
     settings.max_archive_files = 200_000
     t = time.perf_counter()
     r = upload(client, alice, buf.getvalue())
     assert r.status_code == 400 and "the same file more than once: d/0" in r.json()["detail"], r.text
     assert time.perf_counter() - t < 10
+
+
+def test_an_archive_declaring_fewer_entries_than_it_holds_is_still_counted(client, alice, settings):
+    data = bytearray(folder_zip())  # 3 pairs: 6 files (no folder entries)
+    eocd = data.rfind(b"PK\x05\x06")
+    data[eocd + 8:eocd + 12] = (1).to_bytes(2, "little") * 2  # the end record now claims 1 entry
+    settings.max_archive_files = 5
+    r = upload(client, alice, bytes(data))
+    assert r.status_code == 413 and "holds 6 files and folders" in r.json()["detail"], r.text
 
 
 # ----------------------------------------------------------------------------- decode limits

@@ -102,6 +102,30 @@ def test_results_and_report(client, alice, finished):
     assert "# SIKD Studio report: done" in md.text and "| SIKD |" in md.text
 
 
+def test_results_are_parsed_once_per_version_of_the_report(client, alice, finished, settings):
+    import json
+
+    from sikd_service.experiments import _parsed
+    from sikd_service.storage import experiment_dir
+    from tests.service_helpers import count_queries
+
+    url = f"/experiments/{finished['id']}/results"
+    first = client.get(url, headers=alice).json()
+    hits = _parsed.cache_info().hits
+    with count_queries(settings) as q:
+        assert client.get(url, headers=alice).json() == first
+    assert _parsed.cache_info().hits == hits + 1  # not read from disk again
+    assert len(q) == 1, q  # the experiment with its stages; the token came from the cache
+    path = experiment_dir(settings, finished["id"]) / "report.json"
+    saved = path.read_text()
+    try:
+        path.write_text(json.dumps({**json.loads(saved), "warnings": ["rewritten"]}))
+        assert client.get(url, headers=alice).json()["warnings"] == ["rewritten"]  # a new version is read
+    finally:
+        path.write_text(saved)
+    assert client.get(url, headers=alice).json() == first
+
+
 def test_overlays_features_and_files(client, alice, finished):
     eid = finished["id"]
     ov = client.get(f"/experiments/{eid}/overlays", headers=alice).json()

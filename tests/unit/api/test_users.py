@@ -67,3 +67,11 @@ def test_tokens_for_self_or_by_admin_but_not_for_others(client, admin, alice, bo
 def test_new_admin_users_can_administer(client, admin):
     root2 = new_user(client, admin, "root2", is_admin=True)
     assert client.post("/users", json={"name": "dave"}, headers=root2).status_code == 201
+
+
+def test_user_names_with_control_characters_or_markup_are_refused_by_name(client, admin):
+    for name in ("evil\x00name", "line\nbreak", "bell\x07", "<script>", "rtl\u202eoverride"):
+        r = client.post("/users", json={"name": name}, headers=admin)
+        assert r.status_code == 422, (name, r.text)
+        assert "the user name holds characters that are not allowed (U+" in r.json()["detail"], r.text
+    assert client.get("/users", headers=admin).json()["count"] == 1
