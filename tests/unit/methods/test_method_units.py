@@ -69,18 +69,40 @@ def test_product_loss_rewards_the_right_sign():
     assert product_loss(g, g) < product_loss(torch.zeros(3), g) < product_loss(-g, g)
 
 
+def _standardise(t):
+    m = t.mean(dim=(1, 2, 3), keepdim=True)
+    return m, t.std(dim=(1, 2, 3), keepdim=True, correction=0)
+
+
 def test_gin_keeps_each_images_frobenius_norm_and_differs_per_call():
     x = torch.rand(4, 3, 16, 16)
     gen = torch.Generator().manual_seed(0)
     a, b = gin_augment(x, gen), gin_augment(x, gen)
     assert a.shape == x.shape and torch.isfinite(a).all()
-    torch.testing.assert_close(a.flatten(1).norm(dim=1), x.flatten(1).norm(dim=1), rtol=1e-3, atol=1e-3)
+    # the norm is kept in each image's standardised space (the authors' z-scored inputs): ||z'|| = ||z|| = sqrt(CHW)
+    mean, std = _standardise(x)
+    z_out = (a - mean) / std
+    torch.testing.assert_close(z_out.flatten(1).norm(dim=1), torch.full((4,), (3 * 16 * 16) ** 0.5), rtol=1e-3, atol=1e-3)
     assert not torch.allclose(a, b)  # fresh random nets every call
     assert not torch.allclose(a[0], a[1] * x[0].norm() / x[1].norm())  # and per image
     again = gin_augment(x, torch.Generator().manual_seed(0))
     torch.testing.assert_close(again, a)  # reproducible from the generator's state
     grey = gin_augment(torch.rand(2, 1, 9, 11), gen)
     assert grey.shape == (2, 1, 9, 11)
+
+
+def test_gin_keeps_an_images_level_and_contrast_scale():
+    """On [0, 1] intensities GIN must not turn an image negative or flat: the output lives at the image's
+    mean and scale (shifting and scaling the input shifts and scales the output the same way)."""
+    x = torch.rand(16, 1, 32, 32) * 0.6 + 0.2
+    out = gin_augment(x, torch.Generator().manual_seed(3))
+    moved = gin_augment(x * 2 + 5, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(moved, out * 2 + 5, rtol=1e-4, atol=1e-4)
+    mean, std = _standardise(x)
+    out_mean, out_std = _standardise(out)
+    # ||z'||^2 / N = mean(z')^2 + std(z')^2 = 1: level within one std of the input's, contrast at most the input's
+    assert ((out_mean - mean).abs() <= std + 1e-4).all()
+    assert (out_std <= std * (1 + 1e-3)).all() and out_std.mean() > 0.3 * std.mean()
 
 
 def test_maxstyle_statistics_mix_and_noise():
