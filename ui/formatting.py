@@ -194,6 +194,14 @@ def training_epochs(spec: dict[str, Any]) -> int:
     return total * max(len(spec.get("seeds") or [0]), 1)
 
 
+def train_ids(spec: dict[str, Any]) -> list[str]:
+    """The spec's training datasets as a list of ids (``train_dataset`` is one id or a list of them)."""
+    v = spec.get("train_dataset")
+    if v is None or v == "":
+        return []
+    return [str(x) for x in v] if isinstance(v, list) else [str(v)]
+
+
 def seconds_per_unit(exps: Sequence[dict[str, Any]], n_train: dict[int, int]) -> float | None:
     """Measured cost of training: the median over finished training stages of recent experiments of
     seconds / (epochs x training images x pixels), or None without history. ``n_train``: training images
@@ -202,7 +210,8 @@ def seconds_per_unit(exps: Sequence[dict[str, Any]], n_train: dict[int, int]) ->
     for e in exps:
         spec = e.get("spec") or {}
         h, w = (spec.get("image_size") or [0, 0])[:2]
-        n = n_train.get(int(spec.get("train_dataset") or 0)) if str(spec.get("train_dataset", "")).isdigit() else None
+        ids = train_ids(spec)
+        n = sum(n_train.get(int(i), 0) for i in ids) if ids and all(str(i).isdigit() for i in ids) else None
         for s in e.get("stages") or []:
             if s["kind"] == "evaluation" or s["status"] != "succeeded" or not n or not h or not w:
                 continue
@@ -712,7 +721,7 @@ def readable_spec(spec: dict[str, Any], dataset_names: dict[str, str]) -> dict[s
     out: dict[str, Any] = {}
     for k, v in spec.items():
         if k == "train_dataset":
-            v = name(v)
+            v = " + ".join(name(d) for d in train_ids(spec))
         elif k == "eval_datasets":
             v = ", ".join(name(d) for d in v or []) or "none"
         elif isinstance(v, list):

@@ -38,6 +38,7 @@ from ui.formatting import (
     stages_frame,
     table_html,
     timeline_frame,
+    train_ids,
 )
 from ui.health import health_banner, model_label
 from ui.widgets import (
@@ -133,7 +134,7 @@ times = [(label, parse_time(exp.get(k))) for label, k in (("created", "created_a
 took = (times[2][1] - times[1][1]).total_seconds() if times[1][1] and times[2][1] else None
 st.caption(" · ".join(f"{label} {t:%Y-%m-%d %H:%M:%S} UTC" for label, t in times if t)
            + (f" · took {fmt_seconds(took)}" if took is not None else "")
-           + f" · trained on {dataset_names([spec.get('train_dataset')])} · cross datasets "
+           + f" · trained on {dataset_names(train_ids(spec))} · cross datasets "
            f"{dataset_names(spec.get('eval_datasets') or []) or 'none'}")
 
 acts = st.columns([1, 1, 6])
