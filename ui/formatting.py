@@ -277,13 +277,11 @@ def current_activity(exp: dict[str, Any]) -> str:
     return "done"
 
 
-def experiments_frame(exps: Sequence[dict[str, Any]], results: dict[int, dict[str, Any]] | None = None,
-                      etas: dict[int, float | None] | None = None) -> pd.DataFrame:
-    """One row per experiment for the list (stages come with the list); progress in percent, overall and
-    per stage kind (None: the experiment has no such stage); the headline Dice of the succeeded ones whose
-    ``results`` are given; and ``Open``, the experiment's own URL."""
+def experiments_frame(exps: Sequence[dict[str, Any]], etas: dict[int, float | None] | None = None) -> pd.DataFrame:
+    """One row per experiment for the list (stages and the succeeded ones' ``summary`` come with the list, so a
+    page of the list is one request); progress in percent, overall and per stage kind (None: the experiment has
+    no such stage); the headline Dice; and ``Open``, the experiment's own URL."""
     rows = []
-    results = results or {}
     for e in exps:
         prog = kind_progress(e["stages"])
         spec = e.get("spec") or {}
@@ -297,7 +295,7 @@ def experiments_frame(exps: Sequence[dict[str, Any]], results: dict[int, dict[st
                     if e["status"] in ACTIVE else ""),
             "Model": spec.get("model", ""), "Epochs": spec.get("epochs"),
             "Created": created.strftime("%Y-%m-%d %H:%M") if created else "",
-            **headline_scores(results.get(e["id"])),
+            **headline_scores(e.get("summary")),
             "Open": f"experiment?id={e['id']}",
         })
     cols = ["ID", "Name", "Status", "Progress", "Dice intra", "Dice cross", "Δ intra", "Δ cross", "Baseline",
@@ -305,25 +303,20 @@ def experiments_frame(exps: Sequence[dict[str, Any]], results: dict[int, dict[st
     return pd.DataFrame(rows, columns=cols)
 
 
-def headline_scores(results: dict[str, Any] | None) -> dict[str, float | None]:
-    """Dice of the experiment's main method (SIKD, else its first non-baseline method, else the only one) on
-    the intra test split and averaged over the cross datasets, and its difference to the baseline."""
+def headline_scores(summary: dict[str, Any] | None) -> dict[str, float | None]:
+    """From an experiment's stored ``summary`` (``{dice: {method: {intra, cross}}}``): the Dice of its main
+    method (SIKD, else its first non-baseline method, else the only one) on the intra test split(s) and
+    averaged over the cross datasets, and its difference to the baseline."""
     out: dict[str, float | None] = {"Dice intra": None, "Dice cross": None, "Δ intra": None, "Δ cross": None}
-    summary = (results or {}).get("summary") or []
-    methods = result_methods(summary)
+    dice = (summary or {}).get("dice") or {}
+    methods = list(dice)
     if not methods:
         return out
     main = "sikd" if "sikd" in methods else next((m for m in methods if m != "baseline"), methods[0])
-
-    def mean(method: str, intra: bool) -> float | None:
-        v = [finite(s.get("dice_mean")) for s in summary if s["method"] == method and (s["split"] == "intra") == intra]
-        v = [x for x in v if x is not None]
-        return sum(v) / len(v) if v else None
-
-    out["Dice intra"], out["Dice cross"] = mean(main, True), mean(main, False)
+    out["Dice intra"], out["Dice cross"] = finite(dice[main].get("intra")), finite(dice[main].get("cross"))
     if main != "baseline" and "baseline" in methods:
-        out["Δ intra"] = _diff(out["Dice intra"], mean("baseline", True))
-        out["Δ cross"] = _diff(out["Dice cross"], mean("baseline", False))
+        out["Δ intra"] = _diff(out["Dice intra"], finite(dice["baseline"].get("intra")))
+        out["Δ cross"] = _diff(out["Dice cross"], finite(dice["baseline"].get("cross")))
     return out
 
 

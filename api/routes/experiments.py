@@ -53,7 +53,7 @@ def public(exp: Experiment) -> ExperimentPublic:
     return ExperimentPublic(id=exp.id, name=exp.name, owner_id=exp.owner_id, status=exp.status,  # type: ignore[arg-type]
                             spec=exp.spec, created_at=exp.created_at, started_at=exp.started_at,
                             finished_at=exp.finished_at, error=exp.error, progress=svc.progress(exp),
-                            stages=[StagePublic.model_validate(s) for s in exp.stages])
+                            stages=[StagePublic.model_validate(s) for s in exp.stages], summary=exp.summary)
 
 
 @router.get("/options", response_model=OptionsPublic)
@@ -82,9 +82,11 @@ def create_experiment(
 
 
 @router.get("/experiments", response_model=Page[ExperimentPublic])
-def list_experiments(session: SessionDep, user: CurrentUser, status: ExperimentStatus | None = None,
-                     skip: Skip = 0, limit: Limit = 100) -> Page[ExperimentPublic]:
+def list_experiments(session: SessionDep, settings: SettingsDep, user: CurrentUser,
+                     status: ExperimentStatus | None = None, skip: Skip = 0, limit: Limit = 100) -> Page[ExperimentPublic]:
+    """The experiments, newest first, each with its stages and (succeeded ones) its headline ``summary``."""
     rows, count = crud.list_experiments(session, user=user, status=status, skip=skip, limit=limit)
+    svc.fill_summaries(session, settings, rows)
     return Page(data=[public(e) for e in rows], count=count)
 
 
