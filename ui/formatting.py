@@ -23,8 +23,9 @@ METHOD_LABELS = {"baseline": "Baseline", "sikd": "SIKD", "gin": "GIN", "sdm": "S
 STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:",
                 "succeeded": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:",
                 "pending": ":material/more_horiz:"}
-#: Contour colours of the overlays (the API draws them with sikd_core.viz.CONTOUR_COLORS).
-CONTOUR_COLORS = {"ground truth": "#00e600", "baseline": "#ff3c3c", "SIKD": "#288cff"}
+#: Outline colours of the overlays: the ground truth, the first and the second contoured method (the API draws
+#: them with sikd_core.viz.CONTOUR_COLORS["ground_truth"] and sikd_service.case_view.PAIR_COLOURS).
+CONTOUR_COLORS = {"ground truth": "#00e600", "first": "#ff3c3c", "second": "#288cff"}
 #: Class colours of masks and fills (index = class; sikd_core.viz.CLASS_COLORS as hex).
 CLASS_COLORS = ("#000000", "#ff5050", "#50c878", "#508cff", "#ffc83c", "#c85aff", "#3cdcdc", "#ff8c28", "#a0a0a0")
 BETTER = "#1a7f37"

@@ -187,10 +187,11 @@ def experiment_case_view(
     dataset: Annotated[str, Query(description="the dataset's name, as in the results")],
     key: Annotated[str, Query(description="the image's key (a case's ``keys``)")],
     methods: Annotated[list[str], Query(description="the models whose predictions are shown, in order")] = [],  # noqa: B006
-    mode: Literal["contours", "fill", "errors"] = "contours",
+    mode: Literal["contours", "fill", "errors", "overlay"] = "contours",
 ) -> Response:
     """One image at full resolution: ground truth, then each chosen method's prediction (first seed), in
-    per-class colours (``contours`` or ``fill``) or as an error map (``errors``: FP red, FN blue)."""
+    per-class colours (``contours`` or ``fill``) or as an error map (``errors``: FP red, FN blue);
+    ``overlay``: one picture with the outlines of the ground truth (green) and of two methods (red, blue)."""
     png = case_view.render_case(session, settings, _get(session, user, experiment_id), dataset=dataset, key=key,
                                 methods=methods, mode=mode)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=600"})

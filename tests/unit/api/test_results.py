@@ -197,6 +197,16 @@ def test_case_view_renders_ground_truth_and_predictions(client, alice, finished,
     assert sizes[(0, "contours")] == (w, h)
     assert sizes[(1, "fill")] == (2 * w + 4, h)
     assert sizes[(2, "contours")] == sizes[(2, "errors")] == (3 * w + 2 * 4, h)
+    # overlay: one picture, the ground truth's outline (green) with the two methods' outlines (red, blue)
+    r = client.get(f"/experiments/{eid}/cases/view.png", headers=alice, params={
+        "dataset": "vendor_b", "key": key, "methods": ["baseline", "sikd"], "mode": "overlay"})
+    assert r.status_code == 200, r.text
+    pic = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
+    colours = {c: bool((pic == c).all(-1).any()) for c in ((0, 230, 0), (255, 60, 60), (40, 140, 255))}
+    assert pic.shape[:2] == (h, w) and any(colours.values()), colours
+    r = client.get(f"/experiments/{eid}/cases/view.png", headers=alice, params={
+        "dataset": "vendor_b", "key": key, "methods": ["baseline", "sikd", "baseline"], "mode": "overlay"})
+    assert r.status_code == 422 and "at most 2 methods" in r.json()["detail"]
     bad = {"dataset": "vendor_b", "key": key}
     assert client.get(f"/experiments/{eid}/cases/view.png", params={**bad, "dataset": "nope"},
                       headers=alice).status_code == 404
