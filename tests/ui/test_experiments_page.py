@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.apptest_helpers import all_text, no_exceptions, texts
+from tests.ui.apptest_helpers import all_text, click_row, no_exceptions, texts
 from tests.ui.stack import tiny_spec
 
 #: Generous: the first test of a session also starts the services (and trains the sweep).
@@ -67,6 +67,22 @@ def test_open_goes_to_the_detail_page(dashboard, services, queue_user, queue_dat
     no_exceptions(at)
     assert at.query_params["id"] == str(e["id"])
     assert [t.value for t in at.title] == [f"#{e['id']} to open"]
+
+
+def test_a_click_on_a_row_chooses_that_experiment(dashboard, services, queue_user, queue_data):
+    spec = tiny_spec(queue_data["vendor_a"], [])
+    older, newer = (queue_user.post("/experiments", json={**spec, "name": n})["id"] for n in ("older", "newer"))
+    at = dashboard("experiments", url=services.queue.url, token=queue_user.token)
+    assert at.dataframe[0].value["ID"].tolist() == [newer, older]
+    assert at.selectbox(key="exp_choice").value == newer  # nothing clicked yet: the first row
+    at = click_row(at, "experiments_table", 1)
+    no_exceptions(at)
+    assert at.selectbox(key="exp_choice").value == older
+    at.run()  # later refreshes keep the choice
+    assert at.selectbox(key="exp_choice").value == older
+    at.button(key="exp_open").click().run()
+    no_exceptions(at)
+    assert at.query_params["id"] == str(older) and [t.value for t in at.title] == [f"#{older} older"]
 
 
 def test_status_filter_and_pages(dashboard, services, queue_user, queue_data):
