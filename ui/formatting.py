@@ -540,12 +540,19 @@ def comparisons_table(comparisons: Sequence[dict[str, Any]], unit: str = "px",
 _NUMBERED = re.compile(r"^\D*?(\d+)\D*$")
 
 
+def has_groups(stats: dict[str, Any]) -> bool:
+    """Whether the dataset groups its cases (groups.csv, a datalist's groups, CVC-ClinicDB's videos): without
+    groups every case is its own group, so the count of groups equals the count of cases."""
+    groups, cases = int(stats.get("groups") or 0), int(stats.get("cases") or 0)
+    return 0 < groups < cases
+
+
 def frames_warning(dataset: dict[str, Any]) -> str | None:
     """A warning for a dataset that looks like video frames (keys numbered without gaps, one case per image)
     without groups: neighbouring frames are near-duplicates, so a split by image leaks between train and
     test and the intra scores come out too good."""
     stats = dataset.get("stats") or {}
-    if stats.get("groups") or stats.get("volumetric") or dataset.get("synthetic"):
+    if has_groups(stats) or stats.get("volumetric") or dataset.get("synthetic"):
         return None
     n = int(dataset.get("num_pairs") or 0)
     if n < 20 or int(stats.get("cases") or n) < n:

@@ -266,6 +266,7 @@ def test_frames_warning():
     frames = ds(["1", "21", "41", "61", "99"])
     assert "may be video frames" in frames_warning(frames) and "1…99" in frames_warning(frames)
     assert frames_warning(ds(["1", "21", "99"], groups=19)) is None  # grouped (CVC-ClinicDB's videos)
+    assert "may be video frames" in frames_warning(ds(["1", "21", "99"], groups=100))  # one group per case: none
     assert frames_warning(ds(["1", "21", "99"], synthetic=True)) is None
     assert frames_warning(ds(["cju0qkwl35piu0993l0dewei2", "cju0roawvklrq0799vmjorwfv"])) is None  # hashes
     assert frames_warning(ds(["1", "5000", "90000"])) is None  # sparse ids, not frames

@@ -8,7 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 from ui.client import ApiError, Client
-from ui.formatting import CLASS_COLORS, fmt_bytes, frames_warning, parse_time, split_sizes
+from ui.formatting import CLASS_COLORS, fmt_bytes, frames_warning, has_groups, parse_time, split_sizes
 from ui.widgets import class_legend, confirm_delete, fail, figure_downloads, picture, show_error
 
 THUMBS_PER_PAGE = 9
@@ -23,7 +23,7 @@ def validation_report(d: dict) -> None:
     c = st.columns(6)
     c[0].metric("Image/mask pairs", d["num_pairs"])
     c[1].metric("Cases", stats.get("cases", "–"))
-    c[2].metric("Groups", stats.get("groups") or "none",
+    c[2].metric("Groups", stats["groups"] if has_groups(stats) else "none",
                 help="Cases of one group (a patient, a video) always share a split, so nothing leaks across them.")
     c[3].metric("Classes", d["num_classes"], help=", ".join(d["class_names"]))
     c[4].metric("Channels", d["in_channels"])
@@ -110,7 +110,7 @@ stats = detail.get("stats") or {}
 sizes = split_sizes(int(detail["num_pairs"]), 0.1, 0.2)
 st.caption(f"With the default fractions (validation 10 %, test 20 %) an experiment trains on about {sizes['train']} "
            f"pairs, validates on {sizes['val']} and scores intra on {sizes['test']}; splits are drawn by "
-           + (f"group ({stats['groups']} groups)" if stats.get("groups") else "case") + ".")
+           + (f"group ({stats['groups']} groups)" if has_groups(stats) else "case") + ".")
 
 left, right = st.columns([3, 2])
 with left:
