@@ -156,3 +156,40 @@ def test_near_duplicates_by_content_are_warned_about(dashboard, services, queue_
     at.selectbox(key="ds_selected").select(clean).run()
     no_exceptions(at)
     assert not [w for w in texts(at, "warning") if "near-duplicates" in w]
+
+
+def test_columns_and_full_size_view(dashboard, services, queue_user, queue_data, monkeypatch):
+    """Thumbnails are small: fewer columns make them larger (one column shows full-size pictures), and any pair
+    of the page opens at its own resolution (readable in fullscreen)."""
+    from ui import client
+
+    seen: list[str] = []
+    real = client._request
+
+    def counting(method, base, token, path, **kw):
+        seen.append(path)
+        return real(method, base, token, path, **kw)
+
+    monkeypatch.setattr(client, "_request", counting)
+    ds = queue_data["vendor_a"]
+    at = dashboard("datasets", url=services.queue.url, token=queue_user.token)
+    at.selectbox(key="ds_selected").select(ds).run()
+    def offered():
+        return [o.split(" · ")[0] for o in at.selectbox(key=f"ds_full_{ds}").options]
+
+    assert offered() == [f"#{i}" for i in range(9)]  # 3 columns x 3 rows
+    at.select_slider(key="ds_cols").set_value(4).run()
+    no_exceptions(at)
+    assert offered() == [f"#{i}" for i in range(12)]
+    at.number_input(key=f"ds_page_{ds}").set_value(2).run()
+    seen.clear()
+    at.selectbox(key=f"ds_full_{ds}").select(13).run()
+    no_exceptions(at)
+    assert f"/datasets/{ds}/samples/13.png?full=true" in seen
+    assert any(i.caption.startswith("#13") and "full size" in i.caption for img in at.get("image") for i in img.proto.imgs)
+    seen.clear()
+    client.clear_cache()
+    at.select_slider(key="ds_cols").set_value(1).run()
+    no_exceptions(at)
+    shown = [p for p in seen if "/samples/" in p]
+    assert shown and all(p.endswith("?full=true") for p in shown)
