@@ -176,6 +176,8 @@ def test_overlays_contour_two_chosen_methods_sorted_and_filtered(succeeded, monk
     assert legend and all(k in legend[0] for k in ("ground truth", "Baseline", "SIKD"))
     gain = case_ranks(api, exp_id, "baseline", "sikd", lambda a, b: b - a)
     assert len(gain) > 9
+    assert any(c.startswith(f"{len(gain)} evaluated case(s), ordered by largest sikd gain") for c in texts(at, "caption"))
+    assert f"(of {-(-len(gain) // 9)}; {len(gain)} cases)" in at.number_input(key="ov_page").label
     assert_first_page(at, gain)
     assert gain[shown_cases(at)[0]] == pytest.approx(max(gain.values()))  # the first picture: the largest gain
     at.radio(key="ov_sort").set_value("worst").run()

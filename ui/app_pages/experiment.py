@@ -455,11 +455,14 @@ def overlay_order(long: pd.DataFrame, first: str, second: str | None, order: str
     B, else of A, first). Cases without a score go last."""
     keys = ["Dataset", "Split", "Case", "Key"]
     pick = [m for m in (first, second) if m]
-    wide = long[long["Method"].isin(pick)].pivot_table(index=keys, columns="Method", values="Dice", aggfunc="mean",
-                                                         dropna=False, sort=False)
-    out = pd.DataFrame({"A": wide.get(first), "B": wide.get(second) if second else None}, index=wide.index)
-    main = out["B"] if second else out["A"]
-    rank = {"a_gain": out["A"] - out["B"], "b_gain": out["B"] - out["A"], "worst": -main}.get(order, -main)
+    wide = long[long["Method"].isin(pick)].groupby([*keys, "Method"], sort=False)["Dice"].mean().unstack("Method")
+    out = pd.DataFrame({"A": wide.get(first), "B": wide.get(second) if second else float("nan")}, index=wide.index)
+    if second and order == "a_gain":
+        rank = out["A"] - out["B"]
+    elif second and order == "b_gain":
+        rank = out["B"] - out["A"]
+    else:
+        rank = -(out["B"] if second else out["A"])
     return out.assign(_rank=rank.values).sort_values("_rank", ascending=False, na_position="last",
                                                      kind="stable").drop(columns="_rank").reset_index()
 
