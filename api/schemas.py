@@ -125,6 +125,9 @@ class ExperimentPublic(ORM):
     error: str | None
     progress: float = Field(ge=0, le=1)
     stages: list[StagePublic]
+    summary: dict[str, Any] | None = Field(
+        None, description="Of a succeeded experiment: {dice: {method: {intra, cross}}}, the mean Dice on the intra "
+                          "test split(s) and over the cross datasets (null: none or not finished)")
 
 
 class EpochMetricPublic(ORM):

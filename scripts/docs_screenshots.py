@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--second", type=int, help="use this (running) experiment as the second one")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     p.add_argument("--wait-second", type=float, default=3600, help="seconds to wait for the second experiment")
+    p.add_argument("--progress-epochs", type=int, default=3,
+                   help="epochs of the second experiment's first stage before the progress pictures")
     args = p.parse_args(argv)
 
     token = args.token or (ROOT / "sikd_data" / "admin_token").read_text().strip()
@@ -84,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                                                     "alpha": args.alpha}).raise_for_status().json()
         page.nav("Experiments")
         page.wait_text("1 active on this page", timeout=120)
-        page.wait(lambda: api.get(f"/experiments/{second['id']}").json()["stages"][0]["epoch"] >= 3, 300,
-                  "a few epochs")
+        page.wait(lambda: api.get(f"/experiments/{second['id']}").json()["stages"][0]["epoch"] >= args.progress_epochs,
+                  600, "a few epochs")
         page.shot("experiments")
         driver.get(f"{args.ui}/experiment?id={second['id']}")
         page.wait_text(f"#{second['id']}", "Training loss", timeout=60)

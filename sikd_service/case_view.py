@@ -16,7 +16,14 @@ from PIL import Image
 from sqlalchemy.orm import Session
 
 from sikd_core.data import load_original
-from sikd_core.viz import class_contours, error_map, hstack_panels, overlay_fill, to_rgb_uint8
+from sikd_core.viz import (
+    class_contours,
+    error_map,
+    hstack_panels,
+    overlay_contours,
+    overlay_fill,
+    to_rgb_uint8,
+)
 from sikd_core.workdir import safe_name
 from sikd_service import crud
 from sikd_service.config import Settings
@@ -26,7 +33,9 @@ from sikd_service.ingest import dataset_manifest
 from sikd_service.storage import experiment_dir
 from sikd_service.tables import Experiment
 
-ViewMode = Literal["contours", "fill", "errors"]
+ViewMode = Literal["contours", "fill", "errors", "overlay"]
+#: ``overlay`` mode: the outlines of two predictions over the ground truth's, in one picture (first red, second blue).
+PAIR_COLOURS = ((255, 60, 60), (40, 140, 255))
 #: The longest side of a rendered panel: full resolution for the usual medical images, bounded for huge ones.
 MAX_SIDE = 2048
 _METHOD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_+.-]*")
@@ -36,8 +45,12 @@ def render_case(session: Session, settings: Settings, exp: Experiment, *, datase
                 methods: list[str], mode: ViewMode = "contours") -> bytes:
     """A PNG: the image (contours: with the ground truth's class outlines; fill: filled; errors: the bare
     image), then one panel per method in ``methods`` (contours / fill of its prediction in the class
-    colours, or its error map against the ground truth). Raises 404 for an unknown dataset, image or method."""
+    colours, or its error map against the ground truth). ``overlay``: one panel, the outlines of the ground
+    truth (green) and of up to two methods' predictions (the first red, the second blue) over the image.
+    Raises 404 for an unknown dataset, image or method."""
     require_finished(exp, "predictions")
+    if mode == "overlay" and len(methods) > len(PAIR_COLOURS):
+        raise ServiceError(422, f"mode overlay draws at most {len(PAIR_COLOURS)} methods; got {len(methods)}")
     rows = crud.get_datasets_by_id(session, ids=[lk.dataset_id for lk in exp.dataset_links], with_manifest=True)
     ds = next((d for d in rows.values() if d.name == dataset), None)
     if ds is None:
@@ -63,7 +76,10 @@ def render_case(session: Session, settings: Settings, exp: Experiment, *, datase
             raise ServiceError(409, f"the saved prediction of {m!r} for {key!r} has shape {preds[m].shape}, "
                                     f"the image {gt.shape}")
     base = to_rgb_uint8(image)
-    if mode == "errors":
+    if mode == "overlay":
+        masks = {"ground_truth": gt, **{f"method {i}": p for i, p in enumerate(preds.values())}}
+        panels = [overlay_contours(base, masks, colors={f"method {i}": c for i, c in enumerate(PAIR_COLOURS)})]
+    elif mode == "errors":
         panels = [base] + [error_map(base, p, gt) for p in preds.values()]
     elif mode == "fill":
         panels = [overlay_fill(base, gt.astype(np.uint8))] + [overlay_fill(base, p.astype(np.uint8))

@@ -360,9 +360,9 @@ def queue_evaluation_once(session: Session, *, experiment_id: int) -> int | None
     return stage_id
 
 
-def finish_experiment(session: Session, *, experiment_id: int) -> None:
+def finish_experiment(session: Session, *, experiment_id: int, summary: dict[str, Any] | None = None) -> None:
     session.execute(update(Experiment).where(Experiment.id == experiment_id, Experiment.status == "running")
-                    .values(status="succeeded", finished_at=utcnow()))
+                    .values(status="succeeded", finished_at=utcnow(), summary=summary))
 
 
 def record_epoch(session: Session, *, stage_id: int, attempt: int, logs: dict[str, Any],

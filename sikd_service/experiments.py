@@ -206,6 +206,34 @@ def report(settings: Settings, exp: Experiment) -> dict[str, Any]:
     return read_json(settings, exp, "report.json", "results")
 
 
+def headline(rep: dict[str, Any]) -> dict[str, Any]:
+    """The experiment's summary for lists (small, stored on the row): per method, the mean Dice over its intra
+    test split(s) and over the cross datasets (None where there are none), in the report's method order."""
+    rows = json_safe(rep.get("summary") or [])
+    dice: dict[str, dict[str, float | None]] = {}
+    for m in dict.fromkeys(r["method"] for r in rows):
+        out: dict[str, float | None] = {}
+        for split in ("intra", "cross"):
+            v = [r["dice_mean"] for r in rows if r["method"] == m and r["split"] == split
+                 and r.get("dice_mean") is not None]
+            out[split] = sum(v) / len(v) if v else None
+        dice[m] = out
+    return {"dice": dice}
+
+
+def fill_summaries(session: Session, settings: Settings, exps: list[Experiment]) -> None:
+    """Store the summary of succeeded experiments that lack one (finished before summaries were kept): read
+    their report once, then never again. An unreadable report leaves the summary empty."""
+    missing = [e for e in exps if e.status == "succeeded" and e.summary is None]
+    for e in missing:
+        try:
+            e.summary = headline(report(settings, e))
+        except (ServiceError, OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("experiment %s: no summary from its report (%s)", e.id, err)
+    if missing:
+        session.commit()
+
+
 def report_markdown(settings: Settings, exp: Experiment) -> str:
     require_finished(exp, "report")
     path = experiment_dir(settings, exp.id) / "report.md"

@@ -276,15 +276,21 @@ def dataset_manifest(settings: Settings, ds: Dataset):  # -> sikd_core.data.Mani
     return manifest_from_stored(ds.manifest, dataset_dir(settings, ds.id))
 
 
-def thumbnail_png(settings: Settings, ds: Dataset, index: int) -> bytes:
-    """A small picture of sample ``index``: classes filled and outlined over the image (cached on disk)."""
-    cache = dataset_dir(settings, ds.id) / ".thumbs" / f"{index}_{settings.thumbnail_size}.png"
+#: The longest side of a sample's full-size view (``thumbnail_png(full=True)``): the usual medical images whole.
+FULL_SIDE = 2048
+
+
+def thumbnail_png(settings: Settings, ds: Dataset, index: int, *, full: bool = False) -> bytes:
+    """A picture of sample ``index``: classes filled and outlined over the image (cached on disk), small
+    (``settings.thumbnail_size``) or, ``full``, at the image's own resolution (at most :data:`FULL_SIDE`)."""
+    side = FULL_SIDE if full else settings.thumbnail_size
+    cache = dataset_dir(settings, ds.id) / ".thumbs" / f"{index}_{side}.png"
     if cache.is_file():
         return cache.read_bytes()
     manifest = dataset_manifest(settings, ds)
     image, label = load_original(manifest, index)
     picture = overlay_contours(overlay_fill(to_rgb_uint8(image), label.astype("uint8")), {"ground_truth": label})
-    picture = downscale(picture, settings.thumbnail_size)
+    picture = downscale(picture, side)
     from PIL import Image
 
     buf = io.BytesIO()

@@ -122,6 +122,8 @@ class Experiment(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     #: Set by the one training task that finishes the last training stage (a conditional UPDATE).
     eval_enqueued: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The headline scores for lists (:func:`sikd_service.experiments.headline`), written with the report.
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     owner: Mapped[User] = relationship()
     stages: Mapped[list[Stage]] = relationship(

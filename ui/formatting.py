@@ -23,8 +23,9 @@ METHOD_LABELS = {"baseline": "Baseline", "sikd": "SIKD", "gin": "GIN", "sdm": "S
 STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:",
                 "succeeded": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:",
                 "pending": ":material/more_horiz:"}
-#: Contour colours of the overlays (the API draws them with sikd_core.viz.CONTOUR_COLORS).
-CONTOUR_COLORS = {"ground truth": "#00e600", "baseline": "#ff3c3c", "SIKD": "#288cff"}
+#: Outline colours of the overlays: the ground truth, the first and the second contoured method (the API draws
+#: them with sikd_core.viz.CONTOUR_COLORS["ground_truth"] and sikd_service.case_view.PAIR_COLOURS).
+CONTOUR_COLORS = {"ground truth": "#00e600", "first": "#ff3c3c", "second": "#288cff"}
 #: Class colours of masks and fills (index = class; sikd_core.viz.CLASS_COLORS as hex).
 CLASS_COLORS = ("#000000", "#ff5050", "#50c878", "#508cff", "#ffc83c", "#c85aff", "#3cdcdc", "#ff8c28", "#a0a0a0")
 BETTER = "#1a7f37"
@@ -194,6 +195,14 @@ def training_epochs(spec: dict[str, Any]) -> int:
     return total * max(len(spec.get("seeds") or [0]), 1)
 
 
+def train_ids(spec: dict[str, Any]) -> list[str]:
+    """The spec's training datasets as a list of ids (``train_dataset`` is one id or a list of them)."""
+    v = spec.get("train_dataset")
+    if v is None or v == "":
+        return []
+    return [str(x) for x in v] if isinstance(v, list) else [str(v)]
+
+
 def seconds_per_unit(exps: Sequence[dict[str, Any]], n_train: dict[int, int]) -> float | None:
     """Measured cost of training: the median over finished training stages of recent experiments of
     seconds / (epochs x training images x pixels), or None without history. ``n_train``: training images
@@ -202,7 +211,8 @@ def seconds_per_unit(exps: Sequence[dict[str, Any]], n_train: dict[int, int]) ->
     for e in exps:
         spec = e.get("spec") or {}
         h, w = (spec.get("image_size") or [0, 0])[:2]
-        n = n_train.get(int(spec.get("train_dataset") or 0)) if str(spec.get("train_dataset", "")).isdigit() else None
+        ids = train_ids(spec)
+        n = sum(n_train.get(int(i), 0) for i in ids) if ids and all(str(i).isdigit() for i in ids) else None
         for s in e.get("stages") or []:
             if s["kind"] == "evaluation" or s["status"] != "succeeded" or not n or not h or not w:
                 continue
@@ -268,13 +278,11 @@ def current_activity(exp: dict[str, Any]) -> str:
     return "done"
 
 
-def experiments_frame(exps: Sequence[dict[str, Any]], results: dict[int, dict[str, Any]] | None = None,
-                      etas: dict[int, float | None] | None = None) -> pd.DataFrame:
-    """One row per experiment for the list (stages come with the list); progress in percent, overall and
-    per stage kind (None: the experiment has no such stage); the headline Dice of the succeeded ones whose
-    ``results`` are given; and ``Open``, the experiment's own URL."""
+def experiments_frame(exps: Sequence[dict[str, Any]], etas: dict[int, float | None] | None = None) -> pd.DataFrame:
+    """One row per experiment for the list (stages and the succeeded ones' ``summary`` come with the list, so a
+    page of the list is one request); progress in percent, overall and per stage kind (None: the experiment has
+    no such stage); the headline Dice; and ``Open``, the experiment's own URL."""
     rows = []
-    results = results or {}
     for e in exps:
         prog = kind_progress(e["stages"])
         spec = e.get("spec") or {}
@@ -288,7 +296,7 @@ def experiments_frame(exps: Sequence[dict[str, Any]], results: dict[int, dict[st
                     if e["status"] in ACTIVE else ""),
             "Model": spec.get("model", ""), "Epochs": spec.get("epochs"),
             "Created": created.strftime("%Y-%m-%d %H:%M") if created else "",
-            **headline_scores(results.get(e["id"])),
+            **headline_scores(e.get("summary")),
             "Open": f"experiment?id={e['id']}",
         })
     cols = ["ID", "Name", "Status", "Progress", "Dice intra", "Dice cross", "Δ intra", "Δ cross", "Baseline",
@@ -296,25 +304,20 @@ def experiments_frame(exps: Sequence[dict[str, Any]], results: dict[int, dict[st
     return pd.DataFrame(rows, columns=cols)
 
 
-def headline_scores(results: dict[str, Any] | None) -> dict[str, float | None]:
-    """Dice of the experiment's main method (SIKD, else its first non-baseline method, else the only one) on
-    the intra test split and averaged over the cross datasets, and its difference to the baseline."""
+def headline_scores(summary: dict[str, Any] | None) -> dict[str, float | None]:
+    """From an experiment's stored ``summary`` (``{dice: {method: {intra, cross}}}``): the Dice of its main
+    method (SIKD, else its first non-baseline method, else the only one) on the intra test split(s) and
+    averaged over the cross datasets, and its difference to the baseline."""
     out: dict[str, float | None] = {"Dice intra": None, "Dice cross": None, "Δ intra": None, "Δ cross": None}
-    summary = (results or {}).get("summary") or []
-    methods = result_methods(summary)
+    dice = (summary or {}).get("dice") or {}
+    methods = list(dice)
     if not methods:
         return out
     main = "sikd" if "sikd" in methods else next((m for m in methods if m != "baseline"), methods[0])
-
-    def mean(method: str, intra: bool) -> float | None:
-        v = [finite(s.get("dice_mean")) for s in summary if s["method"] == method and (s["split"] == "intra") == intra]
-        v = [x for x in v if x is not None]
-        return sum(v) / len(v) if v else None
-
-    out["Dice intra"], out["Dice cross"] = mean(main, True), mean(main, False)
+    out["Dice intra"], out["Dice cross"] = finite(dice[main].get("intra")), finite(dice[main].get("cross"))
     if main != "baseline" and "baseline" in methods:
-        out["Δ intra"] = _diff(out["Dice intra"], mean("baseline", True))
-        out["Δ cross"] = _diff(out["Dice cross"], mean("baseline", False))
+        out["Δ intra"] = _diff(out["Dice intra"], finite(dice["baseline"].get("intra")))
+        out["Δ cross"] = _diff(out["Dice cross"], finite(dice["baseline"].get("cross")))
     return out
 
 
@@ -537,12 +540,19 @@ def comparisons_table(comparisons: Sequence[dict[str, Any]], unit: str = "px",
 _NUMBERED = re.compile(r"^\D*?(\d+)\D*$")
 
 
+def has_groups(stats: dict[str, Any]) -> bool:
+    """Whether the dataset groups its cases (groups.csv, a datalist's groups, CVC-ClinicDB's videos): without
+    groups every case is its own group, so the count of groups equals the count of cases."""
+    groups, cases = int(stats.get("groups") or 0), int(stats.get("cases") or 0)
+    return 0 < groups < cases
+
+
 def frames_warning(dataset: dict[str, Any]) -> str | None:
     """A warning for a dataset that looks like video frames (keys numbered without gaps, one case per image)
     without groups: neighbouring frames are near-duplicates, so a split by image leaks between train and
     test and the intra scores come out too good."""
     stats = dataset.get("stats") or {}
-    if stats.get("groups") or stats.get("volumetric") or dataset.get("synthetic"):
+    if has_groups(stats) or stats.get("volumetric") or dataset.get("synthetic"):
         return None
     n = int(dataset.get("num_pairs") or 0)
     if n < 20 or int(stats.get("cases") or n) < n:
@@ -712,7 +722,7 @@ def readable_spec(spec: dict[str, Any], dataset_names: dict[str, str]) -> dict[s
     out: dict[str, Any] = {}
     for k, v in spec.items():
         if k == "train_dataset":
-            v = name(v)
+            v = " + ".join(name(d) for d in train_ids(spec))
         elif k == "eval_datasets":
             v = ", ".join(name(d) for d in v or []) or "none"
         elif isinstance(v, list):

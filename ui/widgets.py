@@ -109,10 +109,14 @@ def status_badge(status: str) -> str:
     return f":{colours.get(status, 'gray')}-badge[{STATUS_ICONS.get(status, '')} {status}]"
 
 
-def contour_legend() -> None:
+def contour_legend(first: str, second: str | None = None) -> None:
+    """The overlay's outline colours: the ground truth's, then the two contoured methods' (the API's
+    ``mode=overlay`` draws them in these colours)."""
+    names = {"ground truth": CONTOUR_COLORS["ground truth"], first: CONTOUR_COLORS["first"],
+             **({second: CONTOUR_COLORS["second"]} if second else {})}
     chips = " ".join(
         f"<span style='display:inline-block;width:1.6em;height:0.35em;background:{c};vertical-align:middle;"
-        f"margin:0 0.3em 0 0.9em'></span>{html.escape(name)}" for name, c in CONTOUR_COLORS.items())
+        f"margin:0 0.3em 0 0.9em'></span>{html.escape(name)}" for name, c in names.items())
     st.markdown(f"<div class='sikd-legend'>Contours:{chips}</div>", unsafe_allow_html=True)
 
 

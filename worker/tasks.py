@@ -24,6 +24,7 @@ from sikd_service import crud, dispatch
 from sikd_service.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN, app
 from sikd_service.config import Settings, get_settings
 from sikd_service.db import session_scope
+from sikd_service.experiments import headline
 from sikd_service.storage import dataset_dir, discard, experiment_dir, manifest_from_stored
 from sikd_service.tables import utcnow
 from worker.progress import DbProgressCallback, StageRecorder, finite
@@ -190,7 +191,7 @@ def run_evaluation_stage(stage_id: int, *, worker: str = "local") -> str:
         cb = DbProgressCallback(rec, experiment_id=c.experiment_id, attempt=c.attempt)
         try:
             exp = build_experiment(settings, c)
-            exp.evaluate([cb])
+            summary = headline(exp.evaluate([cb]))
         except Exception as e:  # noqa: BLE001
             return _stopped(settings, c, rec, e)
         if settings.mlflow_tracking_uri:
@@ -201,7 +202,7 @@ def run_evaluation_stage(stage_id: int, *, worker: str = "local") -> str:
     with session_scope(settings) as s:
         if not crud.finish_stage(s, stage_id=stage_id, token=c.token, status="succeeded"):
             return "lost"
-        crud.finish_experiment(s, experiment_id=c.experiment_id)
+        crud.finish_experiment(s, experiment_id=c.experiment_id, summary=summary)
     return "succeeded"
 
 

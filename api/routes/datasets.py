@@ -88,14 +88,15 @@ def read_dataset(dataset_id: DatasetId, request: Request, session: SessionDep, s
 @router.get("/datasets/{dataset_id}/samples/{index}.png", name="dataset_sample",
             response_class=Response, responses={200: {"content": {"image/png": {}}}})
 def dataset_sample(dataset_id: DatasetId, index: SampleIndex, session: SessionDep, settings: SettingsDep,
-                   user: CurrentUser) -> Response:
-    """A thumbnail of sample ``index`` with its mask overlaid."""
+                   user: CurrentUser, full: bool = False) -> Response:
+    """A thumbnail of sample ``index`` with its mask overlaid; ``full=true``: at the image's own resolution
+    (longest side at most 2048 px), for a readable full-screen view."""
     ds = crud.get_dataset(session, user=user, dataset_id=dataset_id, with_manifest=True)
     if ds is None:
         raise not_found("dataset", dataset_id)
     if not 0 <= index < ds.num_pairs:
         raise ServiceError(404, f"dataset {dataset_id} has samples 0..{ds.num_pairs - 1}; there is no sample {index}")
-    return Response(ingest.thumbnail_png(settings, ds, index), media_type="image/png",
+    return Response(ingest.thumbnail_png(settings, ds, index, full=full), media_type="image/png",
                     headers={"Cache-Control": "private, max-age=3600"})
 
 

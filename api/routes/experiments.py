@@ -57,7 +57,7 @@ def public(exp: Experiment) -> ExperimentPublic:
     return ExperimentPublic(id=exp.id, name=exp.name, owner_id=exp.owner_id, status=exp.status,  # type: ignore[arg-type]
                             spec=exp.spec, created_at=exp.created_at, started_at=exp.started_at,
                             finished_at=exp.finished_at, error=exp.error, progress=svc.progress(exp),
-                            stages=[StagePublic.model_validate(s) for s in exp.stages])
+                            stages=[StagePublic.model_validate(s) for s in exp.stages], summary=exp.summary)
 
 
 @router.get("/options", response_model=OptionsPublic)
@@ -101,10 +101,13 @@ async def _read(session: Session, read: Callable[[], T]) -> T:
 
 
 @router.get("/experiments", response_model=Page[ExperimentPublic])
-async def list_experiments(session: SessionDep, user: CurrentUser, status: ExperimentStatus | None = None,
-                           skip: Skip = 0, limit: Limit = 100) -> Page[ExperimentPublic]:
+async def list_experiments(session: SessionDep, settings: SettingsDep, user: CurrentUser,
+                           status: ExperimentStatus | None = None, skip: Skip = 0,
+                           limit: Limit = 100) -> Page[ExperimentPublic]:
+    """The experiments, newest first, each with its stages and (succeeded ones) its headline ``summary``."""
     def read() -> Page[ExperimentPublic]:
         rows, count = crud.list_experiments(session, user=user, status=status, skip=skip, limit=limit)
+        svc.fill_summaries(session, settings, rows)
         return Page(data=[public(e) for e in rows], count=count)
 
     return await _read(session, read)
@@ -210,10 +213,11 @@ def experiment_case_view(
     dataset: Annotated[str, Query(description="the dataset's name, as in the results")],
     key: Annotated[str, Query(description="the image's key (a case's ``keys``)")],
     methods: Annotated[list[str], Query(description="the models whose predictions are shown, in order")] = [],  # noqa: B006
-    mode: Literal["contours", "fill", "errors"] = "contours",
+    mode: Literal["contours", "fill", "errors", "overlay"] = "contours",
 ) -> Response:
     """One image at full resolution: ground truth, then each chosen method's prediction (first seed), in
-    per-class colours (``contours`` or ``fill``) or as an error map (``errors``: FP red, FN blue)."""
+    per-class colours (``contours`` or ``fill``) or as an error map (``errors``: FP red, FN blue);
+    ``overlay``: one picture with the outlines of the ground truth (green) and of two methods (red, blue)."""
     png = case_view.render_case(session, settings, _get(session, user, experiment_id), dataset=dataset, key=key,
                                 methods=methods, mode=mode)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=600"})

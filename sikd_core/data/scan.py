@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from sikd_core.data import io as dio
+from sikd_core.data.duplicates import fingerprint, near_duplicate_warning, near_duplicates
 from sikd_core.data.loaders import MAX_CLASSES
 from sikd_core.data.manifest import Manifest
 from sikd_core.errors import DatasetError
@@ -45,6 +46,7 @@ class _Unit:
     channels: int = 0
     values: np.ndarray | None = None  # unique raw mask values
     counts: np.ndarray | None = None  # [n_values, n_samples] pixel count per value per sample
+    fingerprint: np.ndarray | None = None  # of a 2D image, for near-duplicates (sikd_core.data.duplicates)
 
 
 def _value_counts(lab: np.ndarray, slices: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -92,6 +94,8 @@ def _scan_unit(manifest: Manifest, indices: list[int]) -> _Unit:
                 u.channels += 1
             else:
                 img = dio.read_image(p)
+                if u.channels == 0:
+                    u.fingerprint = fingerprint(img)
                 shapes.append((tuple(img.shape[:2]), p))
                 u.channels += img.shape[2]
         if s0.label is None:
@@ -313,6 +317,11 @@ def _stats(manifest: Manifest, results: list[_Unit], binary: bool) -> dict[str, 
         warnings.append(f"classes never present in any mask: {', '.join(absent)}")
     if not binary and any(dio.file_extension(s.label or "") in (".jpg", ".jpeg") for s in manifest.samples):
         warnings.append("label maps are stored as JPEG: lossy compression can change class values at edges")
+    flat = [r for r in results if manifest.samples[r.indices[0]].slice_index is None]
+    near = near_duplicates([r.fingerprint for r in flat], [manifest.samples[r.indices[0]].group_id for r in flat],
+                           [manifest.samples[r.indices[0]].key for r in flat])
+    if (w := near_duplicate_warning(near)) is not None:
+        warnings.append(w)
     fixed = Counter(s.fixed_split for s in manifest.samples if s.fixed_split)
     return {
         "name": manifest.name,
@@ -335,5 +344,6 @@ def _stats(manifest: Manifest, results: list[_Unit], binary: bool) -> dict[str, 
         "volumes": sum(1 for r in results if manifest.samples[r.indices[0]].slice_index is not None),
         "slices": sum(1 for s in manifest.samples if s.slice_index is not None),
         "fixed_splits": dict(fixed),
+        "near_duplicates": near,
         "warnings": warnings,
     }

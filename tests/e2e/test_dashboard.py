@@ -315,7 +315,7 @@ def test_upload_train_and_read_the_results_in_the_browser(browser, stack, tmp_pa
     page.wait(lambda: f"experiment?id={exp['id']}" in browser.current_url, 30, "the experiment's page again")
     page.wait(lambda: browser.find_elements(page.By.CSS_SELECTOR, "table.sikd-scores"), 30, "the score table")
     page.click_text("[role=tab]", "Overlays")
-    page.wait_text("Contours:", "ground truth", "baseline", "SIKD")
+    page.wait_text("Contours:", "ground truth", "Contour in red", "Baseline", "SIKD", "Largest SIKD gain")
     page.wait(lambda: len(page.visible_tab_images()) >= 1, 30, "an overlay image")
     page.shot("experiment-overlays")
 

@@ -45,3 +45,28 @@ def plotly_traces(at: Any, key: str) -> list[dict[str, Any]]:
         if chart.proto.id.endswith(f"-{key}"):
             return [{k: _decode(v) for k, v in t.items()} for t in spec["data"]]
     raise AssertionError(f"no plotly chart with key {key!r}; ids: {[c.proto.id for c in at.get('plotly_chart')]}")
+
+
+def click_row(at: Any, key: str, row: int) -> Any:
+    """Run the app as after a click on row ``row`` of the table ``key`` (an ``st.dataframe`` with
+    ``on_select="rerun"``). AppTest cannot select table rows, so the run sends the selection state a browser
+    sends for that click (JSON in the table's widget state)."""
+    import json
+
+    from streamlit.testing.v1 import element_tree as et
+
+    [table] = [d for d in at.dataframe if d.key == key]
+    real = et.ElementTree.get_widget_states
+
+    def with_selection(self: Any) -> Any:
+        states = real(self)
+        state = states.widgets.add()
+        state.id = table.proto.id
+        state.string_value = json.dumps({"selection": {"rows": [row], "columns": [], "cells": []}})
+        return states
+
+    et.ElementTree.get_widget_states = with_selection
+    try:
+        return at.run()
+    finally:
+        et.ElementTree.get_widget_states = real

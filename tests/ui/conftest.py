@@ -115,6 +115,52 @@ def trained(services, zips) -> dict[str, Any]:
     return {"api": api, "datasets": ids, "sweep": sweep, "failed": broken}
 
 
+SEVEN_METHODS = ["baseline", "sikd", "sdm", "gin", "gin+sikd", "maxstyle", "maxstyle+sikd"]
+
+
+@pytest.fixture(scope="session")
+def binary_zip() -> bytes:
+    """SYNTHETIC binary task (one foreground class, a bright square on a dark image): 8 pairs."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from tests.service_helpers import zip_bytes
+
+    def png(a: np.ndarray) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, format="PNG")
+        return buf.getvalue()
+
+    files = {}
+    for i in range(8):
+        img, mask = np.full((32, 32), 40, np.uint8), np.zeros((32, 32), np.uint8)
+        img[4 + i:16 + i, 6 + i:18 + i] = 200
+        mask[4 + i:16 + i, 6 + i:18 + i] = 255
+        files[f"binary/images/{i}.png"], files[f"binary/masks/{i}.png"] = png(img), png(mask)
+    return zip_bytes(files)
+
+
+@pytest.fixture(scope="session")
+def seven(services, zips, binary_zip) -> dict[str, Any]:
+    """On the service with a worker, a user with really trained experiments: ``all7``, every method of issue 12
+    trained on TWO datasets (vendor_a + vendor_b, multi-source) and scored cross on vendor_c, and ``binary``,
+    a baseline on a different task (one class), for the Compare page's cross-task warning. Tiny: one epoch."""
+    api = services.work.admin.new_user("seven")
+    ids = {name: api.upload(data, name)["id"] for name, data in zips.items()}
+    binary = api.upload(binary_zip, "binary")["id"]
+    small = dict(epochs=1, seeds=[0], feature_maps=1)
+    all7 = api.post("/experiments", json=tiny_spec([str(ids["vendor_a"]), str(ids["vendor_b"])],
+                                                   [ids["vendor_c"]], name="all seven", methods=SEVEN_METHODS,
+                                                   **small))["id"]
+    other = api.post("/experiments", json=tiny_spec(str(binary), [], name="binary task", methods=["baseline"],
+                                                    **small))["id"]
+    for i in (all7, other):
+        api.wait_experiment(i, timeout=240)
+    return {"api": api, "datasets": ids, "all7": all7, "binary": other}
+
+
 # ---------------------------------------------------------------------------------------------- AppTest
 @pytest.fixture
 def dashboard(monkeypatch) -> Callable[..., Any]:

@@ -53,7 +53,7 @@ def test_valid_upload_shows_the_validation_report_and_the_dataset(dashboard, ser
     no_exceptions(at)
     assert sorted(captions()) == sorted(want[18:])
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Groups"] == str(ds["stats"].get("groups") or "none")
+    assert ds["stats"]["groups"] == ds["stats"]["cases"] == 20 and metrics["Groups"] == "none"  # no groups.csv
     assert any("an experiment trains on about 14 pairs, validates on 2 and scores intra on 4" in c
                for c in texts(at, "caption"))
     legend = [m.value for m in at.markdown if "sikd-class-legend" in m.value]
@@ -119,3 +119,77 @@ def test_dataset_used_by_an_experiment_cannot_be_deleted_and_says_why(dashboard,
     assert "Not possible now" in errors and f"used by experiment(s) {exp['id']}" in errors
     assert queue_user.get("/datasets")["count"] == 3
     assert "No datasets yet" not in all_text(at)
+
+
+def test_near_duplicates_by_content_are_warned_about(dashboard, services, queue_user):
+    """The API compares the images' content at upload (not their names): shifted, noisy copies under other
+    names are a warning on the dataset; the same images without the copies are not."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from tests.service_helpers import zip_bytes
+    from tests.unit.data.test_data_duplicates import copies, smooth_image
+
+    rng = np.random.default_rng(7)
+    originals = {f"case_{i:02d}": smooth_image(rng) for i in range(10)}
+
+    def zipped(images: dict[str, np.ndarray]) -> bytes:
+        def png(a: np.ndarray) -> bytes:
+            buf = io.BytesIO()
+            Image.fromarray(a).save(buf, format="PNG")
+            return buf.getvalue()
+
+        files = {}
+        for k, img in images.items():
+            files[f"d/images/{k}.png"], files[f"d/masks/{k}.png"] = png(img), png((img > 128).astype(np.uint8) * 255)
+        return zip_bytes(files)
+
+    dup = queue_user.upload(zipped({**originals, **copies(originals)}), "with copies")["id"]
+    clean = queue_user.upload(zipped(originals), "distinct")["id"]
+    at = dashboard("datasets", url=services.queue.url, token=queue_user.token)
+    at.selectbox(key="ds_selected").select(dup).run()
+    no_exceptions(at)
+    [warning] = [w for w in texts(at, "warning") if "near-duplicates" in w]
+    assert warning.startswith("3 pair(s) of images look like near-duplicates") and "case_00 ≈ case_00_again" in warning
+    at.selectbox(key="ds_selected").select(clean).run()
+    no_exceptions(at)
+    assert not [w for w in texts(at, "warning") if "near-duplicates" in w]
+
+
+def test_columns_and_full_size_view(dashboard, services, queue_user, queue_data, monkeypatch):
+    """Thumbnails are small: fewer columns make them larger (one column shows full-size pictures), and any pair
+    of the page opens at its own resolution (readable in fullscreen)."""
+    from ui import client
+
+    seen: list[str] = []
+    real = client._request
+
+    def counting(method, base, token, path, **kw):
+        seen.append(path)
+        return real(method, base, token, path, **kw)
+
+    monkeypatch.setattr(client, "_request", counting)
+    ds = queue_data["vendor_a"]
+    at = dashboard("datasets", url=services.queue.url, token=queue_user.token)
+    at.selectbox(key="ds_selected").select(ds).run()
+    def offered():
+        return [o.split(" · ")[0] for o in at.selectbox(key=f"ds_full_{ds}").options]
+
+    assert offered() == [f"#{i}" for i in range(9)]  # 3 columns x 3 rows
+    at.select_slider(key="ds_cols").set_value(4).run()
+    no_exceptions(at)
+    assert offered() == [f"#{i}" for i in range(12)]
+    at.number_input(key=f"ds_page_{ds}").set_value(2).run()
+    seen.clear()
+    at.selectbox(key=f"ds_full_{ds}").select(13).run()
+    no_exceptions(at)
+    assert f"/datasets/{ds}/samples/13.png?full=true" in seen
+    assert any(i.caption.startswith("#13") and "full size" in i.caption for img in at.get("image") for i in img.proto.imgs)
+    seen.clear()
+    client.clear_cache()
+    at.select_slider(key="ds_cols").set_value(1).run()
+    no_exceptions(at)
+    shown = [p for p in seen if "/samples/" in p]
+    assert shown and all(p.endswith("?full=true") for p in shown)

@@ -140,27 +140,71 @@ def test_paired_comparison(succeeded):
                                                          for c in results["comparisons"])
 
 
-def test_overlays_sorted_and_filtered(succeeded):
+def overlay_captions(at) -> list[str]:
+    return [i.caption for img in at.get("image") for i in img.proto.imgs if " · Dice " in i.caption]
+
+
+def case_ranks(api, exp_id: int, first: str, second: str, key, dataset: str | None = None) -> dict[str, float]:
+    """``key dataset (split)`` of every evaluated case -> ``key(dice of first, dice of second)`` (the larger,
+    the earlier it should be shown), from the API's per-case scores (mean over seeds)."""
+    import collections
+
+    dice = collections.defaultdict(lambda: collections.defaultdict(list))
+    for c in api.get(f"/experiments/{exp_id}/cases", params={"limit": 500})["data"]:
+        if dataset is None or c["dataset"] == dataset:
+            dice[(c["keys"][0], f"{c['dataset']} ({c['split']})")][c["method"]].append(c["dice"])
+    mean = {k: {m: sum(v) / len(v) for m, v in ms.items()} for k, ms in dice.items()}
+    return {k + d: key(ms[first], ms[second]) for (k, d), ms in mean.items()}
+
+
+def assert_first_page(at, ranks: dict[str, float]) -> None:
+    """The page shows nine cases whose ranks are the nine largest (ties may come in any order)."""
+    shown = shown_cases(at)
+    assert len(shown) == min(9, len(ranks)) and set(shown) <= set(ranks)
+    assert sorted((ranks[c] for c in shown), reverse=True) == pytest.approx(sorted(ranks.values(), reverse=True)[:9])
+
+
+def shown_cases(at) -> list[str]:
+    return [c.split(" · ")[0] + c.split(" · ")[1] for c in overlay_captions(at)]
+
+
+def test_overlays_contour_two_chosen_methods_sorted_and_filtered(succeeded, monkeypatch):
     at, api, exp_id, results = succeeded
+    # baseline vs SIKD by default, largest SIKD gain first, every evaluated case (9 per page)
+    assert at.selectbox(key="ov_first").value == "baseline" and at.selectbox(key="ov_second").value == "sikd"
     legend = [m.value for m in at.markdown if "sikd-legend" in m.value]
-    assert legend and all(k in legend[0] for k in ("ground truth", "baseline", "SIKD"))
+    assert legend and all(k in legend[0] for k in ("ground truth", "Baseline", "SIKD"))
+    gain = case_ranks(api, exp_id, "baseline", "sikd", lambda a, b: b - a)
+    assert len(gain) > 9
+    assert any(c.startswith(f"{len(gain)} evaluated case(s), ordered by largest sikd gain") for c in texts(at, "caption"))
+    assert f"(of {-(-len(gain) // 9)}; {len(gain)} cases)" in at.number_input(key="ov_page").label
+    assert_first_page(at, gain)
+    assert gain[shown_cases(at)[0]] == pytest.approx(max(gain.values()))  # the first picture: the largest gain
+    at.radio(key="ov_sort").set_value("worst").run()
+    assert_first_page(at, case_ranks(api, exp_id, "baseline", "sikd", lambda a, b: -b))
+    # swap the roles: SIKD in red against the baseline in blue; the pictures are drawn by the API for that pair
+    from ui import client
 
-    def captions():
-        return [i.caption for img in at.get("image") for i in img.proto.imgs if " · Dice " in i.caption]
+    seen: list[str] = []
+    real = client._request
 
-    api_items = api.get(f"/experiments/{exp_id}/overlays", params={"sort": "dice_diff", "limit": 500})["data"]
-    shown = captions()
-    assert len(shown) == min(9, len(api_items)) > 0
-    # the images are laid out in three columns: compare as sets per page, and the first one exactly
-    assert {c.split(" · ")[0] + c.split(" · ")[1] for c in shown} == {
-        o["key"] + f"{o['dataset']} ({o['split']})" for o in api_items[:9]}
-    at.radio(key="ov_sort").set_value("Worst cases (lowest SIKD Dice)").run()
-    worst = api.get(f"/experiments/{exp_id}/overlays", params={"sort": "worst", "limit": 500})["data"]
-    assert {c.split(" · ")[0] + c.split(" · ")[1] for c in captions()} == {
-        o["key"] + f"{o['dataset']} ({o['split']})" for o in worst[:9]}
+    def counting(method, base, token, path, **kw):
+        seen.append(path)
+        return real(method, base, token, path, **kw)
+
+    monkeypatch.setattr(client, "_request", counting)
+    at.selectbox(key="ov_first").select("sikd").run()
+    no_exceptions(at)
+    assert at.selectbox(key="ov_second").options == ["Baseline"]
+    assert_first_page(at, case_ranks(api, exp_id, "sikd", "baseline", lambda a, b: -b))
+    views = [p for p in seen if "/cases/view.png?" in p]
+    assert views and all("methods=sikd&methods=baseline&mode=overlay" in p for p in views)
     at.selectbox(key="ov_dataset").select("vendor_c (cross)").run()
     no_exceptions(at)
-    assert captions() and all(" · vendor_c (cross) · " in c for c in captions())
+    assert overlay_captions(at) and all(" · vendor_c (cross) · " in c for c in overlay_captions(at))
+    # vendor_c has 6 cases: all on one page (AppTest keeps the previous run's surplus pictures, so as a set)
+    assert set(shown_cases(at)) == set(case_ranks(api, exp_id, "sikd", "baseline", lambda a, b: -b,
+                                                  dataset="vendor_c"))
 
 
 def test_feature_maps_and_downloads(succeeded):

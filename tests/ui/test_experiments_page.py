@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.apptest_helpers import all_text, no_exceptions, texts
+from tests.ui.apptest_helpers import all_text, click_row, no_exceptions, texts
 from tests.ui.stack import tiny_spec
 
 #: Generous: the first test of a session also starts the services (and trains the sweep).
@@ -69,6 +69,22 @@ def test_open_goes_to_the_detail_page(dashboard, services, queue_user, queue_dat
     assert [t.value for t in at.title] == [f"#{e['id']} to open"]
 
 
+def test_a_click_on_a_row_chooses_that_experiment(dashboard, services, queue_user, queue_data):
+    spec = tiny_spec(queue_data["vendor_a"], [])
+    older, newer = (queue_user.post("/experiments", json={**spec, "name": n})["id"] for n in ("older", "newer"))
+    at = dashboard("experiments", url=services.queue.url, token=queue_user.token)
+    assert at.dataframe[0].value["ID"].tolist() == [newer, older]
+    assert at.selectbox(key="exp_choice").value == newer  # nothing clicked yet: the first row
+    at = click_row(at, "experiments_table", 1)
+    no_exceptions(at)
+    assert at.selectbox(key="exp_choice").value == older
+    at.run()  # later refreshes keep the choice
+    assert at.selectbox(key="exp_choice").value == older
+    at.button(key="exp_open").click().run()
+    no_exceptions(at)
+    assert at.query_params["id"] == str(older) and [t.value for t in at.title] == [f"#{older} older"]
+
+
 def test_status_filter_and_pages(dashboard, services, queue_user, queue_data):
     spec = tiny_spec(queue_data["vendor_a"], [])
     ids = [queue_user.post("/experiments", json={**spec, "name": f"e{i}"})["id"] for i in range(53)]
@@ -110,6 +126,8 @@ def cold_render_requests(dashboard, url: str, user, experiment_id: int, monkeypa
         at.run()
         no_exceptions(at)
         out[f"{page} {query or ''}".strip()] = list(seen)
+        if page == "experiments":  # the list and three counts; nothing per experiment
+            assert sorted(seen) == ["GET /experiments"] * 4 + ["GET /me"], seen
         if page == "experiments" and user.get("/experiments", params={"limit": 1})["count"] == 200:
             assert len(at.dataframe[0].value) == 50
             assert "200 experiment(s), 50 active on this page" in all_text(at)
@@ -140,10 +158,27 @@ def test_pages_cost_the_same_requests_with_200_experiments_as_with_2(dashboard, 
         assert len(calls) <= 10, (page, calls)
 
 
-def test_headline_dice_columns_and_links(dashboard, services, trained):
+def test_headline_dice_columns_and_links(dashboard, services, trained, monkeypatch):
+    """The headline Dice come with the list (each item's stored summary): one page of the list is one request,
+    with no request per succeeded experiment."""
+    from ui import client
+
     api = trained["api"]
     at = dashboard("experiments", url=services.work.url, token=api.token)
     no_exceptions(at)
+    seen: list[str] = []
+    real = client._request
+
+    def counting(method, base, token, path, **kw):
+        seen.append(f"{method} {path}")
+        return real(method, base, token, path, **kw)
+
+    monkeypatch.setattr(client, "_request", counting)
+    client.clear_cache()
+    at.run()
+    no_exceptions(at)
+    assert [c for c in seen if c.startswith("GET /experiments/")] == []  # no /results per experiment
+    assert seen.count("GET /experiments") == 4, seen  # two active counts, the total, and the page itself
     df = at.dataframe[0].value.set_index("ID")
     for exp_id in trained["sweep"]:
         summary = api.get(f"/experiments/{exp_id}/results")["summary"]

@@ -203,6 +203,7 @@ def test_readable_spec_names_datasets():
     out = readable_spec(spec, {"3": "kvasir-seg", "5": "cvc-clinicdb"})
     assert out == {"train_dataset": "kvasir-seg", "eval_datasets": "cvc-clinicdb, #1", "seeds": "0, 1",
                    "model_kwargs": "widths=[8, 16]", "alpha": 2.0}
+    assert readable_spec({"train_dataset": ["3", "5"]}, {"3": "kvasir-seg"}) == {"train_dataset": "kvasir-seg + #5"}
 
 
 def stage(kind, status, epoch=0, epochs=10, eta=None, start=None, end=None, seed=0):
@@ -253,6 +254,8 @@ def test_plan_helpers():
                         stage("evaluation", "succeeded", 0, 0, start=t0, end="2026-01-01T01:00:00+00:00")]}]
     assert seconds_per_unit(exps, {7: 20}) == pytest.approx(10 / (5 * 20 * 100))
     assert seconds_per_unit(exps, {}) is None
+    multi = [{**exps[0], "spec": {"train_dataset": ["7", "8"], "image_size": [10, 10]}}]  # multi-source: summed
+    assert seconds_per_unit(multi, {7: 20, 8: 30}) == pytest.approx(10 / (5 * 50 * 100))
 
 
 def test_frames_warning():
@@ -263,6 +266,7 @@ def test_frames_warning():
     frames = ds(["1", "21", "41", "61", "99"])
     assert "may be video frames" in frames_warning(frames) and "1…99" in frames_warning(frames)
     assert frames_warning(ds(["1", "21", "99"], groups=19)) is None  # grouped (CVC-ClinicDB's videos)
+    assert "may be video frames" in frames_warning(ds(["1", "21", "99"], groups=100))  # one group per case: none
     assert frames_warning(ds(["1", "21", "99"], synthetic=True)) is None
     assert frames_warning(ds(["cju0qkwl35piu0993l0dewei2", "cju0roawvklrq0799vmjorwfv"])) is None  # hashes
     assert frames_warning(ds(["1", "5000", "90000"])) is None  # sparse ids, not frames

@@ -83,9 +83,9 @@ def test_defaults_are_the_papers_and_mirror_the_spec(dashboard, services, queue_
              "on_unhealthy"}
     assert shown == set(options["spec_schema"]["properties"])
     # the training dataset defaults to the first; the cross datasets to every other one with its classes
-    assert at.selectbox(key="ne_train").value == queue_data["vendor_a"]
+    assert at.multiselect(key="ne_train").value == [queue_data["vendor_a"]]
     assert sorted(at.multiselect(key="ne_cross").value) == sorted([queue_data["vendor_b"], queue_data["vendor_c"]])
-    at.selectbox(key="ne_train").select(queue_data["vendor_b"]).run()
+    at.multiselect(key="ne_train").unselect(queue_data["vendor_a"]).select(queue_data["vendor_b"]).run()
     assert sorted(at.multiselect(key="ne_cross").value) == sorted([queue_data["vendor_a"], queue_data["vendor_c"]])
 
 
@@ -174,6 +174,40 @@ def test_submit_creates_the_experiment_and_opens_its_page(dashboard, services, q
     assert s["device"] == "cpu" and s["model_kwargs"] == {"widths": [4, 8, 16]}
     assert s["train_dataset"] == str(queue_data["vendor_a"]) and s["eval_datasets"] == [str(queue_data["vendor_b"])]
     assert s["methods"] == ["baseline", "sikd"] and s["loss"] == "ce" and s["steps_per_epoch"] is None
+
+
+def test_two_training_datasets_make_a_multi_source_spec(dashboard, services, queue_user, queue_data):
+    """Several training datasets: the cross choices leave them out, the split estimate adds up the sources,
+    and the spec sent holds the list."""
+    a, b, c = queue_data["vendor_a"], queue_data["vendor_b"], queue_data["vendor_c"]
+    at = dashboard("new_experiment", url=services.queue.url, token=queue_user.token)
+    at.multiselect(key="ne_train").select(b).run()
+    no_exceptions(at)
+    assert at.multiselect(key="ne_train").value == [a, b]
+    assert b not in at.multiselect(key="ne_cross").options and a not in at.multiselect(key="ne_cross").options
+    assert at.multiselect(key="ne_cross").value == [c]
+    plan = "\n".join(texts(at, "info"))
+    # vendor_a: 20 pairs -> 14 · 2 · 4; vendor_b: 6 pairs -> 4 · 1 · 1; summed over the sources
+    assert "**Splits** of vendor_a + vendor_b (26 pairs): about 18 train · 3 validation · 5 test" in plan
+    assert "vendor_a: 14 · 2 · 4; vendor_b: 4 · 1 · 1" in plan and "each one's test split is an intra row" in plan
+    at.text_input(key="ne_name").input("two sources")
+    at.text_input(key="ne_device").input("cpu")
+    at = submit(at)
+    no_exceptions(at)
+    [e] = queue_user.get("/experiments")["data"]
+    assert [t.value for t in at.title] == [f"#{e['id']} two sources"]
+    assert e["spec"]["train_dataset"] == [str(a), str(b)] and e["spec"]["eval_datasets"] == [str(c)]
+    assert f"trained on #{a} vendor_a, #{b} vendor_b" in "\n".join(texts(at, "caption"))
+
+
+def test_no_training_dataset_is_refused_before_sending(dashboard, services, queue_user, queue_data):
+    at = dashboard("new_experiment", url=services.queue.url, token=queue_user.token)
+    at.multiselect(key="ne_train").unselect(queue_data["vendor_a"]).run()
+    no_exceptions(at)
+    assert "Choose at least one training dataset." in texts(at, "error")
+    at = submit(at)
+    assert "choose at least one training dataset" in texts(at, "error")
+    assert queue_user.get("/experiments")["count"] == 0
 
 
 def test_size_preset_fills_the_form_and_is_what_is_sent(dashboard, services, queue_user, queue_data):

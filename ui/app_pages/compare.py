@@ -14,6 +14,7 @@ from ui.formatting import (
     readable_spec,
     setting_value,
     spec_differences,
+    train_ids,
 )
 from ui.widgets import fail, figure_downloads, show_error, table_downloads
 
@@ -32,7 +33,7 @@ def default_selection(exps: list[dict]) -> list[int]:
         return asked
 
     def data_key(spec: dict) -> str:
-        return f"{spec.get('train_dataset')}|{sorted(str(d) for d in spec.get('eval_datasets') or [])}"
+        return f"{sorted(train_ids(spec))}|{sorted(str(d) for d in spec.get('eval_datasets') or [])}"
 
     groups: dict[str, list[int]] = {}
     for e in exps:  # the API lists the newest first, so the first group seen is the newest's

@@ -8,10 +8,10 @@ import plotly.express as px
 import streamlit as st
 
 from ui.client import ApiError, Client
-from ui.formatting import CLASS_COLORS, fmt_bytes, frames_warning, parse_time, split_sizes
+from ui.formatting import CLASS_COLORS, fmt_bytes, frames_warning, has_groups, parse_time, split_sizes
 from ui.widgets import class_legend, confirm_delete, fail, figure_downloads, picture, show_error
 
-THUMBS_PER_PAGE = 9
+THUMB_ROWS = 3  # rows of thumbnails per page (the columns are chosen on the page)
 
 api = Client()
 st.title("Datasets")
@@ -23,7 +23,7 @@ def validation_report(d: dict) -> None:
     c = st.columns(6)
     c[0].metric("Image/mask pairs", d["num_pairs"])
     c[1].metric("Cases", stats.get("cases", "–"))
-    c[2].metric("Groups", stats.get("groups") or "none",
+    c[2].metric("Groups", stats["groups"] if has_groups(stats) else "none",
                 help="Cases of one group (a patient, a video) always share a split, so nothing leaks across them.")
     c[3].metric("Classes", d["num_classes"], help=", ".join(d["class_names"]))
     c[4].metric("Channels", d["in_channels"])
@@ -110,24 +110,39 @@ stats = detail.get("stats") or {}
 sizes = split_sizes(int(detail["num_pairs"]), 0.1, 0.2)
 st.caption(f"With the default fractions (validation 10 %, test 20 %) an experiment trains on about {sizes['train']} "
            f"pairs, validates on {sizes['val']} and scores intra on {sizes['test']}; splits are drawn by "
-           + (f"group ({stats['groups']} groups)" if stats.get("groups") else "case") + ".")
+           + (f"group ({stats['groups']} groups)" if has_groups(stats) else "case") + ".")
 
 left, right = st.columns([3, 2])
 with left:
     n = int(detail["num_pairs"])
-    pages = max(1, -(-n // THUMBS_PER_PAGE))
-    head = st.columns([2, 3])
+    head = st.columns([3, 2, 2])
     head[0].markdown(f"**Image/mask pairs** ({n}; mask filled in its class colours)")
-    page = head[1].number_input(f"Page (of {pages}, {THUMBS_PER_PAGE} per page)", 1, pages, 1,
+    ncols = head[1].select_slider("Columns", [1, 2, 3, 4, 6], value=3, key="ds_cols",
+                                  help="Fewer columns: larger pictures. Pick one below to see it at full size.")
+    per_page = THUMB_ROWS * int(ncols)
+    pages = max(1, -(-n // per_page))
+    page = head[2].number_input(f"Page (of {pages}, {per_page} per page)", 1, pages, 1,
                                 key=f"ds_page_{chosen}") if pages > 1 else 1
+    page = min(int(page), pages)
     class_legend(detail["class_names"])
     keys = {s["index"]: s["key"] for s in detail.get("samples") or []}
-    first = (int(page) - 1) * THUMBS_PER_PAGE
-    cols = st.columns(3)
-    for k, index in enumerate(range(first, min(first + THUMBS_PER_PAGE, n))):
-        with cols[k % 3]:
-            picture(api, f"/datasets/{chosen}/samples/{index}.png",
-                    caption=f"#{index}" + (f" · {keys[index]}" if index in keys else ""))
+    first = (int(page) - 1) * per_page
+    on_page = list(range(first, min(first + per_page, n)))
+
+    def sample_label(i: int) -> str:
+        return f"#{i}" + (f" · {keys[i]}" if i in keys else "")
+
+    cols = st.columns(int(ncols))
+    for k, index in enumerate(on_page):
+        with cols[k % int(ncols)]:
+            # one column: the full-size picture (readable in fullscreen), else thumbnails
+            picture(api, f"/datasets/{chosen}/samples/{index}.png" + ("?full=true" if ncols == 1 else ""),
+                    caption=sample_label(index))
+    big = st.selectbox("Full size", on_page, index=None, key=f"ds_full_{chosen}", format_func=sample_label,
+                       placeholder="choose a pair on this page to see it at its own resolution")
+    if big is not None:
+        picture(api, f"/datasets/{chosen}/samples/{big}.png?full=true", caption=f"{sample_label(big)} · full size "
+                "(use the picture's fullscreen button to zoom)")
 with right:
     classes = stats.get("classes") or []
     if classes:

@@ -38,6 +38,7 @@ from ui.formatting import (
     stages_frame,
     table_html,
     timeline_frame,
+    train_ids,
 )
 from ui.health import health_banner, model_label
 from ui.widgets import (
@@ -133,7 +134,7 @@ times = [(label, parse_time(exp.get(k))) for label, k in (("created", "created_a
 took = (times[2][1] - times[1][1]).total_seconds() if times[1][1] and times[2][1] else None
 st.caption(" · ".join(f"{label} {t:%Y-%m-%d %H:%M:%S} UTC" for label, t in times if t)
            + (f" · took {fmt_seconds(took)}" if took is not None else "")
-           + f" · trained on {dataset_names([spec.get('train_dataset')])} · cross datasets "
+           + f" · trained on {dataset_names(train_ids(spec))} · cross datasets "
            f"{dataset_names(spec.get('eval_datasets') or []) or 'none'}")
 
 acts = st.columns([1, 1, 6])
@@ -448,41 +449,69 @@ def cases_tab(results: dict, long: pd.DataFrame) -> None:
     picture(api, url)
 
 
-def overlays_tab(results: dict, n_cases: dict[str, int]) -> None:
-    sets = dataset_columns(results.get("summary") or [])
-    c = st.columns([2, 3])
-    ds_choice = c[0].selectbox("Dataset", ["all datasets", *[f"{d} ({s})" for d, s in sets]], key="ov_dataset")
-    sort = c[1].radio("Order", ["Largest SIKD gain", "Largest baseline gain", "Worst cases (lowest SIKD Dice)"],
-                      horizontal=True, key="ov_sort")
-    dataset = None if ds_choice == "all datasets" else sets[[f"{d} ({s})" for d, s in sets].index(ds_choice)][0]
-    params = {"dataset": dataset, "sort": "worst" if sort.startswith("Worst") else "dice_diff", "limit": 500}
-    try:
-        items = api.get(f"/experiments/{exp_id}/overlays", params, cache="settled")["data"]
-    except ApiError as e:
-        show_error(e, "loading the overlays")
+def overlay_order(long: pd.DataFrame, first: str, second: str | None, order: str) -> pd.DataFrame:
+    """One row per evaluated case with the Dice of the two contoured methods (``A``, ``B``; mean over seeds),
+    ordered: ``a_gain`` (largest A − B first), ``b_gain`` (largest B − A first) or ``worst`` (lowest Dice of
+    B, else of A, first). Cases without a score go last."""
+    keys = ["Dataset", "Split", "Case", "Key"]
+    pick = [m for m in (first, second) if m]
+    wide = long[long["Method"].isin(pick)].groupby([*keys, "Method"], sort=False)["Dice"].mean().unstack("Method")
+    out = pd.DataFrame({"A": wide.get(first), "B": wide.get(second) if second else float("nan")}, index=wide.index)
+    if second and order == "a_gain":
+        rank = out["A"] - out["B"]
+    elif second and order == "b_gain":
+        rank = out["B"] - out["A"]
+    else:
+        rank = -(out["B"] if second else out["A"])
+    return out.assign(_rank=rank.values).sort_values("_rank", ascending=False, na_position="last",
+                                                     kind="stable").drop(columns="_rank").reset_index()
+
+
+def overlays_tab(results: dict, long: pd.DataFrame) -> None:
+    """Every evaluated case with the outlines of the ground truth and of two chosen methods in one picture
+    (rendered on request from the saved predictions), ordered by where the two differ most."""
+    if long.empty:
+        st.info("No per-case scores, so no overlays.")
         return
-    if sort == "Largest baseline gain":
-        items = list(reversed(items))
-    if not items:
-        st.info("No overlays: the experiment kept no predictions (spec `save_predictions` is false) or the "
-                "datasets had no labelled cases.")
+    present = list(dict.fromkeys(long["Method"]))
+    methods = [m for m in results.get("methods") or [] if m in present] + [
+        m for m in present if m not in (results.get("methods") or [])]
+    c = st.columns([2, 2, 2, 3])
+    first = c[0].selectbox("Contour in red", methods, key="ov_first", format_func=method_label,
+                           index=methods.index("baseline") if "baseline" in methods else 0)
+    rest = [m for m in methods if m != first]
+    second = (c[1].selectbox("against, in blue", rest, key="ov_second", format_func=method_label,
+                             index=rest.index("sikd") if "sikd" in rest else 0) if rest else None)
+    sets = list(dict.fromkeys(long["Dataset"] + " (" + long["Split"] + ")"))
+    ds_choice = c[2].selectbox("Dataset", ["all datasets", *sets], key="ov_dataset")
+    a, b = method_label(first), method_label(second) if second else ""
+    orders = {"b_gain": f"Largest {b} gain", "a_gain": f"Largest {a} gain",
+              "worst": f"Worst cases (lowest {b or a} Dice)"} if second else {"worst": f"Worst cases (lowest {a} Dice)"}
+    order = c[3].radio("Order", list(orders), horizontal=True, key="ov_sort", format_func=orders.get)
+    view = long if ds_choice == "all datasets" else long[(long["Dataset"] + " (" + long["Split"] + ")") == ds_choice]
+    items = overlay_order(view, first, second, order or "worst")
+    if spec.get("save_predictions") is False:
+        st.info("No overlays: the experiment kept no predictions (spec `save_predictions` is false).")
         return
-    total = n_cases.get(dataset, 0) if dataset else sum(n_cases.values())
-    st.caption(f"{len(items)} of {total or '?'} evaluated cases: a chosen subset (the worst, the typical and the "
-               "largest differences of each dataset). Every case, with per-class colours and error maps, is on "
-               "the **Cases** tab.")
-    contour_legend()
+    st.caption(f"{len(items)} evaluated case(s), ordered by {orders.get(order or 'worst', '').lower()}; Dice mean "
+               "over seeds, pictures of the first seed's predictions (full resolution: use the picture's "
+               "fullscreen button). Per-class colours and error maps are on the **Cases** tab.")
+    contour_legend(a, b or None)
     pages = (len(items) + OVERLAYS_PER_PAGE - 1) // OVERLAYS_PER_PAGE
     page = (st.columns(4)[0].number_input(f"Page (of {pages}; {len(items)} cases)", 1, pages, 1, key="ov_page")
             if pages > 1 else 1)
-    shown = items[(page - 1) * OVERLAYS_PER_PAGE: page * OVERLAYS_PER_PAGE]
     cols = st.columns(3)
-    for i, o in enumerate(shown):
-        sc = o.get("scores") or {}
-        dice = " / ".join(f"{method_label(m)} {fmt((sc.get(m) or {}).get('dice'))}" for m in sc)
-        diff = f" · Δ {fmt(o.get('dice_diff'), 3, True)}" if o.get("dice_diff") is not None else ""
+    for i, r in enumerate(items.iloc[(page - 1) * OVERLAYS_PER_PAGE: page * OVERLAYS_PER_PAGE].itertuples()):
+        url = f"/experiments/{exp_id}/cases/view.png?" + urlencode(
+            {"dataset": r.Dataset, "key": r.Key, "methods": [m for m in (first, second) if m], "mode": "overlay"},
+            doseq=True)
+        dice = f"{a} {fmt(r.A)}" + (f" / {b} {fmt(r.B)} · Δ {fmt(_minus(r.B, r.A), 3, True)}" if second else "")
         with cols[i % 3]:
-            picture(api, o["url"], caption=f"{o['key']} · {o['dataset']} ({o['split']}) · Dice {dice}{diff}")
+            picture(api, url, caption=f"{r.Key} · {r.Dataset} ({r.Split}) · Dice {dice}")
+
+
+def _minus(x: float | None, y: float | None) -> float | None:
+    return None if x is None or y is None or x != x or y != y else x - y
 
 
 def features_tab() -> None:
@@ -564,7 +593,7 @@ if results is not None:
     with cases:
         cases_tab(results, long)
     with overlays:
-        overlays_tab(results, {} if long.empty else long.groupby("Dataset")["Case"].nunique().to_dict())
+        overlays_tab(results, long)
     with features:
         features_tab()
     with downloads:

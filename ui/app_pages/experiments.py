@@ -100,18 +100,6 @@ def smoothed_etas(exps: list[dict]) -> dict[int, float | None]:
     return out
 
 
-def succeeded_results(exps: list[dict]) -> dict[int, dict]:
-    """The results of the succeeded experiments on this page (cached: they never change once written)."""
-    out = {}
-    for e in exps:
-        if e["status"] == "succeeded":
-            try:
-                out[e["id"]] = api.get(f"/experiments/{e['id']}/results", cache="settled")
-            except ApiError:
-                continue  # the row still shows; its score cells stay empty
-    return out
-
-
 @st.fragment(run_every=REFRESH_ACTIVE if active else REFRESH_IDLE)
 def live_table() -> None:
     """The table and its actions; reruns on its own every few seconds (not the whole page)."""
@@ -130,7 +118,7 @@ def live_table() -> None:
     st.caption(f"{count} experiment(s){f', {n_active} active on this page' if n_active else ''} · "
                f"refreshes every {REFRESH_ACTIVE if active else REFRESH_IDLE:g} s · click a row to choose it, "
                "**open ↗** for its page")
-    event = st.dataframe(experiments_frame(exps, succeeded_results(exps), etas=smoothed_etas(exps)),
+    event = st.dataframe(experiments_frame(exps, etas=smoothed_etas(exps)),
                          hide_index=True, column_config=COLUMNS,
                          width="stretch", key="experiments_table", on_select="rerun", selection_mode="single-row")
     if not exps:

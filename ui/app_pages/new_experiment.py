@@ -55,20 +55,31 @@ def ds_label(i: int) -> str:
 # Datasets outside the form, so the cross choices follow the training choice.
 st.subheader("Data")
 dcols = st.columns(2)
-train_id = dcols[0].selectbox("Training dataset", list(by_id), format_func=ds_label, key="ne_train",
-                              help="Trained on its train split; its held-out test split gives the intra scores.")
+if "ne_train" not in st.session_state:
+    st.session_state["ne_train"] = [next(iter(by_id))]
+train_ids = dcols[0].multiselect(
+    "Training dataset(s)", list(by_id), format_func=lambda i: f"#{i} {by_id[i]['name']}", key="ne_train",
+    placeholder="choose one or more datasets",
+    help="Trained on their train splits together (several sources: multi-source training, each dataset split on "
+         "its own); each one's held-out test split gives an intra score row.")
+if train_ids:
+    dcols[0].caption(" · ".join(ds_label(i) for i in train_ids))
 train_err = dcols[0].empty()
-same_task = [i for i in by_id if i != train_id and by_id[i]["class_names"] == by_id[train_id]["class_names"]]
-others = [i for i in by_id if i != train_id]
-if st.session_state.get("ne_cross_for") != train_id:  # a new training set: default to every dataset of its task
+first = train_ids[0] if train_ids else None
+same_task = [i for i in by_id if i not in train_ids and first is not None
+             and by_id[i]["class_names"] == by_id[first]["class_names"]]
+others = [i for i in by_id if i not in train_ids]
+if st.session_state.get("ne_cross_for") != train_ids:  # new training sets: default to every dataset of their task
     st.session_state["ne_cross"] = same_task
-    st.session_state["ne_cross_for"] = train_id
+    st.session_state["ne_cross_for"] = list(train_ids)
 cross_ids = dcols[1].multiselect(
     "Unseen (cross) datasets", others, format_func=lambda i: f"#{i} {by_id[i]['name']}", key="ne_cross",
     help="Datasets of the same task never seen in training (cross-dataset generalisation).")
 if cross_ids:  # the chips stay short; the details are here
     dcols[1].caption(" · ".join(ds_label(i) for i in cross_ids))
 cross_err = dcols[1].empty()
+if not train_ids:
+    train_err.error("Choose at least one training dataset.")
 
 # A size preset fills the form's size fields (it is outside the form: choosing one reruns the page).
 presets = {p["name"]: p for p in options.get("presets", [])}
@@ -101,7 +112,7 @@ if presets:
                       help="Fills model, image size, epochs, batch size and learning rate; edit them after.")
     why = st.session_state.get("ne_preset_why") if preset == st.session_state.get("ne_preset_auto") else None
     st.caption(presets[preset]["description"] + (f" · {why}" if why else ""))
-if not same_task:
+if train_ids and not same_task:
     dcols[1].caption("No other dataset has the same classes as the training dataset.")
 
 with st.form("new_experiment", border=True, enter_to_submit=False):
@@ -230,11 +241,19 @@ def plan() -> None:
     """Split sizes and an estimated run time before Start, from the measured speed of earlier experiments
     (the form's values as last applied; the estimate updates when the form is submitted or a field outside
     it changes)."""
-    n = int(by_id[train_id]["num_pairs"])
-    sizes = split_sizes(n, float(val_fraction), float(test_fraction))
+    if not train_ids:
+        plan_slot.caption("Choose a training dataset to see the split sizes and the estimated run time.")
+        return
+    per = {i: split_sizes(int(by_id[i]["num_pairs"]), float(val_fraction), float(test_fraction)) for i in train_ids}
+    sizes = {k: sum(p[k] for p in per.values()) for k in ("train", "val", "test")}
+    n = sum(int(by_id[i]["num_pairs"]) for i in train_ids)
+    names = " + ".join(by_id[i]["name"] for i in train_ids)
     cross_n = sum(int(by_id[i]["num_pairs"]) for i in cross_ids)
-    text = (f"**Splits** of {by_id[train_id]['name']} ({n} pairs): about {sizes['train']} train · {sizes['val']} "
+    text = (f"**Splits** of {names} ({n} pairs): about {sizes['train']} train · {sizes['val']} "
             f"validation · {sizes['test']} test (grouped by case, so the real counts can differ a little)"
+            + (" — each source is split on its own (" + "; ".join(
+                f"{by_id[i]['name']}: {p['train']} · {p['val']} · {p['test']}" for i, p in per.items())
+               + ") and each one's test split is an intra row" if len(train_ids) > 1 else "")
             + (f"; cross: {cross_n} images in {len(cross_ids)} dataset(s)." if cross_ids else "."))
     try:
         history = api.page("/experiments", limit=50, params={"status": "succeeded"}, cache="settled")[0]
@@ -278,13 +297,15 @@ if submitted:
             raise ValueError("give a JSON object, e.g. {\"widths\": [16, 32, 64, 128]}")
     except ValueError as e:
         local["model_kwargs"] = [f"not valid JSON: {e}"]
+    if not train_ids:
+        local["train_dataset"] = ["choose at least one training dataset"]
     if local:
         for key, msgs in local.items():
-            slots[key].error("; ".join(msgs))
+            (train_err if key == "train_dataset" else slots[key]).error("; ".join(msgs))
         general.error("Fix the fields marked above.")
         st.stop()
     body = {
-        "name": name, "train_dataset": str(train_id), "eval_datasets": [str(i) for i in cross_ids], "model": model,
+        "name": name, "train_dataset": [str(i) for i in train_ids] if len(train_ids) > 1 else str(train_ids[0]), "eval_datasets": [str(i) for i in cross_ids], "model": model,
         "model_kwargs": model_kwargs, "image_size": [int(height), int(width)], "epochs": int(epochs),
         "teacher_epochs": int(teacher_epochs) or None, "batch_size": int(batch), "lr": float(lr),
         "weight_decay": float(weight_decay), "seeds": seeds, "methods": methods, "alpha": float(alpha),
@@ -308,7 +329,7 @@ if submitted:
                     target.error("; ".join(msgs))
             bad = [str(b) for b in e.body.get("datasets") or []]
             if bad:
-                (train_err if str(train_id) in bad else cross_err).error(e.message)
+                (train_err if {str(i) for i in train_ids} & set(bad) else cross_err).error(e.message)
                 other = [m for m in other if m != e.message]
             general.error("The API did not accept the experiment" + (": " + " · ".join(other) if other else
                                                                       " (see the fields marked above)."))

@@ -82,6 +82,10 @@ def test_upload_real_polyp_pairs(client, alice, settings, tmp_path):
 
     im = Image.open(io.BytesIO(thumb.content))
     assert max(im.size) == settings.thumbnail_size and im.mode == "RGB"
+    # the full-size view: the image's own resolution (Kvasir images are larger than a thumbnail)
+    full = Image.open(io.BytesIO(client.get(ds["samples"][0]["url"], params={"full": "true"}, headers=alice).content))
+    original = Image.open(settings.datasets_dir / str(ds["id"]) / "kvasir" / "images" / kvasir[0])
+    assert full.size == original.size and max(full.size) > settings.thumbnail_size
     # The stored copy lives under datasets/<id>/ and its manifest is relative to it.
     assert (settings.datasets_dir / str(ds["id"]) / "kvasir" / "images" / kvasir[0]).is_file()
     assert not list(settings.tmp_dir.iterdir())

@@ -126,6 +126,44 @@ def test_results_are_parsed_once_per_version_of_the_report(client, alice, finish
     assert client.get(url, headers=alice).json() == first
 
 
+def test_list_items_carry_the_stored_summary(client, alice, finished, settings):
+    """The list's items hold each succeeded experiment's headline Dice (stored when the evaluation finished,
+    read from the row: no report is opened); one stored before summaries existed is filled from its report once."""
+    from sqlalchemy import update
+
+    from sikd_service.db import session_scope
+    from sikd_service.tables import Experiment
+
+    eid = finished["id"]
+    summary = client.get(f"/experiments/{eid}/results", headers=alice).json()["summary"]
+
+    def mean(method, split):
+        v = [s["dice_mean"] for s in summary if s["method"] == method and s["split"] == split]
+        return sum(v) / len(v)
+
+    want = {"dice": {m: {"intra": pytest.approx(mean(m, "intra")), "cross": pytest.approx(mean(m, "cross"))}
+                     for m in ("baseline", "sikd")}}
+    [item] = [e for e in client.get("/experiments", headers=alice).json()["data"] if e["id"] == eid]
+    assert item["summary"] == want and list(item["summary"]["dice"]) == ["baseline", "sikd"]
+    report = settings.experiments_dir / str(eid) / "report.json"
+    saved = report.read_bytes()
+    try:
+        report.write_text("{}")  # the list never reads the report while the row has a summary
+        assert [e["summary"] for e in client.get("/experiments", headers=alice).json()["data"]
+                if e["id"] == eid] == [want]
+        report.write_bytes(saved)
+        with session_scope(settings) as s:  # an experiment that finished before summaries were kept
+            s.execute(update(Experiment).where(Experiment.id == eid).values(summary=None))
+        [item] = [e for e in client.get("/experiments", headers=alice).json()["data"] if e["id"] == eid]
+        assert item["summary"] == want
+        report.write_text("{}")
+        with session_scope(settings) as s:
+            assert s.get(Experiment, eid).summary is not None  # stored: the report was read once
+    finally:
+        report.write_bytes(saved)
+    assert client.get(f"/experiments/{eid}", headers=alice).json()["summary"] == want
+
+
 def test_overlays_features_and_files(client, alice, finished):
     eid = finished["id"]
     ov = client.get(f"/experiments/{eid}/overlays", headers=alice).json()
@@ -183,6 +221,16 @@ def test_case_view_renders_ground_truth_and_predictions(client, alice, finished,
     assert sizes[(0, "contours")] == (w, h)
     assert sizes[(1, "fill")] == (2 * w + 4, h)
     assert sizes[(2, "contours")] == sizes[(2, "errors")] == (3 * w + 2 * 4, h)
+    # overlay: one picture, the ground truth's outline (green) with the two methods' outlines (red, blue)
+    r = client.get(f"/experiments/{eid}/cases/view.png", headers=alice, params={
+        "dataset": "vendor_b", "key": key, "methods": ["baseline", "sikd"], "mode": "overlay"})
+    assert r.status_code == 200, r.text
+    pic = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"))
+    colours = {c: bool((pic == c).all(-1).any()) for c in ((0, 230, 0), (255, 60, 60), (40, 140, 255))}
+    assert pic.shape[:2] == (h, w) and any(colours.values()), colours
+    r = client.get(f"/experiments/{eid}/cases/view.png", headers=alice, params={
+        "dataset": "vendor_b", "key": key, "methods": ["baseline", "sikd", "baseline"], "mode": "overlay"})
+    assert r.status_code == 422 and "at most 2 methods" in r.json()["detail"]
     bad = {"dataset": "vendor_b", "key": key}
     assert client.get(f"/experiments/{eid}/cases/view.png", params={**bad, "dataset": "nope"},
                       headers=alice).status_code == 404
