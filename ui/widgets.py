@@ -162,8 +162,16 @@ def class_legend(class_names: list[str]) -> None:
 def _figure_bytes(fig: Any, fmt: str) -> Callable[[], bytes]:
     """Render the figure only when the download is clicked (kaleido starts a headless Chromium: seconds)."""
     def render() -> bytes:
-        return fig.to_image(format=fmt, width=1200, height=max(int(fig.layout.height or 450), 300), scale=2
-                            if fmt == "png" else 1)
+        for attempt in range(3):
+            try:
+                return fig.to_image(format=fmt, width=1200, height=max(int(fig.layout.height or 450), 300),
+                                    scale=2 if fmt == "png" else 1)
+            except Exception as e:  # noqa: BLE001 - kaleido's own error types vary between its versions
+                # On a loaded machine kaleido's headless Chromium can be asked to render before its page has
+                # loaded ("kaleido_scopes is not defined"); a fresh start renders. Anything else is raised.
+                if attempt == 2 or not type(e).__module__.startswith("kaleido"):
+                    raise
+        raise AssertionError("unreachable")
     return render
 
 
