@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -37,6 +39,38 @@ def _free_port() -> int:
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))] * 1000
+
+
+@contextlib.contextmanager
+def live_service(serve_args: list[str], env_updates: dict[str, str],
+                 prefix: str = "sikd-bench-") -> Iterator[tuple[str, str, list[str]]]:
+    """A ``sikd serve`` on a fresh storage root and a free loopback port, started with this environment minus
+    its SIKD_/database/broker variables plus ``env_updates``. Yields (base URL, admin token, the service's
+    output lines, growing) once it printed the admin token; stops it at the end (SIGTERM, then SIGKILL)."""
+    storage = Path(tempfile.mkdtemp(prefix=prefix))
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIKD_") and k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(PYTHONUNBUFFERED="1", **env_updates)
+    sikd = Path(sys.executable).with_name("sikd")
+    proc = subprocess.Popen([str(sikd), "serve", *serve_args, "--storage", str(storage), "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    try:
+        t_end = time.monotonic() + 240
+        while not any("Admin token" in ln for ln in lines):
+            if proc.poll() is not None or time.monotonic() > t_end:
+                raise RuntimeError("sikd serve did not start:\n" + "".join(lines[-30:]))
+            time.sleep(0.3)
+        token = re.search(r": (\S+)\s*$", next(ln for ln in lines if "Admin token" in ln)).group(1)
+        yield f"http://127.0.0.1:{port}", token, lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 async def _run(base: str, token: str, path: str, clients: int, total: int, budget_s: float) -> dict[str, float]:
@@ -85,30 +119,14 @@ def main() -> int:
                     help="a setting of the service under test (repeatable); others are the defaults")
     ap.add_argument("--log", help="write the service's whole log to this file")
     args = ap.parse_args()
-    storage = Path(tempfile.mkdtemp(prefix="sikd-load-"))
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIKD_") and k not in ("DATABASE_URL", "REDIS_URL")}
     # 21 experiments are stored (1 training, 20 queued): the per-user limit of active ones is raised for that.
-    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", SIKD_MAX_ACTIVE_EXPERIMENTS="25")
+    env = {"OMP_NUM_THREADS": "1", "SIKD_MAX_ACTIVE_EXPERIMENTS": "25"}
     for kv in args.set:
         k, sep, v = kv.partition("=")
         if not (sep and k.startswith("SIKD_")):
             ap.error(f"--set takes SIKD_NAME=VALUE; got {kv!r}")
         env[k] = v
-    sikd = Path(sys.executable).with_name("sikd")
-    proc = subprocess.Popen([str(sikd), "serve", "--no-ui", "--storage", str(storage), "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
-    try:
-        t_end = time.monotonic() + 240
-        while not any("Admin token" in ln for ln in lines):
-            if proc.poll() is not None or time.monotonic() > t_end:
-                raise RuntimeError("sikd serve did not start:\n" + "".join(lines[-30:]))
-            time.sleep(0.3)
-        token = re.search(r": (\S+)\s*$", next(ln for ln in lines if "Admin token" in ln)).group(1)
-        base = f"http://127.0.0.1:{port}"
+    with live_service(["--no-ui"], env, prefix="sikd-load-") as (base, token, lines):
         api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         ids = [d["id"] for d in api.get("/datasets").json()["data"]]
         spec = {"name": "busy worker", "train_dataset": ids[0], "eval_datasets": ids[1:], "image_size": 64,
@@ -136,12 +154,6 @@ def main() -> int:
             Path(args.log).write_text("".join(lines))
         out["service_log_errors"] = [ln.rstrip() for ln in lines if "Error" in ln or "stopped unexpectedly" in ln][-10:]
         print(json.dumps(out, indent=1))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
     return 0
 
 

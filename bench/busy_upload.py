@@ -12,11 +12,7 @@ import argparse
 import io
 import json
 import os
-import re
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import zipfile
@@ -25,7 +21,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from api_load import _free_port, _pct  # noqa: E402
+from api_load import _pct, live_service  # noqa: E402
 
 
 def hostile_zip(entries: int = 100_001, size: int = 10 * 1024**2) -> bytes:
@@ -43,25 +39,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=30, help="length of each phase")
     args = ap.parse_args()
     data = hostile_zip()
-    storage = Path(tempfile.mkdtemp(prefix="sikd-upload-"))
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIKD_") and k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", SIKD_DEMO_DATA="false")
-    sikd = Path(sys.executable).with_name("sikd")
-    proc = subprocess.Popen([str(sikd), "serve", "--no-ui", "--no-worker", "--storage", str(storage), "--port",
-                             str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
-    try:
-        t_end = time.monotonic() + 240
-        while not any("Admin token" in ln for ln in lines):
-            if proc.poll() is not None or time.monotonic() > t_end:
-                raise RuntimeError("sikd serve did not start:\n" + "".join(lines[-30:]))
-            time.sleep(0.3)
-        token = re.search(r": (\S+)\s*$", next(ln for ln in lines if "Admin token" in ln)).group(1)
+    with live_service(["--no-ui", "--no-worker"], {"OMP_NUM_THREADS": "1", "SIKD_DEMO_DATA": "false"},
+                      prefix="sikd-upload-") as (base, token, _lines):
         headers = {"Authorization": f"Bearer {token}"}
-        base = f"http://127.0.0.1:{port}"
         uploading = threading.Event()
         stop = threading.Event()
         refusals: list[tuple[int, float]] = []
@@ -108,12 +88,6 @@ def main() -> int:
                "p50 ratio": round(_pct(busy, 0.5) / _pct(idle, 0.5), 1),
                "p99 ratio": round(_pct(busy, 0.99) / _pct(idle, 0.99), 1)}
         print(json.dumps(out, indent=1))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
     return 0
 
 
