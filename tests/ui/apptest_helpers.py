@@ -17,6 +17,23 @@ def all_text(at: Any) -> str:
     return "\n".join(out)
 
 
+def record_requests(monkeypatch: Any, *, with_method: bool = False, ignore: tuple[str, ...] = ()) -> list[str]:
+    """From now on, every API request the dashboard makes (through ``ui.client._request``), in order: its path,
+    or ``"METHOD path"`` with ``with_method``; paths in ``ignore`` are left out. Returns the growing list."""
+    from ui import client
+
+    seen: list[str] = []
+    real = client._request
+
+    def recording(method: str, base: str, token: str | None, path: str, **kw: Any) -> Any:
+        if path not in ignore:
+            seen.append(f"{method} {path}" if with_method else path)
+        return real(method, base, token, path, **kw)
+
+    monkeypatch.setattr(client, "_request", recording)
+    return seen
+
+
 def no_exceptions(at: Any) -> None:
     assert not at.exception, "the page raised: " + "\n".join(str(e.value) + "\n" + "\n".join(e.stack)
                                                             for e in at.exception)

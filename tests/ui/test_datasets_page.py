@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.apptest_helpers import all_text, no_exceptions, plotly_traces, texts
+from tests.ui.apptest_helpers import all_text, no_exceptions, plotly_traces, record_requests, texts
 
 #: Generous: the first test of a session also starts the services (and trains the sweep).
 pytestmark = pytest.mark.timeout(300)
@@ -163,14 +163,7 @@ def test_columns_and_full_size_view(dashboard, services, queue_user, queue_data,
     of the page opens at its own resolution (readable in fullscreen)."""
     from ui import client
 
-    seen: list[str] = []
-    real = client._request
-
-    def counting(method, base, token, path, **kw):
-        seen.append(path)
-        return real(method, base, token, path, **kw)
-
-    monkeypatch.setattr(client, "_request", counting)
+    seen = record_requests(monkeypatch)
     ds = queue_data["vendor_a"]
     at = dashboard("datasets", url=services.queue.url, token=queue_user.token)
     at.selectbox(key="ds_selected").select(ds).run()

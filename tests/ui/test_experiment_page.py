@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.ui.apptest_helpers import all_text, no_exceptions, plotly_traces, texts
+from tests.ui.apptest_helpers import all_text, no_exceptions, plotly_traces, record_requests, texts
 from tests.ui.stack import tiny_spec
 from ui.formatting import fmt, fmt_p
 
@@ -183,16 +183,7 @@ def test_overlays_contour_two_chosen_methods_sorted_and_filtered(succeeded, monk
     at.radio(key="ov_sort").set_value("worst").run()
     assert_first_page(at, case_ranks(api, exp_id, "baseline", "sikd", lambda a, b: -b))
     # swap the roles: SIKD in red against the baseline in blue; the pictures are drawn by the API for that pair
-    from ui import client
-
-    seen: list[str] = []
-    real = client._request
-
-    def counting(method, base, token, path, **kw):
-        seen.append(path)
-        return real(method, base, token, path, **kw)
-
-    monkeypatch.setattr(client, "_request", counting)
+    seen = record_requests(monkeypatch)
     at.selectbox(key="ov_first").select("sikd").run()
     no_exceptions(at)
     assert at.selectbox(key="ov_second").options == ["Baseline"]

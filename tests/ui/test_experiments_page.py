@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.apptest_helpers import all_text, click_row, no_exceptions, texts
+from tests.ui.apptest_helpers import all_text, click_row, no_exceptions, record_requests, texts
 from tests.ui.stack import tiny_spec
 
 #: Generous: the first test of a session also starts the services (and trains the sweep).
@@ -107,15 +107,7 @@ def cold_render_requests(dashboard, url: str, user, experiment_id: int, monkeypa
     """Per page: the API requests (method and path) one cold run of the page makes (caches emptied)."""
     from ui import client
 
-    seen: list[str] = []
-    real = client._request
-
-    def counting(method, base, token, path, **kw):
-        if path != "/health":  # the health monitor polls on its own thread
-            seen.append(f"{method} {path}")
-        return real(method, base, token, path, **kw)
-
-    monkeypatch.setattr(client, "_request", counting)
+    seen = record_requests(monkeypatch, with_method=True, ignore=("/health",))  # health polls on its own thread
     out = {}
     for page, query in PAGES:
         q = {"id": str(experiment_id)} if query == "id" else None
@@ -166,14 +158,7 @@ def test_headline_dice_columns_and_links(dashboard, services, trained, monkeypat
     api = trained["api"]
     at = dashboard("experiments", url=services.work.url, token=api.token)
     no_exceptions(at)
-    seen: list[str] = []
-    real = client._request
-
-    def counting(method, base, token, path, **kw):
-        seen.append(f"{method} {path}")
-        return real(method, base, token, path, **kw)
-
-    monkeypatch.setattr(client, "_request", counting)
+    seen = record_requests(monkeypatch, with_method=True)
     client.clear_cache()
     at.run()
     no_exceptions(at)

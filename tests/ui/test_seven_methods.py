@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.ui.apptest_helpers import no_exceptions, plotly_traces, texts
+from tests.ui.apptest_helpers import no_exceptions, plotly_traces, record_requests, texts
 from tests.ui.conftest import SEVEN_METHODS
 from ui.formatting import method_label
 
@@ -73,16 +73,8 @@ def test_overlays_offer_every_method_and_draw_the_chosen_pair(page, monkeypatch)
     at, api, exp_id, results = page
     assert sorted(at.selectbox(key="ov_first").options) == sorted(LABELS)
     assert at.selectbox(key="ov_first").value == "baseline" and at.selectbox(key="ov_second").value == "sikd"
-    from ui import client
 
-    seen: list[str] = []
-    real = client._request
-
-    def counting(method, base, token, path, **kw):
-        seen.append(path)
-        return real(method, base, token, path, **kw)
-
-    monkeypatch.setattr(client, "_request", counting)
+    seen = record_requests(monkeypatch)
     at.selectbox(key="ov_first").select("gin+sikd").run()
     seen.clear()
     at.selectbox(key="ov_second").select("maxstyle").run()
