@@ -108,8 +108,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def _xdist_group(item: pytest.Item, top: str) -> str:
     """Which pytest-xdist worker runs a test together with others (``--dist loadgroup``): a whole folder where
-    its session fixtures start services and train (ui: the API stacks and a trained experiment), otherwise the test's module,
-    so module-scoped fixtures (a trained experiment, exported models) are built once."""
+    its session fixtures start services and train (ui: the API stacks and a trained experiment), otherwise
+    the test's module, so module-scoped fixtures (a trained experiment, exported models) are built once."""
     if top in _SHARED_SESSION_DIRS:
         return top
     return str(item.fspath)
