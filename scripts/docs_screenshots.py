@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--token", help="API token (default: sikd_data/admin_token)")
     p.add_argument("--alpha", type=float, default=1.0, help="alpha of the second, compared experiment")
     p.add_argument("--second", type=int, help="use this (running) experiment as the second one")
+    p.add_argument("--also", type=int, nargs="*", default=[],
+                   help="finished experiments shown on the Compare page besides the two (e.g. the rest of a sweep)")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     p.add_argument("--wait-second", type=float, default=3600, help="seconds to wait for the second experiment")
     p.add_argument("--progress-epochs", type=int, default=3,
@@ -120,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                       "not refreshed", file=sys.stderr)
                 return 1
             time.sleep(5)
-        driver.get(f"{args.ui}/compare?ids={exp['id']},{second['id']}")
+        ids = ",".join(str(i) for i in (second["id"], *args.also, exp["id"]))
+        driver.get(f"{args.ui}/compare?ids={ids}")
         page.wait_text("Settings that differ:", "alpha", timeout=60)
         page.shot("compare")
     finally:
