@@ -11,9 +11,13 @@ import pytest
 
 # Threads per test process: the cores shared out among pytest-xdist's workers (`.ci/run` runs one per core),
 # so parallel workers do not oversubscribe the CPU; set before torch is imported (the services the tests
-# start inherit it).
+# start inherit it). The xdist controller imports this file before it starts its workers, which inherit its
+# environment: what the user set is remembered in _SIKD_TEST_OMP_USER, so a worker recomputes its share
+# instead of keeping the controller's whole-machine value. Oversubscribed OpenMP threads spin at every
+# barrier: two workers with two threads each on two cores made a 1.4 s trainer test take 35 s (2026-12-01).
+_USER_THREADS = os.environ.setdefault("_SIKD_TEST_OMP_USER", os.environ.get("OMP_NUM_THREADS", ""))
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
-os.environ.setdefault("OMP_NUM_THREADS", str(max(1, min(2, (os.cpu_count() or 2) // _WORKERS))))
+os.environ["OMP_NUM_THREADS"] = _USER_THREADS or str(max(1, min(2, (os.cpu_count() or 2) // _WORKERS)))
 
 
 def _find_polyp() -> Path:
@@ -78,10 +82,11 @@ def copy_polyp_pairs(dest: Path, source: str, names: list[str]) -> Path:
 
 
 # ------------------------------------------------------------------------------------------- markers
-_DIR_MARKS = {"integration": ("integration", "postgres", "redis"), "e2e": ("e2e", "browser")}
+_DIR_MARKS = {"integration": ("integration", "postgres", "redis", "slow"), "e2e": ("e2e", "browser", "slow")}
 _FIXTURE_MARKS = {"pg_url": "postgres", "redis_namespace": "redis"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the xdist_group marks set here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark what a test needs beyond the library, so ``-m "not postgres and not redis and not browser"``
     runs the fast library subset alone: by folder (integration: Postgres + Redis + workers; e2e: a
@@ -104,6 +109,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(getattr(pytest.mark, name))
         if xdist:
             item.add_marker(pytest.mark.xdist_group(_xdist_group(item, top)))
+    if xdist and getattr(config.option, "loadgroup", False):  # set in the workers, which collect
+        items[:] = _longest_groups_first(items)
+
+
+def _longest_groups_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The order in which pytest-xdist hands out the groups (with ``--no-loadscope-reorder``, as ``.ci/run``
+    runs): longest first, so no worker idles at the end while another runs a long group it got last
+    (xdist's own order, by number of tests, put the one-test minute-long modules last). Three tiers:
+    tests/ui (its stacks and trainings, ~2 minutes), then the groups holding a ``slow`` test (e2e,
+    integration and the real-data trainings are marked slow), then the rest by number of tests; a group's
+    tests keep their order."""
+    groups: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        groups.setdefault(_group_of(item), []).append(item)
+
+    def tier(name: str, members: list[pytest.Item]) -> tuple[int, int]:
+        if name in _SHARED_SESSION_DIRS:
+            return (0, 0)
+        if any(m.get_closest_marker("slow") for m in members):
+            return (1, 0)
+        return (2, -len(members))
+
+    ordered = sorted(groups.items(), key=lambda kv: tier(*kv))  # stable: collection order within a tier
+    return [item for _, members in ordered for item in members]
+
+
+def _group_of(item: pytest.Item) -> str:
+    mark = item.get_closest_marker("xdist_group")
+    return str(mark.args[0]) if mark and mark.args else item.nodeid
 
 
 def _xdist_group(item: pytest.Item, top: str) -> str:

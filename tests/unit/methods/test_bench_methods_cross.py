@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import SHARED
 
 ROOT = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.slow
 
 
 def _bench():
