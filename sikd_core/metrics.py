@@ -31,7 +31,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou
 from torch import Tensor
 
 METRIC_NAMES = ("dice", "iou", "hd95", "hd")
@@ -77,6 +76,8 @@ def case_metrics(
         num_classes: ``K`` including background.
         spacing: physical size of a pixel/voxel per axis (mm); ``None`` means pixels.
     """
+    from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou  # see batch_dice
+
     pred_t = torch.as_tensor(np.asarray(pred) if not isinstance(pred, Tensor) else pred)
     target_t = torch.as_tensor(np.asarray(target) if not isinstance(target, Tensor) else target)
     if pred_t.shape != target_t.shape:
@@ -130,6 +131,8 @@ def batch_dice(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:
     Returns:
         ``B,K-1`` tensor, with the conventions above (both empty -> 1).
     """
+    from monai.metrics import compute_dice  # monai costs ~2 s to import: only processes that score pay it
+
     if pred.shape != target.shape or pred.ndim != 3:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must both be B,H,W")
     p = F.one_hot(pred.long(), num_classes).permute(0, 3, 1, 2).float()
