@@ -119,7 +119,7 @@ class Page:
             except Exception as e:  # noqa: BLE001 - stale elements while Streamlit re-renders
                 last_error = e
             time.sleep(0.25)
-        self.shot(f"FAILED-{what.replace(' ', '-')[:40]}", docs=False)
+        self.shot(f"FAILED-{what.replace(' ', '-')[:40]}", docs=False, always=True)
         raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}"
                              + (f" (last error: {last_error!r})" if last_error else ""))
 
@@ -204,8 +204,12 @@ class Page:
         el.send_keys(Keys.TAB)
         self.wait(lambda: self.field(label).get_attribute("value") == value, 10, f"{label} = {value}")
 
-    def shot(self, name: str, docs: bool = True) -> Path:
-        """A full-page screenshot (the window grows to the page's height)."""
+    def shot(self, name: str, docs: bool = True, always: bool = False) -> Path | None:
+        """A full-page screenshot (the window grows to the page's height) into test-artifacts/screenshots:
+        always for the README (``docs_dir``) and on a failure, for every step of the test only with
+        ``SIKD_E2E_SCREENSHOTS=1`` (each costs about two seconds of resizing and rendering)."""
+        if not (always or self.docs_dir is not None or os.environ.get("SIKD_E2E_SCREENSHOTS")):
+            return None
         self.d.set_window_size(WIDTH, 900)
         time.sleep(0.3)
         height = self.d.execute_script(
@@ -266,9 +270,9 @@ def test_upload_train_and_read_the_results_in_the_browser(browser, stack, tmp_pa
     page.nav("New experiment")
     page.wait_text("Unseen (cross) datasets", "vendor_b")
     page.type("Name", "phantom demo")
-    page.type("Image height (px)", "48")
-    page.type("Image width (px)", "48")
-    page.type("Epochs", "6")
+    page.type("Image height (px)", "32")
+    page.type("Image width (px)", "32")
+    page.type("Epochs", "3")
     page.type("Batch size", "4")
     page.type("Learning rate", "0.01000")
     page.click_text("[data-testid=stExpander] summary", "Advanced options")
@@ -279,7 +283,7 @@ def test_upload_train_and_read_the_results_in_the_browser(browser, stack, tmp_pa
     page.click_button("Start experiment")
     page.wait(lambda: "experiment?id=" in browser.current_url, 30, "the experiment's page")
     exp = stack.admin.get("/experiments")["data"][0]
-    assert exp["name"] == "phantom demo" and exp["spec"]["image_size"] == [48, 48] and exp["spec"]["epochs"] == 6
+    assert exp["name"] == "phantom demo" and exp["spec"]["image_size"] == [32, 32] and exp["spec"]["epochs"] == 3
     assert exp["spec"]["model_kwargs"] == {"widths": [8, 16, 32]} and exp["spec"]["eval_datasets"] == [
         str(datasets[1]["id"])]
     page.wait_text(f"#{exp['id']} phantom demo", "Stages")
