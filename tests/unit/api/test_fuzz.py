@@ -2,7 +2,8 @@
 and with a real dataset present; no answer may be a 5xx. Deselect with ``-m "not fuzz"``.
 
 The budget is ``SIKD_FUZZ_EXAMPLES`` examples per operation and mode (default 60, positive and negative:
-about 3 000 requests, two minutes on 2 cores); the generation is derandomised, so a CI failure reproduces.
+about 3 700 requests, 35 s on 2 cores; `.ci/run` uses 40: about 2 500 requests, 23 s; most of the time is
+schemathesis generating the cases); the generation is derandomised, so a CI failure reproduces.
 """
 
 from __future__ import annotations
