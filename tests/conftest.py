@@ -117,18 +117,19 @@ def _longest_groups_first(items: list[pytest.Item]) -> list[pytest.Item]:
     """The order in which pytest-xdist hands out the groups (with ``--no-loadscope-reorder``, as ``.ci/run``
     runs): longest first, so no worker idles at the end while another runs a long group it got last
     (xdist's own order, by number of tests, put the one-test minute-long modules last). Three tiers:
-    tests/ui (its stacks and trainings, ~2 minutes), then the groups holding a ``slow`` test (e2e,
-    integration and the real-data trainings are marked slow), then the rest by number of tests; a group's
-    tests keep their order."""
+    tests/ui (its stacks and trainings, ~90 s), then the groups holding a ``slow`` test, longest first by
+    the marker's ``seconds`` (the module's rough total on a quiet 2-core machine; 10 when not given), then
+    the rest by number of tests; a group's tests keep their order."""
     groups: dict[str, list[pytest.Item]] = {}
     for item in items:
         groups.setdefault(_group_of(item), []).append(item)
 
-    def tier(name: str, members: list[pytest.Item]) -> tuple[int, int]:
+    def tier(name: str, members: list[pytest.Item]) -> tuple[int, float]:
         if name in _SHARED_SESSION_DIRS:
             return (0, 0)
-        if any(m.get_closest_marker("slow") for m in members):
-            return (1, 0)
+        slow = [mark for m in members if (mark := m.get_closest_marker("slow"))]
+        if slow:
+            return (1, -max(float(mark.kwargs.get("seconds", 10)) for mark in slow))
         return (2, -len(members))
 
     ordered = sorted(groups.items(), key=lambda kv: tier(*kv))  # stable: collection order within a tier

@@ -22,7 +22,7 @@ import pytest
 from tests.service_helpers import alive, descendants
 from tests.ui.stack import Stack, phantom_zip
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow(seconds=50), pytest.mark.timeout(480)]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "screenshots"

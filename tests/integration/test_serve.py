@@ -17,7 +17,7 @@ import pytest
 
 from tests.service_helpers import REDIS_URL, alive, descendants, free_port, kill_tree, wait_for
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=37)]
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from tests.service_helpers import png_bytes, tiny_spec, upload, wait_for, zip_folder
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=35)]
 
 ADMIN = {"Authorization": "Bearer test-admin-token-0123456789"}
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.service_helpers import descendants, free_port, kill_tree, wait_for
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.slow(seconds=23)]
 
 
 def _cmdline(pid: int) -> str:

@@ -17,7 +17,7 @@ from sikd_core.inference import load_bundle, predict_images
 from tests.conftest import SHARED, polyp_names
 from tests.unit.test_export import make_bundle
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow(seconds=12), pytest.mark.timeout(600)]
 
 
 def _run(cmd: list[str], what: str, timeout: float = 420, **kw) -> subprocess.CompletedProcess:

@@ -26,11 +26,12 @@ from sikd_core.models import create_model
 from sikd_core.training import DistillationTrainer, TrainConfig, Trainer
 from tests.conftest import SHARED
 
+pytestmark = pytest.mark.slow(seconds=55)
+
 N_IMAGES, N_VAL, SIZE, EPOCHS = 300, 50, 64, 15
 KD_EPOCHS = 8  # teacher and student each
 
 
-@pytest.mark.slow
 def test_small_polyp_recipe_learns_and_does_not_collapse(tmp_path):
     train, val = _small_polyp(tmp_path)
     torch.manual_seed(0)
@@ -58,7 +59,6 @@ def _small_polyp(tmp_path):
     return (images[N_VAL:], labels[N_VAL:]), (images[:N_VAL], labels[:N_VAL])
 
 
-@pytest.mark.slow
 def test_small_polyp_sikd_student_does_not_collapse(tmp_path):
     """The SIKD student (alpha 2, head started from the teacher's) of the reduced small polyp configuration.
 

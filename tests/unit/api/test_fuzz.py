@@ -22,7 +22,7 @@ from tests.service_helpers import upload
 
 EXAMPLES = int(os.environ.get("SIKD_FUZZ_EXAMPLES", "60"))
 
-pytestmark = [pytest.mark.fuzz, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.fuzz, pytest.mark.slow(seconds=23), pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")

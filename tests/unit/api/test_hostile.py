@@ -16,7 +16,7 @@ import pytest
 
 from tests.service_helpers import png_bytes, tiny_spec, upload, zip_bytes
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow(seconds=21), pytest.mark.timeout(120)]
 
 BIG = 2**63  # one past the largest 64-bit id
 HUGE = 10**30

@@ -8,7 +8,7 @@ import pytest
 
 from bench.hostile_memory import run
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow(seconds=4), pytest.mark.timeout(300)]
 
 BOUND_MB = 1024
 

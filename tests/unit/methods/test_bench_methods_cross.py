@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import SHARED
 
 ROOT = Path(__file__).resolve().parents[3]
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=15)
 
 
 def _bench():

@@ -17,7 +17,7 @@ from tests.service_helpers import drain, tiny_spec, wait_for
 from worker import tasks
 from worker.recovery import recover
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow(seconds=15), pytest.mark.timeout(120)]
 
 
 def create(client, headers, datasets, **kw) -> dict:
