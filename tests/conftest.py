@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-# Threads per test process: the cores shared out among pytest-xdist's workers (`.ci/run` runs one per core),
+# Threads per test process: the cores shared out among pytest-xdist's workers (`.ci/run` runs 1.5 per core),
 # so parallel workers do not oversubscribe the CPU; set before torch is imported (the services the tests
 # start inherit it). The xdist controller imports this file before it starts its workers, which inherit its
 # environment: what the user set is remembered in _SIKD_TEST_OMP_USER, so a worker recomputes its share

@@ -1,8 +1,10 @@
 """The test suite's own set-up (tests/conftest.py): what makes `.ci/run` fast must actually be in effect.
 
 Both were silently lost once: the workers inherited the xdist controller's two torch threads each (a 1.4 s
-trainer test took 35 s on the oversubscribed 2-core box), and the xdist_group marks were added after
-pytest-xdist had read them (so every test was scheduled alone and each worker built the shared stacks).
+trainer test took 35 s on the oversubscribed 2-core box), and the xdist_group marks never reached the
+scheduler (pytest 9.2 builds a test's id from ``Node._id``, pytest-xdist 3.8 appends the group to
+``Node._nodeid``), so every test was scheduled alone and each worker built the shared stacks. pyproject.toml
+pins pytest below 9.2 and the marks are set before xdist's own hook; these tests fail when either goes.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import os
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_torch_gets_this_processes_share_of_the_cores() -> None:
