@@ -7,6 +7,8 @@ specs over its limits before queueing them (see ``sikd_service.experiments``).
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -60,6 +62,25 @@ def _activation_elements(model: nn.Module, x: torch.Tensor) -> int:
     return total
 
 
+@functools.lru_cache(maxsize=256)
+def _network_size(model_name: str, kwargs_json: str, in_channels: int, num_classes: int, batch_size: int,
+                  image_size: tuple[int, ...]) -> tuple[int, int | None]:
+    """Parameters and activation elements of one network and input shape, measured on the meta device once
+    per process (a sweep's experiments share their network: the forward on meta is most of a POST's time)."""
+    from sikd_core.models.registry import create_model
+
+    with torch.device("meta"):
+        model = create_model(model_name, in_channels, num_classes, **json.loads(kwargs_json))
+        params = sum(p.numel() for p in model.parameters())
+        x = torch.empty(batch_size, in_channels, *image_size)
+        try:
+            acts: int | None = _activation_elements(model, x)
+        except (RuntimeError, NotImplementedError) as e:  # e.g. a data-dependent .item() in the forward
+            log.info("no activation estimate for %s on the meta device: %s", model_name, e)
+            acts = None
+    return params, acts
+
+
 def estimate_cost(spec: ExperimentSpec, *, in_channels: int, num_classes: int, num_pairs: int) -> Cost:
     """Parameters, memory of one training step and optimiser steps of ``spec`` on ``num_pairs`` images.
 
@@ -67,17 +88,8 @@ def estimate_cost(spec: ExperimentSpec, *, in_channels: int, num_classes: int, n
     of a training stage; the student additionally runs the frozen teacher forward (its activations are not
     kept), which the estimate ignores.
     """
-    from sikd_core.models.registry import create_model
-
-    with torch.device("meta"):
-        model = create_model(spec.model, in_channels, num_classes, **spec.model_kwargs)
-        params = sum(p.numel() for p in model.parameters())
-        x = torch.empty(spec.batch_size, in_channels, *spec.image_size)
-        try:
-            acts: int | None = _activation_elements(model, x)
-        except (RuntimeError, NotImplementedError) as e:  # e.g. a data-dependent .item() in the forward
-            log.info("no activation estimate for %s on the meta device: %s", spec.model, e)
-            acts = None
+    params, acts = _network_size(spec.model, json.dumps(spec.model_kwargs, sort_keys=True), in_channels,
+                                 num_classes, spec.batch_size, tuple(spec.image_size))
     train_fraction = max(0.0, 1.0 - spec.val_fraction - spec.test_fraction)
     n_train = max(1, int(num_pairs * train_fraction))
     steps = spec.steps_per_epoch or math.ceil(n_train / spec.batch_size)

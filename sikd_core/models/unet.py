@@ -102,7 +102,11 @@ class UNet(SegmentationModel):
         'kaiming')``). PyTorch's default conv initialisation is about 2.4x smaller; on a narrow head (8
         features) the logits then start and stay so small that Adam at 1e-3 needs hundreds of steps to make
         them confident, and plain cross-entropy on imbalanced data can lock the net into all-background.
+        Skipped on the ``meta`` device (the API's spec checks and costing build there: no values to set, and
+        PyTorch's meta initialisers run as slow Python decompositions: a third of a POST /experiments).
         """
+        if self.head.weight.is_meta:
+            return
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
