@@ -29,15 +29,13 @@ from sikd_service import crud
 from sikd_service.config import Settings
 from sikd_service.errors import ServiceError
 from sikd_service.experiments import require_finished
-from sikd_service.ingest import dataset_manifest
+from sikd_service.ingest import FULL_SIDE, dataset_manifest
 from sikd_service.storage import experiment_dir
 from sikd_service.tables import Experiment
 
 ViewMode = Literal["contours", "fill", "errors", "overlay"]
 #: ``overlay`` mode: the outlines of two predictions over the ground truth's, in one picture (first red, second blue).
 PAIR_COLOURS = ((255, 60, 60), (40, 140, 255))
-#: The longest side of a rendered panel: full resolution for the usual medical images, bounded for huge ones.
-MAX_SIDE = 2048
 _METHOD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_+.-]*")
 
 
@@ -88,7 +86,7 @@ def render_case(session: Session, settings: Settings, exp: Experiment, *, datase
         panels = [class_contours(base, gt, k)] + [class_contours(base, p, k) for p in preds.values()]
     picture = hstack_panels(panels, gap=max(4, base.shape[1] // 100))
     h, w = picture.shape[:2]
-    scale = MAX_SIDE / max(h, w / len(panels))
+    scale = FULL_SIDE / max(h, w / len(panels))  # a panel at most FULL_SIDE: the usual images whole
     if scale < 1:
         picture = np.asarray(Image.fromarray(picture).resize((round(w * scale), round(h * scale)), Image.BILINEAR))
     buf = io.BytesIO()

@@ -276,7 +276,8 @@ def dataset_manifest(settings: Settings, ds: Dataset):  # -> sikd_core.data.Mani
     return manifest_from_stored(ds.manifest, dataset_dir(settings, ds.id))
 
 
-#: The longest side of a sample's full-size view (``thumbnail_png(full=True)``): the usual medical images whole.
+#: The longest side of a full-resolution view (a sample's ``thumbnail_png(full=True)``, a panel of a case view):
+#: the usual medical images whole, huge ones bounded.
 FULL_SIDE = 2048
 
 
