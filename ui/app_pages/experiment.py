@@ -482,17 +482,17 @@ def overlays_tab(results: dict, long: pd.DataFrame) -> None:
     rest = [m for m in methods if m != first]
     second = (c[1].selectbox("against, in blue", rest, key="ov_second", format_func=method_label,
                              index=rest.index("sikd") if "sikd" in rest else 0) if rest else None)
-    sets = list(dict.fromkeys(long["Dataset"] + " (" + long["Split"] + ")"))
-    ds_choice = c[2].selectbox("Dataset", ["all datasets", *sets], key="ov_dataset")
+    labels = long["Dataset"] + " (" + long["Split"] + ")"
+    ds_choice = c[2].selectbox("Dataset", ["all datasets", *dict.fromkeys(labels)], key="ov_dataset")
     a, b = method_label(first), method_label(second) if second else ""
     orders = {"b_gain": f"Largest {b} gain", "a_gain": f"Largest {a} gain",
               "worst": f"Worst cases (lowest {b or a} Dice)"} if second else {"worst": f"Worst cases (lowest {a} Dice)"}
     order = c[3].radio("Order", list(orders), horizontal=True, key="ov_sort", format_func=orders.get)
-    view = long if ds_choice == "all datasets" else long[(long["Dataset"] + " (" + long["Split"] + ")") == ds_choice]
-    items = overlay_order(view, first, second, order or "worst")
     if spec.get("save_predictions") is False:
         st.info("No overlays: the experiment kept no predictions (spec `save_predictions` is false).")
         return
+    items = overlay_order(long if ds_choice == "all datasets" else long[labels == ds_choice], first, second,
+                          order or "worst")
     st.caption(f"{len(items)} evaluated case(s), ordered by {orders.get(order or 'worst', '').lower()}; Dice mean "
                "over seeds, pictures of the first seed's predictions (full resolution: use the picture's "
                "fullscreen button). Per-class colours and error maps are on the **Cases** tab.")
