@@ -8,6 +8,10 @@ teacher) come from :class:`~sikd_core.training.health.HealthMonitor` while a sta
   baseline's on every evaluated case: distillation changed nothing, or both collapsed the same way;
 * ``student_below_baseline``: the student ends more than :data:`BELOW_BASELINE_DICE` below its baseline
   (intra-dataset test Dice, or best validation Dice);
+* ``baseline_below_reference``: the baseline's intra-dataset test Dice trails the independent reference recipe's
+  clearly (:data:`BELOW_REFERENCE_DICE`, paired, averaged over seeds, CI excluding 0): every
+  comparison against this baseline, on every dataset, may measure the baseline's deficit, not the method. One
+  finding per baseline seed (each model is flagged), all carrying the seed-averaged figures;
 * ``cross_at_chance``: a model's mean Dice on a cross dataset is no better (within :data:`CHANCE_MARGIN`)
   than a trivial predictor's on the same cases: every pixel one foreground class (per class, the best such
   predictor) or every pixel background. Both are computed from the labels alone.
@@ -31,6 +35,9 @@ from sikd_core.training.health import make_finding
 BELOW_BASELINE_DICE = 0.1
 #: A cross-dataset Dice at most this much above the trivial predictor's counts as chance.
 CHANCE_MARGIN = 0.01
+#: The baseline "trails the reference clearly" when its intra-dataset Dice is more than this below the
+#: reference recipe's (paired, averaged over seeds) and the 95% CI of the difference excludes 0.
+BELOW_REFERENCE_DICE = 0.02
 #: Which training stage produced the model a method names (for findings on evaluated models).
 METHOD_STAGE = {"baseline": "baseline", "sikd": "student"}
 
@@ -130,6 +137,28 @@ def evaluation_findings(cases: Sequence[dict[str, Any]], records: dict[tuple[str
                     method=method, epoch=None,
                     values={"dataset": dataset, "dice": dice, "chance_dice": chance, "all_foreground_dice": all_fg,
                             "all_background_dice": all_bg, "cases": len(cs), "margin": CHANCE_MARGIN}))
+    return out
+
+
+def reference_findings(strength: Sequence[dict[str, Any]], seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """``baseline_below_reference`` findings from :func:`sikd_core.report.baseline_strength` (intra rows)."""
+    out = []
+    for e in strength:
+        if e["split"] != "intra" or not e.get("below_reference"):
+            continue
+        d = e["dice"]
+        for seed in seeds:
+            out.append(make_finding(
+                "baseline_below_reference",
+                f"baseline on {e['dataset']} (intra): its test Dice trails the reference recipe's by "
+                f"{-d['mean_diff']:.3f} [95% CI {-d['ci_high']:.3f}, {-d['ci_low']:.3f}] over {e['n_cases']} cases "
+                f"(seeds averaged): it is weaker than the field's standard recipe makes it, so a gain over it is "
+                "not evidence. Use the default recipe (loss dice_ce), train longer, or check the learning rate.",
+                stage="baseline", seed=seed, method="baseline", epoch=None,
+                # "intra_dataset", not "dataset": a weak baseline weakens its comparisons on every dataset
+            values={"intra_dataset": e["dataset"], "split": "intra", "mean_diff": d["mean_diff"],
+                    "ci_low": d["ci_low"], "ci_high": d["ci_high"], "p_value": d["p_value"],
+                    "cases": e["n_cases"], "threshold": BELOW_REFERENCE_DICE}))
     return out
 
 

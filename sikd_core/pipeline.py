@@ -26,8 +26,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from functools import cached_property
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +34,24 @@ import numpy as np
 import torch
 
 from sikd_core.classmean import class_mean_image, label_map_image
-from sikd_core.data import Augmenter, Manifest, PreparedData, load_dataset, make_splits, prepare
-from sikd_core.data.splits import assert_no_leakage
+from sikd_core.data import Augmenter, Manifest
 from sikd_core.errors import SIKDError, SpecError
 from sikd_core.evaluation import score_cases
-from sikd_core.health import evaluation_findings, health_section, mark_comparisons
+from sikd_core.experiment_data import DatasetRef, ExperimentData, path_resolver
+from sikd_core.health import evaluation_findings, health_section, mark_comparisons, reference_findings
 from sikd_core.inference import LoadedModel, load_bundle, save_bundle
 from sikd_core.methods import MethodTrainer, create_method, parse_method
+from sikd_core.methods.reference import (
+    RECIPE,
+    REFERENCE,
+    REFERENCE_NETWORK,
+    ReferenceAugmenter,
+    ReferenceTrainer,
+    reference_filters,
+)
 from sikd_core.models import create_model, model_info
 from sikd_core.render import render_features, render_overlays
-from sikd_core.report import aggregate_rows, method_comparisons, render_markdown, summarise
+from sikd_core.report import aggregate_rows, baseline_strength, method_comparisons, render_markdown, summarise
 from sikd_core.spec import ExperimentSpec, method_of_stage
 from sikd_core.training import (
     Callback,
@@ -58,6 +65,8 @@ from sikd_core.viz import (
     save_png,
 )
 from sikd_core.workdir import safe_name, write_json
+
+__all__ = ["TRAIN_STAGES", "DatasetRef", "Experiment", "is_train_stage", "path_resolver"]
 
 log = logging.getLogger("sikd_core.pipeline")
 
@@ -76,31 +85,7 @@ def is_train_stage(stage: str) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class DatasetRef:
-    """A dataset the spec names: ``key`` as written in the spec, its folder and a display name.
-
-    ``manifest`` may carry an already validated manifest (the service stores one at upload), which
-    saves re-scanning every file; without it the dataset is read and checked in full.
-    """
-
-    key: str
-    path: Path
-    name: str
-    manifest: Manifest | None = field(default=None, compare=False, repr=False)
-
-
-def path_resolver(key: str) -> DatasetRef:
-    """The CLI's resolver: dataset keys are folder (or datalist JSON) paths."""
-    path = Path(key).expanduser()
-    if not path.exists():
-        raise SpecError(f"dataset not found: {key} (give the path of a dataset folder or datalist JSON)")
-    path = path.resolve()
-    name = path.stem if path.is_file() else path.name
-    return DatasetRef(key=key, path=path, name=name)
-
-
-class Experiment:
+class Experiment(ExperimentData):
     """One experiment spec bound to a working directory.
 
     Args:
@@ -135,127 +120,12 @@ class Experiment:
         if spec_path.exists():
             stored = json.loads(spec_path.read_text())
             training_keys = [k for k in current if k not in ("device", "name", "on_unhealthy")]
-            changed = [k for k in training_keys if stored.get(k) != current[k]]
+            # a key the stored spec lacks is newer than the experiment; what it sets was stored explicitly then
+            changed = [k for k in training_keys if k in stored and stored[k] != current[k]]
             if changed:
                 raise SpecError(f"{self.workdir} holds an experiment with a different spec (changed: "
                                 f"{', '.join(changed)}); use a new output folder")
         write_json(spec_path, current)
-
-    # --------------------------------------------------------------------------- data
-    @cached_property
-    def train_refs(self) -> list[DatasetRef]:
-        """The training sources (one, or several trained on together)."""
-        refs = [self.resolver(k) for k in self.spec.train_datasets]
-        names = [r.name for r in refs]
-        if len(set(names)) != len(names):  # keep report rows unambiguous
-            refs = [DatasetRef(r.key, r.path, f"{r.name}#{i + 1}", r.manifest) for i, r in enumerate(refs)]
-        return refs
-
-    @property
-    def train_ref(self) -> DatasetRef:
-        return self.train_refs[0]
-
-    @property
-    def train_name(self) -> str:
-        """The training data's display name: the source names joined with " + "."""
-        return " + ".join(r.name for r in self.train_refs)
-
-    @cached_property
-    def eval_refs(self) -> list[DatasetRef]:
-        refs = [self.resolver(k) for k in self.spec.eval_datasets]
-        names = [r.name for r in self.train_refs] + [r.name for r in refs]
-        if len(set(names)) != len(names):  # keep report rows unambiguous
-            refs = [DatasetRef(r.key, r.path, f"{r.name}#{i + 1}", r.manifest) for i, r in enumerate(refs)]
-        return refs
-
-    def _load(self, ref: DatasetRef) -> Manifest:
-        if ref.manifest is not None:
-            return ref.manifest if ref.manifest.name == ref.name else replace(ref.manifest, name=ref.name)
-        return load_dataset(ref.path, name=ref.name, mask_mode=self.spec.mask_mode, scan=True)
-
-    @cached_property
-    def train_manifests(self) -> list[Manifest]:
-        ms = [self._load(r) for r in self.train_refs]
-        first = ms[0]
-        for m in ms[1:]:
-            if m.num_classes != first.num_classes or m.in_channels != first.in_channels:
-                raise SIKDError(f"training sources must share the task: {first.name!r} has {first.num_classes} "
-                                f"classes and {first.in_channels} channel(s), {m.name!r} {m.num_classes} and "
-                                f"{m.in_channels}")
-        return ms
-
-    @property
-    def train_manifest(self) -> Manifest:
-        """The first training source (class names, channels); see :attr:`train_manifests` for all."""
-        return self.train_manifests[0]
-
-    @property
-    def num_classes(self) -> int:
-        return self.train_manifest.num_classes
-
-    @property
-    def in_channels(self) -> int:
-        return self.train_manifest.in_channels
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.train_manifest.class_names)
-
-    @cached_property
-    def source_splits(self) -> list[dict[str, list[int]]]:
-        """Train/val/test sample indices of every training source, split per source (grouped, seeded)."""
-        outs, entries = [], []
-        for m in self.train_manifests:
-            sp = make_splits(m, val_fraction=self.spec.val_fraction, test_fraction=self.spec.test_fraction,
-                             seed=self.spec.split_seed)
-            assert_no_leakage(m, sp)
-            out = {"train": list(sp.train), "val": list(sp.val), "test": list(sp.test)}
-            for split in ("train", "test"):
-                if not out[split]:
-                    raise SIKDError(f"the {split} split of {m.name!r} is empty: the dataset is too small for these "
-                                    "fractions" + ("" if split == "train" else "; no intra score can be computed"))
-            outs.append(out)
-            entries.append({"dataset": m.name, "sizes": {k: len(v) for k, v in out.items()},
-                            "cases": {k: len({m.samples[i].case_id for i in v}) for k, v in out.items()},
-                            "keys": {k: [m.samples[i].key for i in v] for k, v in out.items()}})
-        record = dict(entries[0]) if len(entries) == 1 else {"dataset": self.train_name, "sources": entries}
-        path = self.workdir / "splits.json"
-        if path.exists():
-            stored = json.loads(path.read_text())
-            if stored.get("keys") != record.get("keys") or stored.get("sources") != record.get("sources"):
-                raise SIKDError(f"the training dataset changed since this experiment split it ({path}); "
-                                "start a new experiment")
-        else:
-            write_json(path, record)
-        return outs
-
-    @property
-    def splits(self) -> dict[str, list[int]]:
-        """The first source's splits (the only one for a single training dataset)."""
-        return self.source_splits[0]
-
-    @cached_property
-    def source_data(self) -> list[PreparedData]:
-        return [prepare(m, self.spec.image_size, self.cache_dir, in_channels=self.in_channels)
-                for m in self.train_manifests]
-
-    @property
-    def train_data(self) -> PreparedData:
-        return self.source_data[0]
-
-    def split_tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images (float16, ``N,C,H,W``) and labels (uint8, ``N,H,W``) of a split (every source's, concatenated),
-        in memory on CPU."""
-        parts = []
-        for data, splits in zip(self.source_data, self.source_splits, strict=True):
-            pos = {m: p for p, m in enumerate(data.indices)}
-            rows = np.array([pos[i] for i in splits[split]], dtype=np.int64)
-            parts.append((data.images[rows], data.labels[rows]))
-        images = torch.from_numpy(np.ascontiguousarray(np.concatenate([p[0] for p in parts])))
-        labels = torch.from_numpy(np.ascontiguousarray(np.concatenate([p[1] for p in parts])))
-        if self.device.type == "cuda":
-            images, labels = images.pin_memory(), labels.pin_memory()
-        return images, labels
 
     # --------------------------------------------------------------------------- stages
     def stage_dir(self, stage: str, seed: int) -> Path:
@@ -268,7 +138,13 @@ class Experiment:
         p = self.stage_dir(stage, seed) / "done.json"
         return json.loads(p.read_text()) if p.is_file() else None
 
+    def network(self, stage: str) -> str:
+        """The registered network a stage trains: the spec's, or the reference recipe's own."""
+        return REFERENCE_NETWORK if stage == REFERENCE else self.spec.model
+
     def model_kwargs(self, stage: str) -> dict[str, Any]:
+        if stage == REFERENCE:
+            return {"filters": reference_filters(self.spec.model, self.spec.model_kwargs, self.spec.image_size)}
         kw = dict(self.spec.model_kwargs)
         if stage == "teacher" and model_info(self.spec.model).skip_switch and not self.spec.teacher_skip_connections:
             kw["skip_connections"] = False
@@ -277,7 +153,7 @@ class Experiment:
     def build_model(self, stage: str, seed: int) -> torch.nn.Module:
         # Baseline and student start from identical weights (same seed): the comparison is paired.
         torch.manual_seed(seed)
-        return create_model(self.spec.model, self.in_channels, self.num_classes, **self.model_kwargs(stage))
+        return create_model(self.network(stage), self.in_channels, self.num_classes, **self.model_kwargs(stage))
 
     def teacher_input_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
         k, c = self.num_classes, self.in_channels
@@ -289,10 +165,14 @@ class Experiment:
 
     def _train_config(self, stage: str, seed: int) -> TrainConfig:
         s = self.spec
-        return TrainConfig(epochs=s.effective_teacher_epochs if stage == "teacher" else s.epochs,
-                           batch_size=s.batch_size, lr=s.lr, weight_decay=s.weight_decay, seed=seed,
-                           steps_per_epoch=s.steps_per_epoch, loss=s.loss, amp=s.amp, device=str(self.device),
-                           checkpoint_interval_s=self.checkpoint_interval_s)
+        config = TrainConfig(epochs=s.effective_teacher_epochs if stage == "teacher" else s.epochs,
+                             batch_size=s.batch_size, lr=s.lr, weight_decay=s.weight_decay, seed=seed,
+                             steps_per_epoch=s.steps_per_epoch, loss=s.loss, amp=s.amp, device=str(self.device),
+                             checkpoint_interval_s=self.checkpoint_interval_s)
+        if stage == REFERENCE:  # the same budget, its own recipe (sikd_core.methods.reference)
+            config = replace(config, lr=RECIPE["lr"], weight_decay=RECIPE["weight_decay"], loss="dice_ce",
+                             poly_power=RECIPE["poly_power"])
+        return config
 
     def run_stage(self, stage: str, seed: int, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
         """Train one stage (or return its record if it is already done)."""
@@ -332,6 +212,8 @@ class Experiment:
             trainer = Trainer(model, train, val, config, input_fn=self.teacher_input_fn(), **common)
         elif stage == "baseline":
             trainer = Trainer(model, train, val, config, **common)
+        elif stage == REFERENCE:
+            trainer = ReferenceTrainer(model, train, val, config, **dict(common, augmenter=ReferenceAugmenter()))
         else:  # a plug-in method, with SIKD's distillation on top for "X+sikd"
             method = create_method(base, model, in_channels=self.in_channels, num_classes=self.num_classes)
             trainer = MethodTrainer(model, train, val, config, method=method, teacher=teacher, alpha=self.spec.alpha,
@@ -339,7 +221,7 @@ class Experiment:
                                     head_from_teacher=self.spec.student_head_init == "teacher", **common)
         t0 = time.monotonic()
         result = trainer.fit()
-        info = dict(model=self.spec.model, model_kwargs=self.model_kwargs(stage), in_channels=self.in_channels,
+        info = dict(model=self.network(stage), model_kwargs=self.model_kwargs(stage), in_channels=self.in_channels,
                     num_classes=self.num_classes, class_names=self.class_names, image_size=self.spec.image_size,
                     normalization={"method": "percentile", "lower": 0.5, "upper": 99.5},
                     method=method_of_stage(stage) or stage, stage=stage, seed=seed,
@@ -415,13 +297,6 @@ class Experiment:
         (self.workdir / "report.md").write_text(render_markdown(report), encoding="utf-8")
         return report
 
-    def _data_for(self, manifest: Manifest) -> PreparedData:
-        """The prepared (resized, cached) data of an evaluated dataset; the training set's is already loaded."""
-        for m, d in zip(self.train_manifests, self.source_data, strict=True):
-            if manifest is m:
-                return d
-        return prepare(manifest, self.spec.image_size, self.cache_dir, in_channels=self.in_channels)
-
     def _save_prediction(self, eval_dir: Path, method: str, dataset: str, manifest: Manifest,
                          members: list[int], masks: list[np.ndarray]) -> None:
         folder = eval_dir / "predictions" / method / safe_name(dataset)
@@ -442,8 +317,10 @@ class Experiment:
             warnings += [f"{stage} (seed {seed}): {w}" for w in rec.get("warnings", [])]
             findings += rec.get("health") or []
         findings += evaluation_findings(cases, records)
+        strength = baseline_strength(cases, self.spec.methods)
+        findings += reference_findings(strength, self.spec.seeds)
         health = health_section(findings, sorted({(r["method"], r["seed"]) for r in rows}))
-        comparisons = method_comparisons(cases, self.spec.methods)
+        comparisons = method_comparisons(cases, self.spec.methods, strength)
         mark_comparisons(comparisons, health)
         for f in findings:
             log.warning("health: %s", f["message"])
@@ -463,6 +340,7 @@ class Experiment:
             "rows": rows,
             "summary": summarise(rows),
             "comparisons": comparisons,
+            "baseline_strength": strength,
             "stages": stages,
             "warnings": warnings,
             "health": health,

@@ -17,11 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from sikd_core.health import health_markdown
+from sikd_core.health import BELOW_REFERENCE_DICE, health_markdown
 from sikd_core.metrics import METRIC_NAMES
 
 METHOD_LABELS = {"baseline": "Baseline", "sikd": "SIKD", "sdm": "U-Net w/ SDM", "gin": "GIN",
-                 "maxstyle": "MaxStyle"}
+                 "maxstyle": "MaxStyle", "reference": "Reference (nnU-Net-like)"}
+#: The independent standard recipe the baseline is measured against (sikd_core.methods.reference).
+REFERENCE = "reference"
+
 
 
 def method_label(name: str) -> str:
@@ -150,10 +153,11 @@ def paired_comparisons(cases: Iterable[dict[str, Any]], a: str = "sikd", b: str 
 
 
 def comparison_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
-    """``(method, reference)`` pairs: every method against ``baseline``, every ``X+sikd`` against ``X``."""
+    """``(method, reference)`` pairs: every method against ``baseline``, every ``X+sikd`` against ``X``. The
+    ``reference`` recipe is not a method under comparison: it measures the baseline (:func:`baseline_strength`)."""
     pairs = []
     if "baseline" in methods:
-        pairs += [(m, "baseline") for m in methods if m != "baseline"]
+        pairs += [(m, "baseline") for m in methods if m not in ("baseline", REFERENCE)]
     for m in methods:
         if m.endswith("+sikd") and m[: -len("+sikd")] in methods and m[: -len("+sikd")] != "baseline":
             pairs.append((m, m[: -len("+sikd")]))
@@ -174,10 +178,13 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return [float(v) for v in out]
 
 
-def method_comparisons(cases: Iterable[dict[str, Any]], methods: Sequence[str]) -> list[dict[str, Any]]:
+def method_comparisons(cases: Iterable[dict[str, Any]], methods: Sequence[str],
+                       strength: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Paired comparisons of every pair of :func:`comparison_pairs` on every dataset, with Holm-adjusted
     p-values (``p_holm``, per metric, across all the experiment's comparisons; the entry's own ``p_holm``
-    is Dice's)."""
+    is Dice's). Every comparison against the baseline carries ``baseline_strength`` (baseline minus reference
+    on that dataset: ``mean_diff``, ``ci_low``, ``ci_high``, ``p_value``, ``below_reference``) when the
+    experiment trains the reference; ``strength`` is :func:`baseline_strength`'s result if already computed."""
     cases = list(cases)
     out: list[dict[str, Any]] = []
     for a, b in comparison_pairs(methods):
@@ -187,6 +194,29 @@ def method_comparisons(cases: Iterable[dict[str, Any]], methods: Sequence[str]) 
             entry[m]["p_holm"] = ph
     for entry in out:
         entry["p_holm"] = entry["dice"]["p_holm"]
+    by_set = {(e["dataset"], e["split"]): e
+              for e in (baseline_strength(cases, methods) if strength is None else strength)}
+    for entry in out:
+        if entry["b"] == "baseline" and (entry["dataset"], entry["split"]) in by_set:
+            e = by_set[(entry["dataset"], entry["split"])]
+            entry["baseline_strength"] = {k: e["dice"][k] for k in ("mean_diff", "ci_low", "ci_high", "p_value")}
+            entry["baseline_strength"]["below_reference"] = e["below_reference"]
+    return out
+
+
+def baseline_strength(cases: Iterable[dict[str, Any]], methods: Sequence[str]) -> list[dict[str, Any]]:
+    """Baseline minus reference per dataset and split (paired per case, averaged over seeds, bootstrap CI,
+    Wilcoxon p and its Holm adjustment over the datasets), with ``below_reference`` set where the baseline
+    trails the reference clearly: more than :data:`BELOW_REFERENCE_DICE` Dice with the CI's upper end below 0.
+    Empty unless the experiment trains both."""
+    if "baseline" not in methods or REFERENCE not in methods:
+        return []
+    out = paired_comparisons(cases, a="baseline", b=REFERENCE)
+    for entry, ph in zip(out, holm([e["dice"]["p_value"] for e in out]), strict=True):
+        entry["dice"]["p_holm"] = ph
+        d = entry["dice"]
+        entry["below_reference"] = bool(math.isfinite(d["mean_diff"]) and d["mean_diff"] < -BELOW_REFERENCE_DICE
+                                        and math.isfinite(d["ci_high"]) and d["ci_high"] < 0)
     return out
 
 
@@ -240,6 +270,44 @@ def _score_table(summary: list[dict[str, Any]], datasets: list[tuple[str, str]],
     return lines
 
 
+def _strength_cell(bs: dict[str, Any] | None) -> str:
+    if not bs:
+        return "–"
+    text = f"{_f(bs['mean_diff'], 3, True)} [{_f(bs['ci_low'], 3, True)}, {_f(bs['ci_high'], 3, True)}]"
+    return f"⚠ {text}" if bs.get("below_reference") else text
+
+
+def strength_markdown(report: dict[str, Any]) -> list[str]:
+    """The report's "Baseline strength" section: baseline minus the reference recipe per dataset, or the
+    statement that nothing in this experiment measures the baseline's strength."""
+    if "baseline" not in (report.get("methods") or []):
+        return []
+    lines = ["## Baseline strength", ""]
+    rows = report.get("baseline_strength") or []
+    if REFERENCE not in (report.get("methods") or []) or not rows:
+        return lines + ["No reference recipe was trained, so nothing in this experiment shows whether the baseline "
+                        "is as strong as the field's standard recipe makes it: a gain over a weak baseline is not "
+                        "evidence. Add `reference` to `methods` (an independent nnU-Net-like recipe on the same "
+                        "splits and budget).", ""]
+    weak = [r for r in rows if r.get("below_reference")]
+    lines += [("**The baseline trails the reference recipe** (" + ", ".join(f"{r['dataset']} ({r['split']})"
+                                                                       for r in weak)
+               + "): every gain over it may be a gain over an under-trained baseline, not evidence for the method."
+               if weak else "The baseline is not clearly below the reference recipe on any dataset (trailing "
+               f"clearly = more than {BELOW_REFERENCE_DICE:g} Dice with the 95% CI below 0)."), "",
+              "Baseline minus reference per case, averaged over seeds; 95% bootstrap CI; Wilcoxon p, Holm-adjusted "
+              "over the datasets.", "",
+              "| Dataset | Split | Cases | ΔDice baseline − reference [95% CI] | p | p (Holm) | Verdict |",
+              "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        d = r["dice"]
+        verdict = "**below the reference**" if r.get("below_reference") else "not clearly below"
+        lines.append(f"| {r['dataset']} | {r['split']} | {r['n_cases']} | {_f(d['mean_diff'], 3, True)} "
+                     f"[{_f(d['ci_low'], 3, True)}, {_f(d['ci_high'], 3, True)}] | {_p(d['p_value'])} | "
+                     f"{_p(d.get('p_holm'))} | {verdict} |")
+    return lines + [""]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The human-readable report: the paper's table layout (intra vs cross, baseline vs SIKD, delta)."""
     spec = report["spec"]
@@ -266,6 +334,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         + (f", mean ± std over {n_seeds} seeds." if n_seeds > 1 else "."),
         "",
         *health_markdown(report.get("health")),
+        *strength_markdown(report),
         "## Scores (mean over foreground classes)",
         "",
         *_score_table(summary, datasets, methods, lambda s: s, unit),
@@ -282,8 +351,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                   "Wilcoxon signed-rank test, p (Holm) adjusted across all comparisons of this experiment. "
                   "Better/worse count cases (Dice up, HD95 down = better).", "",
                   f"| Comparison | Dataset | Split | Cases | ΔDice [95% CI] | p | p (Holm) | better/worse | "
-                  f"ΔHD95 ({unit}) [95% CI] | p (Holm) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  f"ΔHD95 ({unit}) [95% CI] | p (Holm) | Baseline − reference |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for c in comps:
             d, h = c["dice"], c["hd95"]
             a, b = c.get("method", c.get("a", "sikd")), c.get("reference", c.get("b", "baseline"))
@@ -294,7 +363,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"{_f(d['mean_diff'], 3, True)} [{_f(d['ci_low'], 3, True)}, {_f(d['ci_high'], 3, True)}] | "
                 f"{_p(d['p_value'])} | {_p(d.get('p_holm'))} | {d['better']}/{d['worse']} | "
                 f"{_f(h['mean_diff'], 2, True)} [{_f(h['ci_low'], 2, True)}, {_f(h['ci_high'], 2, True)}] | "
-                f"{_p(h.get('p_holm'))} |")
+                f"{_p(h.get('p_holm'))} | {_strength_cell(c.get('baseline_strength'))} |")
     stages = report.get("stages") or []
     if stages:
         lines += ["", "## Training", "", "| Stage | Seed | Best val Dice | Best epoch | Epochs | Time (s) |",

@@ -19,7 +19,8 @@ import pandas as pd
 
 STAGE_KINDS = ("baseline", "teacher", "student", "evaluation")
 ACTIVE = ("queued", "running")
-METHOD_LABELS = {"baseline": "Baseline", "sikd": "SIKD", "gin": "GIN", "sdm": "SDM", "maxstyle": "MaxStyle"}
+METHOD_LABELS = {"baseline": "Baseline", "sikd": "SIKD", "gin": "GIN", "sdm": "SDM", "maxstyle": "MaxStyle",
+                 "reference": "Reference"}
 STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:",
                 "succeeded": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:",
                 "pending": ":material/more_horiz:"}

@@ -22,6 +22,7 @@ CODE_LABELS = {
     "student_equals_baseline": "student identical to the baseline",
     "cross_at_chance": "cross-dataset score at chance",
     "student_below_baseline": "student far below the baseline",
+    "baseline_below_reference": "baseline below the reference recipe",
 }
 
 

@@ -144,7 +144,8 @@ async def experiment_results(experiment_id: ExperimentId, session: SessionDep, s
             class_names=rep["class_names"], units=rep["units"], dataset_units=rep.get("dataset_units", {}),
             warnings=rep.get("warnings", []), health=rep.get("health"),
             methods=rep.get("methods") or list(rep["spec"].get("methods", [])),
-            train_datasets=rep.get("train_datasets") or [rep.get("train_dataset", "")])
+            train_datasets=rep.get("train_datasets") or [rep.get("train_dataset", "")],
+            baseline_strength=rep.get("baseline_strength"))
 
     return await _read(session, read)
 

@@ -160,6 +160,28 @@ def model_scores(cases: Sequence[dict[str, Any]], method: str, seed: int) -> lis
     return out
 
 
+def method_section(method: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The card's ``method``: name, alpha and teacher input where the model was distilled (``sikd`` and every
+    ``X+sikd``), and what the method is."""
+    from sikd_core.methods import method_info, parse_method
+
+    try:
+        base, distilled = parse_method(method)
+    except Exception:  # noqa: BLE001 - a method this version does not know: say only its name
+        return {"name": method, "alpha": None, "teacher_input": None, "description": method}
+    if method == "sikd":
+        text = ("SIKD student: trained with L_seg + alpha * MSE to a class-mean-image teacher's penultimate "
+                "features; the teacher is not needed at inference")
+    elif base == "baseline":
+        text = "baseline: the network trained with the segmentation loss only, without distillation"
+    else:
+        text = f"{base}: {method_info(base).description}" + (
+            "; distilled (alpha * MSE) from the class-mean-image teacher, which is not needed at inference"
+            if distilled else "")
+    return {"name": method, "alpha": spec.get("alpha") if distilled else 0.0,
+            "teacher_input": spec.get("teacher_input") if distilled else None, "description": text}
+
+
 def _report_rows(report: dict[str, Any], method: str, seed: int) -> list[dict[str, Any]]:
     rows = [r for r in report.get("rows", []) if r.get("method") == method and r.get("seed") == seed]
     return [{"dataset": r["dataset"], "split": r["split"], "n_cases": r.get("n_cases"),
@@ -215,11 +237,7 @@ def build_card(info: dict[str, Any], *, record: dict[str, Any] | None = None, re
         "model": {k: info.get(k) for k in ("model", "model_kwargs", "method", "stage", "seed", "in_channels",
                                            "num_classes", "class_names", "image_size", "normalization",
                                            "best_val_dice", "best_epoch", "format")},
-        "method": {"name": method, "alpha": spec.get("alpha") if method == "sikd" else 0.0,
-                   "teacher_input": spec.get("teacher_input") if method == "sikd" else None,
-                   "description": ("SIKD student: trained with L_seg + alpha * MSE to a class-mean-image teacher's "
-                                   "penultimate features; the teacher is not needed at inference")
-                   if method == "sikd" else "baseline: the same network and recipe without distillation"},
+        "method": method_section(method, spec),
         "seed": seed,
         "spec": spec,
         "training": {"epochs": (record or {}).get("epochs"), "seconds": _finite((record or {}).get("seconds")),
@@ -270,7 +288,7 @@ def render_card_markdown(card: dict[str, Any]) -> str:
         f"- Network: `{m.get('model')}` {json.dumps(m.get('model_kwargs') or {})}; "
         f"{m.get('in_channels')} input channel(s), classes {', '.join(map(str, m.get('class_names') or []))}",
         f"- Method: **{card['method']['name']}** ({card['method']['description']})"
-        + (f"; alpha {card['method']['alpha']}" if card['method']['name'] == "sikd" else ""),
+        + (f"; alpha {card['method']['alpha']}" if card['method'].get('teacher_input') else ""),
         f"- Seed: {card['seed']}; input size {m.get('image_size')}; best validation Dice "
         f"{_n(m.get('best_val_dice'))} (epoch {m.get('best_epoch')})",
         "", "## Training and evaluation data", "",

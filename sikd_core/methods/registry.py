@@ -59,10 +59,19 @@ METHODS[SIKD] = MethodInfo(
     "Dong, Du & Xu, Front. Comput. Sci. 19(9):199705, 2025 (arXiv:2409.17503)", composable=False)
 
 
+REFERENCE = "reference"
+METHODS[REFERENCE] = MethodInfo(
+    REFERENCE, "An independent standard recipe in the spirit of nnU-Net (its own DynUNet planned from the image "
+    "size, Dice+CE, SGD with Nesterov momentum and a polynomial schedule, nnU-Net-like augmentation) on the same "
+    "splits and budget: it tells whether the baseline is as strong as the field's standard recipe makes it. "
+    "Reported as baseline strength, never distilled.",
+    "Isensee et al., nnU-Net, Nature Methods 18:203-211, 2021", composable=False)
+
+
 def available_methods() -> list[str]:
     """Registered names: baseline, sikd, the plug-ins in :data:`PLUGINS` order, then any others."""
     _load_plugins()
-    order = ["baseline", SIKD] + [p for p in PLUGINS if p in METHODS]
+    order = ["baseline", SIKD] + [p for p in PLUGINS if p in METHODS] + [REFERENCE]
     return order + [n for n in METHODS if n not in order]
 
 

@@ -173,3 +173,42 @@ def _swin_unetr(
                     feature_size=feature_size, depths=tuple(depths), num_heads=tuple(num_heads),
                     window_size=window_size)
     return HookedSegmenter(net, net.out, in_channels, num_classes, size_multiple=32, min_size=64)
+
+
+def plan_dynunet_filters(image_size: tuple[int, int] | list[int], *, base: int = 32, max_filters: int = 512,
+                         max_levels: int = 6, min_bottleneck: int = 4) -> list[int]:
+    """nnU-Net's 2D topology plan for ``image_size``: halve the smaller side with stride-2 convolutions while the
+    bottleneck keeps at least ``min_bottleneck`` pixels (nnU-Net stops at 4), at most ``max_levels`` resolution
+    levels; filters start at ``base`` and double per level up to ``max_filters`` (nnU-Net 2D: 32 and 512)."""
+    side = min(int(s) for s in image_size)
+    if base < 1 or max_filters < base:
+        raise SpecError(f"dynunet filters need 1 <= base <= max_filters; got base {base}, max {max_filters}")
+    levels = 1
+    while levels < max_levels and side // 2 ** levels >= min_bottleneck:
+        levels += 1
+    return [min(base * 2 ** i, max_filters) for i in range(levels)]
+
+
+@register_model(
+    "dynunet",
+    "MONAI DynUNet, nnU-Net's architecture: two 3x3 conv-instance norm-leaky ReLU per level, stride-2 "
+    "downsampling and transposed-conv upsampling; the reference method plans its filters from the image size",
+)
+def _dynunet(
+    in_channels: int,
+    num_classes: int,
+    filters: tuple[int, ...] | list[int] = (32, 64, 128, 256, 512),
+    dropout: float = 0.0,
+) -> SegmentationModel:
+    from monai.networks.nets import DynUNet
+
+    filters = [int(f) for f in filters]
+    if not 2 <= len(filters) <= 8 or min(filters) < 1 or max(filters) > 4096:
+        raise SpecError(f"dynunet filters must be 2 to 8 widths in [1, 4096]; got {filters}")
+    strides = [1] + [2] * (len(filters) - 1)
+    net = DynUNet(2, in_channels, num_classes, kernel_size=[3] * len(filters), strides=strides,
+                  upsample_kernel_size=strides[1:], filters=filters, dropout=dropout or None,
+                  norm_name=("instance", {"affine": True}),
+                  act_name=("leakyrelu", {"negative_slope": 0.01, "inplace": True}), deep_supervision=False)
+    return HookedSegmenter(net, net.output_block.conv.conv, in_channels, num_classes,
+                           size_multiple=2 ** (len(filters) - 1), min_size=2 ** len(filters))

@@ -54,11 +54,14 @@ def test_defaults_are_the_papers_and_mirror_the_spec(dashboard, services, queue_
     d = options["spec_defaults"]
     at = dashboard("new_experiment", url=services.queue.url, token=queue_user.token)
     no_exceptions(at)
-    # the paper: alpha 2, class-mean teacher input, baseline + SIKD, cross-entropy, U-Net
+    # the paper: alpha 2, class-mean teacher input, baseline + SIKD, U-Net; the standard recipe's Dice + CE; and the
+    # reference recipe selected by the form (not a spec default), which says why
     assert at.number_input(key="ne_alpha").value == 2.0 == d["alpha"]
     assert at.selectbox(key="ne_tin").value == "class_mean" == d["teacher_input"]
-    assert at.multiselect(key="ne_methods").value == ["baseline", "sikd"] == d["methods"]
-    assert at.selectbox(key="ne_loss").value == "ce" == d["loss"]
+    assert at.multiselect(key="ne_methods").value == ["baseline", "sikd", "reference"]
+    assert d["methods"] == ["baseline", "sikd"]
+    assert any("**Reference** (selected by default)" in c.value for c in at.caption)
+    assert at.selectbox(key="ne_loss").value == "dice_ce" == d["loss"] and d["recipe"] == "standard"
     assert at.selectbox(key="ne_model").value == "unet" == d["model"]
     assert at.selectbox(key="ne_model").options[0].startswith("attention_unet")  # every model of /options
     assert len(at.selectbox(key="ne_model").options) == len(options["models"])
@@ -80,7 +83,7 @@ def test_defaults_are_the_papers_and_mirror_the_spec(dashboard, services, queue_
              "teacher_epochs", "batch_size", "lr", "weight_decay", "seeds", "methods", "alpha", "teacher_input",
              "teacher_skip_connections", "student_head_init", "loss", "augment", "val_fraction", "test_fraction",
              "split_seed", "mask_mode", "steps_per_epoch", "device", "amp", "save_predictions", "feature_maps",
-             "on_unhealthy"}
+             "on_unhealthy", "recipe"}  # the loss widget sets the recipe (standard: Dice + CE; paper: CE)
     assert shown == set(options["spec_schema"]["properties"])
     # the training dataset defaults to the first; the cross datasets to every other one with its classes
     assert at.multiselect(key="ne_train").value == [queue_data["vendor_a"]]
@@ -173,7 +176,8 @@ def test_submit_creates_the_experiment_and_opens_its_page(dashboard, services, q
     assert s["alpha"] == 0.5 and s["teacher_input"] == "label_map" and s["teacher_epochs"] == 3
     assert s["device"] == "cpu" and s["model_kwargs"] == {"widths": [4, 8, 16]}
     assert s["train_dataset"] == str(queue_data["vendor_a"]) and s["eval_datasets"] == [str(queue_data["vendor_b"])]
-    assert s["methods"] == ["baseline", "sikd"] and s["loss"] == "ce" and s["steps_per_epoch"] is None
+    assert s["methods"] == ["baseline", "sikd", "reference"] and s["steps_per_epoch"] is None
+    assert s["loss"] == "dice_ce" and s["recipe"] == "standard"
 
 
 def test_two_training_datasets_make_a_multi_source_spec(dashboard, services, queue_user, queue_data):

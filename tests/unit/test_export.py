@@ -28,6 +28,7 @@ TINY = {
     "basic_unet": {"features": [4, 4, 8, 8, 16, 4]},
     "attention_unet": {"channels": [4, 8, 16]},
     "swin_unetr": {"feature_size": 12, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1]},
+    "dynunet": {"filters": [4, 8, 16]},
 }
 NOT_EXPORTABLE: dict[str, str] = {}  # name -> why; every registered network exports today
 

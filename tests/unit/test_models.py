@@ -23,6 +23,7 @@ SMALL = {
     "basic_unet": {"features": (8, 8, 16, 32, 64, 8)},
     "attention_unet": {"channels": (8, 16, 32, 64)},
     "swin_unetr": {"feature_size": 12, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 1, 1)},
+    "dynunet": {"filters": (8, 16, 32, 64)},
 }
 
 
@@ -145,7 +146,7 @@ def test_unet_without_skips_is_a_different_network():
 
 
 def test_unknown_model_lists_known():
-    with pytest.raises(UnknownModelError, match="known models: attention_unet, basic_unet, swin_unetr, unet"):
+    with pytest.raises(UnknownModelError, match="known models: attention_unet, basic_unet, dynunet, swin_unetr, unet"):
         create_model("resnet", 1, 2)
 
 

@@ -8,15 +8,25 @@ from sikd_core.errors import SpecError
 from sikd_core.spec import ExperimentSpec, load_spec, parse_spec
 
 
-def test_defaults_follow_the_paper():
+def test_defaults_follow_the_paper_with_the_standard_recipe():
     s = parse_spec({"train_dataset": "a"})
     assert s.model == "unet" and s.alpha == 2.0 and s.teacher_input == "class_mean"
-    assert s.methods == ["baseline", "sikd"] and s.loss == "ce" and s.teacher_skip_connections is False
+    assert s.methods == ["baseline", "sikd"] and s.teacher_skip_connections is False
+    assert s.recipe == "standard" and s.loss == "dice_ce"  # measured: bench/recipe_defaults.py
     assert s.stages() == [("baseline", 0), ("teacher", 0), ("student", 0)]
     assert s.student_head_init == "teacher"
     assert parse_spec({"train_dataset": "a", "student_head_init": "random"}).student_head_init == "random"
     with pytest.raises(SpecError, match="student_head_init"):
         parse_spec({"train_dataset": "a", "student_head_init": "zeros"})
+
+
+def test_the_paper_recipe_is_the_authors_and_explicit_keys_win():
+    assert parse_spec({"train_dataset": "a", "recipe": "paper"}).loss == "ce"
+    assert parse_spec({"train_dataset": "a", "recipe": "paper", "loss": "dice_ce"}).loss == "dice_ce"
+    assert parse_spec({"train_dataset": "a", "loss": "ce"}).recipe == "standard"
+    assert parse_spec({"train_dataset": "a", "loss": None}).loss == "dice_ce"  # null: the recipe's
+    with pytest.raises(SpecError, match="recipe"):
+        parse_spec({"train_dataset": "a", "recipe": "nnunet"})
 
 
 def test_stages_per_seed_and_method():

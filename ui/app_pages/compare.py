@@ -16,6 +16,7 @@ from ui.formatting import (
     spec_differences,
     train_ids,
 )
+from ui.strength import strength_frame
 from ui.widgets import fail, figure_downloads, show_error, table_downloads
 
 api = Client()
@@ -143,5 +144,11 @@ if not bars.empty:
     fig2.update_layout(height=400, margin=dict(l=10, r=10, t=50, b=10), xaxis_title=None)
     st.plotly_chart(fig2, width="stretch", key="cmp_bars")
     figure_downloads(fig2, "compare-intra-cross-" + metric.lower(), key="cmp_bars")
+strength = strength_frame(results, {i: by_id[i]["name"] for i in results})
+if not strength.empty:
+    st.subheader("Baseline strength")
+    st.caption("Baseline minus the reference recipe (an independent nnU-Net-like recipe, same splits and budget), "
+               "per experiment: a gain over a baseline below the reference is not evidence.")
+    st.dataframe(strength, width="stretch", hide_index=True, key="cmp_strength")
 if x_key and len(varying) > 1:
     st.caption(f"Several settings differ ({', '.join(varying)}): points along `{x_key}` may differ in the others too.")

@@ -41,6 +41,7 @@ from ui.formatting import (
     train_ids,
 )
 from ui.health import health_banner, model_label
+from ui.strength import strength_banner
 from ui.widgets import (
     class_legend,
     confirm_delete,
@@ -165,6 +166,7 @@ if status == "succeeded":
 # Training health: one banner per unhealthy model, above everything else (the report's findings once evaluated,
 # the stages' findings while training).
 health_banner((results or {}).get("health"), exp["stages"])
+strength_banner(results)  # is the baseline as strong as the standard recipe makes it?
 
 if exp.get("error"):
     (st.error if status == "failed" else st.warning)(f"**{status.capitalize()}:** {exp['error']}")

@@ -21,7 +21,10 @@ from ui.formatting import (
     split_sizes,
     training_epochs,
 )
+from ui.strength import REFERENCE, REFERENCE_WHY
 from ui.widgets import explain, fail
+
+LOSS_LABELS = {"dice_ce": "Dice + cross-entropy (standard)", "ce": "cross-entropy (paper)"}
 
 api = Client()
 st.title("New experiment")
@@ -130,9 +133,11 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
                            if D.get("model", "unet") in model_names else 0, key="ne_model",
                            help="; ".join(f"**{n}**: {models[n]['description']}" for n in model_names))
     slot("model", c[1])
-    loss = c[2].selectbox("Loss", ["ce", "dice_ce"], index=["ce", "dice_ce"].index(D.get("loss", "ce")),
-                          format_func=lambda v: {"ce": "cross-entropy (paper)", "dice_ce": "Dice + cross-entropy"}[v],
-                          key="ne_loss")
+    loss = c[2].selectbox("Loss (recipe)", ["dice_ce", "ce"], index=["dice_ce", "ce"].index(D.get("loss", "dice_ce")),
+                          format_func=lambda v: LOSS_LABELS[v], key="ne_loss",
+                          help="Dice + cross-entropy is the standard recipe's loss: measured to make the baseline as "
+                               "strong as an independent nnU-Net-like recipe (bench/recipe_defaults.py). "
+                               "Cross-entropy is the SIKD authors' recipe exactly (recipe: paper).")
     slot("loss", c[2])
 
     c = st.columns(4)
@@ -156,12 +161,16 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
     method_help = {m["name"]: f"{m['name']}: {m['description']} ({m['reference']})"
                    for m in options["methods"] if isinstance(m, dict)}
     names = options.get("method_names") or [m["name"] if isinstance(m, dict) else m for m in options["methods"]]
-    methods = c[2].multiselect("Methods", names, default=[m for m in D.get("methods", ["baseline", "sikd"])
-                                                          if m in names],
+    # The reference recipe is selected by default: without it nothing measures the baseline's strength.
+    default_methods = list(D.get("methods", ["baseline", "sikd"])) + [REFERENCE]
+    methods = c[2].multiselect("Methods", names, default=list(dict.fromkeys(m for m in default_methods if m in names)),
                                format_func=method_label, key="ne_methods",
                                help="X+sikd: X trained and distilled from the class-mean teacher.\n\n"
                                     + "\n\n".join(method_help.values()))
     slot("methods", c[2])
+    if REFERENCE in names:
+        c[2].caption(REFERENCE_WHY if REFERENCE in methods else "⚠ Without **reference** nothing measures whether "
+                     "the baseline is as strong as the field's standard recipe makes it.")
     alpha = c[3].number_input("α (distillation weight)", 0.0, 1e4, float(D.get("alpha", 2.0)), step=0.5,
                               key="ne_alpha", help="Weight of the feature-distillation MSE (the paper uses 2).")
     slot("alpha", c[3])
@@ -310,6 +319,7 @@ if submitted:
         "teacher_epochs": int(teacher_epochs) or None, "batch_size": int(batch), "lr": float(lr),
         "weight_decay": float(weight_decay), "seeds": seeds, "methods": methods, "alpha": float(alpha),
         "teacher_input": teacher_input, "teacher_skip_connections": bool(skips), "loss": loss,
+        "recipe": "paper" if loss == "ce" else "standard",
         "student_head_init": head_init,
         "augment": bool(augment), "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
         "split_seed": int(split_seed), "mask_mode": mask_mode, "steps_per_epoch": int(steps) or None,

@@ -56,3 +56,31 @@ def test_stop_fails_the_stage_with_the_finding(client, alice, datasets, jobs):
 def test_on_unhealthy_is_validated(client, alice, datasets):
     r = client.post("/experiments", json=tiny_spec(datasets, on_unhealthy="ignore"), headers=alice)
     assert r.status_code == 422 and "on_unhealthy" in r.text
+
+
+def test_weakened_baseline_is_flagged_below_the_reference_in_results_and_report(client, alice, datasets, jobs):
+    """A far too small learning rate leaves the baseline untrained while the reference recipe learns: the results
+    carry the baseline's strength, every comparison against the baseline carries it, and the health finding
+    ``baseline_below_reference`` flags the baseline (SYNTHETIC phantoms)."""
+    spec = tiny_spec(datasets, name="weak baseline", methods=["baseline", "sikd", "reference"], lr=1e-7, epochs=6,
+                     steps_per_epoch=4, feature_maps=0, save_predictions=False)
+    r = client.post("/experiments", json=spec, headers=alice)
+    assert r.status_code == 201, r.text
+    assert [s["kind"] for s in r.json()["stages"]] == ["baseline", "reference", "teacher", "student", "evaluation"]
+    assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 5
+    res = client.get(f"/experiments/{r.json()['id']}/results", headers=alice).json()
+    strength = {(e["dataset"], e["split"]): e for e in res["baseline_strength"]}
+    intra = strength[("vendor_a", "intra")]
+    assert intra["below_reference"] and intra["dice"]["mean_diff"] < -0.02 and intra["dice"]["ci_high"] < 0
+    flagged = [f for f in res["health"]["findings"] if f["code"] == "baseline_below_reference"]
+    assert [(f["method"], f["seed"]) for f in flagged] == [("baseline", 0)]
+    assert res["health"]["models"]["baseline/0"] == "unhealthy"
+    for comp in res["comparisons"]:  # sikd - baseline on every dataset: its baseline's strength there
+        assert comp["b"] == "baseline"
+        own = strength[(comp["dataset"], comp["split"])]
+        assert comp["baseline_strength"]["mean_diff"] == own["dice"]["mean_diff"]
+        assert comp["baseline_strength"]["below_reference"] is own["below_reference"]
+        assert "baseline/0" in comp["unhealthy_models"]  # a weak baseline weakens its comparisons everywhere
+    assert {r["method"] for r in res["data"]} == {"baseline", "sikd", "reference"}
+    md = client.get(f"/experiments/{r.json()['id']}/report", headers=alice).text
+    assert "## Baseline strength" in md and "**The baseline trails the reference recipe**" in md

@@ -29,14 +29,16 @@ def test_smoke_mode_runs_both_tasks_and_prints_every_table(tmp_path, capsys):
     assert bench.main(["--data", str(data), "--out", str(tmp_path), "--smoke", "--device", "cpu"]) == 0
     text = (tmp_path / "tables.md").read_text()
     for label in ("| Baseline |", "| SIKD |", "| U-Net w/ SDM |", "| GIN |", "| GIN + SIKD |", "| MaxStyle |",
-                  "| MaxStyle + SIKD |"):
+                  "| MaxStyle + SIKD |", "| Reference (nnU-Net-like) |"):
         assert label in text
     assert "busi (intra) Dice" in text and "bus-bra (cross) Dice" in text and "cvc-clinicdb (cross) Dice" in text
     assert "GIN + SIKD − GIN" in text and "Baseline strength" in text and "| polyp | kvasir-seg (intra) |" in text
+    assert "Reference (nnU-Net-like) − Baseline" not in text  # the reference measures the baseline, is not compared
+    assert "| breast-us | bus-bra (cross) |" in text
     assert "SMOKE" in capsys.readouterr().out
-    # the health of every model is stated, one line per experiment (7 methods x 1 seed; reference 1 model)
+    # the health of every model is stated, one line per experiment (7 methods and the reference x 1 seed)
     assert "Training health of every model" in text
-    assert "- breast-us methods:" in text and "of 7 models healthy" in text and "of 1 models healthy" in text
+    assert "- breast-us methods:" in text and "of 8 models healthy" in text
     # one shared teacher per task and seed; resuming retrains nothing and keeps the settings
     assert len(list((tmp_path / "polyp" / "methods").glob("seed_0/teacher/done.json"))) == 1
     assert bench.main(["--data", str(data), "--out", str(tmp_path), "--smoke", "--device", "cpu"]) == 0
