@@ -23,7 +23,8 @@ def polyp_run(tmp_path_factory):
     cvc = copy_polyp_pairs(root / "cvc", "cvc-clinicdb", CVC)
     spec = {"name": "polyp-smoke", "train_dataset": str(kv), "eval_datasets": [str(cvc)],
             "model_kwargs": {"widths": [4, 8, 16]}, "image_size": 32, "epochs": 1, "batch_size": 4,
-            "seeds": [0], "device": "cpu", "test_fraction": 0.25, "val_fraction": 0.17}
+            "seeds": [0], "device": "cpu", "test_fraction": 0.25, "val_fraction": 0.17,
+            "methods": ["baseline", "sikd", "reference"]}
     (root / "spec.yaml").write_text(yaml.safe_dump(spec))
     assert main(["run", str(root / "spec.yaml"), "--out", str(root / "run")]) == 0
     return root
@@ -34,6 +35,11 @@ def test_run_on_real_polyp_data(polyp_run, capsys):
     assert report["class_names"] == ["background", "foreground"]
     cross = [r for r in report["rows"] if r["split"] == "cross"]
     assert {r["dataset"] for r in cross} == {"cvc"} and all(r["n_cases"] == 6 for r in cross)
+    # the reference recipe's rows and the baseline's strength against it, on both datasets
+    assert {r["method"] for r in cross} == {"baseline", "sikd", "reference"}
+    assert {(e["dataset"], e["split"]) for e in report["baseline_strength"]} == {("kvasir", "intra"), ("cvc", "cross")}
+    assert all("baseline_strength" in c for c in report["comparisons"])
+    assert "## Baseline strength" in (polyp_run / "run" / "report.md").read_text()
     cases = json.loads((polyp_run / "run" / "eval" / "cases.json").read_text())
     # Predictions are scored at each image's original size: CVC is 384x288, Kvasir varies.
     pred = Image.open(polyp_run / "run" / "eval" / "predictions" / "sikd" / "cvc" / "1.png")
