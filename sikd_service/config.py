@@ -49,6 +49,10 @@ class Settings(BaseSettings):
                                       "decoding): a small file that claims more is refused, not decoded.")
     max_volume_voxels: int = Field(
         64_000_000, ge=1, description="Largest NIfTI volume decoded (voxels, from the header before reading data).")
+    max_predict_pixels: int = Field(
+        4096 * 4096, ge=1, description="Pixels one predict request may hold, all its images together (read from the "
+                                       "headers before decoding; 413 beyond): one image at the largest size, or "
+                                       "sixteen of 1024x1024. Images are decoded one at a time.")
     samples_per_dataset: int = Field(6, ge=0, le=50, description="Thumbnails listed per dataset.")
     thumbnail_size: int = Field(192, ge=32, le=1024)
 
