@@ -71,6 +71,12 @@ class Settings(BaseSettings):
                                "a cancel takes effect at most this much later.")
     heartbeat_seconds: float = Field(10.0, gt=0, description="How often a running stage proves it is alive.")
     stale_heartbeat_seconds: float = Field(120.0, gt=0, description="A running stage silent this long is requeued.")
+    reconcile_seconds: float = Field(
+        5.0, gt=0, description="Worker: how often it looks for stages whose pool process died (requeued at once) and "
+                               "queued stages whose message the broker lost (sent again after two looks).")
+    max_stage_attempts: int = Field(
+        3, ge=1, description="Times a stage is started at most: when the process of its last attempt dies (e.g. "
+                             "killed for memory) it fails with the reason. A worker stopping in order does not count.")
     checkpoint_interval_seconds: float = Field(
         30.0, ge=0, description="How often a training stage writes latest.pt (0: every epoch): at most this much "
                                 "training is repeated after a crash.")
