@@ -86,6 +86,9 @@ class Settings(BaseSettings):
                                     "Not yet measured on a GPU (bench/gpu_scale.py measures it).")
     worker_ping_timeout: float = Field(1.0, gt=0)
     health_cache_seconds: float = Field(5.0, ge=0)
+    status_cache_seconds: float = Field(
+        1.0, ge=0, description="API: how long GET /experiments/{id}'s answer is kept per experiment (0: off); a "
+                               "cancel or delete through that API process drops it at once.")
     token_cache_seconds: float = Field(
         5.0, ge=0, description="API: how long a resolved bearer token is kept in memory (0: off). Revoking tokens "
                                "through the API takes effect at once in that API process.")
