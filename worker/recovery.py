@@ -107,7 +107,10 @@ def release_dead_children(settings: Settings, held: set[int] | None = None) -> l
     with session_scope(settings) as s:
         jobs = _jobs(s, crud.release_lost(s, claims=lost, max_attempts=settings.max_stage_attempts))
     gone = sorted(i for i, _ in lost)
-    log.warning("stages %s: their pool process died (killed?); requeued: %s", gone, [j[0] for j in jobs])
+    requeued = [j[0] for j in jobs]
+    log.warning("stages %s: their pool process died (killed?); requeued: %s; not requeued (out of attempts: failed; "
+                "experiment stopping: cancelled; or finished meanwhile): %s", gone, requeued,
+                [i for i in gone if i not in requeued])
     _send(jobs, "its pool process died")
     return [j[0] for j in jobs]
 
