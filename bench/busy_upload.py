@@ -40,7 +40,7 @@ def main() -> int:
     args = ap.parse_args()
     data = hostile_zip()
     with live_service(["--no-ui", "--no-worker"], {"OMP_NUM_THREADS": "1", "SIKD_DEMO_DATA": "false"},
-                      prefix="sikd-upload-") as (base, token, _lines):
+                      prefix="sikd-upload-") as (base, token, _lines, _pid):
         headers = {"Authorization": f"Bearer {token}"}
         uploading = threading.Event()
         stop = threading.Event()

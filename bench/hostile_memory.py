@@ -3,13 +3,20 @@
 Builds the bombs here (a 12000x12000 grey PNG of ~140 kB, a gzipped 1024x1024x256 NIfTI of ~0.3 MB), then
 starts the API in a child process (in-process ASGI client, SQLite, no worker) that uploads them inside
 dataset zips and sends 16 of the PNGs to ``POST /models/{id}/predict``; the child reports its peak RSS
-(``VmHWM``) before and after. Every bomb must be refused with a 4xx; prints one JSON line.
+(``VmHWM``) before and after. Every bomb must be refused with a 4xx.
+
+Then the images that are NOT bombs but add up: 16 real 4096x4096 PNGs (16 kB each, within the per-image
+limit) in one predict request, refused from their headers by the per-request pixel budget
+(``SIKD_MAX_PREDICT_PIXELS``, ``--budget`` to change it: with a budget that admits them all they are
+decoded one at a time), then one of them alone (accepted). Prints one JSON object.
 
     python bench/hostile_memory.py            # tests/unit/api/test_memory.py runs it with a 1 GB bound
+    python bench/hostile_memory.py --budget 300000000   # admit the 16 images: time and memory of all 16
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import io
 import json
@@ -24,9 +31,10 @@ from pathlib import Path
 import numpy as np
 
 CHILD = r'''
-import json, resource, sys, io, zipfile
+import json, resource, sys, io, time, zipfile
 from pathlib import Path
 work = Path(sys.argv[1])
+budget = {"max_predict_pixels": int(sys.argv[2])} if len(sys.argv) > 2 and sys.argv[2] else {}
 from fastapi.testclient import TestClient
 import torch
 from api.main import create_app
@@ -48,7 +56,8 @@ def peak_mb():
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-s = Settings(storage_dir=work / "storage", admin_token="bench-admin-token-0123456789", demo_data=False)
+s = Settings(storage_dir=work / "storage", admin_token="bench-admin-token-0123456789", demo_data=False, **budget)
+out_budget = s.max_predict_pixels
 auth = {"Authorization": "Bearer bench-admin-token-0123456789"}
 out = {"statuses": {}}
 with TestClient(create_app(s)) as c:
@@ -79,6 +88,17 @@ with TestClient(create_app(s)) as c:
                headers=auth)
     out["statuses"]["predict_16_bombs"] = [r.status_code, r.json()["detail"][:200]]
     out["peak_mb"] = peak_mb()
+    big = (work / "big.png").read_bytes()
+    for n in (16, 1):
+        t = time.monotonic()
+        r = c.post(f"/models/{model_id}/predict", files=[("files", (f"big{i}.png", big, "image/png")) for i in range(n)],
+                   headers=auth)
+        key = f"predict_{n}_4096"
+        out["statuses"][key] = [r.status_code, r.json()["detail"][:300] if r.status_code != 200 else
+                                f"{len(r.json()['data'])} predictions"]
+        out[key + "_seconds"] = round(time.monotonic() - t, 2)
+        out[key + "_peak_mb"] = peak_mb()
+    out["max_predict_pixels"] = out_budget
 print(json.dumps(out))
 '''
 
@@ -140,29 +160,34 @@ def build(work: Path) -> dict[str, int]:
     (work / "ok.zip").write_bytes(_zip(ok))
     bomb = png_bomb()
     (work / "bomb.png").write_bytes(bomb)
+    big = png_bomb(4096, 4096)  # not a bomb: exactly the per-image limit, zeros (compresses to ~16 kB)
+    (work / "big.png").write_bytes(big)
     (work / "png_bomb.zip").write_bytes(_zip({**ok, "d/images/c1.png": bomb}))
     nii = nifti_bomb()
     ds_json = json.dumps({"labels": {"background": 0, "x": 1}, "channel_names": {"0": "CT"}, "numTraining": 1,
                           "file_ending": ".nii.gz"}).encode()
     (work / "nifti_bomb.zip").write_bytes(_zip({"n/dataset.json": ds_json, "n/imagesTr/c_0000.nii.gz": nii,
                                                 "n/labelsTr/c.nii.gz": nii}))
-    return {"png_bomb_bytes": len(bomb), "nifti_bomb_bytes": len(nii),
+    return {"png_bomb_bytes": len(bomb), "nifti_bomb_bytes": len(nii), "big_png_bytes": len(big),
             "png_bomb_zip_bytes": (work / "png_bomb.zip").stat().st_size}
 
 
-def run(work: Path) -> dict:
+def run(work: Path, budget: int | None = None) -> dict:
     sizes = build(work)
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(work)], cwd=root, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(work), str(budget or "")], cwd=root, capture_output=True,
+                          text=True, timeout=900)
     if proc.returncode != 0:
         raise RuntimeError(f"API child failed:\n{proc.stderr[-3000:]}")
     return {**sizes, **json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--budget", type=int, default=None, help="SIKD_MAX_PREDICT_PIXELS of the API (default: its default)")
+    args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        result = run(Path(tmp))
+        result = run(Path(tmp), args.budget)
     print(json.dumps(result, indent=1))
     return 0
 

@@ -89,7 +89,11 @@ def logits_to_masks(logits: Tensor, sizes: Sequence[tuple[int, int]]) -> list[np
         lg = logits[i:i + 1].float()
         if tuple(lg.shape[-2:]) != (h, w):
             lg = F.interpolate(lg, size=(h, w), mode="bilinear", align_corners=False)
-        out.append(lg.argmax(1)[0].to(torch.uint8).cpu().numpy())
+        mask = np.empty((h, w), dtype=np.uint8)
+        rows = max(1, (1 << 20) // max(1, w))  # argmax a band of rows at a time: no int64 map of a large image
+        for r in range(0, h, rows):
+            mask[r:r + rows] = lg[0, :, r:r + rows].argmax(0).to(torch.uint8).cpu().numpy()
+        out.append(mask)
     return out
 
 

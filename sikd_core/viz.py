@@ -21,6 +21,8 @@ CONTOUR_COLORS: dict[str, tuple[int, int, int]] = {
 CLASS_COLORS = np.array(
     [[0, 0, 0], [255, 80, 80], [80, 200, 120], [80, 140, 255], [255, 200, 60], [200, 90, 255],
      [60, 220, 220], [255, 140, 40], [160, 160, 160]], dtype=np.uint8)
+#: Pixels blended at once by :func:`overlay_fill` (bounds its temporary arrays on large images).
+_CHUNK_PIXELS = 1 << 20
 
 
 def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -28,8 +30,13 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
     img = np.asarray(image)
     if img.ndim == 2:
         img = img[..., None]
-    if img.dtype != np.uint8:
-        img = (np.clip(img.astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
+    if img.dtype != np.uint8:  # in place on one float32 copy: a large image costs one copy, not four
+        f = img.astype(np.float32)
+        np.clip(f, 0, 1, out=f)
+        f *= 255
+        f += 0.5
+        img = f.astype(np.uint8)
+        del f
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
     elif img.shape[2] > 3:
@@ -83,12 +90,19 @@ def overlay_contours(
 
 def overlay_fill(image: np.ndarray, mask: np.ndarray, opacity: float = 0.45) -> np.ndarray:
     """Blend class colours over the image where the mask is foreground."""
-    out = to_rgb_uint8(image).astype(np.float32)
+    out = to_rgb_uint8(image).copy()
+    if mask.shape != out.shape[:2]:
+        raise ValueError(f"mask has shape {mask.shape}, image {out.shape[:2]}")
     k = int(mask.max()) + 1 if mask.size else 1
-    colored = class_colors(max(k, 2))[mask]
-    fg = (mask > 0)[..., None]
-    out = np.where(fg, out * (1 - opacity) + colored * opacity, out)
-    return out.astype(np.uint8)
+    tint = class_colors(max(k, 2)) * opacity  # float64, as uint8 colours times a float always were
+    rows = max(1, _CHUNK_PIXELS // max(1, out.shape[1]))
+    for r in range(0, out.shape[0], rows):  # a band of rows at a time: a large image needs no float copy of it
+        m = mask[r:r + rows]
+        fg = m > 0
+        if fg.any():
+            band = out[r:r + rows]
+            band[fg] = (band[fg].astype(np.float32) * (1 - opacity) + tint[m[fg]]).astype(np.uint8)
+    return out
 
 
 def class_contours(image: np.ndarray, mask: np.ndarray, num_classes: int, thickness: int | None = None) -> np.ndarray:

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
                                       "decoding): a small file that claims more is refused, not decoded.")
     max_volume_voxels: int = Field(
         64_000_000, ge=1, description="Largest NIfTI volume decoded (voxels, from the header before reading data).")
+    max_predict_pixels: int = Field(
+        4096 * 4096, ge=1, description="Pixels one predict request may hold, all its images together (read from the "
+                                       "headers before decoding; 413 beyond): one image at the largest size, or "
+                                       "sixteen of 1024x1024. Images are decoded one at a time.")
     samples_per_dataset: int = Field(6, ge=0, le=50, description="Thumbnails listed per dataset.")
     thumbnail_size: int = Field(192, ge=32, le=1024)
 
@@ -67,6 +71,12 @@ class Settings(BaseSettings):
                                "a cancel takes effect at most this much later.")
     heartbeat_seconds: float = Field(10.0, gt=0, description="How often a running stage proves it is alive.")
     stale_heartbeat_seconds: float = Field(120.0, gt=0, description="A running stage silent this long is requeued.")
+    reconcile_seconds: float = Field(
+        5.0, gt=0, description="Worker: how often it looks for stages whose pool process died (requeued at once) and "
+                               "queued stages whose message the broker lost (sent again after two looks).")
+    max_stage_attempts: int = Field(
+        3, ge=1, description="Times a stage is started at most: when the process of its last attempt dies (e.g. "
+                             "killed for memory) it fails with the reason. A worker stopping in order does not count.")
     checkpoint_interval_seconds: float = Field(
         30.0, ge=0, description="How often a training stage writes latest.pt (0: every epoch): at most this much "
                                 "training is repeated after a crash.")
@@ -76,6 +86,9 @@ class Settings(BaseSettings):
                                     "Not yet measured on a GPU (bench/gpu_scale.py measures it).")
     worker_ping_timeout: float = Field(1.0, gt=0)
     health_cache_seconds: float = Field(5.0, ge=0)
+    status_cache_seconds: float = Field(
+        1.0, ge=0, description="API: how long GET /experiments/{id}'s answer is kept per experiment (0: off); a "
+                               "cancel or delete through that API process drops it at once.")
     token_cache_seconds: float = Field(
         5.0, ge=0, description="API: how long a resolved bearer token is kept in memory (0: off). Revoking tokens "
                                "through the API takes effect at once in that API process.")

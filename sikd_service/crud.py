@@ -404,10 +404,43 @@ def queued_stages(session: Session) -> list[Stage]:
                                 .order_by(Stage.id)).scalars())
 
 
+def out_of_attempts_error(attempts: int, worker: str | None, max_attempts: int) -> str:
+    """Why a stage that kept dying fails: said once, here, for every path that notices it."""
+    return (f"its process was stopped {attempts} time(s) before the stage could finish (last on worker "
+            f"{worker or 'unknown'}); a process killed again and again is usually the kernel's out-of-memory killer: "
+            f"the spec needs more memory than the worker has (a smaller batch, image size or network helps). "
+            f"Gave up after SIKD_MAX_STAGE_ATTEMPTS={max_attempts} attempts.")
+
+
+def _release_running(session: Session, st: Stage, *, cancelled: bool, max_attempts: int | None,
+                     still: Sequence[Any] = ()) -> str | None:
+    """A running stage whose process is gone: ``cancelled`` (its experiment is stopping), ``failed`` (it has
+    had ``max_attempts`` attempts) or back to ``queued``. Conditional on the claim it had (and ``still``), so
+    a stage claimed again meanwhile is left alone; returns what it became, or None."""
+    values: dict[str, Any]
+    if cancelled:
+        values = {"status": "cancelled", "finished_at": utcnow()}
+    elif max_attempts is not None and st.attempts >= max_attempts:
+        values = {"status": "failed", "finished_at": utcnow(),
+                  "error": out_of_attempts_error(st.attempts, st.worker, max_attempts)}
+    else:
+        values = {"status": "queued"}
+    n = session.execute(update(Stage).where(Stage.id == st.id, Stage.status == "running",
+                                            Stage.claim_token == st.claim_token, *still)
+                        .values(claim_token=None, eta_seconds=None, **values)).rowcount
+    if not n:
+        return None
+    if values["status"] == "failed":
+        name = st.kind if st.seed is None else f"{st.kind} (seed {st.seed})"
+        fail_experiment(session, experiment_id=st.experiment_id, error=f"{name} failed: {values['error']}")
+    return str(values["status"])
+
+
 def requeue_stale(session: Session, *, stale_before: datetime, worker: str | None = None,
-                  worker_started: datetime | None = None) -> list[Stage]:
+                  worker_started: datetime | None = None, max_attempts: int | None = None) -> list[Stage]:
     """Running stages whose worker is gone go back to ``queued`` and are returned (the caller enqueues
-    them); those of cancelled or failed experiments become ``cancelled``.
+    them); those of cancelled or failed experiments become ``cancelled``, those that have had
+    ``max_attempts`` attempts ``failed`` (with the reason, and their experiment fails).
 
     Gone means: no heartbeat since ``stale_before``, or (on a worker's start) the stage was claimed by
     this same worker name before this worker process started.
@@ -417,14 +450,48 @@ def requeue_stale(session: Session, *, stale_before: datetime, worker: str | Non
         gone.append(and_(Stage.worker == worker, Stage.heartbeat_at < worker_started))
     candidates = session.execute(select(Stage, Experiment.cancel_requested).join(Experiment)
                                  .where(Stage.status == "running", or_(*gone))).all()
-    requeued = []
-    for st, cancelled in candidates:
-        values: dict[str, Any] = ({"status": "cancelled", "finished_at": utcnow()} if cancelled
-                                  else {"status": "queued"})
-        n = session.execute(update(Stage).where(Stage.id == st.id, Stage.status == "running",
-                                                Stage.claim_token == st.claim_token, or_(*gone))
-                            .values(claim_token=None, eta_seconds=None, **values)).rowcount
-        if n and not cancelled:
-            requeued.append(st)
+    requeued = [st for st, cancelled in candidates
+                if _release_running(session, st, cancelled=bool(cancelled), max_attempts=max_attempts,
+                                    still=[or_(*gone)]) == "queued"]
     session.flush()
     return requeued
+
+
+def claimed_with_prefix(session: Session, *, prefix: str) -> list[tuple[int, str]]:
+    """``(stage id, claim token)`` of the running stages whose claim token starts with ``prefix`` (a worker
+    process's instance id: see ``worker.recovery``)."""
+    rows = session.execute(select(Stage.id, Stage.claim_token)
+                           .where(Stage.status == "running", Stage.claim_token.startswith(prefix, autoescape=True)))
+    return [(int(i), str(t)) for i, t in rows]
+
+
+def release_lost(session: Session, *, claims: Sequence[tuple[int, str]], max_attempts: int | None) -> list[Stage]:
+    """Running stages whose process is known to be gone (their worker holds no job for them any more): each
+    ``(id, token)`` is requeued, failed (out of attempts) or cancelled as in :func:`requeue_stale`, if it still
+    holds that token. Returns the requeued ones."""
+    requeued = []
+    for stage_id, token in claims:
+        row = session.execute(select(Stage, Experiment.cancel_requested).join(Experiment)
+                              .where(Stage.id == stage_id, Stage.claim_token == token)).first()
+        if row is not None and _release_running(session, row[0], cancelled=bool(row[1]),
+                                                max_attempts=max_attempts) == "queued":
+            requeued.append(row[0])
+    session.flush()
+    return requeued
+
+
+def hand_back(session: Session, *, prefix: str) -> list[Stage]:
+    """A worker stopping in order gives its running stages back (``queued``; the interrupted attempt is not
+    counted against ``SIKD_MAX_STAGE_ATTEMPTS``). Returns them; their tasks lose their claim and stop."""
+    rows = list(session.scalars(select(Stage).where(Stage.status == "running",
+                                                    Stage.claim_token.startswith(prefix, autoescape=True))))
+    back = []
+    for st in rows:
+        n = session.execute(update(Stage).where(Stage.id == st.id, Stage.claim_token == st.claim_token,
+                                                Stage.status == "running")
+                            .values(status="queued", claim_token=None, eta_seconds=None,
+                                    attempts=Stage.attempts - 1)).rowcount  # a running stage was claimed: >= 1
+        if n:
+            back.append(st)
+    session.flush()
+    return back

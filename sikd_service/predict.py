@@ -1,5 +1,10 @@
 """Prediction on received images with a trained model (CPU, in the API's thread pool).
 
+The images of a request lie on disk (streamed there by the upload). Every header is read first, so a
+request is refused before any pixel is decoded when it holds more than the per-request pixel budget
+(``SIKD_MAX_PREDICT_PIXELS``, 413); then the images are decoded, segmented and rendered one at a time,
+so the API's memory is bounded by one image, not by the request.
+
 Loaded models are kept in a small LRU (keyed by file and modification time), so repeated requests to
 the same model do not reload it.
 """
@@ -19,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from sikd_core.data import normalize_intensity, read_image
+from sikd_core.data.io import image_pixels
 from sikd_core.errors import DatasetError
 from sikd_core.inference import LoadedModel, load_bundle, predict_images
 from sikd_core.viz import overlay_contours, overlay_fill, to_rgb_uint8
@@ -74,27 +80,64 @@ def _png(arr: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def predict_files(loaded: LoadedModel, files: Sequence[ImageFile]) -> list[Prediction]:
-    images, problems = [], []
-    for f in files:
-        try:
-            images.append(read_image(f.path))
-        except DatasetError as e:
-            problems.append((f.filename, getattr(e, "reason", e.message)))
-        except Exception as e:  # noqa: BLE001 - e.g. PIL's decompression-bomb guard
-            problems.append((f.filename, f"{type(e).__name__}: {e}"))
+def _problem(e: Exception) -> str:
+    if isinstance(e, DatasetError):
+        return str(getattr(e, "reason", e.message))
+    return f"{type(e).__name__}: {e}"  # e.g. PIL's decompression-bomb guard
+
+
+def _refuse_unreadable(problems: list[tuple[str, str]]) -> None:
     if problems:
         raise ServiceError(422, "cannot read image(s): " + "; ".join(f"{n}: {r}" for n, r in problems),
-                       files=[n for n, _ in problems])
-    masks = predict_images(loaded, images)
+                           files=[n for n, _ in problems])
+
+
+def check_pixel_budget(files: Sequence[ImageFile], max_pixels: int) -> int:
+    """The request's pixel count, read from every file's header (nothing decoded): 422 naming the files
+    that cannot be read (or exceed the per-image limit), 413 when the sum is over ``max_pixels``."""
+    sizes, problems = [], []
+    for f in files:
+        try:
+            sizes.append((f.filename, image_pixels(f.path)))
+        except Exception as e:  # noqa: BLE001 - reported per file
+            problems.append((f.filename, _problem(e)))
+    _refuse_unreadable(problems)
+    total = sum(n for _, n in sizes)
+    if total > max_pixels:
+        largest = ", ".join(f"{name}: {n}" for name, n in sorted(sizes, key=lambda x: -x[1])[:3])
+        raise ServiceError(413, f"the {len(sizes)} image(s) hold {total} pixels, more than the per-request budget of "
+                                f"{max_pixels} pixels (SIKD_MAX_PREDICT_PIXELS); largest: {largest}. Send fewer or "
+                                f"smaller images per request.", files=[name for name, _ in sizes])
+    return total
+
+
+def _render(loaded: LoadedModel, filename: str, img: np.ndarray) -> Prediction:
+    mask = predict_images(loaded, [img])[0]
+    shown = to_rgb_uint8(normalize_intensity(img))
+    del img  # the caller drops its reference too: only uint8 pictures of this image remain
+    fractions = {name: float(np.count_nonzero(mask == k)) / max(1, mask.size)
+                 for k, name in enumerate(loaded.class_names)}
+    overlay = overlay_contours(overlay_fill(shown, mask), {"prediction": mask})
+    del shown
     binary = loaded.num_classes == 2
-    out = []
-    for f, img, mask in zip(files, images, masks, strict=True):
-        shown = to_rgb_uint8(normalize_intensity(img))
-        overlay = overlay_contours(overlay_fill(shown, mask), {"prediction": mask})
-        fractions = {name: float((mask == k).mean()) for k, name in enumerate(loaded.class_names)}
-        out.append(Prediction(
-            filename=f.filename, width=int(mask.shape[1]), height=int(mask.shape[0]), class_fractions=fractions,
-            mask_values="0/255" if binary else "class index",
-            mask_png=_png((mask * 255).astype(np.uint8) if binary else mask), overlay_png=_png(overlay)))
+    return Prediction(
+        filename=filename, width=int(mask.shape[1]), height=int(mask.shape[0]), class_fractions=fractions,
+        mask_values="0/255" if binary else "class index",
+        mask_png=_png((mask * 255).astype(np.uint8) if binary else mask), overlay_png=_png(overlay))
+
+
+def predict_files(loaded: LoadedModel, files: Sequence[ImageFile], *, max_pixels: int) -> list[Prediction]:
+    """Segment ``files`` within the pixel budget (see the module docstring), one image at a time."""
+    check_pixel_budget(files, max_pixels)
+    out, problems = [], []
+    for f in files:
+        try:
+            img = read_image(f.path)
+        except Exception as e:  # noqa: BLE001 - a body that fails after a valid header (truncated data)
+            problems.append((f.filename, _problem(e)))
+            continue
+        if not problems:  # once one image is unreadable the request fails: only the others' reading goes on
+            out.append(_render(loaded, f.filename, img))
+        del img
+    _refuse_unreadable(problems)
     return out

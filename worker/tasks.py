@@ -28,6 +28,7 @@ from sikd_service.experiments import headline
 from sikd_service.storage import dataset_dir, discard, experiment_dir, manifest_from_stored
 from sikd_service.tables import utcnow
 from worker.progress import DbProgressCallback, StageRecorder, finite
+from worker.recovery import INSTANCE
 
 log = logging.getLogger("sikd.worker")
 
@@ -66,11 +67,21 @@ def claim(settings: Settings, stage_id: int, worker: str, kinds: tuple[str, ...]
         exp = crud.get_experiment_for_worker(s, experiment_id=stage.experiment_id)
         if exp is None or exp.cancel_requested:
             return None
-        token = uuid.uuid4().hex
+        # The token starts with this worker process's instance id: its reconciler finds the stages its pool
+        # processes hold, and requeues those whose process died (worker.recovery).
+        token = INSTANCE + uuid.uuid4().hex[len(INSTANCE):]
         stale = utcnow() - timedelta(seconds=settings.stale_heartbeat_seconds)
+        previous_worker = stage.worker
         if not crud.claim_stage(s, stage_id=stage_id, token=token, worker=worker, stale_before=stale):
             return None
         s.refresh(stage)
+        if stage.attempts > settings.max_stage_attempts:  # taken over from a dead process, out of attempts
+            error = crud.out_of_attempts_error(stage.attempts - 1, previous_worker, settings.max_stage_attempts)
+            crud.finish_stage(s, stage_id=stage_id, token=token, status="failed", error=error)
+            name = stage.kind if stage.seed is None else f"{stage.kind} (seed {stage.seed})"
+            crud.fail_experiment(s, experiment_id=exp.id, error=f"{name} failed: {error}")
+            log.error("stage %d failed: %s", stage_id, error)
+            return None
         return Claimed(stage_id=stage.id, kind=stage.kind, seed=stage.seed, attempt=stage.attempts,
                        experiment_id=exp.id, owner_id=exp.owner_id, spec=dict(exp.spec),
                        datasets={link.key: link.dataset_id for link in exp.dataset_links}, token=token)

@@ -30,6 +30,8 @@ from api.schemas import (
     StageMetrics,
     StagePublic,
 )
+from api.status_cache import drop as drop_status
+from api.status_cache import status_cache
 from sikd_core.methods import method_names, method_options
 from sikd_core.models import MODELS
 from sikd_core.spec import PRESETS, TEACHER_INPUTS, ExperimentSpec, spec_defaults
@@ -114,8 +116,19 @@ async def list_experiments(session: SessionDep, settings: SettingsDep, user: Cur
 
 
 @router.get("/experiments/{experiment_id}", response_model=ExperimentPublic)
-async def read_experiment(experiment_id: ExperimentId, session: SessionDep, user: CurrentUser) -> ExperimentPublic:
-    return await _read(session, lambda: public(_get(session, user, experiment_id)))
+async def read_experiment(experiment_id: ExperimentId, request: Request, session: SessionDep,
+                          user: CurrentUser) -> Response:
+    """The experiment with its stages (progress, epoch, loss, val Dice, ETA). Kept for
+    ``SIKD_STATUS_CACHE_SECONDS`` per experiment: polls within that time are answered from memory."""
+    cache = status_cache(request)
+    hit = cache.get(experiment_id)
+    if hit is not None and (user.is_admin or hit.owner_id == user.id):
+        return Response(hit.body, media_type="application/json")
+    generation = cache.generation
+    exp = await _read(session, lambda: public(_get(session, user, experiment_id)))
+    body = exp.model_dump_json().encode()
+    cache.put(experiment_id, exp.owner_id, body, generation)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/experiments/{experiment_id}/metrics", response_model=ExperimentMetrics)
@@ -160,18 +173,22 @@ def experiment_report(experiment_id: ExperimentId, session: SessionDep, settings
 
 @router.post("/experiments/{experiment_id}/cancel", response_model=ExperimentPublic,
              responses={409: {"model": Message}})
-def cancel_experiment(experiment_id: ExperimentId, session: SessionDep, user: CurrentUser) -> ExperimentPublic:
+def cancel_experiment(experiment_id: ExperimentId, request: Request, session: SessionDep,
+                      user: CurrentUser) -> ExperimentPublic:
     """Stop the experiment: running stages stop within one training step."""
     exp = _get(session, user, experiment_id)
     svc.cancel(session, exp=exp)
+    drop_status(request, experiment_id)
     session.expire_all()
     return public(_get(session, user, experiment_id))
 
 
 @router.delete("/experiments/{experiment_id}", status_code=204, response_class=Response)
-def delete_experiment(experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep, user: CurrentUser) -> Response:
+def delete_experiment(experiment_id: ExperimentId, request: Request, session: SessionDep, settings: SettingsDep,
+                      user: CurrentUser) -> Response:
     """Cancel if needed, then remove the experiment, its models and its files."""
     svc.delete(session, settings, exp=_get(session, user, experiment_id))
+    drop_status(request, experiment_id)
     return Response(status_code=204)
 
 

@@ -57,13 +57,14 @@ class HealthChecker:
             return CheckPublic(ok=False, detail=f"{engine.dialect.name}: {type(e).__name__}")
 
     def _broker(self) -> CheckPublic:
-        from sikd_service.celery_app import app
+        """A real round trip (Redis PING on a fresh connection; the embedded broker: a file written in its
+        queue folder): a pooled connection opened before the broker went away would say nothing."""
+        from sikd_service.broker_state import ping
 
         s = self.settings
         where = "redis" if s.redis_url else "embedded filesystem broker"
         try:
-            with app.connection_for_write() as conn:
-                conn.ensure_connection(max_retries=1, timeout=2)
+            ping(s)
             return CheckPublic(ok=True, detail=where)
         except Exception as e:  # noqa: BLE001
             log.warning("health: broker check failed: %s", e)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import asdict
+from functools import partial
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -98,7 +99,8 @@ def export_model(model_id: ModelId, session: SessionDep, settings: SettingsDep, 
              responses={413: {"model": Message}, 422: {"model": Message}})
 async def predict(model_id: ModelId, request: Request, session: SessionDep, settings: SettingsDep,
                   user: CurrentUser) -> Predictions:
-    """Segment uploaded images (multipart field ``files``, repeatable): masks and overlays as base64 PNG."""
+    """Segment uploaded images (multipart field ``files``, repeatable): masks and overlays as base64 PNG.
+    At most ``SIKD_MAX_PREDICT_PIXELS`` pixels per request (read from the headers: 413 before decoding)."""
     row = await run_in_threadpool(_get, session, user, model_id)
     path = settings.storage_dir / row.path
     if not path.is_file():
@@ -112,7 +114,8 @@ async def predict(model_id: ModelId, request: Request, session: SessionDep, sett
         if not form.files:
             raise ServiceError(422, "no images received: send them in the multipart field 'files'")
         loaded = await run_in_threadpool(request.app.state.model_cache.get, path)
-        data = await run_in_threadpool(predict_files, loaded, form.files)
+        data = await run_in_threadpool(partial(predict_files, max_pixels=settings.max_predict_pixels), loaded,
+                                       form.files)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return Predictions(data=[PredictionPublic(**asdict(p)) for p in data], model_id=model_id)

@@ -134,6 +134,29 @@ def _open_2d(path: str | os.PathLike[str], kind: str) -> Image.Image:
     return im
 
 
+def image_pixels(path: str | os.PathLike[str]) -> int:
+    """Width x height of a 2D image (its first frame) or a 2D NIfTI file, from the header only: no pixel is
+    decoded. Refused like :func:`read_image` (``UnreadableFileError``) when unreadable or over the limit."""
+    if is_volume_file(path):
+        shape, _ = volume_header(path)
+        if len(shape) != 2:
+            raise UnreadableFileError(path, f"is a {len(shape)}D volume, not a 2D image")
+        return int(shape[0]) * int(shape[1])
+    try:
+        im = _open_header(path, "image")
+    except UnreadableFileError:
+        raise
+    except FileNotFoundError as exc:
+        raise UnreadableFileError(path, "file not found") from exc
+    except UnidentifiedImageError as exc:
+        raise UnreadableFileError(path, "not a recognised image file") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise UnreadableFileError(path, f"corrupt or truncated image ({exc})") from exc
+    with im:
+        w, h = im.size
+    return int(w) * int(h)
+
+
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a 2D image as float32 ``H,W,C`` raw intensities.
 

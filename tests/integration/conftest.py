@@ -64,7 +64,8 @@ def stack_settings(pg_url, redis_namespace, tmp_path) -> Iterator[Any]:
                  train_queue=f"{redis_namespace}.train", default_queue=f"{redis_namespace}.default",
                  storage_dir=tmp_path / "storage", admin_token=ADMIN_TOKEN, heartbeat_seconds=0.5,
                  stale_heartbeat_seconds=6, progress_interval_seconds=0.2, cancel_check_seconds=0.0, checkpoint_interval_seconds=0,
-                 worker_ping_timeout=1.0, health_cache_seconds=0)
+                 worker_ping_timeout=1.0, health_cache_seconds=0, reconcile_seconds=1.0,
+                 status_cache_seconds=0)
     upgrade_database(s)
     clear_tables(s)
     set_settings(s)
@@ -90,6 +91,7 @@ class Worker:
                    SIKD_PROGRESS_INTERVAL_SECONDS=str(s.progress_interval_seconds),
                    SIKD_CANCEL_CHECK_SECONDS=str(s.cancel_check_seconds),
                    SIKD_CHECKPOINT_INTERVAL_SECONDS=str(s.checkpoint_interval_seconds),
+                   SIKD_RECONCILE_SECONDS=str(s.reconcile_seconds), SIKD_MAX_STAGE_ATTEMPTS=str(s.max_stage_attempts),
                    OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
         return env
 

@@ -62,7 +62,8 @@ def make_settings(database_url: str, storage: Any) -> Any:
                  celery_namespace=unique("sikdtest"), train_queue=unique("train"), default_queue=unique("default"),
                  heartbeat_seconds=0.2, progress_interval_seconds=0.0, cancel_check_seconds=0.0, stale_heartbeat_seconds=30,
                  checkpoint_interval_seconds=0,
-                 health_cache_seconds=0, worker_ping_timeout=0.3)
+                 health_cache_seconds=0, worker_ping_timeout=0.3,
+                 status_cache_seconds=0)  # reads see every write at once (test_status_reads.py turns it on)
     clear_tables(s)
     ensure_layout(s)
     set_settings(s)

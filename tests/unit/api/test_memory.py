@@ -1,6 +1,8 @@
 """The API process's peak memory under decompression bombs stays under 1 GB (it went past 10 GB): a 12000 x
 12000 PNG (140 kB) in a dataset zip and 16 times in one predict request, a gzipped 1024 x 1024 x 256 NIfTI
-(0.3 MB) in a dataset zip. Measured in a child API process (``ru_maxrss``) by ``bench/hostile_memory.py``."""
+(0.3 MB) in a dataset zip. Then 16 PNGs of 4096 x 4096 (16 kB each, each within the per-image limit) in one
+predict request (it took 225 s and 2.9 GB): refused at once by the per-request pixel budget; one of them
+alone is segmented under 1 GB. Measured in a child API process (``VmHWM``) by ``bench/hostile_memory.py``."""
 
 from __future__ import annotations
 
@@ -24,3 +26,11 @@ def test_bombs_are_refused_and_the_api_stays_under_1_gb(tmp_path):
     assert result["peak_mb"] < BOUND_MB, result
     # refusing the bombs costs (next to) nothing on top of the API's own footprint
     assert result["peak_mb"] - result["baseline_mb"] < 100, result
+    code, text = statuses["predict_16_4096"]
+    budget = result["max_predict_pixels"]
+    assert code == 413, text
+    assert f"{16 * 4096 * 4096} pixels" in text and f"budget of {budget} pixels" in text, text
+    assert result["predict_16_4096_seconds"] < 10, result  # from the headers: nothing decoded
+    assert result["predict_16_4096_peak_mb"] - result["baseline_mb"] < 100, result
+    assert statuses["predict_1_4096"][0] == 200, statuses["predict_1_4096"]
+    assert result["predict_1_4096_peak_mb"] < BOUND_MB, result

@@ -58,7 +58,7 @@ def _current(shared) -> Iterator[None]:
     from sikd_service.config import set_settings
 
     s = shared["settings"]
-    saved = {k: getattr(s, k) for k in ("max_predict_files", "max_predict_file_bytes")}
+    saved = {k: getattr(s, k) for k in ("max_predict_files", "max_predict_file_bytes", "max_predict_pixels")}
     set_settings(s)
     configure(s)
     yield
@@ -322,6 +322,29 @@ def test_predict_rejects_bad_images_and_too_many_files(client, alice, finished, 
     assert r.status_code == 413 and "c.png" in r.json()["detail"]
     r = client.post(f"/models/{mid}/predict", headers=alice, data={"x": "1"})
     assert r.status_code in (415, 422)
+    assert not list(settings.tmp_dir.iterdir())
+
+
+def test_predict_pixel_budget_is_checked_from_the_headers_before_decoding(client, alice, finished, settings):
+    """Over the per-request budget: 413 naming it, before any image is decoded (a truncated body, whose
+    header is valid but whose pixels cannot be decoded, is refused for its size, not for its data)."""
+    mid = client.get(f"/models?experiment_id={finished['id']}", headers=alice).json()["data"][0]["id"]
+    img = png_bytes(np.random.default_rng(1).integers(0, 255, (40, 50), dtype=np.uint8))
+    truncated = img[: len(img) // 2]
+    settings.max_predict_pixels = 3 * 40 * 50
+    files = [("files", (f"{i}.png", img, "image/png")) for i in range(3)]
+    r = client.post(f"/models/{mid}/predict", headers=alice, files=files)  # exactly the budget: accepted
+    assert r.status_code == 200, r.text
+    assert [d["filename"] for d in r.json()["data"]] == ["0.png", "1.png", "2.png"]
+    r = client.post(f"/models/{mid}/predict", headers=alice,
+                    files=files + [("files", ("t.png", truncated, "image/png"))])
+    assert r.status_code == 413, r.text
+    detail = r.json()["detail"]
+    assert "8000 pixels" in detail and "budget of 6000 pixels" in detail and "SIKD_MAX_PREDICT_PIXELS" in detail
+    settings.max_predict_pixels = 10 * 40 * 50  # within budget, the truncated one fails on decoding, by name
+    r = client.post(f"/models/{mid}/predict", headers=alice,
+                    files=[("files", ("t.png", truncated, "image/png")), ("files", ("ok.png", img, "image/png"))])
+    assert r.status_code == 422 and r.json()["files"] == ["t.png"], r.text
     assert not list(settings.tmp_dir.iterdir())
 
 

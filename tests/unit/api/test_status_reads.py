@@ -29,6 +29,41 @@ def test_status_reads_make_a_fixed_number_of_queries(client, alice, datasets, se
     assert r.status_code == 409 and len(q) == 1, q
 
 
+def test_status_answers_are_kept_a_moment_per_experiment_checked_per_caller_and_dropped_on_cancel(
+        client, admin, alice, bob, datasets, settings):
+    from sikd_service.db import session_scope
+    from sikd_service.tables import Stage
+
+    def forget() -> None:
+        if getattr(client.app.state, "status_cache", None) is not None:
+            del client.app.state.status_cache  # made again, with the TTL below, at the next read
+
+    settings.status_cache_seconds = 2.0
+    forget()
+    try:
+        eid = client.post("/experiments", json=tiny_spec(datasets, name="cached"), headers=alice).json()["id"]
+        assert client.get("/me", headers=alice).status_code == 200 and client.get("/me", headers=bob).status_code == 200
+        with count_queries(settings) as q:
+            first = client.get(f"/experiments/{eid}", headers=alice)
+            second = client.get(f"/experiments/{eid}", headers=alice)
+            assert client.get(f"/experiments/{eid}", headers=admin).json() == first.json()  # an admin may see it
+            assert client.get(f"/experiments/{eid}", headers=bob).status_code == 404  # cached, still not bob's
+        assert first.status_code == 200 and second.content == first.content
+        assert len(q) == 2, q  # the first read, and bob's refusal; the other two from memory
+        with session_scope(settings) as s:  # a worker's write, elsewhere: seen once the answer expires
+            s.get(Stage, first.json()["stages"][0]["id"]).progress = 0.5
+        assert client.get(f"/experiments/{eid}", headers=alice).json()["stages"][0]["progress"] == 0.0
+        time.sleep(2.1)
+        assert client.get(f"/experiments/{eid}", headers=alice).json()["stages"][0]["progress"] == 0.5
+        assert client.post(f"/experiments/{eid}/cancel", headers=alice).status_code == 200
+        assert client.get(f"/experiments/{eid}", headers=alice).json()["status"] == "cancelled"  # at once
+        assert client.delete(f"/experiments/{eid}", headers=alice).status_code == 204
+        assert client.get(f"/experiments/{eid}", headers=alice).status_code == 404  # at once
+    finally:
+        settings.status_cache_seconds = 0
+        forget()
+
+
 def test_a_resolved_token_is_cached_and_revocation_takes_effect_at_once(client, admin, alice, bob, settings):
     me = client.get("/me", headers=alice).json()
     with count_queries(settings) as q:

@@ -96,3 +96,40 @@ def test_competing_consumer_processes_get_each_message_exactly_once(tmp_path):
     assert sorted(got) == list(range(300))
     assert all((tmp_path / f"got{i}.txt").read_text() for i in range(2))  # both consumers took part
     assert not list((tmp_path / "queue").iterdir())
+
+
+def test_the_broker_view_lists_the_stages_its_messages_carry_and_declares_forgotten_queues(tmp_path):
+    """What the worker's reconciler compares with the queued stages (the embedded broker here; Redis in
+    tests/integration/test_recovery.py): each job's stage and those chained behind it; then a broker that
+    lost everything (its folders emptied) has its queue bindings declared again and delivers new jobs."""
+    import shutil
+
+    from sikd_service import broker_state, dispatch
+    from sikd_service.celery_app import configure
+    from sikd_service.config import Settings, set_settings
+    from sikd_service.storage import ensure_layout
+
+    s = Settings(storage_dir=tmp_path / "storage", demo_data=False)
+    ensure_layout(s)
+    set_settings(s)
+    configure(s)
+    try:
+        dispatch.enqueue_training(5, then_student_ids=[6, 7])
+        dispatch.enqueue_evaluation(9)
+        dispatch.enqueue_removal([str(tmp_path / "x")])  # not a stage
+        view = broker_state.inspect(s)
+        assert view.stage_ids == {5, 6, 7, 9} and view.redeclared == []
+        broker_state.ping(s)
+        shutil.rmtree(s.broker_dir)
+        ensure_layout(s)
+        view = broker_state.inspect(s)
+        assert view.stage_ids == set() and sorted(view.redeclared) == ["default", "train"]
+        dispatch.enqueue_evaluation(10)
+        assert broker_state.inspect(s).stage_ids == {10}
+        assert broker_state.stage_ids_of({"body": "not json", "headers": {"task": "sikd.evaluate"}}) == set()
+        shutil.rmtree(s.broker_dir)  # gone for good: the ping says so
+        with pytest.raises(OSError):
+            broker_state.ping(s)
+    finally:
+        set_settings(None)
+        configure(Settings())
