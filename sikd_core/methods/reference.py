@@ -12,9 +12,12 @@ for a 2D configuration (Isensee et al., Nature Methods 18:203-211, 2021; ``nnUNe
   width, number of levels) so that the two differ in recipe, not capacity; nnU-Net's 32-512 for networks
   without a width list. No deep supervision (our evaluation scores the full-resolution output only);
 * loss: cross-entropy + soft Dice over the batch, background excluded (nnU-Net's ``DC_and_CE_loss``);
-* optimiser: SGD with Nesterov momentum 0.99, weight decay 3e-5, polynomial decay (power 0.9), initial
-  learning rate :data:`RECIPE` ``lr`` (nnU-Net's 0.01; see :data:`RECIPE` for what measurements at small
-  budgets chose);
+* optimiser: nnU-Net's is SGD with Nesterov momentum 0.99 at learning rate 0.01, built for 250 000 steps. At the
+  budgets a CPU or a quick GPU run affords (hundreds to thousands of steps) it left the reference weaker than
+  Adam on every dataset measured (``bench/recipe_defaults.py``: best validation Dice Kvasir-SEG 0.554 vs 0.587,
+  BUSI 0.501 vs 0.553, SYNTHETIC phantoms 0.65 vs 0.84), so the reference uses Adam at 3e-3 (the best of 1e-3,
+  3e-3 and 1e-2 averaged over those datasets, chosen on validation splits only) with nnU-Net's weight decay
+  3e-5 and polynomial decay (power 0.9). ``RECIPE["optimizer"] = "sgd"`` restores nnU-Net's;
 * augmentation: rotation over the full circle, scaling 0.7-1.4, mirroring, brightness/contrast/gamma,
   Gaussian noise and Gaussian blur, each with nnU-Net's probabilities (approximately: one affine warp per
   sample, see :class:`ReferenceAugmenter`).
@@ -44,11 +47,12 @@ __all__ = ["RECIPE", "REFERENCE", "REFERENCE_NETWORK", "DiceCELossNNUNet", "Refe
 #: The registered network the reference trains.
 REFERENCE_NETWORK = "dynunet"
 
-#: The recipe's settings. nnU-Net's own values except where the docstring of each says otherwise.
+#: The recipe's optimiser settings: nnU-Net's weight decay, schedule and (for "sgd") momentum; Adam at 3e-3 instead
+#: of nnU-Net's SGD at 0.01 by measurement at small budgets (module docstring).
 RECIPE: dict[str, Any] = {
-    "optimizer": "sgd",  # SGD with Nesterov momentum
-    "lr": 0.01,  # nnU-Net's initial learning rate
-    "momentum": 0.99,
+    "optimizer": "adam",  # "sgd": nnU-Net's SGD with Nesterov momentum
+    "lr": 3e-3,  # nnU-Net's SGD: 0.01
+    "momentum": 0.99,  # SGD only
     "weight_decay": 3e-5,
     "poly_power": 0.9,
 }
