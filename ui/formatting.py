@@ -17,12 +17,15 @@ from typing import Any
 
 import pandas as pd
 
+from ui.health import WITH_WARNINGS, display_status, experiment_health_summary
+
 STAGE_KINDS = ("baseline", "teacher", "student", "evaluation")
 ACTIVE = ("queued", "running")
 METHOD_LABELS = {"baseline": "Baseline", "sikd": "SIKD", "gin": "GIN", "sdm": "SDM", "maxstyle": "MaxStyle"}
 STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:",
                 "succeeded": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:",
-                "pending": ":material/more_horiz:"}
+                "pending": ":material/more_horiz:", WITH_WARNINGS: ":material/warning:",
+                "stopping": ":material/stop_circle:"}
 #: Outline colours of the overlays: the ground truth, the first and the second contoured method (the API draws
 #: them with sikd_core.viz.CONTOUR_COLORS["ground_truth"] and sikd_service.case_view.PAIR_COLOURS).
 CONTOUR_COLORS = {"ground truth": "#00e600", "first": "#ff3c3c", "second": "#288cff"}
@@ -103,6 +106,14 @@ def parse_time(v: str | None) -> datetime | None:
     except ValueError:
         return None
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def stage_status(stage: dict[str, Any], experiment_status: str | None = None) -> str:
+    """A stage's status to show: a stage still ``running`` in an experiment that was cancelled (or failed) is
+    ``stopping`` (it stops within one training step, then the worker records it)."""
+    if stage.get("status") == "running" and experiment_status is not None and experiment_status not in ACTIVE:
+        return "stopping"
+    return str(stage.get("status"))
 
 
 def stage_label(stage: dict[str, Any]) -> str:
@@ -256,7 +267,7 @@ def queue_wait(exp: dict[str, Any], exps: Sequence[dict[str, Any]], workers: int
 
 def current_activity(exp: dict[str, Any]) -> str:
     """What the experiment is doing now, in a few words."""
-    running = [s for s in exp["stages"] if s["status"] == "running"]
+    running = [s for s in exp["stages"] if stage_status(s, exp["status"]) == "running"]
     if running:
         parts = []
         for s in running:
@@ -289,7 +300,7 @@ def experiments_frame(exps: Sequence[dict[str, Any]], etas: dict[int, float | No
         created = parse_time(e.get("created_at"))
         rows.append({
             "ID": e["id"], "Name": e["name"],
-            "Status": e["status"],
+            "Status": display_status(e), "Health": experiment_health_summary(e),
             "Progress": 100 * (e.get("progress") or 0.0),
             **{k.capitalize(): None if prog[k] is None else 100 * prog[k] for k in STAGE_KINDS},
             "Now": current_activity(e), "ETA": (fmt_seconds(etas[e["id"]] if etas is not None and e["id"] in etas else experiment_eta(e))
@@ -299,21 +310,30 @@ def experiments_frame(exps: Sequence[dict[str, Any]], etas: dict[int, float | No
             **headline_scores(e.get("summary")),
             "Open": f"experiment?id={e['id']}",
         })
-    cols = ["ID", "Name", "Status", "Progress", "Dice intra", "Dice cross", "Δ intra", "Δ cross", "Baseline",
-            "Teacher", "Student", "Evaluation", "Now", "ETA", "Model", "Epochs", "Created", "Open"]
+    cols = ["ID", "Name", "Status", "Health", "Progress", "Headline model", "Dice intra", "Dice cross", "Δ intra",
+            "Δ cross", "Baseline", "Teacher", "Student", "Evaluation", "Now", "ETA", "Model", "Epochs", "Created",
+            "Open"]
     return pd.DataFrame(rows, columns=cols)
 
 
-def headline_scores(summary: dict[str, Any] | None) -> dict[str, float | None]:
-    """From an experiment's stored ``summary`` (``{dice: {method: {intra, cross}}}``): the Dice of its main
-    method (SIKD, else its first non-baseline method, else the only one) on the intra test split(s) and
-    averaged over the cross datasets, and its difference to the baseline."""
-    out: dict[str, float | None] = {"Dice intra": None, "Dice cross": None, "Δ intra": None, "Δ cross": None}
+def model_name(method: str) -> str:
+    """What a method's trained model is called on the pages: ``SIKD student``, ``GIN+SIKD student``, ``Baseline``."""
+    label = method_label(method)
+    return f"{label} student" if method == "sikd" or str(method).endswith("+sikd") else label
+
+
+def headline_scores(summary: dict[str, Any] | None) -> dict[str, Any]:
+    """From an experiment's stored ``summary`` (``{dice: {method: {intra, cross}}}``): which model the headline
+    is (``Headline model``: the SIKD student, else the first non-baseline method, else the only one), its Dice
+    on the intra test split(s) and averaged over the cross datasets, and its difference to the baseline."""
+    out: dict[str, Any] = {"Headline model": None, "Dice intra": None, "Dice cross": None, "Δ intra": None,
+                           "Δ cross": None}
     dice = (summary or {}).get("dice") or {}
     methods = list(dice)
     if not methods:
         return out
     main = "sikd" if "sikd" in methods else next((m for m in methods if m != "baseline"), methods[0])
+    out["Headline model"] = model_name(main)
     out["Dice intra"], out["Dice cross"] = finite(dice[main].get("intra")), finite(dice[main].get("cross"))
     if main != "baseline" and "baseline" in methods:
         out["Δ intra"] = _diff(out["Dice intra"], finite(dice["baseline"].get("intra")))
@@ -321,20 +341,23 @@ def headline_scores(summary: dict[str, Any] | None) -> dict[str, float | None]:
     return out
 
 
-def stages_frame(stages: Sequence[dict[str, Any]]) -> pd.DataFrame:
+def stages_frame(stages: Sequence[dict[str, Any]], experiment_status: str | None = None) -> pd.DataFrame:
+    """One row per stage; with ``experiment_status``, a stage of a stopped experiment that is still running shows
+    as ``stopping``, without an ETA."""
     rows = []
     for s in stages:
+        status = stage_status(s, experiment_status)
         start, end = parse_time(s.get("started_at")), parse_time(s.get("finished_at"))
         took = (end - start).total_seconds() if start and end else None
         trains = s["kind"] != "evaluation"  # epochs, loss and Dice belong to training stages
         rows.append({
-            "Stage": stage_label(s), "Status": s["status"],
+            "Stage": stage_label(s), "Status": status,
             "Progress": 100.0 if s["status"] == "succeeded" else 100 * (s.get("progress") or 0.0),
             "Epoch": f"{s.get('epoch') or 0}/{s.get('epochs')}" if trains else "",
             "Loss": fmt(s.get("loss"), 4) if trains else "",
             "Val Dice": fmt(s.get("val_dice")) if trains else "",
             "Best val Dice": fmt(s.get("best_val_dice")) if trains else "",
-            "ETA": fmt_seconds(s.get("eta_seconds")) if s["status"] == "running" else "",
+            "ETA": fmt_seconds(s.get("eta_seconds")) if status == "running" else "",
             "Took": fmt_seconds(took) if took is not None else "",
             "Attempts": s.get("attempts") or 0,
             "Note": "; ".join(x for x in [s.get("message") or "",

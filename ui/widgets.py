@@ -105,7 +105,9 @@ def connection_panel() -> dict[str, Any] | None:
 
 
 def status_badge(status: str) -> str:
-    colours = {"queued": "gray", "running": "blue", "succeeded": "green", "failed": "red", "cancelled": "orange"}
+    """A coloured badge of a (display) status, ``succeeded with warnings`` included."""
+    colours = {"queued": "gray", "running": "blue", "succeeded": "green", "failed": "red", "cancelled": "orange",
+               "succeeded with warnings": "orange", "stopping": "orange"}
     return f":{colours.get(status, 'gray')}-badge[{STATUS_ICONS.get(status, '')} {status}]"
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.ui.apptest_helpers import no_exceptions, texts
+from tests.ui.apptest_helpers import all_text, no_exceptions, texts
 from tests.ui.stack import tiny_spec
 
 pytestmark = pytest.mark.timeout(300)
@@ -51,6 +51,20 @@ def test_degenerate_run_shows_banners_above_the_scores(dashboard, services, zips
     assert first_banner < results < scores
     assert not any("is unhealthy" in e.label for e in at.expander)
     assert any("involves unhealthy models" in w for w in texts(at, "warning"))  # the marked comparisons
+    assert "succeeded with warnings" in all_text(at)  # the header's status badge
+
+    # the list and the Models page read the same health: no "ok" / plain "succeeded" for these models
+    at = dashboard("experiments", url=services.work.url, token=api.token)
+    no_exceptions(at)
+    row = at.dataframe[0].value.set_index("ID").loc[exp_id]
+    assert row["Status"] == "succeeded with warnings"
+    assert row["Health"] == "⚠ Baseline (seed 0), SIKD student (seed 0)" and row["Headline model"] == "SIKD student"
+    at = dashboard("models", url=services.work.url, token=api.token, timeout=60)
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert len(table) == 2 and all(h.startswith("⚠ unhealthy: ") for h in table["health"])
+    card = all_text(at)
+    assert "Health: unhealthy" in card and '{"status"' not in card and "no training warnings" not in card
 
 
 def test_health_banner_per_model_and_severity():

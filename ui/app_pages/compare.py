@@ -16,6 +16,14 @@ from ui.formatting import (
     spec_differences,
     train_ids,
 )
+from ui.health import (
+    WITH_WARNINGS,
+    code_label,
+    experiment_health_summary,
+    is_unhealthy,
+    model_label,
+    unhealthy_models,
+)
 from ui.widgets import fail, figure_downloads, show_error, table_downloads
 
 api = Client()
@@ -59,7 +67,7 @@ by_id = {e["id"]: e for e in exps}
 if "cmp_ids" not in st.session_state:
     st.session_state["cmp_ids"] = default_selection(exps)
 chosen = st.multiselect("Experiments (succeeded)", list(by_id), key="cmp_ids",
-                        format_func=lambda i: f"#{i} {by_id[i]['name']}",
+                        format_func=lambda i: f"#{i} {by_id[i]['name']}" + (" ⚠" if is_unhealthy(by_id[i]) else ""),
                         placeholder="pick two or more experiments")
 if chosen:
     st.query_params["ids"] = ",".join(str(i) for i in chosen)  # a link to this comparison
@@ -76,6 +84,13 @@ for i in chosen:
 if len(results) < 2:
     st.stop()
 
+unhealthy = {i: unhealthy_models(by_id[i].get("health")) for i in results}
+for i, bad in unhealthy.items():
+    if bad:
+        st.warning(f"**#{i} {by_id[i]['name']}** {WITH_WARNINGS}: "
+                   + ", ".join(model_label(k) for k in sorted(bad)) + " unhealthy ("
+                   + "; ".join(dict.fromkeys(code_label(f.get("code")) for v in bad.values() for f in v))
+                   + "). Its scores and Δ do not measure what they seem to; see its page.", icon=":material/warning:")
 specs = {i: by_id[i]["spec"] for i in results}
 varying = spec_differences(list(specs.values()))
 try:
@@ -109,6 +124,7 @@ if long.empty:
     st.warning("The chosen experiments hold no scores.")
     st.stop()
 table = compare_table(long, metric, {i: {k: shown_specs[i].get(k) for k in varying} for i in results})
+table.insert(1, "Health", [experiment_health_summary(by_id[i]) for i in table.index])
 st.dataframe(table, width="stretch", key="cmp_table")
 st.caption(f"{metric} per dataset and method (mean over seeds). "
            + ("Higher is better." if metric != "HD95" else "Lower is better."))

@@ -35,12 +35,13 @@ from ui.formatting import (
     parse_time,
     score_table,
     stage_label,
+    stage_status,
     stages_frame,
     table_html,
     timeline_frame,
     train_ids,
 )
-from ui.health import health_banner, model_label
+from ui.health import display_status, health_banner, model_label
 from ui.widgets import (
     class_legend,
     confirm_delete,
@@ -122,7 +123,7 @@ def dataset_names(ids: list) -> str:
 
 # ------------------------------------------------------------------------------------------ header
 st.title(f"#{exp['id']} {exp['name']}")
-st.markdown(f"{status_badge(status)}  "
+st.markdown(f"{status_badge(display_status(exp))}  "
             f"Model **{spec.get('model')}** {json.dumps(spec.get('model_kwargs')) if spec.get('model_kwargs') else ''}"
             f" · {spec['image_size'][0]}×{spec['image_size'][1]} px · {spec.get('epochs')} epochs"
             f"{' (teacher ' + str(spec['teacher_epochs']) + ')' if spec.get('teacher_epochs') else ''}"
@@ -162,9 +163,9 @@ if status == "succeeded":
         results = api.get(f"/experiments/{exp_id}/results", cache="settled")
     except ApiError as e:
         results_error = e
-# Training health: one banner per unhealthy model, above everything else (the report's findings once evaluated,
-# the stages' findings while training).
-health_banner((results or {}).get("health"), exp["stages"])
+# Training health: one banner per unhealthy model, above everything else: the experiment's health as the API gives
+# it to every page (the report's findings once evaluated, the stages' while training; a student with its teacher's).
+health_banner(exp.get("health") or (results or {}).get("health"), exp["stages"])
 
 if exp.get("error"):
     (st.error if status == "failed" else st.warning)(f"**{status.capitalize()}:** {exp['error']}")
@@ -219,24 +220,29 @@ def timeline(stages: list) -> go.Figure | None:
     return fig
 
 
+def moving(e: dict) -> bool:
+    """Whether the stages can still change: the experiment is active, or a cancelled one's stage still stops."""
+    return e["status"] in ACTIVE or any(s["status"] == "running" for s in e["stages"])
+
+
 def progress_section(seen_status: str) -> None:
     e = exp
-    if seen_status in ACTIVE:
+    if moving(exp):
         try:
             e = api.get(f"/experiments/{exp_id}")
         except ApiError as err:
             show_error(err, "refreshing")
             return
-        if e["status"] != seen_status:  # finished (or failed): rebuild the whole page with its results
+        if e["status"] != seen_status or not moving(e):  # finished, failed or stopped: rebuild the whole page
             st.rerun()
-    running = [s for s in e["stages"] if s["status"] == "running"]
+    running = [s for s in e["stages"] if stage_status(s, e["status"]) == "running"]
     now = "; ".join(f"{stage_label(s)} epoch {s['epoch']}/{s['epochs']}" if s["kind"] != "evaluation"
                     else f"evaluation{': ' + s['message'] if s.get('message') else ''}" for s in running)
     eta = experiment_eta(e)
     st.progress(min(max(e.get("progress") or 0.0, 0.0), 1.0),
                 text=f"{round(100 * (e.get('progress') or 0))}% · {e['status']}" + (f" · {now}" if now else "")
                 + (f" · about {fmt_seconds(eta)} left" if eta is not None else ""))
-    st.dataframe(stages_frame(e["stages"]), hide_index=True, width="stretch", column_config={
+    st.dataframe(stages_frame(e["stages"], e["status"]), hide_index=True, width="stretch", column_config={
         "Progress": st.column_config.ProgressColumn(min_value=0, max_value=100, format="%.0f%%")},
         key="stages_table")
     fig = timeline(e["stages"])
@@ -256,7 +262,7 @@ def progress_section(seen_status: str) -> None:
 
 
 st.subheader("Stages")
-if status in ACTIVE:
+if moving(exp):
     st.fragment(run_every=REFRESH)(progress_section)(status)
 else:
     progress_section(status)
