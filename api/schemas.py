@@ -81,9 +81,18 @@ class SamplePublic(BaseModel):
     url: str
 
 
+class DatasetRef(BaseModel):
+    id: int
+    name: str
+
+
 class DatasetDetail(DatasetPublic):
     stats: dict[str, Any] = Field(description="pairs, image sizes, modes, classes with pixel fractions, warnings")
     samples: list[SamplePublic] = Field(description="Thumbnails with the mask overlaid.")
+    duplicates: list[DatasetRef] = Field(default_factory=list, description="Datasets uploaded before this one with the "
+                                         "same content (every file byte for byte); the upload is kept all the same")
+    numbering: dict[str, int] | None = Field(None, description="{first, last, numbered}: the smallest and largest "
+                                             "number in the sample keys, over all samples, and how many keys hold one")
 
 
 # ------------------------------------------------------------------------------------------ experiments
