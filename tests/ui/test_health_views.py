@@ -5,7 +5,7 @@ Pure functions on API-shaped dicts (no API needed); the pages that show them are
 
 from __future__ import annotations
 
-from ui.formatting import experiments_frame, stages_frame
+from ui.experiments_data import experiments_frame, stages_frame
 from ui.health import card_health_markdown, display_status, experiment_health_summary, health_summary
 from ui.models_data import models_frame
 

@@ -7,15 +7,16 @@ import plotly.express as px
 import streamlit as st
 
 from ui.client import ApiError, Client
-from ui.formatting import (
+from ui.compare_data import (
     compare_frame,
     compare_table,
     intra_cross_frame,
     readable_spec,
     setting_value,
     spec_differences,
-    train_ids,
 )
+from ui.figures import method_colours
+from ui.formatting import method_label, train_ids
 from ui.health import (
     WITH_WARNINGS,
     code_label,
@@ -140,9 +141,11 @@ else:
     plot["Setting"] = plot["Experiment"]
     numeric, x_title = False, "experiment"
 plot["Series"] = plot["Dataset"] + " (" + plot["Split"] + ") · " + plot["Method"]
-fig = px.line(plot, x="Setting", y=metric, color="Dataset", line_dash="Method", symbol="Split",
+raw_methods = dict.fromkeys(s["method"] for r in results.values() for s in r.get("summary") or [])
+colours = {method_label(m): c for m, c in method_colours(raw_methods).items()}  # one colour per method everywhere
+fig = px.line(plot, x="Setting", y=metric, color="Method", line_dash="Dataset", symbol="Split",
               error_y=f"{metric} std", markers=True, hover_data=["Experiment", "Seeds"],
-              labels={"Setting": x_title})
+              labels={"Setting": x_title}, color_discrete_map=colours)
 if not numeric:
     fig.update_xaxes(type="category")
 fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), title=f"{metric} against {x_title}")
@@ -152,10 +155,10 @@ table_downloads(table, "compare-" + metric.lower(), key="cmp_table", caption=f"{
 
 bars = intra_cross_frame(long, metric)
 if not bars.empty:
-    fig2 = px.bar(bars, x="Experiment", y=metric, color="Split", pattern_shape="Method", barmode="group",
-                  error_y=f"{metric} std", hover_data=["Datasets"],
-                  color_discrete_map={"intra": "#4c78a8", "cross (mean)": "#f58518"},
-                  title=f"{metric}: intra (test split) vs cross (mean over unseen datasets)")
+    fig2 = px.bar(bars, x="Experiment", y=metric, color="Method", pattern_shape="Split", barmode="group",
+                  error_y=f"{metric} std", hover_data=["Datasets"], color_discrete_map=colours,
+                  pattern_shape_map={"intra": "", "cross (mean)": "/"},
+                  title=f"{metric}: intra (test split, plain) vs cross (mean over unseen datasets, hatched)")
     fig2.update_layout(height=400, margin=dict(l=10, r=10, t=50, b=10), xaxis_title=None)
     st.plotly_chart(fig2, width="stretch", key="cmp_bars")
     figure_downloads(fig2, "compare-intra-cross-" + metric.lower(), key="cmp_bars")

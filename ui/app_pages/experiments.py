@@ -9,7 +9,8 @@ import time
 import streamlit as st
 
 from ui.client import ApiError, Client
-from ui.formatting import ACTIVE, experiment_eta, experiments_frame, queue_wait, smooth_eta
+from ui.experiments_data import experiment_eta, experiments_frame, queue_wait, smooth_eta
+from ui.formatting import ACTIVE
 from ui.health import display_status
 from ui.widgets import confirm_delete, explain, fail, show_error
 
