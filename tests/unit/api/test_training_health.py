@@ -46,6 +46,15 @@ def test_degenerate_run_shows_its_health_in_stages_and_results(client, alice, da
     # the list, the experiment and the results read one health
     [item] = [e for e in client.get("/experiments", headers=alice).json()["data"] if e["id"] == eid]
     assert item["health"] == health == client.get(f"/experiments/{eid}", headers=alice).json()["health"]
+    # every model's card says the same, in words
+    models = client.get(f"/models?experiment_id={eid}", headers=alice).json()["data"]
+    assert sorted(f"{m['method']}/{m['seed']}" for m in models) == sorted(health["models"])
+    for m in models:
+        card = client.get(f"/models/{m['id']}/card", headers=alice).json()
+        assert card["health"] == {"status": "unhealthy", "findings": health["by_model"][f"{m['method']}/{m['seed']}"]}
+        md = client.get(f"/models/{m['id']}/card?format=md", headers=alice).text
+        section = md[md.index("## Health"):md.index("## Intended use")]
+        assert "**UNHEALTHY**" in section and '{"' not in section and "no training warnings" not in section
     md = client.get(f"/experiments/{eid}/report", headers=alice).text
     assert md.index("## Training health") < md.index("## Scores") and "⚠ vendor_a" in md
 
