@@ -10,7 +10,6 @@ module has no label for is shown as it is).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 MODEL_LABELS = {"baseline": "Baseline", "sikd": "SIKD student"}
@@ -39,21 +38,11 @@ def code_label(code: str | None) -> str:
     return CODE_LABELS.get(code or "", code or "finding")
 
 
-def unhealthy_models(health: dict[str, Any] | None, stages: list[dict[str, Any]] | None = None
-                     ) -> dict[str, list[dict[str, Any]]]:
-    """Findings of each unhealthy model (``<method>/<seed>``): the API's ``by_model`` (a student with its
-    teacher's findings); from an API without it, the findings grouped by their own model, from the report's
-    health or else from the stages."""
-    if health and isinstance(health.get("by_model"), dict):
-        return {k: list(v) for k, v in health["by_model"].items() if v}
-    findings = list((health or {}).get("findings") or [])
-    if not health:
-        for s in stages or []:
-            findings += s.get("health") or []
-    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for f in findings:
-        by_model[f"{f.get('method') or f.get('stage')}/{f.get('seed')}"].append(f)
-    return dict(by_model)
+def unhealthy_models(health: dict[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
+    """Findings of each unhealthy model (``<method>/<seed>``), as the API's ``by_model`` gives them (a student
+    with its teacher's). The dashboard never works out itself which model a finding is about."""
+    by_model = (health or {}).get("by_model") or {}
+    return {k: list(v) for k, v in by_model.items() if v}
 
 
 def is_unhealthy(exp: dict[str, Any]) -> bool:
@@ -94,11 +83,11 @@ def finding_line(f: dict[str, Any]) -> str:
     return f"- **{code_label(f.get('code'))}** ({where}): {f.get('message', '')}"
 
 
-def health_banner(health: dict[str, Any] | None, stages: list[dict[str, Any]] | None = None) -> None:
+def health_banner(health: dict[str, Any] | None) -> None:
     """One st.error (a finding of severity error) or st.warning banner per unhealthy model."""
     import streamlit as st
 
-    for key, findings in sorted(unhealthy_models(health, stages).items()):
+    for key, findings in sorted(unhealthy_models(health).items()):
         severe = any(f.get("severity") == "error" for f in findings)
         text = (f"**{model_label(key)} is unhealthy**: its scores, and every comparison that uses it, do not measure "
                 "what they seem to.\n\n" + "\n".join(finding_line(f) for f in findings))

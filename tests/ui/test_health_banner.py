@@ -77,20 +77,28 @@ def test_health_banner_per_model_and_severity():
             return {"code": code, "severity": severity, "stage": stage, "seed": seed, "method": method,
                     "epoch": 3, "message": f"{stage} {code}", "values": {}}
 
+        teacher = finding("collapsed_prediction", "error", "sikd", 0, "teacher")
+        chance = finding("cross_at_chance", "warning", "baseline", 1, "baseline")
+        # the API's health: which model each finding is about (the students carry their teacher's) is its answer
         health = {"status": "unhealthy", "models": {"baseline/0": "healthy", "sikd/0": "unhealthy",
-                                                    "baseline/1": "unhealthy", "sikd/1": "healthy"},
-                  "findings": [finding("collapsed_prediction", "error", "sikd", 0, "teacher"),
-                               finding("cross_at_chance", "warning", "baseline", 1, "baseline")]}
-        health_banner(health, [])
-        # while training: the stages' findings (no report yet)
-        health_banner(None, [{"kind": "student", "seed": 2, "health": [
-            finding("exploding_loss", "warning", "sikd", 2, "student")]}])
-        health_banner({"status": "healthy", "findings": [], "models": {"sikd/0": "healthy"}}, [])
+                                                    "baseline/1": "unhealthy", "sikd/1": "healthy",
+                                                    "gin+sikd/0": "unhealthy"},
+                  "findings": [teacher, chance],
+                  "by_model": {"baseline/0": [], "sikd/0": [teacher], "baseline/1": [chance], "sikd/1": [],
+                               "gin+sikd/0": [teacher]}}
+        health_banner(health)
+        # while training: the stages' findings so far, in the same shape
+        early = finding("exploding_loss", "warning", "sikd", 2, "student")
+        health_banner({"status": "unhealthy", "findings": [early], "models": {"sikd/2": "unhealthy"},
+                       "by_model": {"sikd/2": [early]}})
+        health_banner({"status": "healthy", "findings": [], "models": {"sikd/0": "healthy"},
+                       "by_model": {"sikd/0": []}})
 
     at = AppTest.from_function(page).run()
     no_exceptions(at)
-    assert [e.value.split("**")[1] for e in at.error] == ["SIKD student (seed 0) is unhealthy"]
-    assert "**collapsed predictions** (teacher, epoch 3)" in at.error[0].value
+    assert [e.value.split("**")[1] for e in at.error] == ["gin+sikd (seed 0) is unhealthy",
+                                                           "SIKD student (seed 0) is unhealthy"]
+    assert all("**collapsed predictions** (teacher, epoch 3)" in e.value for e in at.error)
     assert [w.value.split("**")[1] for w in at.warning] == ["Baseline (seed 1) is unhealthy",
                                                              "SIKD student (seed 2) is unhealthy"]
     assert not at.expander

@@ -46,7 +46,7 @@ def pick_experiment() -> int:
         st.stop()
     by_id = {e["id"]: e for e in exps}
     chosen = st.selectbox("Experiment", list(by_id), index=None, placeholder="choose an experiment",
-                          format_func=lambda i: f"#{i} {by_id[i]['name']} ({by_id[i]['status']})")
+                          format_func=lambda i: f"#{i} {by_id[i]['name']} ({display_status(by_id[i])})")
     if chosen is None:
         st.caption(f"The {len(exps)} latest of {count} experiments; the **Experiments** page lists them all.")
         st.stop()
@@ -124,7 +124,7 @@ if status == "succeeded":
         results_error = e
 # Training health: one banner per unhealthy model, above everything else: the experiment's health as the API gives
 # it to every page (the report's findings once evaluated, the stages' while training; a student with its teacher's).
-health_banner(exp.get("health") or (results or {}).get("health"), exp["stages"])
+health_banner(exp.get("health"))
 
 if exp.get("error"):
     (st.error if status == "failed" else st.warning)(f"**{status.capitalize()}:** {exp['error']}")
