@@ -18,10 +18,14 @@ from sikd_service.tables import Experiment
 
 
 def health_view(findings: Sequence[dict[str, Any]], models: Iterable[tuple[str, int]]) -> dict[str, Any]:
-    """``{status, findings, models: {"<method>/<seed>": healthy|unhealthy}, by_model: {key: [findings]}}``:
-    the report's health section plus each model's own findings (its teacher's included)."""
+    """``{status, findings, models: {"<method>/<seed>": healthy|unhealthy}, by_model: {key: [findings]},
+    other: [findings]}``: the report's health section, each model's findings (its teacher's included), and the
+    findings about none of the models (shown on their own, so no finding is ever hidden)."""
     models = sorted({(str(m), int(s)) for m, s in models})
-    return {**health_section(list(findings), models), "by_model": model_findings(list(findings), models)}
+    by_model = model_findings(list(findings), models)
+    placed = [f for v in by_model.values() for f in v]
+    other = [f for f in findings if not any(f is g for g in placed)]
+    return {**health_section(list(findings), models), "by_model": by_model, "other": other}
 
 
 def stored_health(rep: dict[str, Any]) -> dict[str, Any] | None:

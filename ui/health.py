@@ -45,8 +45,13 @@ def unhealthy_models(health: dict[str, Any] | None) -> dict[str, list[dict[str, 
     return {k: list(v) for k, v in by_model.items() if v}
 
 
+def other_findings(health: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The findings about none of the experiment's models (the API's ``other``)."""
+    return list((health or {}).get("other") or [])
+
+
 def is_unhealthy(exp: dict[str, Any]) -> bool:
-    return bool(unhealthy_models(exp.get("health")))
+    return bool(unhealthy_models(exp.get("health")) or other_findings(exp.get("health")))
 
 
 def display_status(exp: dict[str, Any]) -> str:
@@ -73,8 +78,10 @@ def health_summary(findings: list[dict[str, Any]]) -> str:
 def experiment_health_summary(exp: dict[str, Any]) -> str:
     """A table cell for an experiment: ``healthy``, ``–`` (nothing checked yet) or the unhealthy models."""
     bad = unhealthy_models(exp.get("health"))
-    if bad:
-        return "⚠ " + ", ".join(model_label(k) for k in sorted(bad))
+    other = other_findings(exp.get("health"))
+    if bad or other:
+        return "⚠ " + ", ".join([*(model_label(k) for k in sorted(bad)),
+                                 *([f"{len(other)} other finding{'s' if len(other) > 1 else ''}"] if other else [])])
     return "healthy" if exp.get("status") == "succeeded" or (exp.get("health") or {}).get("models") else "–"
 
 
@@ -92,6 +99,12 @@ def health_banner(health: dict[str, Any] | None) -> None:
         text = (f"**{model_label(key)} is unhealthy**: its scores, and every comparison that uses it, do not measure "
                 "what they seem to.\n\n" + "\n".join(finding_line(f) for f in findings))
         (st.error if severe else st.warning)(text, icon=":material/health_and_safety:")
+    other = other_findings(health)
+    if other:
+        severe = any(f.get("severity") == "error" for f in other)
+        (st.error if severe else st.warning)("**Training-health findings about no single model:**\n\n"
+                                             + "\n".join(finding_line(f) for f in other),
+                                             icon=":material/health_and_safety:")
 
 
 def card_health_markdown(card: dict[str, Any]) -> str:

@@ -93,6 +93,10 @@ def test_health_banner_per_model_and_severity():
                        "by_model": {"sikd/2": [early]}})
         health_banner({"status": "healthy", "findings": [], "models": {"sikd/0": "healthy"},
                        "by_model": {"sikd/0": []}})
+        # a finding about none of the models, of a code the dashboard has no label for, still shows
+        loose = {**finding("a_check_added_later", "warning", None, 0, "evaluation"), "epoch": None}
+        health_banner({"status": "unhealthy", "findings": [loose], "models": {"sikd/0": "healthy"},
+                       "by_model": {"sikd/0": []}, "other": [loose]})
 
     at = AppTest.from_function(page).run()
     no_exceptions(at)
@@ -100,5 +104,7 @@ def test_health_banner_per_model_and_severity():
                                                            "SIKD student (seed 0) is unhealthy"]
     assert all("**collapsed predictions** (teacher, epoch 3)" in e.value for e in at.error)
     assert [w.value.split("**")[1] for w in at.warning] == ["Baseline (seed 1) is unhealthy",
-                                                             "SIKD student (seed 2) is unhealthy"]
+                                                             "SIKD student (seed 2) is unhealthy",
+                                                             "Training-health findings about no single model:"]
+    assert "**a_check_added_later** (evaluation): evaluation a_check_added_later" in at.warning[2].value
     assert not at.expander

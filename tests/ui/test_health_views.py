@@ -36,6 +36,10 @@ def test_the_list_says_succeeded_with_warnings_names_the_unhealthy_models_and_wh
     # the stored vocabulary stays: a failed or running experiment keeps its status
     assert display_status(experiment(3, "failed", {"sikd/0": [TEACHER]})) == "failed"
     assert experiment_health_summary(experiment(4, "running", {})) == "–"
+    # a finding about none of the models (the API's "other") still makes it "with warnings"
+    odd = experiment(6, "succeeded", {"baseline/0": []})
+    odd["health"]["other"] = [{**FUTURE, "method": None, "stage": "evaluation"}]
+    assert display_status(odd) == "succeeded with warnings" and experiment_health_summary(odd) == "⚠ 1 other finding"
 
 
 def test_models_table_reads_the_experiments_health():

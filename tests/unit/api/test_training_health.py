@@ -41,6 +41,9 @@ def test_degenerate_run_shows_its_health_in_stages_and_results(client, alice, da
     teacher = [f for f in health["findings"] if f["stage"] == "teacher"]
     assert teacher and all(f in health["by_model"][m] for f in teacher for m in ("sikd/0", "gin+sikd/0"))
     assert not any(f["stage"] == "teacher" for f in health["by_model"]["baseline/0"])
+    placed = [f for v in health["by_model"].values() for f in v]
+    assert all(f in placed for f in health["findings"] if f not in health["other"])
+    assert all(f not in placed for f in health["other"])
     assert res["comparisons"] and all(c["unhealthy_models"] for c in res["comparisons"])
     assert any(c["unhealthy_models"] == ["baseline/0", "sikd/0"] for c in res["comparisons"])
     # the list, the experiment and the results read one health
