@@ -11,7 +11,7 @@ import pytest
 from tests.e2e.test_dashboard import Page, browser  # noqa: F401 - the browser fixture
 from tests.ui.stack import Stack, phantom_zip, tiny_spec
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow(seconds=45), pytest.mark.timeout(300)]
 
 
 @pytest.fixture
