@@ -81,9 +81,18 @@ class SamplePublic(BaseModel):
     url: str
 
 
+class DatasetRef(BaseModel):
+    id: int
+    name: str
+
+
 class DatasetDetail(DatasetPublic):
     stats: dict[str, Any] = Field(description="pairs, image sizes, modes, classes with pixel fractions, warnings")
     samples: list[SamplePublic] = Field(description="Thumbnails with the mask overlaid.")
+    duplicates: list[DatasetRef] = Field(default_factory=list, description="Datasets uploaded before this one with the "
+                                         "same content (every file byte for byte); the upload is kept all the same")
+    numbering: dict[str, int] | None = Field(None, description="{first, last, numbered}: the smallest and largest "
+                                             "number in the sample keys, over all samples, and how many keys hold one")
 
 
 # ------------------------------------------------------------------------------------------ experiments
@@ -128,6 +137,11 @@ class ExperimentPublic(ORM):
     summary: dict[str, Any] | None = Field(
         None, description="Of a succeeded experiment: {dice: {method: {intra, cross}}}, the mean Dice on the intra "
                           "test split(s) and over the cross datasets (null: none or not finished)")
+    health: dict[str, Any] | None = Field(
+        None, description="{status: healthy|unhealthy, findings: [...], models: {'<method>/<seed>': healthy|unhealthy}, "
+                          "by_model: {'<method>/<seed>': [findings]}}: the report's findings once evaluated, else the "
+                          "stages' so far; a student carries its teacher's findings. The same object the results, "
+                          "the Models page and the model cards use")
 
 
 class EpochMetricPublic(ORM):
@@ -195,8 +209,9 @@ class ExperimentResults(Page[ResultRow]):
     dataset_units: dict[str, str] = {}
     warnings: list[str] = []
     health: dict[str, Any] | None = Field(None, description="{status: healthy|unhealthy, findings: [...], models: "
-                                          "{'<method>/<seed>': healthy|unhealthy}}; null for reports made before "
-                                          "health checks existed")
+                                          "{'<method>/<seed>': healthy|unhealthy}, by_model: {'<method>/<seed>': "
+                                          "[findings]}} (a student carries its teacher's findings); null for "
+                                          "reports made before health checks existed")
     methods: list[str] = Field(default_factory=list, description="the experiment's methods in spec order")
     train_datasets: list[str] = Field(default_factory=list, description="the training sources' names")
     baseline_strength: list[dict[str, Any]] | None = Field(

@@ -17,7 +17,10 @@ teacher) come from :class:`~sikd_core.training.health.HealthMonitor` while a sta
   predictor) or every pixel background. Both are computed from the labels alone.
 
 :func:`health_section` turns all findings into ``report.json``'s ``health`` object and
-:func:`mark_comparisons` adds ``unhealthy_models`` to every paired comparison.
+:func:`mark_comparisons` adds ``unhealthy_models`` to every paired comparison. Which findings a model carries is
+decided in one place, :func:`model_findings`: its own (``method``/``seed``), and for a distilled model (``sikd``,
+``X+sikd``) also its teacher's (stage ``teacher``, same seed): a student distilled from an unlearned teacher is
+not healthy. The report, the API (experiment lists, results, model cards) and the dashboard all read it.
 """
 
 from __future__ import annotations
@@ -166,23 +169,66 @@ def model_key(method: str | None, seed: int | None) -> str:
     return f"{method}/{seed}"
 
 
+def parse_model_key(key: str) -> tuple[str, int | None]:
+    """``"gin+sikd/0"`` -> ``("gin+sikd", 0)`` (the seed None when it is not a number)."""
+    method, _, seed = str(key).rpartition("/")
+    return method, (int(seed) if seed.lstrip("-").isdigit() else None)
+
+
+def is_distilled(method: str | None) -> bool:
+    """Whether ``method``'s model is a student distilled from the seed's teacher (``sikd``, ``X+sikd``); an
+    unknown name is not."""
+    from sikd_core.errors import SpecError
+    from sikd_core.methods import parse_method
+
+    try:
+        return bool(method) and parse_method(str(method))[1]
+    except SpecError:
+        return False
+
+
+def applies_to(finding: dict[str, Any], method: str, seed: int | None) -> bool:
+    """Whether ``finding`` is about the model ``method``/``seed``: its own finding, or (for a distilled model)
+    a finding about the teacher it was distilled from (stage ``teacher``, same seed)."""
+    if finding.get("seed") is not None and seed is not None and int(finding["seed"]) != int(seed):
+        return False
+    if finding.get("stage") == "teacher":
+        return is_distilled(method)
+    return finding.get("method") == method
+
+
+def model_findings(findings: Sequence[dict[str, Any]], models: Iterable[tuple[str, int]]
+                   ) -> dict[str, list[dict[str, Any]]]:
+    """Each model's findings (``"<method>/<seed>"`` -> findings, in their order), inherited ones included (see
+    :func:`applies_to`). Every model of ``models`` has an entry, an empty list when it is healthy."""
+    return {model_key(m, s): [f for f in findings if applies_to(f, m, s)] for m, s in models}
+
+
 def health_section(findings: Sequence[dict[str, Any]], models: Iterable[tuple[str, int]]) -> dict[str, Any]:
-    """``report.json``'s ``health``: overall status, every finding, and each evaluated model's status."""
-    bad = {model_key(f.get("method"), f.get("seed")) for f in findings}
-    status = {model_key(m, s): ("unhealthy" if model_key(m, s) in bad else "healthy") for m, s in models}
+    """``report.json``'s ``health``: overall status, every finding, and each evaluated model's status (a model
+    is unhealthy when :func:`model_findings` gives it a finding, its teacher's included)."""
+    mine = model_findings(findings, models)
+    status = {k: ("unhealthy" if v else "healthy") for k, v in mine.items()}
     return {"status": "unhealthy" if findings else "healthy", "findings": list(findings), "models": status}
 
 
 def mark_comparisons(comparisons: list[dict[str, Any]], health: dict[str, Any]) -> None:
     """Add ``unhealthy_models`` to each comparison: the compared models (``a``/``b`` of any seed) with a
-    finding that applies to the compared dataset (findings about one dataset apply to that one only)."""
+    finding that applies to the compared dataset (findings about one dataset apply to that one only; a
+    student's teacher's findings apply to the student, see :func:`applies_to`)."""
+    findings = list(health.get("findings", []))
+    seeds = sorted({f.get("seed") for f in findings if f.get("seed") is not None})
     for comp in comparisons:
-        methods = {comp.get("a"), comp.get("b")}
+        methods = [m for m in (comp.get("a"), comp.get("b"), comp.get("method"), comp.get("reference")) if m]
         hit = set()
-        for f in health.get("findings", []):
+        for f in findings:
             ds = (f.get("values") or {}).get("dataset")
-            if f.get("method") in methods and (ds is None or ds == comp.get("dataset")):
-                hit.add(model_key(f.get("method"), f.get("seed")))
+            if ds is not None and ds != comp.get("dataset"):
+                continue
+            for m in dict.fromkeys(methods):
+                for s in ([f.get("seed")] if f.get("seed") is not None else seeds):
+                    if applies_to(f, m, s):
+                        hit.add(model_key(m, s))
         comp["unhealthy_models"] = sorted(hit)
 
 

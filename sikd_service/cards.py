@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 
 from sikd_core.export import card_for_bundle, dataset_facts, write_bundle, zip_bundle
 from sikd_service.config import Settings
+from sikd_service.health import model_health
 from sikd_service.storage import dataset_dir, new_tmp_dir
-from sikd_service.tables import Dataset, ExperimentDataset, TrainedModel
+from sikd_service.tables import Dataset, Experiment, ExperimentDataset, TrainedModel
 
 
 def experiment_datasets(settings: Settings, session: Session, experiment_id: int) -> list[dict[str, Any]]:
@@ -37,10 +38,14 @@ def experiment_datasets(settings: Settings, session: Session, experiment_id: int
 
 
 def model_card(settings: Settings, session: Session, row: TrainedModel) -> dict[str, Any]:
-    """The card of a trained-model row (see :func:`sikd_core.export.card_for_bundle`)."""
+    """The card of a trained-model row (see :func:`sikd_core.export.card_for_bundle`); its health is the one
+    the experiment shows for this model (:func:`sikd_service.health.model_health`)."""
+    exp = session.get(Experiment, row.experiment_id)
+    health = model_health(exp, row.method, row.seed) if exp is not None else None
     return card_for_bundle(settings.storage_dir / row.path, datasets=experiment_datasets(settings, session,
                                                                                          row.experiment_id),
-                           name=row.name, links={"model_id": row.id, "experiment_id": row.experiment_id})
+                           name=row.name, links={"model_id": row.id, "experiment_id": row.experiment_id},
+                           health=health)
 
 
 def export_zip(settings: Settings, session: Session, row: TrainedModel, fmt: str) -> Path:

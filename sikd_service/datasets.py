@@ -1,6 +1,10 @@
-"""Dataset operations beyond upload (see :mod:`sikd_service.ingest`): deletion (names: :mod:`sikd_service.names`)."""
+"""Dataset operations beyond upload (see :mod:`sikd_service.ingest`): deletion, the earlier uploads of the same
+content, how the keys are numbered (names: :mod:`sikd_service.names`)."""
 
 from __future__ import annotations
+
+import re
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -8,7 +12,7 @@ from sikd_service import crud, dispatch
 from sikd_service.config import Settings
 from sikd_service.errors import ServiceError, not_found
 from sikd_service.storage import dataset_dir
-from sikd_service.tables import User
+from sikd_service.tables import Dataset, User
 
 
 def delete(session: Session, settings: Settings, *, user: User, dataset_id: int) -> None:
@@ -27,3 +31,26 @@ def delete(session: Session, settings: Settings, *, user: User, dataset_id: int)
     session.delete(ds)
     session.commit()
     dispatch.remove_in_background(settings, dataset_dir(settings, dataset_id))
+
+
+def duplicates(session: Session, *, user: User, ds: Dataset) -> list[Dataset]:
+    """The datasets ``user`` sees that were uploaded before ``ds`` with the same content (the same files, byte for
+    byte: ``stats["content_hash"]``, recorded at upload); empty for datasets uploaded before it was recorded."""
+    digest = (ds.stats or {}).get("content_hash")
+    if not digest:
+        return []
+    rows, _ = crud.list_datasets(session, user=user, skip=0, limit=1_000_000)
+    return [d for d in rows if d.id < ds.id and (d.stats or {}).get("content_hash") == digest]
+
+
+#: A key holding one number (a frame index): ``frame_0012``, ``12``, ``cvc 12.png``.
+_NUMBERED = re.compile(r"^\D*?(\d+)\D*$")
+
+
+def numbering(keys: list[str]) -> dict[str, Any] | None:
+    """How the sample keys are numbered, over every sample (not the thumbnails' few): ``{first, last,
+    numbered}`` (the smallest and largest number and how many keys hold one); None when none does."""
+    nums = [int(m.group(1)) for k in keys if (m := _NUMBERED.match(str(k)))]
+    if not nums:
+        return None
+    return {"first": min(nums), "last": max(nums), "numbered": len(nums)}

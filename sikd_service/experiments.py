@@ -26,6 +26,7 @@ from sikd_core.spec import ExperimentSpec, is_student_stage, parse_spec
 from sikd_service import crud, dispatch
 from sikd_service.config import Settings
 from sikd_service.errors import ServiceError
+from sikd_service.health import stored_health
 from sikd_service.names import check_name
 from sikd_service.storage import experiment_dir
 from sikd_service.tables import ACTIVE_EXPERIMENT, Dataset, Experiment, User
@@ -218,13 +219,13 @@ def headline(rep: dict[str, Any]) -> dict[str, Any]:
                  and r.get("dice_mean") is not None]
             out[split] = sum(v) / len(v) if v else None
         dice[m] = out
-    return {"dice": dice}
+    return {"dice": dice, "health": stored_health(rep)}
 
 
 def fill_summaries(session: Session, settings: Settings, exps: list[Experiment]) -> None:
-    """Store the summary of succeeded experiments that lack one (finished before summaries were kept): read
-    their report once, then never again. An unreadable report leaves the summary empty."""
-    missing = [e for e in exps if e.status == "succeeded" and e.summary is None]
+    """Store the summary of succeeded experiments that lack one (finished before summaries, or their health, were
+    kept): read their report once, then never again. An unreadable report leaves the summary empty."""
+    missing = [e for e in exps if e.status == "succeeded" and (e.summary is None or "health" not in e.summary)]
     for e in missing:
         try:
             e.summary = headline(report(settings, e))

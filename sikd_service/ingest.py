@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from sikd_core.data import dataset_stats, load_dataset, load_original
 from sikd_core.errors import DatasetError
+from sikd_core.export.card import content_hash
 from sikd_core.viz import downscale, overlay_contours, overlay_fill, to_rgb_uint8
 from sikd_service import crud
 from sikd_service.config import Settings
@@ -242,7 +243,8 @@ def register_folder(session: Session, settings: Settings, *, owner: User, folder
         stored = manifest_to_stored(manifest, folder)
     except OutsideFolderError as e:
         raise ServiceError(400, str(e), files=e.files) from None
-    ds = crud.create_dataset(session, owner=owner, name=name, manifest=stored, stats=dataset_stats(manifest),
+    stats = {**dataset_stats(manifest), "content_hash": content_hash(folder)}  # finds repeated uploads
+    ds = crud.create_dataset(session, owner=owner, name=name, manifest=stored, stats=stats,
                              size_bytes=folder_size(folder), shared=shared, synthetic=synthetic)
     final = dataset_dir(settings, ds.id)
     if final.exists():  # left over from an older database on the same storage

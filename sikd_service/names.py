@@ -7,9 +7,10 @@ import unicodedata
 from sikd_service.errors import ServiceError
 
 #: Characters a display name may not hold: control and format characters (newlines, NUL, bidi overrides)
-#: and markup brackets, which other tools showing the name could interpret.
+#: and ``<``, which opens a tag in the HTML and Markdown of other tools showing the name. ``>`` alone opens
+#: nothing (the dashboard escapes names anyway), so arrows such as "A -> B" are fine.
 _FORBIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
-_MARKUP = set("<>")
+_MARKUP = set("<")
 
 
 def name_problem(name: str, *, what: str, max_length: int = 200) -> str | None:
@@ -20,7 +21,7 @@ def name_problem(name: str, *, what: str, max_length: int = 200) -> str | None:
     if bad:
         shown = ", ".join(f"U+{ord(c):04X}" + (f" {c!r}" if c in _MARKUP else "") for c in bad)
         return (f"the {what} holds characters that are not allowed ({shown}): use letters, digits, spaces and "
-                "punctuation other than < and >")
+                "punctuation other than <")
     return None
 
 

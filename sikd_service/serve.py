@@ -34,6 +34,8 @@ from sikd_service.supervisor import STATUS_FILE, Supervisor
 log = logging.getLogger("sikd.serve")
 
 UI_APP = Path(__file__).resolve().parents[1] / "ui" / "streamlit_app.py"
+#: What ``streamlit run`` is given: the dashboard behind its address rules (unknown addresses say "not found").
+UI_SERVER = UI_APP.with_name("server.py")
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -122,7 +124,7 @@ def worker_command(settings: Settings, queues: str | None = None, concurrency: i
 
 
 def ui_command(port: int, host: str | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "streamlit", "run", str(UI_APP), "--server.port", str(port),
+    cmd = [sys.executable, "-m", "streamlit", "run", str(UI_SERVER), "--server.port", str(port),
            "--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
     return cmd + (["--server.address", host] if host else [])
 

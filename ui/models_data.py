@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ui.health import health_summary, model_findings
+
 METHOD_NAMES = {"sikd": "SIKD student", "baseline": "baseline"}
 
 
@@ -21,13 +23,10 @@ def model_scores(results: dict[str, Any] | None, method: str, seed: int) -> tupl
     return (float(np.mean(intra)) if intra else None), (float(np.mean(cross)) if cross else None)
 
 
-def model_health(experiment: dict[str, Any] | None, stage_id: int) -> str:
-    """"ok", or how many warnings the model's training stage raised (the first one quoted)."""
-    stage = next((s for s in (experiment or {}).get("stages", []) if s.get("id") == stage_id), None)
-    warnings = (stage or {}).get("warnings") or []
-    if not warnings:
-        return "ok"
-    return f"{len(warnings)} warning{'s' if len(warnings) > 1 else ''}: {warnings[0]}"
+def model_health(experiment: dict[str, Any] | None, method: str, seed: int) -> str:
+    """``healthy`` or ``⚠ unhealthy: ...``, from the experiment's health (the same object the experiment page's
+    banners read; a student carries its teacher's findings)."""
+    return health_summary(model_findings(experiment, method, seed))
 
 
 def models_frame(models: Sequence[dict[str, Any]], experiments: dict[int, dict[str, Any]],
@@ -43,7 +42,7 @@ def models_frame(models: Sequence[dict[str, Any]], experiments: dict[int, dict[s
             "experiment name": f"#{m['experiment_id']} {exp['name']}" if exp else f"#{m['experiment_id']}",
             "method": METHOD_NAMES.get(m["method"], m["method"]), "seed": m["seed"],
             "network": m["architecture"], "intra Dice": intra, "cross Dice": cross,
-            "health": model_health(exp, m["stage_id"]),
+            "health": model_health(exp, m["method"], m["seed"]),
         })
     cols = ["model", "experiment", "experiment name", "method", "seed", "network", "intra Dice", "cross Dice",
             "health"]

@@ -28,8 +28,20 @@ def home() -> None:
     st.switch_page("app_pages/experiments.py")
 
 
+def not_found() -> None:
+    """Where ``ui/server.py`` sends an address that no page answers (``?path=`` names it)."""
+    st.title("Page not found")
+    asked = str(st.query_params.get("path") or "")
+    st.error(f"No page of the dashboard answers `{asked or 'this address'}`. An experiment's page is "
+             "`/experiment?id=<id>`; the pages are in the sidebar.", icon=":material/link_off:")
+    st.page_link("app_pages/experiments.py", label="Experiments", icon=":material/list_alt:")
+    st.page_link("app_pages/datasets.py", label="Datasets", icon=":material/folder_open:")
+    st.page_link("app_pages/models.py", label="Models", icon=":material/neurology:")
+
+
 PAGES = {
-    "": [st.Page(home, title="SIKD Studio", url_path="home", default=True, visibility="hidden")],
+    "": [st.Page(home, title="SIKD Studio", url_path="home", default=True, visibility="hidden"),
+         st.Page(not_found, title="Page not found", url_path="not_found", visibility="hidden")],
     "Data": [st.Page("app_pages/datasets.py", title="Datasets", icon=":material/folder_open:", url_path="datasets")],
     "Experiments": [
         st.Page("app_pages/experiments.py", title="Experiments", icon=":material/list_alt:", url_path="experiments"),

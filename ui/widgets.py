@@ -10,7 +10,10 @@ import pandas as pd
 import streamlit as st
 
 from ui.client import TOKEN_KEY, ApiError, ApiUnreachable, Client, clear_cache
-from ui.formatting import CLASS_COLORS, CONTOUR_COLORS, STATUS_ICONS, table_latex
+from ui.figures import render as render_figure
+from ui.figures import warm_up
+from ui.formatting import CLASS_COLORS, CONTOUR_COLORS, STATUS_ICONS
+from ui.scores_data import table_latex
 
 START_HINT = ("Start the service with `sikd serve` (or `./start.sh`): it runs the API on port 8000, a worker and "
               "this dashboard. If the API runs elsewhere, set `SIKD_API_URL` before starting the dashboard.")
@@ -105,7 +108,9 @@ def connection_panel() -> dict[str, Any] | None:
 
 
 def status_badge(status: str) -> str:
-    colours = {"queued": "gray", "running": "blue", "succeeded": "green", "failed": "red", "cancelled": "orange"}
+    """A coloured badge of a (display) status, ``succeeded with warnings`` included."""
+    colours = {"queued": "gray", "running": "blue", "succeeded": "green", "failed": "red", "cancelled": "orange",
+               "succeeded with warnings": "orange", "stopping": "orange"}
     return f":{colours.get(status, 'gray')}-badge[{STATUS_ICONS.get(status, '')} {status}]"
 
 
@@ -160,23 +165,14 @@ def class_legend(class_names: list[str]) -> None:
 
 
 def _figure_bytes(fig: Any, fmt: str) -> Callable[[], bytes]:
-    """Render the figure only when the download is clicked (kaleido starts a headless Chromium: seconds)."""
-    def render() -> bytes:
-        for attempt in range(3):
-            try:
-                return fig.to_image(format=fmt, width=1200, height=max(int(fig.layout.height or 450), 300),
-                                    scale=2 if fmt == "png" else 1)
-            except Exception as e:  # noqa: BLE001 - kaleido's own error types vary between its versions
-                # On a loaded machine kaleido's headless Chromium can be asked to render before its page has
-                # loaded ("kaleido_scopes is not defined"); a fresh start renders. Anything else is raised.
-                if attempt == 2 or not type(e).__module__.startswith("kaleido"):
-                    raise
-        raise AssertionError("unreachable")
-    return render
+    """Render the figure only when the download is clicked (laid out for a file, cached; see ui.figures)."""
+    return lambda: render_figure(fig, fmt)
 
 
 def figure_downloads(fig: Any, name: str, *, key: str) -> None:
-    """PNG and SVG downloads of a plotly chart, for papers (rendered on click, not with the page)."""
+    """PNG and SVG downloads of a plotly chart, for papers (rendered on click, not with the page; the renderer
+    is started in the background when the first chart is shown, so a click takes well under a second)."""
+    warm_up()
     cols = st.columns([1, 1, 6])
     cols[0].download_button("PNG", _figure_bytes(fig, "png"), file_name=f"{name}.png", mime="image/png",
                             key=f"{key}_png", icon=":material/image:", help="The chart as a PNG (2x scale).")

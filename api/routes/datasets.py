@@ -7,16 +7,17 @@ from pathlib import Path
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, DatasetId, Limit, SampleIndex, SessionDep, SettingsDep, Skip
-from api.schemas import DatasetDetail, DatasetPublic, Message, Page, SamplePublic
+from api.schemas import DatasetDetail, DatasetPublic, DatasetRef, Message, Page, SamplePublic
 from api.uploads import receive_multipart
 from sikd_core.data import Sample
 from sikd_service import crud, datasets, ingest, names
 from sikd_service.errors import ServiceError, not_found
 from sikd_service.storage import new_tmp_dir
-from sikd_service.tables import Dataset
+from sikd_service.tables import Dataset, User
 
 router = APIRouter(tags=["datasets"])
 
@@ -35,11 +36,13 @@ _UPLOAD_BODY = {
 }
 
 
-def _detail(request: Request, ds: Dataset, k: int) -> DatasetDetail:
+def _detail(request: Request, ds: Dataset, k: int, session: Session, user: User) -> DatasetDetail:
     samples = ds.manifest["samples"]
     picks = sorted({int(i) for i in np.linspace(0, len(samples) - 1, min(k, len(samples)))}) if samples else []
     return DatasetDetail(
         **DatasetPublic.model_validate(ds).model_dump(), stats=ds.stats,
+        duplicates=[DatasetRef(id=d.id, name=d.name) for d in datasets.duplicates(session, user=user, ds=ds)],
+        numbering=datasets.numbering([Sample.from_dict(s).key for s in samples]),
         samples=[SamplePublic(index=i, key=Sample.from_dict(samples[i]).key,
                               url=str(request.app.url_path_for("dataset_sample", dataset_id=str(ds.id), index=str(i))))
                  for i in picks])
@@ -67,7 +70,7 @@ async def upload_dataset(request: Request, session: SessionDep, settings: Settin
                                      name=name, workdir=workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return _detail(request, ds, settings.samples_per_dataset)
+    return _detail(request, ds, settings.samples_per_dataset, session, user)
 
 
 @router.get("/datasets", response_model=Page[DatasetPublic])
@@ -82,7 +85,7 @@ def read_dataset(dataset_id: DatasetId, request: Request, session: SessionDep, s
     ds = crud.get_dataset(session, user=user, dataset_id=dataset_id, with_manifest=True)
     if ds is None:
         raise not_found("dataset", dataset_id)
-    return _detail(request, ds, settings.samples_per_dataset)
+    return _detail(request, ds, settings.samples_per_dataset, session, user)
 
 
 @router.get("/datasets/{dataset_id}/samples/{index}.png", name="dataset_sample",

@@ -38,6 +38,7 @@ from sikd_core.spec import PRESETS, TEACHER_INPUTS, ExperimentSpec, spec_default
 from sikd_service import case_view, crud
 from sikd_service import experiments as svc
 from sikd_service.errors import not_found
+from sikd_service.health import experiment_health, report_health
 from sikd_service.storage import experiment_dir, safe_join
 from sikd_service.tables import Experiment
 
@@ -59,7 +60,8 @@ def public(exp: Experiment) -> ExperimentPublic:
     return ExperimentPublic(id=exp.id, name=exp.name, owner_id=exp.owner_id, status=exp.status,  # type: ignore[arg-type]
                             spec=exp.spec, created_at=exp.created_at, started_at=exp.started_at,
                             finished_at=exp.finished_at, error=exp.error, progress=svc.progress(exp),
-                            stages=[StagePublic.model_validate(s) for s in exp.stages], summary=exp.summary)
+                            stages=[StagePublic.model_validate(s) for s in exp.stages], summary=exp.summary,
+                            health=experiment_health(exp))
 
 
 @router.get("/options", response_model=OptionsPublic)
@@ -152,10 +154,11 @@ async def experiment_results(experiment_id: ExperimentId, session: SessionDep, s
     def read() -> ExperimentResults:
         rep = svc.report(settings, _get(session, user, experiment_id))
         rows = [ResultRow(**r) for r in rep["rows"]]
+        health, comparisons = report_health(rep)
         return ExperimentResults(
-            data=rows, count=len(rows), summary=rep["summary"], comparisons=rep["comparisons"],
+            data=rows, count=len(rows), summary=rep["summary"], comparisons=comparisons,
             class_names=rep["class_names"], units=rep["units"], dataset_units=rep.get("dataset_units", {}),
-            warnings=rep.get("warnings", []), health=rep.get("health"),
+            warnings=rep.get("warnings", []), health=health,
             methods=rep.get("methods") or list(rep["spec"].get("methods", [])),
             train_datasets=rep.get("train_datasets") or [rep.get("train_dataset", "")],
             baseline_strength=rep.get("baseline_strength"))

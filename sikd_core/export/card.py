@@ -190,10 +190,35 @@ def _report_rows(report: dict[str, Any], method: str, seed: int) -> list[dict[st
 
 # ------------------------------------------------------------------------------------ the card
 
+def model_card_health(method: str, seed: int, *, record: dict[str, Any] | None = None,
+                      report: dict[str, Any] | None = None, teacher_record: dict[str, Any] | None = None,
+                      findings: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The card's ``health``: ``{status: healthy|unhealthy|unknown, findings: [...]}`` of this model.
+
+    ``findings`` (the service passes the experiment's health of this model) win; else the report's findings
+    that :func:`sikd_core.health.model_findings` gives this model; else, before evaluation, its stage
+    record's findings and, for a distilled student, its teacher's. ``unknown``: nothing recorded health."""
+    from sikd_core.health import model_findings, model_key
+
+    if findings is None:
+        rep_health = (report or {}).get("health")
+        if isinstance(rep_health, dict):
+            findings = model_findings(rep_health.get("findings") or [], [(method, seed)])[model_key(method, seed)]
+        elif record is not None and "health" in record:
+            own = list(record.get("health") or []) + list((teacher_record or {}).get("health") or [])
+            findings = model_findings(own, [(method, seed)])[model_key(method, seed)]
+    if findings is None:
+        return {"status": "unknown", "findings": []}
+    return {"status": "unhealthy" if findings else "healthy", "findings": list(findings)}
+
+
 def build_card(info: dict[str, Any], *, record: dict[str, Any] | None = None, report: dict[str, Any] | None = None,
                cases: Sequence[dict[str, Any]] | None = None, datasets: Sequence[dict[str, Any]] = (),
-               name: str | None = None, links: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The model card as a JSON-safe dict (see the module docstring for the sources)."""
+               name: str | None = None, links: dict[str, Any] | None = None,
+               teacher_record: dict[str, Any] | None = None,
+               health: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The model card as a JSON-safe dict (see the module docstring for the sources; ``health``: this model's
+    findings when the caller knows them, see :func:`model_card_health`)."""
     method, seed = str(info.get("method", "model")), int(info.get("seed", 0))
     spec = dict(info.get("spec") or {})
     if cases:
@@ -214,7 +239,8 @@ def build_card(info: dict[str, Any], *, record: dict[str, Any] | None = None, re
     if record is None and report:  # the report repeats each stage's warnings as "STAGE (seed N): ..."
         prefix = f"{stage} (seed {seed}): "
         warnings = [str(w)[len(prefix):] for w in report.get("warnings", []) if str(w).startswith(prefix)]
-    health = (record or {}).get("health") or ((report or {}).get("health") if report else None)
+    health = model_card_health(method, seed, record=record, report=report, teacher_record=teacher_record,
+                               findings=health)
     terms = [{"dataset": d["name"], "terms": d.get("terms"), "research_only": d.get("data_research_only")}
              for d in datasets]
     research_only = any(t["research_only"] for t in terms)
@@ -277,6 +303,32 @@ def _n(v: Any, d: int = 3) -> str:
     return "-" if v is None else f"{v:.{d}f}"
 
 
+def health_lines(card: dict[str, Any]) -> list[str]:
+    """The card's health as Markdown lines: the verdict, one line per finding (whatever its code), then the
+    training warnings that no finding already says."""
+    health = card.get("health") if isinstance(card.get("health"), dict) else {}
+    findings = [f for f in health.get("findings") or [] if isinstance(f, dict)]
+    said = {str(f.get("message")) for f in findings}
+    warnings = [str(w) for w in card.get("warnings") or [] if str(w) not in said]
+    if findings:
+        n = len(findings)
+        lines = [f"**UNHEALTHY** ({n} finding{'s' if n != 1 else ''}): this model's scores, and comparisons that "
+                 "use it, do not measure what they seem to.", ""]
+        for f in findings:
+            where = ", ".join(x for x in (f"stage {f.get('stage')}" if f.get("stage") else "",
+                                           f"seed {f.get('seed')}" if f.get("seed") is not None else "",
+                                           f"epoch {f.get('epoch')}" if f.get("epoch") else "") if x)
+            lines.append(f"- **{f.get('severity') or 'warning'}** `{f.get('code')}` ({where}): {f.get('message')}")
+    elif health.get("status") == "healthy":
+        lines = ["Healthy: no health finding (collapsed predictions, zero validation Dice, non-finite or exploding "
+                 "loss, unlearned teacher, or a later check) about this model or its teacher."]
+    else:
+        lines = ["Health not checked (a model trained before health checks existed)."]
+    if warnings:
+        lines += ["", "Other training warnings:", *[f"- {w}" for w in warnings]]
+    return lines
+
+
 def render_card_markdown(card: dict[str, Any]) -> str:
     """The card as Markdown (the same facts as the JSON)."""
     m = card["model"]
@@ -317,10 +369,7 @@ def render_card_markdown(card: dict[str, Any]) -> str:
             lo, hi = c["dice_diff_ci"]
             lines.append(f"| {c['dataset']} | {c['split']} | {_n(c['dice_diff'])} [{_n(lo)}, {_n(hi)}] | "
                          f"{_n(c['p_value'], 4)} |")
-    lines += ["", "## Health", ""]
-    lines += [f"- {w}" for w in card["warnings"]] or ["- no training warnings"]
-    if card.get("health"):
-        lines.append(f"- health: `{json.dumps(card['health'])[:500]}`")
+    lines += ["", "## Health", "", *health_lines(card)]
     lines += ["", "## Intended use", "", card["intended_use"], "", "## Limits", ""]
     lines += [f"- {x}" for x in card["limitations"]]
     lines += ["", "## Citation", "", card["citation"]["text"], "", "```bibtex", card["citation"]["bibtex"], "```", ""]
@@ -333,10 +382,11 @@ def _read_json(path: Path) -> Any:
 
 def card_for_bundle(model_path: str | os.PathLike[str], datasets: Sequence[dict[str, Any]] | None = None,
                     name: str | None = None, links: dict[str, Any] | None = None,
-                    info: dict[str, Any] | None = None) -> dict[str, Any]:
+                    info: dict[str, Any] | None = None,
+                    health: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The card of a ``model.pt``; inside an experiment folder (``EXP/seed_N/STAGE/model.pt``) it reads
-    the stage record, report and per-case scores there. ``datasets`` default to the spec's dataset keys
-    taken as folders (the CLI's convention)."""
+    the stage record (and its teacher's), report and per-case scores there. ``datasets`` default to the
+    spec's dataset keys taken as folders (the CLI's convention); ``health``: see :func:`model_card_health`."""
     model_path = Path(model_path)
     if info is None:
         from sikd_core.inference import load_bundle
@@ -346,6 +396,7 @@ def card_for_bundle(model_path: str | os.PathLike[str], datasets: Sequence[dict[
     workdir = stage_dir.parent.parent
     in_experiment = (workdir / "spec.json").is_file()
     record = _read_json(stage_dir / "done.json")
+    teacher_record = _read_json(stage_dir.parent / "teacher" / "done.json") if stage_dir.name != "teacher" else None
     report = _read_json(workdir / "report.json") if in_experiment else None
     cases = _read_json(workdir / "eval" / "cases.json") if in_experiment else None
     if datasets is None:
@@ -358,4 +409,5 @@ def card_for_bundle(model_path: str | os.PathLike[str], datasets: Sequence[dict[
             p = Path(str(key)).expanduser()
             ds_name = (info.get("train_dataset") if role == "train" else None) or p.name or str(key)
             datasets.append(dataset_facts(ds_name, role, p if p.is_dir() else None))
-    return build_card(info, record=record, report=report, cases=cases, datasets=datasets, name=name, links=links)
+    return build_card(info, record=record, report=report, cases=cases, datasets=datasets, name=name, links=links,
+                      teacher_record=teacher_record, health=health)

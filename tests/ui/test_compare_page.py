@@ -42,13 +42,26 @@ def test_alpha_sweep_side_by_side(dashboard, services, trained):
     assert all(t["x"] == [1.0, 2.0] for t in traces)
     # grouped bars: intra vs the mean over the cross datasets, per experiment and method
     bars = plotly_traces(at, "cmp_bars")
-    assert sorted(t["name"] for t in bars) == ["cross (mean), Baseline", "cross (mean), SIKD", "intra, Baseline",
-                                               "intra, SIKD"]
+    assert sorted(t["name"] for t in bars) == ["Baseline, cross (mean)", "Baseline, intra", "SIKD, cross (mean)",
+                                               "SIKD, intra"]
+    # one colour per method on both charts (the palette's), the split told by the hatching
+    colours = {t["name"].split(",")[0]: t["marker"]["color"] for t in bars}
+    assert colours["Baseline"] != colours["SIKD"]
+    assert {t["marker"]["color"] for t in bars if t["name"].startswith("SIKD")} == {colours["SIKD"]}
+    assert {t["line"]["color"] for t in traces if t["name"].startswith("SIKD")} == {colours["SIKD"]}
     res = api.get(f"/experiments/{a2}/results")
     cross = [s["dice_mean"] for s in res["summary"] if s["method"] == "sikd" and s["split"] == "cross"]
-    t = next(t for t in bars if t["name"] == "cross (mean), SIKD")
+    t = next(t for t in bars if t["name"] == "SIKD, cross (mean)")
     assert t["y"][t["x"].index(f"#{a2} alpha 2")] == pytest.approx(sum(cross) / len(cross))
-    assert not texts(at, "warning")  # one task: no warning
+    assert not any("different tasks" in w for w in texts(at, "warning"))  # one task: no such warning
+    # health, as the experiment page and the list show it: a warning per unhealthy experiment, a Health column
+    for exp_id in (a1, a2):
+        exp = api.get(f"/experiments/{exp_id}")
+        bad = sorted(k for k, v in exp["health"]["by_model"].items() if v)
+        warned = any(w.startswith(f"**#{exp_id} ") and "succeeded with warnings" in w for w in texts(at, "warning"))
+        assert warned == bool(bad)
+        assert (table.loc[exp_id, "Health"] == "healthy") == (not bad)
+        assert table.loc[exp_id, "Health"].startswith("⚠") == bool(bad)
     # HD95 instead of Dice
     at.radio(key="cmp_metric").set_value("HD95").run()
     no_exceptions(at)

@@ -72,6 +72,19 @@ def test_valid_upload_shows_the_validation_report_and_the_dataset(dashboard, ser
     assert all(CLASS_COLORS[k] in legend[0] for k in range(1, len(ds["class_names"])))
 
 
+def test_a_repeated_upload_is_kept_with_a_warning_naming_the_first(dashboard, services, queue_user, zips):
+    """Uploading the same archive twice: both kept, the second upload's report names the first dataset."""
+    at = dashboard("datasets", url=services.queue.url, token=queue_user.token)
+    at = upload(at, zips["vendor_b"], "vendor_b.zip", name="first B")
+    assert not any("uploaded before" in w for w in texts(at, "warning"))
+    at = upload(at, zips["vendor_b"], "vendor_b.zip", name="second B")
+    no_exceptions(at)
+    stored = queue_user.get("/datasets")["data"]
+    assert [d["name"] for d in stored] == ["first B", "second B"]
+    warned = [w for w in texts(at, "warning") if "The same data was uploaded before" in w]
+    assert warned and f"**#{stored[0]['id']} first B** holds exactly these files" in warned[0]
+
+
 def test_rejected_upload_shows_the_api_error_with_problems_and_files(dashboard, services, queue_user, broken_zip):
     expected = queue_user.call("POST", "/datasets", expect=422,
                                files={"file": ("bad.zip", broken_zip, "application/zip")})

@@ -217,15 +217,21 @@ def test_feature_maps_and_downloads(succeeded):
 
 def test_distributions_and_generalisation_gap(succeeded):
     at, api, exp_id, results = succeeded
-    gap = {t["name"]: t["y"] for t in plotly_traces(at, "gap_chart")}
+    # one bar colour per method (the same as on every chart), intra plain and cross hatched
+    gap = {t["name"]: t for t in plotly_traces(at, "gap_chart")}
     intra = {s["method"]: s["dice_mean"] for s in results["summary"] if s["split"] == "intra"}
-    assert gap["Intra"] == pytest.approx([intra["baseline"], intra["sikd"]])
-    cross = [sum(s["dice_mean"] for s in results["summary"] if s["split"] == "cross" and s["method"] == m) / 2
-             for m in ("baseline", "sikd")]
-    assert gap["Cross (mean)"] == pytest.approx(cross)
+    cross = {m: sum(s["dice_mean"] for s in results["summary"] if s["split"] == "cross" and s["method"] == m) / 2
+             for m in ("baseline", "sikd")}
+    for m, label in (("baseline", "Baseline"), ("sikd", "SIKD")):
+        assert gap[f"{label}, Intra"]["y"] == pytest.approx([intra[m]])
+        assert gap[f"{label}, Cross (mean)"]["y"] == pytest.approx([cross[m]])
+        assert gap[f"{label}, Intra"]["marker"]["color"] == gap[f"{label}, Cross (mean)"]["marker"]["color"]
+    assert gap["Baseline, Intra"]["marker"]["color"] != gap["SIKD, Intra"]["marker"]["color"]
     cases = api.get(f"/experiments/{exp_id}/cases", params={"limit": 500})["data"]
     boxes = plotly_traces(at, "dist_chart")
     assert sorted(t["name"] for t in boxes) == ["Baseline", "SIKD"]
+    colours = {t["name"]: t["marker"]["color"] for t in boxes}
+    assert colours["Baseline"] == gap["Baseline, Intra"]["marker"]["color"] != colours["SIKD"]
     # one point per (dataset, case): seeds averaged
     n_cases = len({(c["dataset"], c["case"]) for c in cases})
     assert all(len(t["y"]) == n_cases for t in boxes)

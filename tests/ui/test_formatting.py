@@ -7,30 +7,29 @@ from pathlib import Path
 
 import pytest
 
-from ui.formatting import (
-    cases_long,
-    cases_wide,
-    comparison_pair,
-    comparisons_table,
-    dataset_aliases,
+from ui.compare_data import readable_spec, spec_differences
+from ui.datasets_data import frames_warning
+from ui.experiments_data import (
     experiment_eta,
-    fmt_p,
-    frames_warning,
-    generalisation_frame,
     kind_progress,
-    parse_seeds,
     preset_for_workers,
     queue_wait,
-    readable_spec,
-    score_table,
     seconds_per_unit,
     smooth_eta,
-    spec_differences,
-    spec_errors,
     split_sizes,
+    training_epochs,
+)
+from ui.formatting import comparison_pair, fmt_p
+from ui.new_experiment_data import parse_seeds, spec_errors
+from ui.scores_data import (
+    cases_long,
+    cases_wide,
+    comparisons_table,
+    dataset_aliases,
+    generalisation_frame,
+    score_table,
     table_html,
     table_latex,
-    training_epochs,
 )
 
 UI = Path(__file__).resolve().parents[2] / "ui"
@@ -271,3 +270,14 @@ def test_frames_warning():
     assert frames_warning(ds(["cju0qkwl35piu0993l0dewei2", "cju0roawvklrq0799vmjorwfv"])) is None  # hashes
     assert frames_warning(ds(["1", "5000", "90000"])) is None  # sparse ids, not frames
     assert frames_warning(ds(["1", "2"], cases=50)) is None  # several images per case: volumes or patients
+    # the range is the API's, over every key, not the thumbnails' (a folder lists "1", "10", "100", ... "99")
+    shown = ds(["1", "165", "232", "3", "367", "433", "5", "569", "99"], n=612)
+    assert "1…569" in frames_warning(shown)  # what the thumbnails alone would say
+    shown["numbering"] = {"first": 1, "last": 612, "numbered": 612}
+    assert "the 612 images are numbered 1…612" in frames_warning(shown)
+    shown["numbering"] = {"first": 1, "last": 612, "numbered": 300}  # half the keys are not numbers
+    assert frames_warning(shown) is None
+    from ui.datasets_data import duplicates_warning
+
+    assert duplicates_warning({"duplicates": []}) is None
+    assert "**#3 vendor_a** holds exactly these files" in duplicates_warning({"duplicates": [{"id": 3, "name": "vendor_a"}]})

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.ui.apptest_helpers import no_exceptions, texts
+from tests.ui.apptest_helpers import all_text, no_exceptions, texts
 from tests.ui.stack import tiny_spec
 
 pytestmark = pytest.mark.timeout(300)
@@ -51,6 +51,20 @@ def test_degenerate_run_shows_banners_above_the_scores(dashboard, services, zips
     assert first_banner < results < scores
     assert not any("is unhealthy" in e.label for e in at.expander)
     assert any("involves unhealthy models" in w for w in texts(at, "warning"))  # the marked comparisons
+    assert "succeeded with warnings" in all_text(at)  # the header's status badge
+
+    # the list and the Models page read the same health: no "ok" / plain "succeeded" for these models
+    at = dashboard("experiments", url=services.work.url, token=api.token)
+    no_exceptions(at)
+    row = at.dataframe[0].value.set_index("ID").loc[exp_id]
+    assert row["Status"] == "succeeded with warnings"
+    assert row["Health"] == "⚠ Baseline (seed 0), SIKD student (seed 0)" and row["Headline model"] == "SIKD student"
+    at = dashboard("models", url=services.work.url, token=api.token, timeout=60)
+    no_exceptions(at)
+    table = at.dataframe[0].value
+    assert len(table) == 2 and all(h.startswith("⚠ unhealthy: ") for h in table["health"])
+    card = all_text(at)
+    assert "Health: unhealthy" in card and '{"status"' not in card and "no training warnings" not in card
 
 
 def test_health_banner_per_model_and_severity():
@@ -63,20 +77,34 @@ def test_health_banner_per_model_and_severity():
             return {"code": code, "severity": severity, "stage": stage, "seed": seed, "method": method,
                     "epoch": 3, "message": f"{stage} {code}", "values": {}}
 
+        teacher = finding("collapsed_prediction", "error", "sikd", 0, "teacher")
+        chance = finding("cross_at_chance", "warning", "baseline", 1, "baseline")
+        # the API's health: which model each finding is about (the students carry their teacher's) is its answer
         health = {"status": "unhealthy", "models": {"baseline/0": "healthy", "sikd/0": "unhealthy",
-                                                    "baseline/1": "unhealthy", "sikd/1": "healthy"},
-                  "findings": [finding("collapsed_prediction", "error", "sikd", 0, "teacher"),
-                               finding("cross_at_chance", "warning", "baseline", 1, "baseline")]}
-        health_banner(health, [])
-        # while training: the stages' findings (no report yet)
-        health_banner(None, [{"kind": "student", "seed": 2, "health": [
-            finding("exploding_loss", "warning", "sikd", 2, "student")]}])
-        health_banner({"status": "healthy", "findings": [], "models": {"sikd/0": "healthy"}}, [])
+                                                    "baseline/1": "unhealthy", "sikd/1": "healthy",
+                                                    "gin+sikd/0": "unhealthy"},
+                  "findings": [teacher, chance],
+                  "by_model": {"baseline/0": [], "sikd/0": [teacher], "baseline/1": [chance], "sikd/1": [],
+                               "gin+sikd/0": [teacher]}}
+        health_banner(health)
+        # while training: the stages' findings so far, in the same shape
+        early = finding("exploding_loss", "warning", "sikd", 2, "student")
+        health_banner({"status": "unhealthy", "findings": [early], "models": {"sikd/2": "unhealthy"},
+                       "by_model": {"sikd/2": [early]}})
+        health_banner({"status": "healthy", "findings": [], "models": {"sikd/0": "healthy"},
+                       "by_model": {"sikd/0": []}})
+        # a finding about none of the models, of a code the dashboard has no label for, still shows
+        loose = {**finding("a_check_added_later", "warning", None, 0, "evaluation"), "epoch": None}
+        health_banner({"status": "unhealthy", "findings": [loose], "models": {"sikd/0": "healthy"},
+                       "by_model": {"sikd/0": []}, "other": [loose]})
 
     at = AppTest.from_function(page).run()
     no_exceptions(at)
-    assert [e.value.split("**")[1] for e in at.error] == ["SIKD student (seed 0) is unhealthy"]
-    assert "**collapsed predictions** (teacher, epoch 3)" in at.error[0].value
+    assert [e.value.split("**")[1] for e in at.error] == ["gin+sikd (seed 0) is unhealthy",
+                                                           "SIKD student (seed 0) is unhealthy"]
+    assert all("**collapsed predictions** (teacher, epoch 3)" in e.value for e in at.error)
     assert [w.value.split("**")[1] for w in at.warning] == ["Baseline (seed 1) is unhealthy",
-                                                             "SIKD student (seed 2) is unhealthy"]
+                                                             "SIKD student (seed 2) is unhealthy",
+                                                             "Training-health findings about no single model:"]
+    assert "**a_check_added_later** (evaluation): evaluation a_check_added_later" in at.warning[2].value
     assert not at.expander

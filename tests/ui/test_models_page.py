@@ -38,8 +38,8 @@ def test_models_table_downloads_card_and_try_it(dashboard, services, trained):
         assert row["experiment"] == f"experiment?id={m['experiment_id']}"
         assert row["method"] == ("SIKD student" if m["method"] == "sikd" else "baseline") and row["seed"] == m["seed"]
         exp = api.get(f"/experiments/{m['experiment_id']}")
-        warnings = next(s for s in exp["stages"] if s["id"] == m["stage_id"])["warnings"]
-        assert row["health"] == "ok" if not warnings else row["health"].startswith(f"{len(warnings)} warning")
+        findings = exp["health"]["by_model"][f"{m['method']}/{m['seed']}"]  # what the experiment page shows
+        assert row["health"] == "healthy" if not findings else row["health"].startswith("⚠ unhealthy: ")
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["PyTorch (model.pt)", "ONNX bundle (zip)", "Model card (Markdown)", "Model card (JSON)"]
     chosen = at.selectbox(key="models_pick").value

@@ -62,9 +62,14 @@ def test_forest_plot_has_every_comparison(page):
 
 def test_distributions_plot_every_method(page):
     at, api, exp_id, results = page
-    gap = {t["name"]: t["x"] for t in plotly_traces(at, "gap_chart")}
-    assert sorted(gap["Intra"]) == sorted(LABELS) and gap["Cross (mean)"] == gap["Intra"]
-    assert sorted(t["name"] for t in plotly_traces(at, "dist_chart")) == sorted(LABELS)
+    gap = {t["name"]: t for t in plotly_traces(at, "gap_chart")}
+    assert set(gap) == {f"{m}, {split}" for m in LABELS for split in ("Intra", "Cross (mean)")}
+    # one colour per method: seven methods, seven colours, the same on the bars and the boxes
+    colours = {m: gap[f"{m}, Intra"]["marker"]["color"] for m in LABELS}
+    assert len(set(colours.values())) == len(LABELS)
+    boxes = plotly_traces(at, "dist_chart")
+    assert sorted(t["name"] for t in boxes) == sorted(LABELS)
+    assert all(t["marker"]["color"] == colours[t["name"]] for t in boxes)
     [gaps] = [d.value for d in at.dataframe if "Gap" in d.value.columns]
     assert sorted(gaps["Method"]) == sorted(LABELS)
 
@@ -100,4 +105,4 @@ def test_compare_handles_every_method_and_warns_across_tasks(dashboard, services
     for label in LABELS:
         assert f"vendor_c (cross) · {label}" in table.columns and f"vendor_b (intra) · {label}" in table.columns
     bars = plotly_traces(at, "cmp_bars")
-    assert {t["name"].split(", ")[1] for t in bars} == set(LABELS)
+    assert {t["name"].split(", ")[0] for t in bars} == set(LABELS)

@@ -255,6 +255,28 @@ def test_health_section_and_comparison_marks():
     assert "All checks passed" in "\n".join(health_markdown(health_section([], models)))
 
 
+
+def test_a_student_inherits_its_teachers_findings():
+    """An X+sikd student (and the SIKD student) distilled from an unlearned teacher is unhealthy; the methods
+    that learn without the teacher are not; the teacher's seed decides which students."""
+    teacher = {"code": "teacher_not_learned", "severity": "warning", "stage": "teacher", "seed": 0,
+               "method": "sikd", "epoch": 2, "message": "teacher: best validation Dice 0.2", "values": {}}
+    models = [(m, s) for m in ("baseline", "sikd", "gin", "gin+sikd", "maxstyle+sikd", "sdm") for s in (0, 1)]
+    h = health_section([teacher], models)
+    bad = sorted(k for k, v in h["models"].items() if v == "unhealthy")
+    assert bad == ["gin+sikd/0", "maxstyle+sikd/0", "sikd/0"]
+    from sikd_core.health import model_findings
+
+    assert model_findings([teacher], [("gin+sikd", 0), ("gin", 0)]) == {"gin+sikd/0": [teacher], "gin/0": []}
+    comps = [{"dataset": "a", "split": "intra", "method": "gin+sikd", "reference": "gin"},
+             {"dataset": "a", "split": "intra", "method": "sdm", "reference": "baseline"}]
+    mark_comparisons(comps, h)
+    assert comps[0]["unhealthy_models"] == ["gin+sikd/0"] and comps[1]["unhealthy_models"] == []
+    # a finding code nobody knows yet is carried like any other
+    new = {**teacher, "code": "some_future_check", "stage": "sdm", "method": "sdm", "seed": 1}
+    assert health_section([new], models)["models"]["sdm/1"] == "unhealthy"
+
+
 # ------------------------------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
 def degenerate(phantom_sets, tmp_path_factory):

@@ -75,6 +75,32 @@ def test_card_of_a_baseline_before_evaluation(finished, tmp_path):
     assert any("my-clinic" in x for x in card["limitations"])
 
 
+def test_card_health_is_readable_text_and_a_student_carries_its_teachers_findings():
+    """The card's health section is sentences, never the raw ``{"status": ...}`` JSON, and never "no training
+    warnings" next to findings; an X+sikd student of an unlearned teacher is unhealthy; a finding code the card
+    does not know is shown like any other."""
+    teacher = {"code": "teacher_not_learned", "severity": "warning", "stage": "teacher", "seed": 0, "method": "sikd",
+               "epoch": 4, "message": "teacher: best validation Dice 0.210 on its class_mean images", "values": {}}
+    future = {**teacher, "code": "some_future_check", "stage": "gin+sikd", "method": "gin+sikd",
+              "message": "a check added later"}
+    report = {"health": {"status": "unhealthy", "findings": [teacher, future], "models": {}}}
+    info = {"method": "gin+sikd", "stage": "gin+sikd", "seed": 0, "spec": {"name": "x"}, "class_names": ["bg", "polyp"]}
+    card = build_card(info, report=report, record={"warnings": [teacher["message"], "lr was lowered"]})
+    assert card["health"] == {"status": "unhealthy", "findings": [teacher, future]}
+    md = render_card_markdown(card)
+    section = md[md.index("## Health"):md.index("## Intended use")]
+    assert "**UNHEALTHY** (2 findings)" in section
+    assert "`teacher_not_learned` (stage teacher, seed 0, epoch 4): teacher: best validation Dice 0.210" in section
+    assert "`some_future_check`" in section and "a check added later" in section
+    assert "- lr was lowered" in section and section.count("best validation Dice 0.210") == 1
+    assert "no training warnings" not in section and '{"' not in section and "'status'" not in section
+    # a baseline of the same experiment inherits nothing; before evaluation the stage records decide
+    base = build_card({**info, "method": "baseline", "stage": "baseline"}, report=report)
+    assert base["health"]["status"] == "healthy" and "Healthy: no health finding" in render_card_markdown(base)
+    early = build_card(info, record={"health": [], "warnings": []}, teacher_record={"health": [teacher]})
+    assert early["health"]["findings"] == [teacher]
+
+
 def test_content_hash_and_terms(phantom_sets, tmp_path):
     copy = shutil.copytree(phantom_sets["vendor_b"], tmp_path / "elsewhere")
     assert content_hash(copy) == content_hash(phantom_sets["vendor_b"])

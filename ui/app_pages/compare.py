@@ -7,14 +7,23 @@ import plotly.express as px
 import streamlit as st
 
 from ui.client import ApiError, Client
-from ui.formatting import (
+from ui.compare_data import (
     compare_frame,
     compare_table,
     intra_cross_frame,
     readable_spec,
     setting_value,
     spec_differences,
-    train_ids,
+)
+from ui.figures import method_colours
+from ui.formatting import method_label, train_ids
+from ui.health import (
+    WITH_WARNINGS,
+    code_label,
+    experiment_health_summary,
+    is_unhealthy,
+    model_label,
+    unhealthy_models,
 )
 from ui.strength import strength_frame
 from ui.widgets import fail, figure_downloads, show_error, table_downloads
@@ -60,7 +69,7 @@ by_id = {e["id"]: e for e in exps}
 if "cmp_ids" not in st.session_state:
     st.session_state["cmp_ids"] = default_selection(exps)
 chosen = st.multiselect("Experiments (succeeded)", list(by_id), key="cmp_ids",
-                        format_func=lambda i: f"#{i} {by_id[i]['name']}",
+                        format_func=lambda i: f"#{i} {by_id[i]['name']}" + (" ⚠" if is_unhealthy(by_id[i]) else ""),
                         placeholder="pick two or more experiments")
 if chosen:
     st.query_params["ids"] = ",".join(str(i) for i in chosen)  # a link to this comparison
@@ -77,6 +86,13 @@ for i in chosen:
 if len(results) < 2:
     st.stop()
 
+unhealthy = {i: unhealthy_models(by_id[i].get("health")) for i in results}
+for i, bad in unhealthy.items():
+    if bad:
+        st.warning(f"**#{i} {by_id[i]['name']}** {WITH_WARNINGS}: "
+                   + ", ".join(model_label(k) for k in sorted(bad)) + " unhealthy ("
+                   + "; ".join(dict.fromkeys(code_label(f.get("code")) for v in bad.values() for f in v))
+                   + "). Its scores and Δ do not measure what they seem to; see its page.", icon=":material/warning:")
 specs = {i: by_id[i]["spec"] for i in results}
 varying = spec_differences(list(specs.values()))
 try:
@@ -110,6 +126,7 @@ if long.empty:
     st.warning("The chosen experiments hold no scores.")
     st.stop()
 table = compare_table(long, metric, {i: {k: shown_specs[i].get(k) for k in varying} for i in results})
+table.insert(1, "Health", [experiment_health_summary(by_id[i]) for i in table.index])
 st.dataframe(table, width="stretch", key="cmp_table")
 st.caption(f"{metric} per dataset and method (mean over seeds). "
            + ("Higher is better." if metric != "HD95" else "Lower is better."))
@@ -125,9 +142,11 @@ else:
     plot["Setting"] = plot["Experiment"]
     numeric, x_title = False, "experiment"
 plot["Series"] = plot["Dataset"] + " (" + plot["Split"] + ") · " + plot["Method"]
-fig = px.line(plot, x="Setting", y=metric, color="Dataset", line_dash="Method", symbol="Split",
+raw_methods = dict.fromkeys(s["method"] for r in results.values() for s in r.get("summary") or [])
+colours = {method_label(m): c for m, c in method_colours(raw_methods).items()}  # one colour per method everywhere
+fig = px.line(plot, x="Setting", y=metric, color="Method", line_dash="Dataset", symbol="Split",
               error_y=f"{metric} std", markers=True, hover_data=["Experiment", "Seeds"],
-              labels={"Setting": x_title})
+              labels={"Setting": x_title}, color_discrete_map=colours)
 if not numeric:
     fig.update_xaxes(type="category")
 fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), title=f"{metric} against {x_title}")
@@ -137,10 +156,10 @@ table_downloads(table, "compare-" + metric.lower(), key="cmp_table", caption=f"{
 
 bars = intra_cross_frame(long, metric)
 if not bars.empty:
-    fig2 = px.bar(bars, x="Experiment", y=metric, color="Split", pattern_shape="Method", barmode="group",
-                  error_y=f"{metric} std", hover_data=["Datasets"],
-                  color_discrete_map={"intra": "#4c78a8", "cross (mean)": "#f58518"},
-                  title=f"{metric}: intra (test split) vs cross (mean over unseen datasets)")
+    fig2 = px.bar(bars, x="Experiment", y=metric, color="Method", pattern_shape="Split", barmode="group",
+                  error_y=f"{metric} std", hover_data=["Datasets"], color_discrete_map=colours,
+                  pattern_shape_map={"intra": "", "cross (mean)": "/"},
+                  title=f"{metric}: intra (test split, plain) vs cross (mean over unseen datasets, hatched)")
     fig2.update_layout(height=400, margin=dict(l=10, r=10, t=50, b=10), xaxis_title=None)
     st.plotly_chart(fig2, width="stretch", key="cmp_bars")
     figure_downloads(fig2, "compare-intra-cross-" + metric.lower(), key="cmp_bars")

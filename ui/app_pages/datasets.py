@@ -8,7 +8,9 @@ import plotly.express as px
 import streamlit as st
 
 from ui.client import ApiError, Client
-from ui.formatting import CLASS_COLORS, fmt_bytes, frames_warning, has_groups, parse_time, split_sizes
+from ui.datasets_data import duplicates_warning, frames_warning, has_groups
+from ui.experiments_data import split_sizes
+from ui.formatting import CLASS_COLORS, fmt_bytes, parse_time
 from ui.widgets import class_legend, confirm_delete, fail, figure_downloads, picture, show_error
 
 THUMB_ROWS = 3  # rows of thumbnails per page (the columns are chosen on the page)
@@ -38,6 +40,9 @@ def validation_report(d: dict) -> None:
                + (" · SYNTHETIC" if d.get("synthetic") else ""))
     for w in stats.get("warnings") or []:
         st.warning(w)
+    dups = duplicates_warning(d)
+    if dups:
+        st.warning(dups, icon=":material/content_copy:")
     frames = frames_warning(d)
     if frames:
         st.warning(frames, icon=":material/movie:")

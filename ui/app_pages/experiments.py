@@ -9,7 +9,9 @@ import time
 import streamlit as st
 
 from ui.client import ApiError, Client
-from ui.formatting import ACTIVE, experiment_eta, experiments_frame, queue_wait, smooth_eta
+from ui.experiments_data import experiment_eta, experiments_frame, queue_wait, smooth_eta
+from ui.formatting import ACTIVE
+from ui.health import display_status
 from ui.widgets import confirm_delete, explain, fail, show_error
 
 PAGE_SIZE = 50
@@ -54,7 +56,13 @@ if total == 0:
 
 COLUMNS = {
     "ID": st.column_config.NumberColumn(width="small", format="%d"),
-    "Status": st.column_config.TextColumn(width="small"),
+    "Status": st.column_config.TextColumn(help="\"succeeded with warnings\": it ran to the end, but a model is "
+                                                "unhealthy (see Health and the experiment's page)"),
+    "Health": st.column_config.TextColumn("Health", help="The unhealthy models (a student carries its teacher's "
+                                          "findings); the experiment page's banners say why"),
+    "Headline model": st.column_config.TextColumn("Headline model", width="small",
+                                                  help="The model whose Dice the next columns show: the SIKD "
+                                                       "student, else the experiment's first other method"),
     "Progress": st.column_config.ProgressColumn("Overall", min_value=0, max_value=100, format="%.0f%%",
                                                 width="small"),
     **{k: st.column_config.ProgressColumn(k, min_value=0, max_value=100, format="%.0f%%", width="small",
@@ -64,11 +72,15 @@ COLUMNS = {
     "Epochs": st.column_config.NumberColumn(width="small"),
     "ETA": st.column_config.TextColumn("ETA", help="Estimated time left, from the running stages' epoch times"),
     "Dice intra": st.column_config.NumberColumn(format="%.3f", width="small",
-                                                help="Dice of SIKD (the main method) on the training dataset's test split"),
+                                                help="Dice of the headline model (the SIKD student) on the training "
+                                                     "dataset's test split"),
     "Dice cross": st.column_config.NumberColumn(format="%.3f", width="small",
-                                                help="Dice of SIKD averaged over the unseen (cross) datasets"),
-    "Δ intra": st.column_config.NumberColumn(format="%+.3f", width="small", help="SIKD − baseline Dice, intra"),
-    "Δ cross": st.column_config.NumberColumn(format="%+.3f", width="small", help="SIKD − baseline Dice, cross"),
+                                                help="Dice of the headline model (the SIKD student) averaged over the "
+                                                     "unseen (cross) datasets"),
+    "Δ intra": st.column_config.NumberColumn(format="%+.3f", width="small",
+                                             help="Headline model − baseline Dice, intra"),
+    "Δ cross": st.column_config.NumberColumn(format="%+.3f", width="small",
+                                             help="Headline model − baseline Dice, cross"),
     "Open": st.column_config.LinkColumn("Open", display_text="open ↗", width="small",
                                         help="The experiment's own page (a link you can share or bookmark)"),
 }
@@ -130,7 +142,7 @@ def live_table() -> None:
         st.session_state["exp_choice"] = exps[rows[0]]["id"]
     cols = st.columns([4, 1, 1, 1], vertical_alignment="bottom")
     chosen = cols[0].selectbox("Experiment", list(by_id), key="exp_choice",
-                               format_func=lambda i: f"#{i} {by_id[i]['name']} ({by_id[i]['status']})")
+                               format_func=lambda i: f"#{i} {by_id[i]['name']} ({display_status(by_id[i])})")
     exp = by_id.get(chosen)
     if exp is None:
         return

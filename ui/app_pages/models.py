@@ -9,6 +9,7 @@ import streamlit as st
 
 from ui.client import ApiError, Client
 from ui.formatting import fmt
+from ui.health import card_health_markdown
 from ui.models_data import models_frame
 from ui.widgets import fail, show_error
 
@@ -38,6 +39,8 @@ for eid in sorted({m["experiment_id"] for m in models}):
 
 frame = models_frame(models, experiments, results)
 st.dataframe(frame, key="models_table", width="stretch", column_config={
+    "health": st.column_config.TextColumn("health", help="Training-health findings of the model (a student's "
+                                          "include its teacher's); the same as the experiment page's banners"),
     "experiment": st.column_config.LinkColumn("experiment", display_text=r"experiment\?id=(\d+)",
                                               help="Open the experiment"),
     "intra Dice": st.column_config.NumberColumn(format="%.3f", help="Test split of the training dataset"),
@@ -80,6 +83,7 @@ else:
             ci = s.get("dice_ci")
             st.markdown(f"- {s['dataset']} ({s['split']}, {s['n_cases']} cases): Dice {fmt(s.get('dice'))}"
                         + (f" [95% CI {fmt(ci[0])}, {fmt(ci[1])}]" if ci else ""))
+        st.markdown(card_health_markdown(card))
         st.markdown("**Intended use:** " + card["intended_use"])
         st.markdown("**Limits:**\n" + "\n".join(f"- {x}" for x in card["limitations"]))
 

@@ -9,18 +9,15 @@ from typing import Any
 import streamlit as st
 
 from ui.client import ApiError, Client
-from ui.formatting import (
-    TEACHER_INPUT_LABELS,
+from ui.experiments_data import (
     experiment_eta,
-    fmt_seconds,
-    method_label,
-    parse_seeds,
     preset_for_workers,
     seconds_per_unit,
-    spec_errors,
     split_sizes,
     training_epochs,
 )
+from ui.formatting import TEACHER_INPUT_LABELS, fmt_seconds, method_label
+from ui.new_experiment_data import parse_seeds, spec_errors
 from ui.strength import REFERENCE, REFERENCE_WHY
 from ui.widgets import explain, fail
 

@@ -119,6 +119,29 @@ def test_list_paginates_and_delete_removes_row_and_files(client, alice, settings
     assert client.get("/datasets", headers=alice).json()["count"] == 2
 
 
+def test_a_repeated_upload_is_kept_and_names_the_earlier_dataset(client, alice, bob, phantom_zips):
+    """The same archive twice: both kept (201), the second names the first (by content, not by name); another
+    user's copy is not named to alice; different data names nothing."""
+    first = upload(client, alice, phantom_zips["vendor_b"], name="b").json()
+    assert first["duplicates"] == []
+    upload(client, bob, phantom_zips["vendor_b"], name="bobs b")
+    again = upload(client, alice, phantom_zips["vendor_b"], name="b again")
+    assert again.status_code == 201, again.text
+    assert again.json()["duplicates"] == [{"id": first["id"], "name": "b"}]
+    assert client.get(f"/datasets/{again.json()['id']}", headers=alice).json()["duplicates"] == again.json()["duplicates"]
+    other = upload(client, alice, phantom_zips["vendor_a"], name="a").json()
+    assert other["duplicates"] == []
+
+
+def test_numbering_covers_every_key_not_the_thumbnails():
+    from sikd_service.datasets import numbering
+
+    keys = [str(i) for i in sorted(range(1, 613), key=str)]  # "1", "10", "100", ... as a folder lists them
+    assert numbering(keys) == {"first": 1, "last": 612, "numbered": 612}
+    assert numbering(["frame_0007", "frame_0012", "overview"]) == {"first": 7, "last": 12, "numbered": 2}
+    assert numbering(["a", "b"]) is None
+
+
 def test_delete_in_use_is_409_naming_the_experiments(client, alice, datasets, jobs):
     r = client.post("/experiments", json=tiny_spec(datasets, name="uses-it"), headers=alice)
     assert r.status_code == 201, r.text

@@ -65,6 +65,10 @@ def test_experiment_names_with_control_characters_or_markup_are_refused(client, 
     assert client.get("/experiments", headers=alice).json()["count"] == 0 and not jobs
     r = client.post("/experiments", json=tiny_spec(datasets, name="Polyp — seed 0 (β=0.5), ünïcode"), headers=alice)
     assert r.status_code == 201, r.text
+    # an arrow, as in the README's example ("phantoms A -> B, C"), is a name, not markup
+    r = client.post("/experiments", json=tiny_spec(datasets, name="phantoms A -> B, C"), headers=alice)
+    assert r.status_code == 201, r.text
+    assert client.get(f"/experiments/{r.json()['id']}", headers=alice).json()["name"] == "phantoms A -> B, C"
 
 
 def test_unknown_foreign_and_non_id_datasets_are_422(client, alice, bob, datasets, jobs, phantom_zips):

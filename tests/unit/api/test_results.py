@@ -135,14 +135,16 @@ def test_list_items_carry_the_stored_summary(client, alice, finished, settings):
     from sikd_service.tables import Experiment
 
     eid = finished["id"]
-    summary = client.get(f"/experiments/{eid}/results", headers=alice).json()["summary"]
+    res = client.get(f"/experiments/{eid}/results", headers=alice).json()
+    summary = res["summary"]
 
     def mean(method, split):
         v = [s["dice_mean"] for s in summary if s["method"] == method and s["split"] == split]
         return sum(v) / len(v)
 
     want = {"dice": {m: {"intra": pytest.approx(mean(m, "intra")), "cross": pytest.approx(mean(m, "cross"))}
-                     for m in ("baseline", "sikd")}}
+                     for m in ("baseline", "sikd")},
+            "health": {"findings": res["health"]["findings"], "models": [["baseline", 0], ["sikd", 0]]}}
     [item] = [e for e in client.get("/experiments", headers=alice).json()["data"] if e["id"] == eid]
     assert item["summary"] == want and list(item["summary"]["dice"]) == ["baseline", "sikd"]
     report = settings.experiments_dir / str(eid) / "report.json"

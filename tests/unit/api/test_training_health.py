@@ -17,11 +17,13 @@ KEYS = {"code", "severity", "stage", "seed", "method", "epoch", "message", "valu
 
 
 def test_degenerate_run_shows_its_health_in_stages_and_results(client, alice, datasets, jobs):
-    r = client.post("/experiments", json=tiny_spec(datasets, name="degenerate", **DEGENERATE), headers=alice)
+    r = client.post("/experiments", json=tiny_spec(datasets, name="degenerate", methods=["baseline", "sikd", "gin+sikd"],
+                                                   **DEGENERATE), headers=alice)
     assert r.status_code == 201, r.text
     eid = r.json()["id"]
     assert all(s["health"] == [] for s in r.json()["stages"])
-    assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 4  # "warn" (the default) records and goes on
+    assert r.json()["health"]["status"] == "healthy"  # nothing has run yet
+    assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 5  # "warn" (the default) records and goes on
     exp = client.get(f"/experiments/{eid}", headers=alice).json()
     stages = {s["kind"]: s for s in exp["stages"]}
     for kind in ("baseline", "teacher", "student"):
@@ -33,9 +35,29 @@ def test_degenerate_run_shows_its_health_in_stages_and_results(client, alice, da
     res = client.get(f"/experiments/{eid}/results", headers=alice).json()
     health = res["health"]
     assert health["status"] == "unhealthy"
-    assert health["models"] == {"baseline/0": "unhealthy", "sikd/0": "unhealthy"}
+    assert health["models"] == {"baseline/0": "unhealthy", "sikd/0": "unhealthy", "gin+sikd/0": "unhealthy"}
     assert {"collapsed_prediction", "cross_at_chance"} <= {f["code"] for f in health["findings"]}
-    assert res["comparisons"] and all(c["unhealthy_models"] == ["baseline/0", "sikd/0"] for c in res["comparisons"])
+    # both students carry the teacher's findings (the gin+sikd student was reported healthy on that count)
+    teacher = [f for f in health["findings"] if f["stage"] == "teacher"]
+    assert teacher and all(f in health["by_model"][m] for f in teacher for m in ("sikd/0", "gin+sikd/0"))
+    assert not any(f["stage"] == "teacher" for f in health["by_model"]["baseline/0"])
+    placed = [f for v in health["by_model"].values() for f in v]
+    assert all(f in placed for f in health["findings"] if f not in health["other"])
+    assert all(f not in placed for f in health["other"])
+    assert res["comparisons"] and all(c["unhealthy_models"] for c in res["comparisons"])
+    assert any(c["unhealthy_models"] == ["baseline/0", "sikd/0"] for c in res["comparisons"])
+    # the list, the experiment and the results read one health
+    [item] = [e for e in client.get("/experiments", headers=alice).json()["data"] if e["id"] == eid]
+    assert item["health"] == health == client.get(f"/experiments/{eid}", headers=alice).json()["health"]
+    # every model's card says the same, in words
+    models = client.get(f"/models?experiment_id={eid}", headers=alice).json()["data"]
+    assert sorted(f"{m['method']}/{m['seed']}" for m in models) == sorted(health["models"])
+    for m in models:
+        card = client.get(f"/models/{m['id']}/card", headers=alice).json()
+        assert card["health"] == {"status": "unhealthy", "findings": health["by_model"][f"{m['method']}/{m['seed']}"]}
+        md = client.get(f"/models/{m['id']}/card?format=md", headers=alice).text
+        section = md[md.index("## Health"):md.index("## Intended use")]
+        assert "**UNHEALTHY**" in section and '{"' not in section and "no training warnings" not in section
     md = client.get(f"/experiments/{eid}/report", headers=alice).text
     assert md.index("## Training health") < md.index("## Scores") and "⚠ vendor_a" in md
 
