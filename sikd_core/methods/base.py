@@ -8,10 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sikd_core.losses import FeatureDistillationLoss
-from sikd_core.training.distill import copy_head
-from sikd_core.training.teacher import FrozenTeacher
-from sikd_core.training.trainer import InputFn, Trainer, epoch_seed
+from sikd_core.training.distill import DistillationTrainer
+from sikd_core.training.trainer import epoch_seed
 
 
 @dataclass
@@ -40,33 +38,23 @@ class TrainingMethod(nn.Module):
         raise NotImplementedError
 
 
-class MethodTrainer(Trainer):
+class MethodTrainer(DistillationTrainer):
     """Trains ``model`` with a :class:`TrainingMethod`; with a ``teacher`` it also adds SIKD's
     ``alpha * MSE(f_teacher, f_student)`` on the method's student features (the "X + SIKD" rows).
 
-    The teacher sees ``teacher_input_fn`` of the batch *before* the method's own augmentation (the
-    class-mean image of the original), so it is the very teacher plain SIKD uses.
+    The one distillation trainer (:class:`~sikd_core.training.distill.DistillationTrainer`) with the student's
+    forward replaced by the method's :meth:`TrainingMethod.step`. The teacher sees ``teacher_input_fn`` of the
+    batch *before* the method's own augmentation (the class-mean image of the original), so it is the very
+    teacher plain SIKD uses.
     """
 
-    def __init__(self, *args: Any, method: TrainingMethod, teacher: nn.Module | None = None, alpha: float = 2.0,
-                 teacher_input_fn: InputFn | None = None, head_from_teacher: bool = False, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        if teacher is not None and head_from_teacher:  # as the SIKD student (spec student_head_init)
-            copy_head(teacher, self.model)
+    def __init__(self, *args: Any, method: TrainingMethod, teacher: nn.Module | None = None, **kwargs: Any):
+        super().__init__(*args, teacher=teacher, **kwargs)
         self.method = method
-        self.teacher = teacher
-        self.alpha = alpha
-        self.teacher_input_fn = teacher_input_fn
-        self.kd_loss = FeatureDistillationLoss(alpha)
 
     def _setup(self) -> None:
         self.method.to(self.device)
         super()._setup()  # builds the optimiser, which includes the method's parameters
-        if self.teacher is not None:
-            self.teacher.eval().requires_grad_(False)
-            self.frozen_teacher = FrozenTeacher(self.teacher, self.device, autocast=self.autocast,
-                                                channels_last=self.channels_last, side_stream=True,
-                                                bf16=self.use_amp)
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         params = list(self.model.parameters()) + [p for p in self.method.parameters() if p.requires_grad]
@@ -76,23 +64,10 @@ class MethodTrainer(Trainer):
         """A CPU generator seeded from (seed, step, salt): a method's randomness is reproducible on resume."""
         return torch.Generator().manual_seed(epoch_seed(self.config.seed, self.state.global_step, salt))
 
-    def train_step(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    def student_step(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         self.method.train()
-        t_feat = None
-        if self.teacher is not None:
-            with torch.no_grad():
-                t_in = self.teacher_input_fn(images, labels) if self.teacher_input_fn is not None else images
-            t_feat = self.frozen_teacher.submit(t_in)
-        with self.autocast():
-            out = self.method.step(self, images, labels)
-            terms = {k: v.detach() for k, v in out.terms.items()}
-            loss = out.loss
-            if t_feat is not None:
-                kd = self.kd_loss(out.features, t_feat())
-                terms["kd_loss"] = kd.detach()
-                loss = loss + kd
-        self.backward(loss)
-        return {"loss": loss, **terms}
+        out = self.method.step(self, images, labels)
+        return out.loss, out.features, {k: v.detach() for k, v in out.terms.items()}
 
     def checkpoint(self) -> dict[str, Any]:
         ckpt = super().checkpoint()

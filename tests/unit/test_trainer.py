@@ -347,3 +347,32 @@ def test_crash_repeats_at_most_the_checkpoint_interval(tmp_path):
     after = [x for x in spy.times if x > t_save]
     assert len(after) == repeated
     assert all(x - t_save < interval for x in after[:-1]), (repeated, [x - t_save for x in after])
+
+
+def test_one_distillation_trainer_for_sikd_and_every_x_plus_sikd():
+    """The X+sikd trainer is the SIKD student's trainer with only the student's forward replaced: with a method
+    whose step is the plain network's, both end with identical weights and log the same terms (the two trainers
+    had diverged: the X+sikd one dropped the frozen teacher's warnings and its mode)."""
+    from sikd_core.methods import MethodTrainer, StepOutput, TrainingMethod
+
+    class Plain(TrainingMethod):
+        name = "plain"
+
+        def step(self, trainer, images, labels):
+            logits, feats = trainer.model.forward_with_features(trainer.model_input(images, labels))
+            seg = trainer.loss_fn(logits, labels)
+            return StepOutput(loss=seg, features=feats, terms={"seg_loss": seg})
+
+    assert issubclass(MethodTrainer, DistillationTrainer)
+    x, y = toy_data()
+    teacher = model(3, skip=False)
+    Trainer(teacher, (x, y), None, cfg(epochs=1), num_classes=2,
+            input_fn=lambda i, lab: class_mean_image(i, lab, 2)).fit()
+    kw = dict(num_classes=2, teacher=teacher, alpha=2.0, head_from_teacher=True,
+              teacher_input_fn=lambda i, lab: class_mean_image(i, lab, 2))
+    sikd, composed = model(), model()
+    a = DistillationTrainer(sikd, (x, y), None, cfg(epochs=2), **kw).fit()
+    b = MethodTrainer(composed, (x, y), None, cfg(epochs=2), method=Plain(), **kw).fit()
+    assert weights_equal(sikd, composed)
+    assert [h["kd_loss"] for h in a.history] == [h["kd_loss"] for h in b.history]
+    assert set(a.history[-1]) == set(b.history[-1])
