@@ -39,6 +39,7 @@ from fastapi.testclient import TestClient
 import torch
 from api.main import create_app
 from sikd_core.inference import save_bundle
+from sikd_core.methods.plan import PlannedStage
 from sikd_core.models import create_model
 from sikd_service import crud
 from sikd_service.config import Settings
@@ -67,8 +68,9 @@ with TestClient(create_app(s)) as c:
     ds = r.json()["id"]
     with session_scope(s) as db:  # a trained model to predict with (a tiny untrained U-Net is enough)
         user = crud.get_user_by_token(db, token="bench-admin-token-0123456789")
-        exp = crud.create_experiment(db, owner=user, name="m", spec={}, stages=[("baseline", 0)],
-                                     epochs={"baseline": 1}, datasets=[("train", str(ds), crud.get_dataset(db, user=user, dataset_id=ds))])
+        plan = [PlannedStage("baseline", 0, "plain", "baseline", "baseline", None, 1, "unet")]
+        exp = crud.create_experiment(db, owner=user, name="m", spec={}, plan=plan,
+                                     datasets=[("train", str(ds), crud.get_dataset(db, user=user, dataset_id=ds))])
         db.flush()
         stage = exp.stages[0]
         info = {"model": "unet", "model_kwargs": {"widths": [4, 8]}, "in_channels": 1, "num_classes": 2,

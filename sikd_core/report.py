@@ -158,9 +158,12 @@ def comparison_pairs(methods: Sequence[str]) -> list[tuple[str, str]]:
     pairs = []
     if "baseline" in methods:
         pairs += [(m, "baseline") for m in methods if m not in ("baseline", REFERENCE)]
+    from sikd_core.methods import parse_method
+
     for m in methods:
-        if m.endswith("+sikd") and m[: -len("+sikd")] in methods and m[: -len("+sikd")] != "baseline":
-            pairs.append((m, m[: -len("+sikd")]))
+        base, distilled = parse_method(m)
+        if distilled and base != "baseline" and base in methods:
+            pairs.append((m, base))
     return pairs
 
 

@@ -207,25 +207,17 @@ class ExperimentSpec(BaseModel):
 
     @property
     def needs_teacher(self) -> bool:
-        from sikd_core.methods import parse_method
+        return any(p.role == "teacher" for p in self.plan())
 
-        return any(parse_method(m)[1] for m in self.methods)
+    def plan(self) -> list[Any]:
+        """The stage plan (:func:`sikd_core.methods.plan.stage_plan`): every training stage and what it is."""
+        from sikd_core.methods.plan import stage_plan
+
+        return stage_plan(self)
 
     def stages(self) -> list[tuple[str, int]]:
-        """Training stages ``(stage, seed)`` in a valid order. Per seed: the methods without distillation
-        (stage = method name), then one teacher shared by every distilled method, then its students (stage
-        ``student`` for ``sikd``, the method name for ``X+sikd``)."""
-        from sikd_core.methods import parse_method
-
-        out: list[tuple[str, int]] = []
-        for seed in self.seeds:
-            plain = [m for m in self.methods if not parse_method(m)[1]]
-            distilled = [m for m in self.methods if parse_method(m)[1]]
-            out += [(m, seed) for m in plain]
-            if distilled:
-                out.append(("teacher", seed))
-                out += [(stage_of_method(m), seed) for m in distilled]
-        return out
+        """Training stages ``(stage, seed)`` in a valid order (:meth:`plan`)."""
+        return [(p.stage, p.seed) for p in self.plan()]
 
     def to_json_dict(self) -> dict[str, Any]:
         d = self.model_dump(mode="json")
@@ -233,21 +225,27 @@ class ExperimentSpec(BaseModel):
         return d
 
 
+# The stage/method name rules live with the plan (sikd_core.methods.plan); these delegate (imported lazily: the
+# spec module stays free of torch until a spec is validated).
 def stage_of_method(method: str) -> str:
     """The training stage that produces ``method``'s model (``sikd`` -> ``student``, else the name)."""
-    return "student" if method == "sikd" else method
+    from sikd_core.methods.plan import stage_of_method as rule
+
+    return rule(method)
 
 
 def is_student_stage(stage: str) -> bool:
     """A stage that distils from its seed's teacher (``student`` for sikd, ``X+sikd``): it waits for the teacher."""
-    return stage == "student" or stage.endswith("+sikd")
+    from sikd_core.methods.plan import is_student_stage as rule
+
+    return rule(stage)
 
 
 def method_of_stage(stage: str) -> str | None:
     """The method a stage's model is reported as (None for the teacher, which needs labels at inference)."""
-    if stage == "teacher" or stage == "evaluation":
-        return None
-    return "sikd" if stage == "student" else stage
+    from sikd_core.methods.plan import method_of_stage as rule
+
+    return rule(stage)
 
 
 #: What each recipe sets where the spec does not say (``recipe: paper`` is the SIKD authors' setting exactly).

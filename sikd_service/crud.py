@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload, undefer
 
-from sikd_core.spec import is_student_stage
+from sikd_core.methods.plan import is_student_stage
 from sikd_service.tables import (
     ACTIVE_EXPERIMENT,
     ApiToken,
@@ -169,18 +169,18 @@ def count_active_experiments(session: Session, *, user: User) -> int:
     return session.scalar(q) or 0
 
 
-def create_experiment(session: Session, *, owner: User, name: str, spec: dict[str, Any],
-                      stages: Sequence[tuple[str, int]], epochs: dict[str, int],
+def create_experiment(session: Session, *, owner: User, name: str, spec: dict[str, Any], plan: Sequence[Any],
                       datasets: Sequence[tuple[str, str, Dataset]]) -> Experiment:
-    """An experiment with its training ``stages`` ``(kind, seed)`` plus one evaluation stage.
+    """An experiment with a row per stage of its ``plan`` (:func:`sikd_core.methods.plan.stage_plan`) plus one
+    evaluation stage.
 
     ``datasets`` are ``(role, key, dataset)``. Stages that can start at once are ``queued``; a student
     waits for its teacher and the evaluation for every training stage (``pending``).
     """
     exp = Experiment(owner_id=owner.id, name=name, spec=spec, status="queued")
-    for kind, seed in stages:
-        exp.stages.append(Stage(kind=kind, seed=seed, status="pending" if is_student_stage(kind) else "queued",
-                                epochs=epochs[kind], warnings=[], health=[]))
+    for p in plan:
+        exp.stages.append(Stage(kind=p.stage, seed=p.seed, status="pending" if p.role == "student" else "queued",
+                                epochs=p.epochs, warnings=[], health=[]))
     exp.stages.append(Stage(kind="evaluation", seed=None, status="pending", epochs=0, warnings=[], health=[]))
     for pos, (role, key, ds) in enumerate(datasets):
         exp.dataset_links.append(ExperimentDataset(dataset_id=ds.id, role=role, position=pos, key=key))
@@ -324,20 +324,27 @@ def fail_experiment(session: Session, *, experiment_id: int, error: str) -> None
     request_cancel(session, experiment_id=experiment_id, reason=error, status="failed")
 
 
-def _is_student(kind: Any) -> Any:
-    """SQL condition: a stage that distils from its seed's teacher (sikd's ``student`` or an ``X+sikd``)."""
-    return or_(kind == "student", kind.like("%+sikd"))
+def _student_kinds(session: Session, *, experiment_id: int) -> list[str]:
+    """The experiment's stage kinds that distil from a teacher, by the plan's one rule
+    (:func:`sikd_core.methods.plan.is_student_stage`) applied to its few stage rows."""
+    kinds = set(session.scalars(select(Stage.kind).where(Stage.experiment_id == experiment_id).distinct()))
+    return sorted(k for k in kinds if is_student_stage(k))
 
 
 def release_student(session: Session, *, experiment_id: int, seed: int) -> None:
     """The teacher is done: its students (sent next by the Celery chain) are now queued."""
-    session.execute(update(Stage).where(Stage.experiment_id == experiment_id, _is_student(Stage.kind),
-                                        Stage.seed == seed, Stage.status == "pending").values(status="queued"))
+    kinds = _student_kinds(session, experiment_id=experiment_id)
+    if kinds:
+        session.execute(update(Stage).where(Stage.experiment_id == experiment_id, Stage.kind.in_(kinds),
+                                            Stage.seed == seed, Stage.status == "pending").values(status="queued"))
 
 
 def student_ids(session: Session, *, experiment_id: int, seed: int | None) -> list[int]:
     """Every student stage of a teacher, in creation order."""
-    return list(session.scalars(select(Stage.id).where(Stage.experiment_id == experiment_id, _is_student(Stage.kind),
+    kinds = _student_kinds(session, experiment_id=experiment_id)
+    if not kinds:
+        return []
+    return list(session.scalars(select(Stage.id).where(Stage.experiment_id == experiment_id, Stage.kind.in_(kinds),
                                                        Stage.seed == seed).order_by(Stage.id)))
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from sikd_core.models.budget import estimate_cost
-from sikd_core.spec import ExperimentSpec, is_student_stage, parse_spec
+from sikd_core.spec import ExperimentSpec, parse_spec
 from sikd_service import crud, dispatch
 from sikd_service.config import Settings
 from sikd_service.errors import ServiceError
@@ -77,14 +77,13 @@ def create(session: Session, settings: Settings, *, user: User, body: dict[str, 
     if active >= settings.max_active_experiments:
         raise ServiceError(429, f"you have {active} experiments queued or running; the limit is "
                             f"{settings.max_active_experiments}. Wait for one to finish or cancel one.")
-    epochs = {kind: spec.effective_teacher_epochs if kind == "teacher" else spec.epochs for kind, _ in spec.stages()}
     exp = crud.create_experiment(
-        session, owner=user, name=spec.name, spec=spec.to_json_dict(), stages=spec.stages(), epochs=epochs,
+        session, owner=user, name=spec.name, spec=spec.to_json_dict(), plan=spec.plan(),
         datasets=[("train", k, found[k]) for k in spec.train_datasets] + [("eval", k, found[k]) for k in spec.eval_datasets])
     session.commit()
     students_of: dict[int | None, list[int]] = {}
     for st in exp.stages:
-        if is_student_stage(st.kind):
+        if st.status == "pending" and st.kind != "evaluation":  # created pending: waits for its seed's teacher
             students_of.setdefault(st.seed, []).append(st.id)
     try:
         for st in exp.stages:

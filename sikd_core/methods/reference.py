@@ -37,15 +37,13 @@ from torch import Tensor, nn
 
 from sikd_core.data.augment import Augmenter
 from sikd_core.losses import _check_seg_args
-from sikd_core.methods.registry import REFERENCE
+from sikd_core.methods.registry import REFERENCE, REFERENCE_NETWORK
 from sikd_core.models import model_info
 from sikd_core.models.registry import plan_dynunet_filters
 from sikd_core.training.trainer import Trainer
 
 __all__ = ["RECIPE", "REFERENCE", "REFERENCE_NETWORK", "DiceCELossNNUNet", "ReferenceAugmenter", "ReferenceTrainer",
            "reference_filters"]
-#: The registered network the reference trains.
-REFERENCE_NETWORK = "dynunet"
 
 #: The recipe's optimiser settings: nnU-Net's weight decay, schedule and (for "sgd") momentum; Adam at 3e-3 instead
 #: of nnU-Net's SGD at 0.01 by measurement at small budgets (module docstring).

@@ -60,6 +60,8 @@ METHODS[SIKD] = MethodInfo(
 
 
 REFERENCE = "reference"
+#: The registered network the reference recipe trains (whatever the spec's ``model``).
+REFERENCE_NETWORK = "dynunet"
 METHODS[REFERENCE] = MethodInfo(
     REFERENCE, "An independent standard recipe in the spirit of nnU-Net (its own DynUNet planned from the image "
     "size, Dice+CE, SGD with Nesterov momentum and a polynomial schedule, nnU-Net-like augmentation) on the same "

@@ -173,7 +173,8 @@ def test_options_describe_models_and_the_spec(client, alice):
     opts = client.get("/options", headers=alice).json()
     names = [m["name"] for m in opts["models"]]
     assert "unet" in names and all(m["description"] for m in opts["models"])
-    assert [m["name"] for m in opts["methods"]] == ["baseline", "sikd", "sdm", "gin", "maxstyle"]
+    assert [m["name"] for m in opts["methods"]] == ["baseline", "sikd", "sdm", "gin", "maxstyle", "reference"]
+    assert "reference+sikd" not in opts["method_names"]  # the yardstick is never distilled
     assert all(m["description"] and m["reference"] for m in opts["methods"])
     assert {m["name"] for m in opts["methods"] if m["composable"]} == {"sdm", "gin", "maxstyle"}
     assert "gin+sikd" in opts["method_names"] and "class_mean" in opts["teacher_inputs"]
@@ -322,5 +323,5 @@ def test_unknown_method_or_composition_is_a_422_naming_the_known_ones(client, al
     r = client.post("/experiments", json=tiny_spec(datasets, methods=["baseline", bad]), headers=alice)
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
-    assert bad in detail and "known methods: baseline, sikd, sdm, gin, maxstyle, sdm+sikd" in detail
+    assert bad in detail and "known methods: baseline, sikd, sdm, gin, maxstyle, reference, sdm+sikd" in detail
     assert not jobs

@@ -1,0 +1,90 @@
+"""The stage plan of a spec, derived in one place: which stages it trains, and what each one is.
+
+Every other part reads it: the spec's :meth:`~sikd_core.spec.ExperimentSpec.stages`, the pipeline, the service
+(stage rows, their epochs, which stages wait for a teacher), the model card. Words used throughout:
+
+* **method**: what a user asks for in ``spec.methods`` (``baseline``, ``sikd``, ``sdm``, ``gin+sikd``,
+  ``reference``); it names the trained **model** in results;
+* **stage**: one training job of one seed: a method's stage is named after it (``sikd``'s is ``student``), plus
+  one ``teacher`` per seed shared by every distilled method;
+* **role**: ``plain`` (trained alone), ``teacher`` (on class-mean images; never evaluated: it needs labels at
+  inference) or ``student`` (distilled from its seed's teacher: it waits for the teacher);
+* **network**: the registered architecture a stage trains (the spec's ``model``; the reference recipe's own).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from sikd_core.methods.registry import REFERENCE, REFERENCE_NETWORK, SIKD, SUFFIX, parse_method
+
+if TYPE_CHECKING:
+    from sikd_core.spec import ExperimentSpec
+
+TEACHER = "teacher"
+STUDENT = "student"  # sikd's student stage
+EVALUATION = "evaluation"
+Role = Literal["plain", "teacher", "student"]
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    """One training stage of a spec's plan."""
+
+    stage: str
+    seed: int
+    role: Role
+    #: The method whose model this stage trains (None for the teacher).
+    method: str | None
+    #: The method without distillation (``gin`` for ``gin+sikd``, ``baseline`` for ``sikd``).
+    base: str | None
+    #: The stage this one distils from (``teacher`` for students), else None.
+    teacher: str | None
+    epochs: int
+    #: The registered network it trains.
+    network: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stage_of_method(method: str) -> str:
+    """The training stage that produces ``method``'s model (``sikd`` -> ``student``, else the name)."""
+    return STUDENT if method == SIKD else method
+
+
+def method_of_stage(stage: str) -> str | None:
+    """The method a stage's model is reported as (None for the teacher and the evaluation)."""
+    if stage in (TEACHER, EVALUATION):
+        return None
+    return SIKD if stage == STUDENT else stage
+
+
+def is_student_stage(stage: str) -> bool:
+    """A stage that distils from its seed's teacher (``student`` for sikd, any ``X+sikd``): it waits for it."""
+    return stage == STUDENT or stage.endswith(SUFFIX)
+
+
+def is_distilled_method(method: str | None) -> bool:
+    """Whether ``method``'s model is a student of the seed's teacher (``sikd``, ``X+sikd``); unknown: False."""
+    return bool(method) and (method == SIKD or str(method).endswith(SUFFIX))
+
+
+def stage_plan(spec: ExperimentSpec) -> list[PlannedStage]:
+    """The spec's training stages in a valid order. Per seed: the methods without distillation (in spec order),
+    then one teacher shared by every distilled method, then its students."""
+    out: list[PlannedStage] = []
+    for seed in spec.seeds:
+        parsed = [(m, *parse_method(m)) for m in spec.methods]
+        for m, base, _ in (p for p in parsed if not p[2]):
+            out.append(PlannedStage(m, seed, "plain", m, base, None, spec.epochs,
+                                    REFERENCE_NETWORK if m == REFERENCE else spec.model))
+        distilled = [p for p in parsed if p[2]]
+        if distilled:
+            out.append(PlannedStage(TEACHER, seed, "teacher", None, None, None, spec.effective_teacher_epochs,
+                                    spec.model))
+            for m, base, _ in distilled:
+                out.append(PlannedStage(stage_of_method(m), seed, "student", m, base, TEACHER, spec.epochs,
+                                        spec.model))
+    return out
