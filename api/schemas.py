@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from sikd_service.names import name_problem
 
@@ -34,7 +34,7 @@ class Message(BaseModel):
 class UserCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.@+-]+$",
                       description="Letters, digits and . @ + - _ (no spaces, control characters or markup).")
-    is_admin: bool = False
+    is_admin: StrictBool = False
 
     @field_validator("name", mode="before")
     @classmethod

@@ -197,7 +197,7 @@ def experiment_overlays(
 @router.get("/experiments/{experiment_id}/cases", response_model=Page[CaseScore],
             responses={409: {"model": Message}})
 def experiment_cases(
-    experiment_id: int, session: SessionDep, settings: SettingsDep, user: CurrentUser,
+    experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep, user: CurrentUser,
     dataset: str | None = None, method: str | None = None, split: Literal["intra", "cross"] | None = None,
     skip: Skip = 0, limit: Limit = 500,
 ) -> Page[CaseScore]:
@@ -209,7 +209,7 @@ def experiment_cases(
 @router.get("/experiments/{experiment_id}/cases/view.png", response_class=Response,
             responses={200: {"content": {"image/png": {}}}, 404: {"model": Message}, 409: {"model": Message}})
 def experiment_case_view(
-    experiment_id: int, session: SessionDep, settings: SettingsDep, user: CurrentUser,
+    experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep, user: CurrentUser,
     dataset: Annotated[str, Query(description="the dataset's name, as in the results")],
     key: Annotated[str, Query(description="the image's key (a case's ``keys``)")],
     methods: Annotated[list[str], Query(description="the models whose predictions are shown, in order")] = [],  # noqa: B006
