@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import TokenCache
+from api.guard import USER_KEY
 from sikd_service import crud
 from sikd_service.config import Settings
 from sikd_service.errors import ServiceError
@@ -48,7 +49,11 @@ def _lookup(session: Session, digest: str) -> User | None:
 
 async def get_current_user(request: Request, session: SessionDep,
                            creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> User:
-    """The token's user: from the token cache (no query, no thread), else looked up in a worker thread."""
+    """The token's user: as the request guard (api.guard) resolved it before the body was read; else (an app
+    without the guard) from the token cache (no query, no thread), else looked up in a worker thread."""
+    guarded = request.scope.get("state", {}).get(USER_KEY)
+    if guarded is not None:
+        return session.merge(guarded, load=False)
     if creds is None or not creds.credentials:
         raise ServiceError(401, "missing bearer token: send 'Authorization: Bearer <token>'", headers=_CHALLENGE)
     cache: TokenCache = request.app.state.token_cache

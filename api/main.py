@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api.auth import TokenCache
 from api.errors import install_error_handlers
+from api.guard import RequestGuard
 from api.routes import datasets, experiments, health, trained_models, users
 from api.routes.health import HealthChecker, service_version
 from sikd_service import crud
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.health = HealthChecker(settings)
     app.state.token_cache = TokenCache(settings.token_cache_seconds)
     install_error_handlers(app)
+    app.add_middleware(RequestGuard)  # token and body size, before any body is read
     for r in (health.router, users.router, datasets.router, experiments.router, trained_models.router):
         app.include_router(r)
 

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
 
     # ---------------------------------------------------------------- uploads
     max_upload_bytes: int = Field(2 * 1024**3, ge=1, description="Largest dataset .zip accepted.")
+    max_json_bytes: int = Field(
+        4 * 1024**2, ge=1, description="Largest body of any request but the two uploads (dataset .zip, predict): "
+                                      "refused (413) from its Content-Length, or cut as it streams, before it is read.")
     max_archive_files: int = Field(100_000, ge=1, description="Most entries a dataset .zip may hold.")
     max_uncompressed_bytes: int = Field(20 * 1024**3, ge=1, description="Largest total size after extraction.")
     max_compression_ratio: float = Field(100.0, gt=1, description="Largest uncompressed/compressed ratio.")
