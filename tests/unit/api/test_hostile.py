@@ -279,6 +279,23 @@ def test_specs_beyond_any_worker_are_refused(client, alice, datasets, jobs, over
     assert client.get("/experiments", headers=alice).json()["count"] == 0 and not jobs
 
 
+@pytest.mark.parametrize("override,words", [
+    ({"model_kwargs": {"widths": [8] * 40}}, "widths has 40 levels; at most 13"),
+    ({"model_kwargs": {"widths": [8] * 2000}}, "widths has 2000 levels; at most 13"),
+    ({"model_kwargs": {"widths": [8] * 13}}, "needs inputs of at least 4096 px"),
+    ({"model": "attention_unet", "model_kwargs": {"channels": [8] * 40}}, "channels has 40 levels"),
+    ({"model": "swin_unetr", "model_kwargs": {"depths": [2000, 2, 2, 2]}}, "at most 32 blocks per stage"),
+])
+def test_absurd_depths_are_refused_early(client, alice, datasets, jobs, override, words):
+    """A 40-level U-Net was a 500 (ValueError in the cost estimate); 2 000 levels held a thread 24 s first."""
+    t = time.perf_counter()
+    r = client.post("/experiments", json=tiny_spec(datasets, **override), headers=alice)
+    assert r.status_code == 422, r.text
+    assert words in r.json()["detail"] and len(r.json()["detail"]) < 1000, r.text
+    assert time.perf_counter() - t < 2
+    assert not jobs
+
+
 def test_cost_limits_are_settings(client, alice, datasets, settings):
     settings.max_training_steps = 3  # tiny_spec: 2 epochs x 3 stages x 2 steps
     r = client.post("/experiments", json=tiny_spec(datasets), headers=alice)
