@@ -347,3 +347,69 @@ def test_errors_do_not_show_server_paths(client, alice, settings):
     assert "images/case0.png" in r.text
     h = client.get("/health")
     assert str(settings.storage_dir) not in h.text and str(settings.broker_dir) not in h.text
+
+
+@pytest.mark.parametrize("path", ["/datasets", "/models/{model}/predict"])
+def test_a_5000_character_multipart_boundary_is_400(client, alice, path):
+    boundary = "b" * 5000
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.zip"\r\n\r\nxx\r\n'
+            f"--{boundary}--\r\n").encode()
+    url = path.format(model=model_id(client, alice)) if "{model}" in path else path
+    r = client.post(url, content=body, headers={**alice, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 400, r.text
+    assert "Boundary length 5000" in r.json()["detail"]
+
+
+def model_id(client, alice) -> int:
+    """A stored model of alice's (a tiny untrained U-Net: enough to reach the upload)."""
+    from sikd_core.inference import save_bundle
+    from sikd_core.models import create_model
+    from sikd_service import crud
+    from sikd_service.config import get_settings
+    from sikd_service.db import session_scope
+
+    settings = get_settings()
+    with session_scope(settings) as db:
+        user = crud.get_user_by_name(db, name="alice")
+        exp = crud.create_experiment(db, owner=user, name="m", spec={}, stages=[("baseline", 0)],
+                                     epochs={"baseline": 1}, datasets=[])
+        db.flush()
+        info = {"model": "unet", "model_kwargs": {"widths": [4, 8]}, "in_channels": 1, "num_classes": 2,
+                "image_size": [32, 32], "class_names": ["background", "fg"], "method": "baseline", "seed": 0}
+        save_bundle(settings.storage_dir / "m.pt", create_model("unet", 1, 2, widths=[4, 8]), **info)
+        return crud.create_model_row(db, stage=exp.stages[0], owner_id=user.id, name="m", path="m.pt", info=info,
+                                     size_bytes=1).id
+
+
+def read_only(path):
+    """Make ``path`` really unwritable: ``chattr +i`` for root (whom permissions do not stop), else chmod."""
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        return lambda: path.chmod(0o755)
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)]).returncode != 0:
+        pytest.skip("running as root without chattr: cannot make a folder read-only")
+    return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.mark.parametrize("folder", ["tmp", "datasets"])
+def test_uploads_into_read_only_storage_are_503_and_store_nothing(client, alice, settings, phantom_zips, folder):
+    from tests.service_helpers import storage_listing
+
+    target = settings.storage_dir / folder
+    target.mkdir(exist_ok=True)
+    before = storage_listing(settings)
+    undo = read_only(target)
+    try:
+        r = upload(client, alice, phantom_zips["vendor_b"], name="ro")
+    finally:
+        undo()
+    assert r.status_code == 503, r.text
+    assert "cannot write to its storage" in r.json()["detail"] and "nothing was stored" in r.json()["detail"]
+    assert str(settings.storage_dir) not in r.text
+    assert client.get("/datasets", headers=alice).json()["count"] == 0
+    assert storage_listing(settings) == before
+    assert upload(client, alice, phantom_zips["vendor_b"], name="rw").status_code == 201  # writable again: works
