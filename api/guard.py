@@ -21,11 +21,11 @@ from re import Pattern
 from typing import Any
 
 from fastapi.routing import APIRoute
+from sqlalchemy.orm import make_transient_to_detached
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from sqlalchemy.orm import make_transient_to_detached
 
 from api.uploads import MULTIPART_OVERHEAD
 from sikd_service import crud

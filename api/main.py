@@ -13,6 +13,7 @@ from api.errors import install_error_handlers
 from api.guard import RequestGuard
 from api.routes import datasets, experiments, health, trained_models, users
 from api.routes.health import HealthChecker, service_version
+from api.schemas import error_responses
 from sikd_service import crud
 from sikd_service.config import Settings, get_settings
 from sikd_service.db import session_factory, session_scope, upgrade_database
@@ -54,8 +55,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.token_cache = TokenCache(settings.token_cache_seconds)
     install_error_handlers(app)
     app.add_middleware(RequestGuard)  # token and body size, before any body is read
-    for r in (health.router, users.router, datasets.router, experiments.router, trained_models.router):
-        app.include_router(r)
+    # Every route documents the errors it really answers (schemathesis checks them): the guard's 401 and 413 and
+    # a malformed body's 400, and the 422 in its real shape (``detail`` a string, not FastAPI's list).
+    app.include_router(health.router, responses=error_responses(400, 413))
+    for r in (users.router, datasets.router, experiments.router, trained_models.router):
+        app.include_router(r, responses=error_responses(400, 401, 413, 422))
 
     @app.get("/", include_in_schema=False)
     def root() -> dict[str, str]:

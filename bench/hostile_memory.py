@@ -26,11 +26,11 @@ import select
 import socket
 import struct
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import urllib.request
-import sys
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path

@@ -19,7 +19,6 @@ from api.schemas import (
     ExperimentResults,
     ExperimentStatus,
     FeaturePublic,
-    Message,
     MethodOption,
     ModelOption,
     OptionsPublic,
@@ -29,6 +28,7 @@ from api.schemas import (
     ResultRow,
     StageMetrics,
     StagePublic,
+    error_responses,
 )
 from sikd_core.methods import method_names, method_options
 from sikd_core.models import MODELS
@@ -74,7 +74,7 @@ def options(user: CurrentUser) -> OptionsPublic:
 
 
 @router.post("/experiments", response_model=ExperimentPublic, status_code=201,
-             responses={422: {"model": Message}, 429: {"model": Message}, 503: {"model": Message}})
+             responses=error_responses(429, 503))
 def create_experiment(
     body: Annotated[dict[str, Any], Body(description="An ExperimentSpec (see GET /options) whose train_dataset and "
                                                      "eval_datasets are dataset ids.",
@@ -113,12 +113,14 @@ async def list_experiments(session: SessionDep, settings: SettingsDep, user: Cur
     return await _read(session, read)
 
 
-@router.get("/experiments/{experiment_id}", response_model=ExperimentPublic)
+@router.get("/experiments/{experiment_id}", response_model=ExperimentPublic,
+             responses=error_responses(404))
 async def read_experiment(experiment_id: ExperimentId, session: SessionDep, user: CurrentUser) -> ExperimentPublic:
     return await _read(session, lambda: public(_get(session, user, experiment_id)))
 
 
-@router.get("/experiments/{experiment_id}/metrics", response_model=ExperimentMetrics)
+@router.get("/experiments/{experiment_id}/metrics", response_model=ExperimentMetrics,
+             responses=error_responses(404))
 def experiment_metrics(experiment_id: ExperimentId, session: SessionDep, user: CurrentUser) -> ExperimentMetrics:
     """Per-epoch curves of every training stage."""
     exp = _get(session, user, experiment_id)
@@ -132,7 +134,7 @@ def experiment_metrics(experiment_id: ExperimentId, session: SessionDep, user: C
 
 
 @router.get("/experiments/{experiment_id}/results", response_model=ExperimentResults,
-            responses={409: {"model": Message}})
+            responses=error_responses(404, 409))
 async def experiment_results(experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep,
                              user: CurrentUser) -> ExperimentResults:
     """Dice, IoU and HD95 of every model on every dataset, the summary over seeds and the paired comparisons."""
@@ -149,8 +151,8 @@ async def experiment_results(experiment_id: ExperimentId, session: SessionDep, s
     return await _read(session, read)
 
 
-@router.get("/experiments/{experiment_id}/report", response_class=PlainTextResponse,
-            responses={200: {"content": {"text/markdown": {}}}, 409: {"model": Message}})
+@router.get("/experiments/{experiment_id}/report", response_class=Response,
+            responses={**error_responses(404, 409), 200: {"content": {"text/markdown": {}}}})
 def experiment_report(experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep,
                       user: CurrentUser) -> PlainTextResponse:
     text = svc.report_markdown(settings, _get(session, user, experiment_id))
@@ -158,7 +160,7 @@ def experiment_report(experiment_id: ExperimentId, session: SessionDep, settings
 
 
 @router.post("/experiments/{experiment_id}/cancel", response_model=ExperimentPublic,
-             responses={409: {"model": Message}})
+             responses=error_responses(404, 409))
 def cancel_experiment(experiment_id: ExperimentId, session: SessionDep, user: CurrentUser) -> ExperimentPublic:
     """Stop the experiment: running stages stop within one training step."""
     exp = _get(session, user, experiment_id)
@@ -167,7 +169,8 @@ def cancel_experiment(experiment_id: ExperimentId, session: SessionDep, user: Cu
     return public(_get(session, user, experiment_id))
 
 
-@router.delete("/experiments/{experiment_id}", status_code=204, response_class=Response)
+@router.delete("/experiments/{experiment_id}", status_code=204, response_class=Response,
+             responses=error_responses(404))
 def delete_experiment(experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep, user: CurrentUser) -> Response:
     """Cancel if needed, then remove the experiment, its models and its files."""
     svc.delete(session, settings, exp=_get(session, user, experiment_id))
@@ -179,7 +182,7 @@ def _file_url(request: Request, experiment_id: int, rel: str) -> str:
 
 
 @router.get("/experiments/{experiment_id}/overlays", response_model=Page[OverlayPublic],
-            responses={409: {"model": Message}})
+            responses=error_responses(404, 409))
 def experiment_overlays(
     experiment_id: ExperimentId, request: Request, session: SessionDep, settings: SettingsDep, user: CurrentUser,
     dataset: str | None = None,
@@ -195,7 +198,7 @@ def experiment_overlays(
 
 
 @router.get("/experiments/{experiment_id}/cases", response_model=Page[CaseScore],
-            responses={409: {"model": Message}})
+            responses=error_responses(404, 409))
 def experiment_cases(
     experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep, user: CurrentUser,
     dataset: str | None = None, method: str | None = None, split: Literal["intra", "cross"] | None = None,
@@ -207,7 +210,7 @@ def experiment_cases(
 
 
 @router.get("/experiments/{experiment_id}/cases/view.png", response_class=Response,
-            responses={200: {"content": {"image/png": {}}}, 404: {"model": Message}, 409: {"model": Message}})
+            responses={**error_responses(404, 409), 200: {"content": {"image/png": {}}}})
 def experiment_case_view(
     experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep, user: CurrentUser,
     dataset: Annotated[str, Query(description="the dataset's name, as in the results")],
@@ -224,7 +227,7 @@ def experiment_case_view(
 
 
 @router.get("/experiments/{experiment_id}/features", response_model=Page[FeaturePublic],
-            responses={409: {"model": Message}})
+            responses=error_responses(404, 409))
 def experiment_features(experiment_id: ExperimentId, request: Request, session: SessionDep, settings: SettingsDep,
                         user: CurrentUser, dataset: str | None = None) -> Page[FeaturePublic]:
     """Penultimate feature maps of baseline, teacher and student side by side (the paper's Fig. 7)."""
@@ -235,7 +238,8 @@ def experiment_features(experiment_id: ExperimentId, request: Request, session: 
                 count=len(items))
 
 
-@router.get("/experiments/{experiment_id}/files/{path:path}", name="experiment_file", response_class=FileResponse)
+@router.get("/experiments/{experiment_id}/files/{path:path}", name="experiment_file", response_class=FileResponse,
+             responses=error_responses(404))
 def experiment_file(experiment_id: ExperimentId, path: str, session: SessionDep, settings: SettingsDep,
                     user: CurrentUser) -> FileResponse:
     """A file under the experiment's ``eval/`` folder (overlays, feature maps, predictions, cases.json)."""
@@ -247,7 +251,7 @@ def experiment_file(experiment_id: ExperimentId, path: str, session: SessionDep,
 
 
 @router.get("/experiments/{experiment_id}/predictions.zip", response_class=StreamingResponse,
-            responses={200: {"content": {"application/zip": {}}}, 409: {"model": Message}})
+            responses={**error_responses(404, 409), 200: {"content": {"application/zip": {}}}})
 def experiment_predictions(experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep,
                            user: CurrentUser) -> StreamingResponse:
     """The predicted masks (first seed) as a zip: ``<method>/<dataset>/<case>.png``, streamed."""
