@@ -43,6 +43,9 @@ class Settings(BaseSettings):
         4 * 1024**2, ge=1, description="Largest body of any request but the two uploads (dataset .zip, predict): "
                                       "refused (413) from its Content-Length, or cut as it streams, before it is read.")
     max_archive_files: int = Field(100_000, ge=1, description="Most entries a dataset .zip may hold.")
+    max_unused_files: int = Field(
+        1000, ge=0, description="Most files of a dataset .zip that cannot be part of a dataset (not an image, a "
+                                "volume or JSON): more is refused before extraction; fewer are not kept.")
     max_uncompressed_bytes: int = Field(20 * 1024**3, ge=1, description="Largest total size after extraction.")
     max_compression_ratio: float = Field(100.0, gt=1, description="Largest uncompressed/compressed ratio.")
     max_predict_files: int = Field(16, ge=1)

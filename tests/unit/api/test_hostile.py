@@ -413,3 +413,48 @@ def test_uploads_into_read_only_storage_are_503_and_store_nothing(client, alice,
     assert client.get("/datasets", headers=alice).json()["count"] == 0
     assert storage_listing(settings) == before
     assert upload(client, alice, phantom_zips["vendor_b"], name="rw").status_code == 201  # writable again: works
+
+
+def junk_zip(n: int, with_data: bool) -> bytes:
+    """``n`` entries: random bytes under ``ds/junk/`` (after the 3 pairs of a valid dataset, ``with_data``)."""
+    import os
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        if with_data:
+            for i in range(3):
+                zf.writestr(f"ds/images/case{i}.png", png_bytes(grey(seed=i)))
+                zf.writestr(f"ds/masks/case{i}.png", png_bytes(labels()))
+        for i in range(n - (6 if with_data else 0)):
+            zf.writestr(f"ds/junk/{i}.bin", os.urandom(8))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("with_data", [False, True])
+def test_a_100000_entry_zip_of_junk_is_refused_before_extraction(client, alice, settings, with_data):
+    """100 000 entries (the archive limit) of random bytes: it took 25 s to refuse (extracted first), and beside a
+    valid dataset it was accepted with all its junk kept. Now refused from the names, at once, nothing kept."""
+    from tests.service_helpers import storage_listing
+
+    before = storage_listing(settings)
+    t = time.perf_counter()
+    r = upload(client, alice, junk_zip(100_000, with_data))
+    took = time.perf_counter() - t
+    assert r.status_code == 422, r.text
+    assert "cannot be part of a dataset" in r.json()["detail"] and "SIKD_MAX_UNUSED_FILES" in r.json()["detail"]
+    assert took < 10, took
+    assert storage_listing(settings) == before
+    assert client.get("/datasets", headers=alice).json()["count"] == 0
+
+
+def test_a_few_extra_files_are_not_kept(client, alice, settings):
+    """Under the limit the dataset is accepted, but only what it uses (and its JSON) is stored; a warning says
+    how many files were left out."""
+    r = upload(client, alice, junk_zip(6 + 20, with_data=True))
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert any("20 file(s) not part of the dataset were not kept" in w for w in body["stats"]["warnings"]), body
+    stored = settings.storage_dir / "datasets" / str(body["id"])
+    kept = sorted(p.relative_to(stored).as_posix() for p in stored.rglob("*") if p.is_file())
+    assert kept == [f"ds/{k}/case{i}.png" for k in ("images", "masks") for i in range(3)], kept
+    assert client.get(f"/datasets/{body['id']}/samples/0.png", headers=alice).status_code == 200
