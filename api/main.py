@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,16 +17,26 @@ from api.routes import datasets, experiments, health, trained_models, users
 from api.routes.health import HealthChecker, service_version
 from api.schemas import error_responses
 from sikd_service import crud
+from sikd_service import experiments as experiments_service
 from sikd_service.config import Settings, get_settings
 from sikd_service.db import session_factory, session_scope, upgrade_database
 from sikd_service.predict import ModelCache
 from sikd_service.storage import ensure_layout
+
+log = logging.getLogger("sikd.api")
 
 DESCRIPTION = """Train and compare segmentation models with **shape-intensity knowledge distillation** (SIKD):
 upload datasets, start experiments (baseline vs SIKD, intra- and cross-dataset), follow their progress,
 read results and overlays, download models and segment new images.
 
 Authenticate with `Authorization: Bearer <token>` (the admin token is printed by `sikd serve`)."""
+
+
+def _warm_up() -> None:
+    try:
+        log.info("warmed the spec checks in %.2f s", experiments_service.warm_up())
+    except Exception:  # noqa: BLE001 - a warm-up must never take the API down
+        log.exception("warm-up failed (the first POST /experiments will be slower)")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,6 +57,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.admin_token:
             with session_scope(settings) as s:
                 crud.ensure_admin(s, token=settings.admin_token)
+        # The first spec check and cost estimate set up PyTorch's meta kernels (seconds): done now, beside the
+        # requests (the API answers meanwhile), instead of in the first POST /experiments.
+        threading.Thread(target=_warm_up, name="sikd-warm-up", daemon=True).start()
         yield
 
     app = FastAPI(title="SIKD Studio", version=service_version(), description=DESCRIPTION, lifespan=lifespan)

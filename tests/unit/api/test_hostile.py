@@ -458,3 +458,20 @@ def test_a_few_extra_files_are_not_kept(client, alice, settings):
     kept = sorted(p.relative_to(stored).as_posix() for p in stored.rglob("*") if p.is_file())
     assert kept == [f"ds/{k}/case{i}.png" for k in ("images", "masks") for i in range(3)], kept
     assert client.get(f"/datasets/{body['id']}/samples/0.png", headers=alice).status_code == 200
+
+
+def test_the_spec_checks_are_warmed_at_start(settings, caplog):
+    """The first POST /experiments after a start took 1.3 s (PyTorch's meta kernels set up on first use); the
+    API now does that in a background thread at start (``python bench/first_post.py`` measures the effect)."""
+    import logging
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    with caplog.at_level(logging.INFO, logger="sikd.api"), TestClient(create_app(settings)) as c:
+        assert c.get("/health").status_code == 200  # the API answers while it warms up
+        for thread in [t for t in threading.enumerate() if t.name == "sikd-warm-up"]:
+            thread.join(timeout=60)
+    assert "warmed the spec checks in" in caplog.text, caplog.text
