@@ -92,8 +92,8 @@ class Settings(BaseSettings):
     predict_cache_size: int = Field(4, ge=1, description="Loaded models kept for /predict.")
     demo_data: bool = Field(True, description="`sikd serve` preloads SYNTHETIC phantom datasets.")
     restart_backoff_seconds: float = Field(
-        1.0, gt=0, description="`sikd serve`: delay before restarting a component that died (doubles with every "
-                               "restart in a row).")
+        1.0, gt=0, description="`sikd serve`: delay before the second restart in a row of a component that "
+                               "died (the first is at once; doubles with every further restart in a row).")
     restart_backoff_cap_seconds: float = Field(60.0, gt=0, description="`sikd serve`: the longest restart delay.")
     restart_stable_seconds: float = Field(
         60.0, gt=0, description="`sikd serve`: a component up this long starts again from the first delay.")
