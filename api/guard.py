@@ -196,5 +196,8 @@ class RequestGuard:
         async def no_body() -> Message:
             return {"type": "http.disconnect"}
 
-        await JSONResponse({"detail": detail}, status_code=status, headers={**(headers or {}), "Connection": "close"})(
+        length = _content_length(scope)
+        unread = length is None and any(k == b"transfer-encoding" for k, _ in scope.get("headers", ())) or bool(length)
+        close = {"Connection": "close"} if unread else {}  # an unread body: the connection cannot be reused
+        await JSONResponse({"detail": detail}, status_code=status, headers={**(headers or {}), **close})(
             scope, no_body, send)

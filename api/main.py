@@ -59,8 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 crud.ensure_admin(s, token=settings.admin_token)
         # The first spec check and cost estimate set up PyTorch's meta kernels (seconds): done now, beside the
         # requests (the API answers meanwhile), instead of in the first POST /experiments.
-        threading.Thread(target=_warm_up, name="sikd-warm-up", daemon=True).start()
+        warm = threading.Thread(target=_warm_up, name="sikd-warm-up")
+        warm.start()
         yield
+        warm.join(timeout=60)  # never exit under it: torch aborts a process whose thread it is still running in
 
     app = FastAPI(title="SIKD Studio", version=service_version(), description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
