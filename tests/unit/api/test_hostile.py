@@ -441,8 +441,10 @@ def test_a_100000_entry_zip_of_junk_is_refused_before_extraction(client, alice, 
     r = upload(client, alice, junk_zip(100_000, with_data))
     took = time.perf_counter() - t
     assert r.status_code == 422, r.text
+    # the message comes from the check of the names, before anything is extracted (the timing is a loose bound:
+    # the upload of 100 000 entries itself takes seconds on a busy machine)
     assert "cannot be part of a dataset" in r.json()["detail"] and "SIKD_MAX_UNUSED_FILES" in r.json()["detail"]
-    assert took < 10, took
+    assert took < 20, took
     assert storage_listing(settings) == before
     assert client.get("/datasets", headers=alice).json()["count"] == 0
 
