@@ -28,8 +28,8 @@ class TokenCache:
         #: Bumped by every revocation: a lookup that started before one is not cached (it may be stale).
         self.generation = 0
 
-    def get(self, session: Session, digest: str) -> User | None:
-        """The cached user, merged into ``session`` without a query; None on a miss or an expired entry."""
+    def peek(self, digest: str) -> User | None:
+        """The cached user (detached: merge it into a session before use); None on a miss or an expired entry."""
         with self._lock:
             hit = self._entries.get(digest)
             if hit is None:
@@ -37,7 +37,12 @@ class TokenCache:
             if hit[1] <= time.monotonic():
                 del self._entries[digest]
                 return None
-        return session.merge(hit[0], load=False)
+        return hit[0]
+
+    def get(self, session: Session, digest: str) -> User | None:
+        """The cached user, merged into ``session`` without a query; None on a miss or an expired entry."""
+        user = self.peek(digest)
+        return None if user is None else session.merge(user, load=False)
 
     def put(self, digest: str, user: User, generation: int) -> None:
         """Keep a detached copy of ``user`` (its columns only; the request's own object is left alone), unless

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 from pathlib import Path
@@ -57,6 +58,22 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": "; ".join(lines) or "invalid request",
                              "errors": [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in errors]},
                             status_code=422)
+
+    @app.exception_handler(OSError)
+    async def _storage_error(request: Request, exc: OSError) -> JSONResponse:
+        """The server's storage refused a write (read-only, permissions, full): a clear 503/507, not a 500. The
+        operations clean up after themselves (an upload keeps nothing), so the message can say so."""
+        where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            log.error("storage not writable in %s %s: %s", request.method, request.url.path, exc)
+            return _json(request, {"detail": f"the server cannot write to its storage: {exc.strerror}{where}; nothing "
+                                             "was stored. Its administrator must make the storage writable "
+                                             "(SIKD_STORAGE_DIR)."}, 503, {"Retry-After": "60"})
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            log.error("storage full in %s %s: %s", request.method, request.url.path, exc)
+            return _json(request, {"detail": f"the server's storage is full: {exc.strerror}{where}; nothing was "
+                                             "stored. Free space or ask its administrator."}, 507)
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,19 +12,31 @@ from fastapi import FastAPI
 
 from api.auth import TokenCache
 from api.errors import install_error_handlers
+from api.guard import RequestGuard
 from api.routes import datasets, experiments, health, trained_models, users
 from api.routes.health import HealthChecker, service_version
+from api.schemas import error_responses
 from sikd_service import crud
+from sikd_service import experiments as experiments_service
 from sikd_service.config import Settings, get_settings
 from sikd_service.db import session_factory, session_scope, upgrade_database
 from sikd_service.predict import ModelCache
 from sikd_service.storage import ensure_layout
+
+log = logging.getLogger("sikd.api")
 
 DESCRIPTION = """Train and compare segmentation models with **shape-intensity knowledge distillation** (SIKD):
 upload datasets, start experiments (baseline vs SIKD, intra- and cross-dataset), follow their progress,
 read results and overlays, download models and segment new images.
 
 Authenticate with `Authorization: Bearer <token>` (the admin token is printed by `sikd serve`)."""
+
+
+def _warm_up() -> None:
+    try:
+        log.info("warmed the spec checks in %.2f s", experiments_service.warm_up())
+    except Exception:  # noqa: BLE001 - a warm-up must never take the API down
+        log.exception("warm-up failed (the first POST /experiments will be slower)")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -43,7 +57,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.admin_token:
             with session_scope(settings) as s:
                 crud.ensure_admin(s, token=settings.admin_token)
+        # The first spec check and cost estimate set up PyTorch's meta kernels (seconds): done now, beside the
+        # requests (the API answers meanwhile), instead of in the first POST /experiments.
+        warm = threading.Thread(target=_warm_up, name="sikd-warm-up")
+        warm.start()
         yield
+        warm.join(timeout=60)  # never exit under it: torch aborts a process whose thread it is still running in
 
     app = FastAPI(title="SIKD Studio", version=service_version(), description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
@@ -52,8 +71,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.health = HealthChecker(settings)
     app.state.token_cache = TokenCache(settings.token_cache_seconds)
     install_error_handlers(app)
-    for r in (health.router, users.router, datasets.router, experiments.router, trained_models.router):
-        app.include_router(r)
+    app.add_middleware(RequestGuard)  # token and body size, before any body is read
+    # Every route documents the errors it really answers (schemathesis checks them): the guard's 401 and 413 and
+    # a malformed body's 400, and the 422 in its real shape (``detail`` a string, not FastAPI's list).
+    app.include_router(health.router, responses=error_responses(400, 413))
+    for r in (users.router, datasets.router, experiments.router, trained_models.router):
+        app.include_router(r, responses=error_responses(400, 401, 413, 422))
 
     @app.get("/", include_in_schema=False)
     def root() -> dict[str, str]:

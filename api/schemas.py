@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from sikd_service.names import name_problem
 
@@ -30,11 +30,46 @@ class Message(BaseModel):
     detail: str
 
 
+class ErrorItem(BaseModel):
+    loc: list[str | int] = Field(description="Where: path, query, header or body, then the field")
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a readable ``detail``; a validation error (422) adds ``errors``, one per problem;
+    dataset errors add ``problems`` and ``files``, a too-large spec its ``cost``."""
+
+    detail: str
+    errors: list[ErrorItem] | None = None
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses ``codes``, with the body every error has."""
+    return {code: {"model": ErrorBody, "description": ERROR_MEANINGS[code]} for code in codes}
+
+
+#: What each error status means in this API (the descriptions of the documented responses).
+ERROR_MEANINGS = {
+    400: "Malformed request: an unreadable body, Content-Length or multipart form",
+    401: "No bearer token, or an unknown or revoked one (answered before the body is read)",
+    403: "Only an admin may do this",
+    404: "No such object, or not yours",
+    409: "The object is not in a state that allows this (e.g. not finished, or in use)",
+    413: "The body is larger than this route's limit (SIKD_MAX_JSON_BYTES, or the upload limits), or an upload "
+         "holds too many files",
+    422: "Invalid parameters or body: `detail` says what, `errors` lists each problem",
+    429: "Too many active experiments",
+    503: "A dependency is unavailable (the broker), or the storage refuses writes",
+    507: "The storage is full",
+}
+
+
 # ------------------------------------------------------------------------------------------ users
 class UserCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[\w.@+-]+$",
                       description="Letters, digits and . @ + - _ (no spaces, control characters or markup).")
-    is_admin: bool = False
+    is_admin: StrictBool = False
 
     @field_validator("name", mode="before")
     @classmethod

@@ -141,7 +141,10 @@ async def receive_multipart(request: Request, *, dest: Path, file_fields: set[st
     callbacks: Any = {name: getattr(rec, name) for name in (
         "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished",
         "on_part_data", "on_part_end")}
-    parser = MultipartParser(opts[b"boundary"], callbacks)
+    try:
+        parser = MultipartParser(opts[b"boundary"], callbacks)
+    except Exception as e:  # noqa: BLE001 - python-multipart refuses the boundary itself (e.g. over 256 bytes)
+        raise ServiceError(400, f"malformed multipart header: {e}") from None
     try:
         async for chunk in request.stream():
             if chunk:

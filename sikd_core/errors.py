@@ -49,3 +49,8 @@ class TrainingCancelled(SIKDError):
 
 class OutputExistsError(SIKDError, FileExistsError):
     """An output folder already holds data that would be overwritten."""
+
+
+class StorageWriteError(SIKDError, OSError):
+    """A checkpoint or model file could not be written: the message names the file, the errno and its meaning
+    (torch's own writer says only "File ... cannot be opened" or "file write failed")."""

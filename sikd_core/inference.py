@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sikd_core.errors import SIKDError
+from sikd_core.files import save_atomically
 from sikd_core.models import SegmentationModel, create_model
 
 BUNDLE_FORMAT = "sikd-model/1"
@@ -33,10 +34,7 @@ def save_bundle(path: str | Path, net: torch.nn.Module, **info: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     bundle = {"format": BUNDLE_FORMAT, **info, "image_size": list(info["image_size"]), "state_dict": state}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(bundle, tmp)
-    tmp.replace(path)
-    return path
+    return save_atomically(bundle, path, "model bundle")
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 #: Colours of the contours drawn for each source (RGB).
 CONTOUR_COLORS: dict[str, tuple[int, int, int]] = {
@@ -51,6 +50,8 @@ def class_colors(num_classes: int) -> np.ndarray:
 
 def mask_boundary(mask: np.ndarray, thickness: int = 1) -> np.ndarray:
     """Pixels on the border of any foreground class region (class changes), as a bool map."""
+    from scipy import ndimage  # here, not at import: scipy.ndimage costs 0.5 s of every API (re)start
+
     m = np.asarray(mask)
     edge = np.zeros(m.shape, dtype=bool)
     edge[:-1, :] |= m[:-1, :] != m[1:, :]

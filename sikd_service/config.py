@@ -39,7 +39,13 @@ class Settings(BaseSettings):
 
     # ---------------------------------------------------------------- uploads
     max_upload_bytes: int = Field(2 * 1024**3, ge=1, description="Largest dataset .zip accepted.")
+    max_json_bytes: int = Field(
+        4 * 1024**2, ge=1, description="Largest body of any request but the two uploads (dataset .zip, predict): "
+                                      "refused (413) from its Content-Length, or cut as it streams, before it is read.")
     max_archive_files: int = Field(100_000, ge=1, description="Most entries a dataset .zip may hold.")
+    max_unused_files: int = Field(
+        1000, ge=0, description="Most files of a dataset .zip that cannot be part of a dataset (not an image, a "
+                                "volume or JSON): more is refused before extraction; fewer are not kept.")
     max_uncompressed_bytes: int = Field(20 * 1024**3, ge=1, description="Largest total size after extraction.")
     max_compression_ratio: float = Field(100.0, gt=1, description="Largest uncompressed/compressed ratio.")
     max_predict_files: int = Field(16, ge=1)
@@ -99,8 +105,8 @@ class Settings(BaseSettings):
     predict_cache_size: int = Field(4, ge=1, description="Loaded models kept for /predict.")
     demo_data: bool = Field(True, description="`sikd serve` preloads SYNTHETIC phantom datasets.")
     restart_backoff_seconds: float = Field(
-        1.0, gt=0, description="`sikd serve`: delay before restarting a component that died (doubles with every "
-                               "restart in a row).")
+        1.0, gt=0, description="`sikd serve`: delay before the second restart in a row of a component that "
+                               "died (the first is at once; doubles with every further restart in a row).")
     restart_backoff_cap_seconds: float = Field(60.0, gt=0, description="`sikd serve`: the longest restart delay.")
     restart_stable_seconds: float = Field(
         60.0, gt=0, description="`sikd serve`: a component up this long starts again from the first delay.")

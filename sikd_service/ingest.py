@@ -24,6 +24,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from sikd_core.data import dataset_stats, load_dataset, load_original
+from sikd_core.data.io import SUPPORTED_EXTENSIONS, file_extension
 from sikd_core.errors import DatasetError
 from sikd_core.export.card import content_hash
 from sikd_core.viz import downscale, overlay_contours, overlay_fill, to_rgb_uint8
@@ -47,6 +48,28 @@ RATIO_MIN_BYTES = 1024 * 1024
 CHUNK = 1024 * 1024
 NAME_MAX = 255  # bytes per path component on common filesystems
 _JUNK_PARTS = {"__MACOSX"}
+
+
+#: Besides images and volumes, what a dataset may hold: its JSON (dataset.json, a datalist) and notes.
+_METADATA_EXTENSIONS = (".json", ".txt", ".md", ".csv")
+
+
+def _may_be_dataset_file(name: str) -> bool:
+    return file_extension(name) in SUPPORTED_EXTENSIONS + _METADATA_EXTENSIONS
+
+
+def _prune_unused(folder: Path, stored: dict) -> list[str]:
+    """Delete the files of ``folder`` that the dataset does not use (not a sample's image or label, not
+    metadata); returns their paths relative to ``folder``. A dataset keeps what it needs, not what came along."""
+    used = {p for s in stored["samples"] for p in [*s["image"], s.get("label")] if p}  # relative to ``folder``
+    dropped = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() or path.is_symlink():
+            rel = path.relative_to(folder).as_posix()
+            if rel not in used and file_extension(rel) not in _METADATA_EXTENSIONS:
+                path.unlink()
+                dropped.append(rel)
+    return dropped
 
 
 def _is_junk(parts: list[str]) -> bool:
@@ -146,6 +169,12 @@ def check_archive(path: Path, settings: Settings) -> list[zipfile.ZipInfo]:
                            files=clashes)
     if len(files) > settings.max_archive_files:
         raise ServiceError(413, f"the archive holds {len(files)} files; the limit is {settings.max_archive_files}")
+    unusable = [n for n in names if not _may_be_dataset_file(n)]
+    if len(unusable) > settings.max_unused_files:  # from the names alone: nothing extracted yet
+        raise ServiceError(422, f"the archive holds {len(unusable)} files that cannot be part of a dataset (neither "
+                                f"images, volumes nor JSON), e.g. {', '.join(unusable[:5])}; the limit is "
+                                f"{settings.max_unused_files} (SIKD_MAX_UNUSED_FILES): zip only the dataset",
+                           files=unusable[:100])
     total = sum(i.file_size for i in files)
     if total > settings.max_uncompressed_bytes:
         raise ServiceError(413, f"the archive would expand to {total} bytes; the limit is "
@@ -243,7 +272,12 @@ def register_folder(session: Session, settings: Settings, *, owner: User, folder
         stored = manifest_to_stored(manifest, folder)
     except OutsideFolderError as e:
         raise ServiceError(400, str(e), files=e.files) from None
-    stats = {**dataset_stats(manifest), "content_hash": content_hash(folder)}  # finds repeated uploads
+    stats = dataset_stats(manifest)
+    dropped = _prune_unused(folder, stored)
+    if dropped:
+        stats.setdefault("warnings", []).append(
+            f"{len(dropped)} file(s) not part of the dataset were not kept, e.g. {', '.join(dropped[:5])}")
+    stats["content_hash"] = content_hash(folder)  # of what is kept: finds repeated uploads
     ds = crud.create_dataset(session, owner=owner, name=name, manifest=stored, stats=stats,
                              size_bytes=folder_size(folder), shared=shared, synthetic=synthetic)
     final = dataset_dir(settings, ds.id)

@@ -44,8 +44,9 @@ def _now_iso() -> str:
 
 
 class Supervisor:
-    """Restart dead components: the n-th restart in a row waits ``min(cap, base * 2**n)`` seconds; a component
-    that stayed up for ``stable_after`` seconds starts again from the base delay."""
+    """Restart dead components: the first restart at once (a component killed once, e.g. by the OOM killer, is
+    back as soon as it can start), the n-th in a row after ``min(cap, base * 2**(n-1))`` seconds (a crash loop
+    backs off); a component that stayed up for ``stable_after`` seconds starts again from the first."""
 
     def __init__(self, status_path: Path, *, base: float = 1.0, cap: float = 60.0, stable_after: float = 60.0):
         self.status_path = status_path
@@ -65,7 +66,8 @@ class Supervisor:
         return {name: c.proc for name, c in self.children.items()}
 
     def delay(self, name: str) -> float:
-        return min(self.cap, self.base * 2 ** self._streak.get(name, 0))
+        streak = self._streak.get(name, 0)
+        return 0.0 if streak == 0 else min(self.cap, self.base * 2 ** (streak - 1))
 
     def poll(self) -> None:
         """Notice dead children and restart those whose backoff has passed; call it every fraction of a second."""

@@ -27,6 +27,11 @@ ACTIVE_EXPERIMENT = ("queued", "running")
 FINISHED_STAGE = ("succeeded", "failed", "cancelled")
 
 
+#: Ids and the foreign keys to them: BIGINT on PostgreSQL (ids reach 2^63-1, the API's bound), and on SQLite
+#: INTEGER, which is already 64-bit and must stay INTEGER for ``INTEGER PRIMARY KEY AUTOINCREMENT`` (0003, 0005).
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -56,7 +61,7 @@ class User(Base):
     __tablename__ = "users"
     __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (migration 0002)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -68,8 +73,8 @@ class ApiToken(Base):
     __tablename__ = "api_tokens"
     __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (migration 0002)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    user_id: Mapped[int] = mapped_column(IdType, ForeignKey("users.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -86,8 +91,8 @@ class Dataset(Base):
     __tablename__ = "datasets"
     __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (migration 0002)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(IdType, ForeignKey("users.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     format: Mapped[str] = mapped_column(String(20))
     num_pairs: Mapped[int] = mapped_column(Integer)
@@ -110,8 +115,8 @@ class Experiment(Base):
     __tablename__ = "experiments"
     __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (migration 0002)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(IdType, ForeignKey("users.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
     spec: Mapped[dict[str, Any]]
@@ -137,8 +142,8 @@ class ExperimentDataset(Base):
 
     __tablename__ = "experiment_datasets"
 
-    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True)
-    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="RESTRICT"), primary_key=True,
+    experiment_id: Mapped[int] = mapped_column(IdType, ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(IdType, ForeignKey("datasets.id", ondelete="RESTRICT"), primary_key=True,
                                             index=True)
     role: Mapped[str] = mapped_column(String(10))  # "train" | "eval"
     position: Mapped[int] = mapped_column(Integer, default=0)
@@ -152,8 +157,8 @@ class Stage(Base):
     __tablename__ = "stages"
     __table_args__ = (UniqueConstraint("experiment_id", "kind", "seed", name="uq_stage"), {"sqlite_autoincrement": True})
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(IdType, ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(20))
     seed: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
@@ -186,8 +191,8 @@ class EpochMetric(Base):
     __tablename__ = "epoch_metrics"
     __table_args__ = (UniqueConstraint("stage_id", "epoch", name="uq_epoch_metric"), {"sqlite_autoincrement": True})
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    stage_id: Mapped[int] = mapped_column(ForeignKey("stages.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    stage_id: Mapped[int] = mapped_column(IdType, ForeignKey("stages.id", ondelete="CASCADE"), index=True)
     epoch: Mapped[int] = mapped_column(Integer)
     #: The stage attempt that trained this epoch (a resumed stage continues with a higher attempt).
     attempt: Mapped[int] = mapped_column(Integer, default=1)
@@ -208,10 +213,10 @@ class TrainedModel(Base):
     __tablename__ = "models"
     __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (migration 0002)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
-    stage_id: Mapped[int] = mapped_column(ForeignKey("stages.id", ondelete="CASCADE"), unique=True)
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(IdType, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    experiment_id: Mapped[int] = mapped_column(IdType, ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
+    stage_id: Mapped[int] = mapped_column(IdType, ForeignKey("stages.id", ondelete="CASCADE"), unique=True)
     name: Mapped[str] = mapped_column(String(300))
     method: Mapped[str] = mapped_column(String(20))
     seed: Mapped[int] = mapped_column(Integer)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, DatasetId, Limit, SampleIndex, SessionDep, SettingsDep, Skip
-from api.schemas import DatasetDetail, DatasetPublic, DatasetRef, Message, Page, SamplePublic
+from api.schemas import DatasetDetail, DatasetPublic, DatasetRef, Page, SamplePublic, error_responses
 from api.uploads import receive_multipart
 from sikd_core.data import Sample
 from sikd_service import crud, datasets, ingest, names
@@ -49,7 +49,7 @@ def _detail(request: Request, ds: Dataset, k: int, session: Session, user: User)
 
 
 @router.post("/datasets", response_model=DatasetDetail, status_code=201, openapi_extra=_UPLOAD_BODY,
-             responses={400: {"model": Message}, 413: {"model": Message}, 422: {"model": Message}})
+             responses=error_responses(503, 507))
 async def upload_dataset(request: Request, session: SessionDep, settings: SettingsDep,
                          user: CurrentUser) -> DatasetDetail:
     """Upload a dataset .zip (multipart field ``file``, optional ``name``); it is validated in full.
@@ -79,7 +79,8 @@ def list_datasets(session: SessionDep, user: CurrentUser, skip: Skip = 0, limit:
     return Page(data=[DatasetPublic.model_validate(d) for d in rows], count=count)
 
 
-@router.get("/datasets/{dataset_id}", response_model=DatasetDetail)
+@router.get("/datasets/{dataset_id}", response_model=DatasetDetail,
+             responses=error_responses(404))
 def read_dataset(dataset_id: DatasetId, request: Request, session: SessionDep, settings: SettingsDep,
                  user: CurrentUser) -> DatasetDetail:
     ds = crud.get_dataset(session, user=user, dataset_id=dataset_id, with_manifest=True)
@@ -88,8 +89,8 @@ def read_dataset(dataset_id: DatasetId, request: Request, session: SessionDep, s
     return _detail(request, ds, settings.samples_per_dataset, session, user)
 
 
-@router.get("/datasets/{dataset_id}/samples/{index}.png", name="dataset_sample",
-            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+@router.get("/datasets/{dataset_id}/samples/{index}.png", name="dataset_sample", response_class=Response,
+            responses={**error_responses(404, 503, 507), 200: {"content": {"image/png": {}}}})
 def dataset_sample(dataset_id: DatasetId, index: SampleIndex, session: SessionDep, settings: SettingsDep,
                    user: CurrentUser, full: bool = False) -> Response:
     """A thumbnail of sample ``index`` with its mask overlaid; ``full=true``: at the image's own resolution
@@ -104,7 +105,7 @@ def dataset_sample(dataset_id: DatasetId, index: SampleIndex, session: SessionDe
 
 
 @router.delete("/datasets/{dataset_id}", status_code=204, response_class=Response,
-               responses={409: {"model": Message}})
+               responses=error_responses(404, 409))
 def delete_dataset(dataset_id: DatasetId, session: SessionDep, settings: SettingsDep, user: CurrentUser) -> Response:
     datasets.delete(session, settings, user=user, dataset_id=dataset_id)
     return Response(status_code=204)

@@ -19,7 +19,6 @@ from api.schemas import (
     ExperimentResults,
     ExperimentStatus,
     FeaturePublic,
-    Message,
     MethodOption,
     ModelOption,
     OptionsPublic,
@@ -29,6 +28,7 @@ from api.schemas import (
     ResultRow,
     StageMetrics,
     StagePublic,
+    error_responses,
 )
 from api.status_cache import drop as drop_status
 from api.status_cache import status_cache
@@ -78,7 +78,7 @@ def options(user: CurrentUser) -> OptionsPublic:
 
 
 @router.post("/experiments", response_model=ExperimentPublic, status_code=201,
-             responses={422: {"model": Message}, 429: {"model": Message}, 503: {"model": Message}})
+             responses=error_responses(429, 503))
 def create_experiment(
     body: Annotated[dict[str, Any], Body(description="An ExperimentSpec (see GET /options) whose train_dataset and "
                                                      "eval_datasets are dataset ids.",
@@ -117,7 +117,8 @@ async def list_experiments(session: SessionDep, settings: SettingsDep, user: Cur
     return await _read(session, read)
 
 
-@router.get("/experiments/{experiment_id}", response_model=ExperimentPublic)
+@router.get("/experiments/{experiment_id}", response_model=ExperimentPublic,
+            responses=error_responses(404))
 async def read_experiment(experiment_id: ExperimentId, request: Request, session: SessionDep,
                           user: CurrentUser) -> Response:
     """The experiment with its stages (progress, epoch, loss, val Dice, ETA). Kept for
@@ -133,7 +134,8 @@ async def read_experiment(experiment_id: ExperimentId, request: Request, session
     return Response(body, media_type="application/json")
 
 
-@router.get("/experiments/{experiment_id}/metrics", response_model=ExperimentMetrics)
+@router.get("/experiments/{experiment_id}/metrics", response_model=ExperimentMetrics,
+             responses=error_responses(404))
 def experiment_metrics(experiment_id: ExperimentId, session: SessionDep, user: CurrentUser) -> ExperimentMetrics:
     """Per-epoch curves of every training stage."""
     exp = _get(session, user, experiment_id)
@@ -147,7 +149,7 @@ def experiment_metrics(experiment_id: ExperimentId, session: SessionDep, user: C
 
 
 @router.get("/experiments/{experiment_id}/results", response_model=ExperimentResults,
-            responses={409: {"model": Message}})
+            responses=error_responses(404, 409))
 async def experiment_results(experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep,
                              user: CurrentUser) -> ExperimentResults:
     """Dice, IoU and HD95 of every model on every dataset, the summary over seeds and the paired comparisons."""
@@ -166,8 +168,8 @@ async def experiment_results(experiment_id: ExperimentId, session: SessionDep, s
     return await _read(session, read)
 
 
-@router.get("/experiments/{experiment_id}/report", response_class=PlainTextResponse,
-            responses={200: {"content": {"text/markdown": {}}}, 409: {"model": Message}})
+@router.get("/experiments/{experiment_id}/report", response_class=Response,
+            responses={**error_responses(404, 409), 200: {"content": {"text/markdown": {}}}})
 def experiment_report(experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep,
                       user: CurrentUser) -> PlainTextResponse:
     text = svc.report_markdown(settings, _get(session, user, experiment_id))
@@ -175,7 +177,7 @@ def experiment_report(experiment_id: ExperimentId, session: SessionDep, settings
 
 
 @router.post("/experiments/{experiment_id}/cancel", response_model=ExperimentPublic,
-             responses={409: {"model": Message}})
+             responses=error_responses(404, 409))
 def cancel_experiment(experiment_id: ExperimentId, request: Request, session: SessionDep,
                       user: CurrentUser) -> ExperimentPublic:
     """Stop the experiment: running stages stop within one training step."""
@@ -186,7 +188,8 @@ def cancel_experiment(experiment_id: ExperimentId, request: Request, session: Se
     return public(_get(session, user, experiment_id))
 
 
-@router.delete("/experiments/{experiment_id}", status_code=204, response_class=Response)
+@router.delete("/experiments/{experiment_id}", status_code=204, response_class=Response,
+               responses=error_responses(404))
 def delete_experiment(experiment_id: ExperimentId, request: Request, session: SessionDep, settings: SettingsDep,
                       user: CurrentUser) -> Response:
     """Cancel if needed, then remove the experiment, its models and its files."""
@@ -200,7 +203,7 @@ def _file_url(request: Request, experiment_id: int, rel: str) -> str:
 
 
 @router.get("/experiments/{experiment_id}/overlays", response_model=Page[OverlayPublic],
-            responses={409: {"model": Message}})
+            responses=error_responses(404, 409))
 def experiment_overlays(
     experiment_id: ExperimentId, request: Request, session: SessionDep, settings: SettingsDep, user: CurrentUser,
     dataset: str | None = None,
@@ -216,9 +219,9 @@ def experiment_overlays(
 
 
 @router.get("/experiments/{experiment_id}/cases", response_model=Page[CaseScore],
-            responses={409: {"model": Message}})
+            responses=error_responses(404, 409))
 def experiment_cases(
-    experiment_id: int, session: SessionDep, settings: SettingsDep, user: CurrentUser,
+    experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep, user: CurrentUser,
     dataset: str | None = None, method: str | None = None, split: Literal["intra", "cross"] | None = None,
     skip: Skip = 0, limit: Limit = 500,
 ) -> Page[CaseScore]:
@@ -228,9 +231,9 @@ def experiment_cases(
 
 
 @router.get("/experiments/{experiment_id}/cases/view.png", response_class=Response,
-            responses={200: {"content": {"image/png": {}}}, 404: {"model": Message}, 409: {"model": Message}})
+            responses={**error_responses(404, 409), 200: {"content": {"image/png": {}}}})
 def experiment_case_view(
-    experiment_id: int, session: SessionDep, settings: SettingsDep, user: CurrentUser,
+    experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep, user: CurrentUser,
     dataset: Annotated[str, Query(description="the dataset's name, as in the results")],
     key: Annotated[str, Query(description="the image's key (a case's ``keys``)")],
     methods: Annotated[list[str], Query(description="the models whose predictions are shown, in order")] = [],  # noqa: B006
@@ -245,7 +248,7 @@ def experiment_case_view(
 
 
 @router.get("/experiments/{experiment_id}/features", response_model=Page[FeaturePublic],
-            responses={409: {"model": Message}})
+            responses=error_responses(404, 409))
 def experiment_features(experiment_id: ExperimentId, request: Request, session: SessionDep, settings: SettingsDep,
                         user: CurrentUser, dataset: str | None = None) -> Page[FeaturePublic]:
     """Penultimate feature maps of baseline, teacher and student side by side (the paper's Fig. 7)."""
@@ -256,7 +259,8 @@ def experiment_features(experiment_id: ExperimentId, request: Request, session: 
                 count=len(items))
 
 
-@router.get("/experiments/{experiment_id}/files/{path:path}", name="experiment_file", response_class=FileResponse)
+@router.get("/experiments/{experiment_id}/files/{path:path}", name="experiment_file", response_class=FileResponse,
+             responses=error_responses(404))
 def experiment_file(experiment_id: ExperimentId, path: str, session: SessionDep, settings: SettingsDep,
                     user: CurrentUser) -> FileResponse:
     """A file under the experiment's ``eval/`` folder (overlays, feature maps, predictions, cases.json)."""
@@ -268,7 +272,7 @@ def experiment_file(experiment_id: ExperimentId, path: str, session: SessionDep,
 
 
 @router.get("/experiments/{experiment_id}/predictions.zip", response_class=StreamingResponse,
-            responses={200: {"content": {"application/zip": {}}}, 409: {"model": Message}})
+            responses={**error_responses(404, 409), 200: {"content": {"application/zip": {}}}})
 def experiment_predictions(experiment_id: ExperimentId, session: SessionDep, settings: SettingsDep,
                            user: CurrentUser) -> StreamingResponse:
     """The predicted masks (first seed) as a zip: ``<method>/<dataset>/<case>.png``, streamed."""

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, ExperimentFilter, Limit, ModelId, SessionDep, SettingsDep, Skip
-from api.schemas import Message, ModelPublic, Page, PredictionPublic, Predictions
+from api.schemas import ModelPublic, Page, PredictionPublic, Predictions, error_responses
 from api.uploads import receive_multipart
 from sikd_core.errors import SIKDError
 from sikd_service import cards, crud
@@ -48,12 +48,14 @@ def list_models(session: SessionDep, user: CurrentUser, experiment_id: Experimen
     return Page(data=[ModelPublic.model_validate(m) for m in rows], count=count)
 
 
-@router.get("/models/{model_id}", response_model=ModelPublic)
+@router.get("/models/{model_id}", response_model=ModelPublic,
+             responses=error_responses(404))
 def read_model(model_id: ModelId, session: SessionDep, user: CurrentUser) -> ModelPublic:
     return ModelPublic.model_validate(_get(session, user, model_id))
 
 
-@router.get("/models/{model_id}/download", response_class=FileResponse)
+@router.get("/models/{model_id}/download", response_class=FileResponse,
+             responses=error_responses(404))
 def download_model(model_id: ModelId, session: SessionDep, settings: SettingsDep, user: CurrentUser) -> FileResponse:
     """The ``model.pt`` bundle (weights + spec); use it with ``sikd predict`` or ``sikd_core.inference``."""
     row = _get(session, user, model_id)
@@ -64,7 +66,8 @@ def download_model(model_id: ModelId, session: SessionDep, settings: SettingsDep
                         filename=f"sikd-exp{row.experiment_id}-{row.method}-seed{row.seed}.pt")
 
 
-@router.get("/models/{model_id}/card", responses={200: {"content": {"text/markdown": {}}}})
+@router.get("/models/{model_id}/card",
+            responses={**error_responses(404), 200: {"content": {"text/markdown": {}}}})
 def model_card(model_id: ModelId, session: SessionDep, settings: SettingsDep, user: CurrentUser,
                format: Literal["json", "md"] = "json") -> Any:
     """The model card: datasets (counts, content hashes, terms), spec, method, seed, scores with CIs,
@@ -80,7 +83,8 @@ def model_card(model_id: ModelId, session: SessionDep, settings: SettingsDep, us
     return card
 
 
-@router.get("/models/{model_id}/export", response_class=FileResponse)
+@router.get("/models/{model_id}/export", response_class=FileResponse,
+             responses=error_responses(404))
 def export_model(model_id: ModelId, session: SessionDep, settings: SettingsDep, user: CurrentUser,
                  format: Literal["onnx", "torchscript"] = "onnx") -> FileResponse:
     """A deployable bundle (.zip): the network, recipe.json (the exact preprocessing), predict.py (numpy,
@@ -96,7 +100,7 @@ def export_model(model_id: ModelId, session: SessionDep, settings: SettingsDep, 
 
 
 @router.post("/models/{model_id}/predict", response_model=Predictions, openapi_extra=_PREDICT_BODY,
-             responses={413: {"model": Message}, 422: {"model": Message}})
+             responses=error_responses(404, 503, 507))
 async def predict(model_id: ModelId, request: Request, session: SessionDep, settings: SettingsDep,
                   user: CurrentUser) -> Predictions:
     """Segment uploaded images (multipart field ``files``, repeatable): masks and overlays as base64 PNG.

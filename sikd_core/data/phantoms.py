@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from sikd_core.errors import OutputExistsError
 
@@ -227,6 +226,8 @@ def _render(region: np.ndarray, style: DomainStyle, domain: str, seed: int, firs
     img = (mean + amp * texture) * gain
     if style.blur > 0:
         sig = style.blur * h / 128.0
+        from scipy import ndimage  # here: scipy.ndimage costs 0.5 s of every API start (restarts too)
+
         img = ndimage.gaussian_filter(img, sigma=(0, sig, sig))
     # Smooth multiplicative bias field: a random 2nd-order polynomial over the image.
     yy, xx = np.mgrid[-1 : 1 : h * 1j, -1 : 1 : w * 1j].astype(np.float32)

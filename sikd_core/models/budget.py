@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sikd_core.errors import SpecError
 from sikd_core.spec import ExperimentSpec
 
 #: Bytes per parameter while training with Adam in float32: weight, gradient and two moments.
@@ -72,6 +73,10 @@ def _network_size(model_name: str, kwargs_json: str, in_channels: int, num_class
     with torch.device("meta"):
         model = create_model(model_name, in_channels, num_classes, **json.loads(kwargs_json))
         params = sum(p.numel() for p in model.parameters())
+        min_size = getattr(model, "min_size", 1)
+        if min(image_size) < min_size:
+            raise ValueError(f"the network needs inputs of at least {min_size} px (each of its levels halves the "
+                             "image): use fewer widths or a larger image_size")
         x = torch.empty(batch_size, in_channels, *image_size)
         try:
             acts: int | None = _activation_elements(model, x)
@@ -88,8 +93,12 @@ def estimate_cost(spec: ExperimentSpec, *, in_channels: int, num_classes: int, n
     of a training stage; the student additionally runs the frozen teacher forward (its activations are not
     kept), which the estimate ignores.
     """
-    params, acts = _network_size(spec.model, json.dumps(spec.model_kwargs, sort_keys=True), in_channels,
-                                 num_classes, spec.batch_size, tuple(spec.image_size))
+    try:
+        params, acts = _network_size(spec.model, json.dumps(spec.model_kwargs, sort_keys=True), in_channels,
+                                     num_classes, spec.batch_size, tuple(spec.image_size))
+    except (ValueError, RuntimeError) as e:  # e.g. an input smaller than the network's depth allows
+        raise SpecError(f"model {spec.model!r} with model_kwargs {json.dumps(spec.model_kwargs)[:200]} cannot run on images of "
+                        f"{spec.image_size[0]}x{spec.image_size[1]} px: {e}") from None
     train_fraction = max(0.0, 1.0 - spec.val_fraction - spec.test_fraction)
     n_train = max(1, int(num_pairs * train_fraction))
     steps = spec.steps_per_epoch or math.ceil(n_train / spec.batch_size)

@@ -11,7 +11,7 @@ from typing import Any
 
 from sikd_core.errors import SpecError, UnknownModelError
 from sikd_core.models.base import HookedSegmenter, SegmentationModel
-from sikd_core.models.unet import UNet
+from sikd_core.models.unet import MAX_LEVELS, UNet
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,8 @@ class ModelInfo:
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
+#: Transformer blocks per Swin stage at most (MONAI's default is 2; a deep one is 18).
+MAX_SWIN_DEPTH = 32
 MODELS: dict[str, ModelInfo] = {}
 
 
@@ -67,7 +69,8 @@ def check_model_kwargs(name: str, kwargs: dict[str, Any]) -> None:
     except (SpecError, UnknownModelError):
         raise
     except Exception as e:  # noqa: BLE001 - any constructor error is a bad model_kwargs
-        raise SpecError(f"model {name!r} cannot be built with model_kwargs {kwargs}: {type(e).__name__}: {e}") from None
+        shown = repr(kwargs) if len(repr(kwargs)) <= 200 else repr(kwargs)[:200] + "...}"
+        raise SpecError(f"model {name!r} cannot be built with model_kwargs {shown}: {type(e).__name__}: {e}") from None
 
 
 def create_model(name: str, in_channels: int, num_classes: int, **kwargs: Any) -> SegmentationModel:
@@ -147,9 +150,11 @@ def _attention_unet(
     channels: tuple[int, ...] | list[int] = (32, 64, 128, 256, 512),
     dropout: float = 0.0,
 ) -> SegmentationModel:
+    channels = tuple(channels)
+    if len(channels) > MAX_LEVELS:
+        raise SpecError(f"attention_unet channels has {len(channels)} levels; at most {MAX_LEVELS}")
     from monai.networks.nets import AttentionUnet
 
-    channels = tuple(channels)
     strides = (2,) * (len(channels) - 1)
     net = AttentionUnet(spatial_dims=2, in_channels=in_channels, out_channels=num_classes,
                         channels=channels, strides=strides, dropout=dropout)
@@ -165,6 +170,8 @@ def _swin_unetr(
     num_heads: tuple[int, ...] | list[int] = (3, 6, 12, 24),
     window_size: int = 7,
 ) -> SegmentationModel:
+    if any(d > MAX_SWIN_DEPTH for d in depths):  # refused before thousands of transformer blocks are built
+        raise SpecError(f"swin_unetr depths are at most {MAX_SWIN_DEPTH} blocks per stage; got {list(depths)[:8]}")
     from monai.networks.nets import SwinUNETR
 
     if feature_size % 12:

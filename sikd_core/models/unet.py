@@ -18,6 +18,9 @@ from torch import Tensor, nn
 
 from sikd_core.models.base import SegmentationModel
 
+#: The deepest U-Net built: 13 levels halve a 4096 px input (the largest ``image_size``) down to 1 px.
+MAX_LEVELS = 13
+
 
 class ConvBlock(nn.Sequential):
     """Two 3x3 conv-BN-ReLU layers."""
@@ -79,6 +82,9 @@ class UNet(SegmentationModel):
         widths = tuple(int(w) for w in widths)
         if len(widths) < 2 or any(w < 1 for w in widths):
             raise ValueError(f"widths must hold at least 2 positive integers; got {widths}")
+        if len(widths) > MAX_LEVELS:  # refused before 2 x len(widths) blocks are built (2 000 levels took 24 s)
+            raise ValueError(f"widths has {len(widths)} levels; at most {MAX_LEVELS}: each level halves the image, "
+                             f"and {MAX_LEVELS} levels already need inputs of {2 ** (MAX_LEVELS - 1)} px")
         if in_channels < 1 or num_classes < 1:
             raise ValueError("in_channels and num_classes must be >= 1")
         self.in_channels = in_channels

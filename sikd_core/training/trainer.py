@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from sikd_core.errors import TrainingCancelled, TrainingHealthError
+from sikd_core.files import save_atomically
 from sikd_core.losses import SegmentationLoss
 from sikd_core.metrics import batch_dice
 from sikd_core.training.callbacks import Callback, CallbackList
@@ -97,9 +97,7 @@ class TrainResult:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    save_atomically(obj, path, "checkpoint")
 
 
 class Trainer:

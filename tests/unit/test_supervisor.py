@@ -18,21 +18,25 @@ def test_dead_component_restarts_with_backoff_and_others_keep_running(tmp_path):
     sup = Supervisor(tmp_path / "serve_status.json", base=0.1, cap=0.4, stable_after=3600)
     starts: list[float] = []
 
+    waits: list[float] = []  # the wait before the next restart, as each start leaves it
+
     def crashing() -> subprocess.Popen:
         starts.append(time.monotonic())
+        waits.append(sup.delay("worker"))
         return _proc("import sys; sys.exit(3)")
 
     steady = sup.add("api", lambda: _proc("import time; time.sleep(60)"))
     sup.add("worker", crashing)
     try:
         deadline = time.monotonic() + 20
-        while len(starts) < 5 and time.monotonic() < deadline:
+        while len(starts) < 6 and time.monotonic() < deadline:
             sup.poll()
             time.sleep(0.01)
-        assert len(starts) >= 5
+        assert len(starts) >= 6
         gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-        assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.4  # doubling
-        assert gaps[3] >= 0.4 and sup.delay("worker") == 0.4  # capped
+        assert waits[:6] == [0.0, 0.1, 0.2, 0.4, 0.4, 0.4]  # the first restart at once, then doubling, capped
+        assert gaps[1] >= 0.1 and gaps[2] >= 0.2 and gaps[3] >= 0.4
+        assert gaps[4] >= 0.4 and sup.delay("worker") == 0.4  # capped
         assert steady.poll() is None and sup.procs["api"] is steady  # the others were never touched
         status = read_status(tmp_path)
         assert status["api"].state == "up" and status["api"].restarts == 0
@@ -67,11 +71,11 @@ def test_backoff_comes_from_the_settings(tmp_path, monkeypatch):
 
     sup.add("worker", crashing)
     deadline = time.monotonic() + 20
-    while len(starts) < 4 and time.monotonic() < deadline:
+    while len(starts) < 5 and time.monotonic() < deadline:
         sup.poll()
         time.sleep(0.005)
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-    assert gaps[0] >= 0.05 and gaps[1] >= 0.1 and gaps[2] >= 0.1 and gaps[2] < 1.0  # 0.05, 0.1, capped at 0.1
+    assert gaps[1] >= 0.05 and gaps[2] >= 0.1 and gaps[3] >= 0.1 and gaps[3] < 1.0  # 0 (at once), 0.05, 0.1, 0.1
     assert sup.delay("worker") == 0.1
     sup.procs["worker"].wait()
     monkeypatch.setenv("SIKD_RESTART_BACKOFF_CAP_SECONDS", "0.01")

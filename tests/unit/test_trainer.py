@@ -376,3 +376,49 @@ def test_one_distillation_trainer_for_sikd_and_every_x_plus_sikd():
     assert weights_equal(sikd, composed)
     assert [h["kd_loss"] for h in a.history] == [h["kd_loss"] for h in b.history]
     assert set(a.history[-1]) == set(b.history[-1])
+
+
+def test_unwritable_checkpoint_is_a_clear_error_naming_the_path_and_errno(tmp_path):
+    """A read-only checkpoint folder: torch's writer said "File ... cannot be opened."; the error now names the
+    checkpoint, its path and the errno, and leaves no temporary file."""
+    import os
+    import shutil
+    import subprocess
+
+    from sikd_core.errors import StorageWriteError
+
+    x, y = toy_data()
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    if os.geteuid() != 0:
+        ckpt.chmod(0o555)
+        undo = lambda: ckpt.chmod(0o755)  # noqa: E731
+    elif shutil.which("chattr") and subprocess.run(["chattr", "+i", str(ckpt)]).returncode == 0:
+        undo = lambda: subprocess.run(["chattr", "-i", str(ckpt)], check=True)  # noqa: E731
+    else:
+        pytest.skip("running as root without chattr: cannot make a folder read-only")
+    try:
+        with pytest.raises(StorageWriteError) as info:
+            Trainer(model(), (x, y), (x, y), cfg(epochs=1), num_classes=2, checkpoint_dir=ckpt).fit()
+    finally:
+        undo()
+    msg = str(info.value)
+    assert msg.startswith("cannot write the checkpoint " + str(ckpt)), msg
+    assert "[Errno " in msg and ("EACCES" in msg or "EPERM" in msg) and info.value.errno in (1, 13)
+    assert list(ckpt.iterdir()) == []
+
+
+def test_save_atomically_reports_a_full_disk(tmp_path):
+    """/dev/full: every write fails with ENOSPC, the way a full disk does."""
+    import os
+
+    from sikd_core.errors import StorageWriteError
+    from sikd_core.files import save_atomically
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    link = tmp_path / f"latest.pt.tmp{os.getpid()}"  # the temporary file save_atomically opens
+    link.symlink_to("/dev/full")
+    with pytest.raises(StorageWriteError, match=r"cannot write the checkpoint .*latest.pt: \[Errno 28\] ENOSPC"):
+        save_atomically({"w": torch.zeros(100_000)}, tmp_path / "latest.pt", "checkpoint")
+    assert not (tmp_path / "latest.pt").exists()

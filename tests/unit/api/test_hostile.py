@@ -82,6 +82,65 @@ def test_out_of_range_integers_are_422(client, admin, method, path, n):
     assert "less than or equal" in r.text or "greater than or equal" in r.text
 
 
+def id_routes(app) -> list[tuple[str, str]]:
+    """(method, path template) of every operation with an id in its path, from the OpenAPI schema."""
+    out = []
+    for path, ops in app.openapi()["paths"].items():
+        if "_id}" in path:
+            out += [(method, path) for method in ops]
+    return out
+
+
+def fill(path: str, n: int) -> str:
+    """``path`` with every id set to ``n`` (sample index 0, file path x) and the required query parameters."""
+    url = path.replace("{index}", "0").replace("{path}", "x")
+    for name in ("experiment_id", "dataset_id", "model_id", "user_id"):
+        url = url.replace("{" + name + "}", str(n))
+    return url + ("?dataset=a&key=b" if url.endswith("view.png") else "")
+
+
+@pytest.mark.parametrize("n,status", [(2**31, 404), (2**63 - 1, 404), (2**63, 422)])
+def test_every_id_route_answers_404_or_422_at_the_64_bit_edges(client, admin, n, status):
+    """On SQLite AND PostgreSQL (the ``settings`` fixture): 2^31 and 2^63-1 are ids like any other (BIGINT
+    columns, migration 0005; a 32-bit column made them a 500 NumericValueOutOfRange), 2^63 is out of range."""
+    routes = id_routes(client.app)
+    assert len(routes) >= 20, routes
+    for method, path in routes:
+        url = fill(path, n)
+        r = client.request(method.upper(), url, headers=admin)
+        assert r.status_code == status, (method, url, r.text)
+        assert isinstance(r.json()["detail"], str)
+    for url in (f"/models?experiment_id={n}", f"/experiments?skip={n}", f"/datasets?skip={n}"):
+        assert client.get(url, headers=admin).status_code == (200 if status == 404 else 422), url
+
+
+def test_spec_dataset_ids_at_the_64_bit_edges(client, alice, datasets, jobs):
+    for n in (2**31, 2**63 - 1):
+        r = client.post("/experiments", json=tiny_spec(datasets, train_dataset=n), headers=alice)
+        assert r.status_code == 422 and f"unknown dataset id(s): {n}" in r.json()["detail"], r.text
+    assert not jobs
+
+
+@pytest.mark.parametrize("raw", ["%201", "1%20", "+1", "01", "%EF%BC%91", "%D9%A1", "1_0", "1.0", "0x1"])
+def test_ids_are_ascii_digits_only(client, admin, raw):
+    """A leading space, a plus sign, a leading zero, full-width or Arabic-Indic digits: Python's ``int()``
+    reads them all, and pydantic's lax mode used to; an id is plain ASCII digits."""
+    for url in (f"/users/{raw}/tokens", f"/experiments/{raw}", f"/experiments?skip={raw}",
+                f"/models?experiment_id={raw}"):
+        r = client.request("POST" if url.endswith("tokens") else "GET", url, headers=admin)
+        assert r.status_code == 422, (url, r.text)
+        assert "ASCII digits" in r.json()["detail"] or "valid integer" in r.json()["detail"], r.text
+
+
+@pytest.mark.parametrize("value", ["yes", "true", 1, "1", "on"])
+def test_is_admin_is_a_strict_boolean(client, admin, value):
+    r = client.post("/users", json={"name": "mallory", "is_admin": value}, headers=admin)
+    assert r.status_code == 422 and "is_admin" in r.json()["detail"], r.text
+    assert "mallory" not in client.get("/users", headers=admin).text
+    r = client.post("/users", json={"name": "mallory", "is_admin": False}, headers=admin)
+    assert r.status_code == 201 and r.json()["user"]["is_admin"] is False
+
+
 @pytest.mark.parametrize("key,value,words", [
     ("seeds", [BIG], "seeds.0"), ("seeds", [HUGE], "seeds.0"), ("split_seed", HUGE, "split_seed"),
     ("epochs", HUGE, "epochs"), ("steps_per_epoch", 10**12, "steps_per_epoch"),
@@ -220,6 +279,23 @@ def test_specs_beyond_any_worker_are_refused(client, alice, datasets, jobs, over
     assert client.get("/experiments", headers=alice).json()["count"] == 0 and not jobs
 
 
+@pytest.mark.parametrize("override,words", [
+    ({"model_kwargs": {"widths": [8] * 40}}, "widths has 40 levels; at most 13"),
+    ({"model_kwargs": {"widths": [8] * 2000}}, "widths has 2000 levels; at most 13"),
+    ({"model_kwargs": {"widths": [8] * 13}}, "needs inputs of at least 4096 px"),
+    ({"model": "attention_unet", "model_kwargs": {"channels": [8] * 40}}, "channels has 40 levels"),
+    ({"model": "swin_unetr", "model_kwargs": {"depths": [2000, 2, 2, 2]}}, "at most 32 blocks per stage"),
+])
+def test_absurd_depths_are_refused_early(client, alice, datasets, jobs, override, words):
+    """A 40-level U-Net was a 500 (ValueError in the cost estimate); 2 000 levels held a thread 24 s first."""
+    t = time.perf_counter()
+    r = client.post("/experiments", json=tiny_spec(datasets, **override), headers=alice)
+    assert r.status_code == 422, r.text
+    assert words in r.json()["detail"] and len(r.json()["detail"]) < 1000, r.text
+    assert time.perf_counter() - t < 2
+    assert not jobs
+
+
 def test_cost_limits_are_settings(client, alice, datasets, settings):
     settings.max_training_steps = 3  # tiny_spec: 2 epochs x 3 stages x 2 steps
     r = client.post("/experiments", json=tiny_spec(datasets), headers=alice)
@@ -271,3 +347,133 @@ def test_errors_do_not_show_server_paths(client, alice, settings):
     assert "images/case0.png" in r.text
     h = client.get("/health")
     assert str(settings.storage_dir) not in h.text and str(settings.broker_dir) not in h.text
+
+
+@pytest.mark.parametrize("path", ["/datasets", "/models/{model}/predict"])
+def test_a_5000_character_multipart_boundary_is_400(client, alice, path):
+    boundary = "b" * 5000
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.zip"\r\n\r\nxx\r\n'
+            f"--{boundary}--\r\n").encode()
+    url = path.format(model=model_id(client, alice)) if "{model}" in path else path
+    r = client.post(url, content=body, headers={**alice, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 400, r.text
+    assert "Boundary length 5000" in r.json()["detail"]
+
+
+def model_id(client, alice) -> int:
+    """A stored model of alice's (a tiny untrained U-Net: enough to reach the upload)."""
+    from sikd_core.inference import save_bundle
+    from sikd_core.models import create_model
+    from sikd_service import crud
+    from sikd_service.config import get_settings
+    from sikd_service.db import session_scope
+
+    settings = get_settings()
+    with session_scope(settings) as db:
+        user = crud.get_user_by_name(db, name="alice")
+        exp = crud.create_experiment(db, owner=user, name="m", spec={}, stages=[("baseline", 0)],
+                                     epochs={"baseline": 1}, datasets=[])
+        db.flush()
+        info = {"model": "unet", "model_kwargs": {"widths": [4, 8]}, "in_channels": 1, "num_classes": 2,
+                "image_size": [32, 32], "class_names": ["background", "fg"], "method": "baseline", "seed": 0}
+        save_bundle(settings.storage_dir / "m.pt", create_model("unet", 1, 2, widths=[4, 8]), **info)
+        return crud.create_model_row(db, stage=exp.stages[0], owner_id=user.id, name="m", path="m.pt", info=info,
+                                     size_bytes=1).id
+
+
+def read_only(path):
+    """Make ``path`` really unwritable: ``chattr +i`` for root (whom permissions do not stop), else chmod."""
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        return lambda: path.chmod(0o755)
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)]).returncode != 0:
+        pytest.skip("running as root without chattr: cannot make a folder read-only")
+    return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.mark.parametrize("folder", ["tmp", "datasets"])
+def test_uploads_into_read_only_storage_are_503_and_store_nothing(client, alice, settings, phantom_zips, folder):
+    from tests.service_helpers import storage_listing
+
+    target = settings.storage_dir / folder
+    target.mkdir(exist_ok=True)
+    before = storage_listing(settings)
+    undo = read_only(target)
+    try:
+        r = upload(client, alice, phantom_zips["vendor_b"], name="ro")
+    finally:
+        undo()
+    assert r.status_code == 503, r.text
+    assert "cannot write to its storage" in r.json()["detail"] and "nothing was stored" in r.json()["detail"]
+    assert str(settings.storage_dir) not in r.text
+    assert client.get("/datasets", headers=alice).json()["count"] == 0
+    assert storage_listing(settings) == before
+    assert upload(client, alice, phantom_zips["vendor_b"], name="rw").status_code == 201  # writable again: works
+
+
+def junk_zip(n: int, with_data: bool) -> bytes:
+    """``n`` entries: random bytes under ``ds/junk/`` (after the 3 pairs of a valid dataset, ``with_data``)."""
+    import os
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        if with_data:
+            for i in range(3):
+                zf.writestr(f"ds/images/case{i}.png", png_bytes(grey(seed=i)))
+                zf.writestr(f"ds/masks/case{i}.png", png_bytes(labels()))
+        for i in range(n - (6 if with_data else 0)):
+            zf.writestr(f"ds/junk/{i}.bin", os.urandom(8))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("with_data", [False, True])
+def test_a_100000_entry_zip_of_junk_is_refused_before_extraction(client, alice, settings, with_data):
+    """100 000 entries (the archive limit) of random bytes: it took 25 s to refuse (extracted first), and beside a
+    valid dataset it was accepted with all its junk kept. Now refused from the names, at once, nothing kept."""
+    from tests.service_helpers import storage_listing
+
+    before = storage_listing(settings)
+    t = time.perf_counter()
+    r = upload(client, alice, junk_zip(100_000, with_data))
+    took = time.perf_counter() - t
+    assert r.status_code == 422, r.text
+    # the message comes from the check of the names, before anything is extracted (the timing is a loose bound:
+    # the upload of 100 000 entries itself takes seconds on a busy machine)
+    assert "cannot be part of a dataset" in r.json()["detail"] and "SIKD_MAX_UNUSED_FILES" in r.json()["detail"]
+    assert took < 20, took
+    assert storage_listing(settings) == before
+    assert client.get("/datasets", headers=alice).json()["count"] == 0
+
+
+def test_a_few_extra_files_are_not_kept(client, alice, settings):
+    """Under the limit the dataset is accepted, but only what it uses (and its JSON) is stored; a warning says
+    how many files were left out."""
+    r = upload(client, alice, junk_zip(6 + 20, with_data=True))
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert any("20 file(s) not part of the dataset were not kept" in w for w in body["stats"]["warnings"]), body
+    stored = settings.storage_dir / "datasets" / str(body["id"])
+    kept = sorted(p.relative_to(stored).as_posix() for p in stored.rglob("*") if p.is_file())
+    assert kept == [f"ds/{k}/case{i}.png" for k in ("images", "masks") for i in range(3)], kept
+    assert client.get(f"/datasets/{body['id']}/samples/0.png", headers=alice).status_code == 200
+
+
+def test_the_spec_checks_are_warmed_at_start(settings, caplog):
+    """The first POST /experiments after a start took 1.3 s (PyTorch's meta kernels set up on first use); the
+    API now does that in a background thread at start (``python bench/first_post.py`` measures the effect)."""
+    import logging
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    with caplog.at_level(logging.INFO, logger="sikd.api"), TestClient(create_app(settings)) as c:
+        assert c.get("/health").status_code == 200  # the API answers while it warms up
+        for thread in [t for t in threading.enumerate() if t.name == "sikd-warm-up"]:
+            thread.join(timeout=60)
+    assert "warmed the spec checks in" in caplog.text, caplog.text

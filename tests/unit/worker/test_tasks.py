@@ -297,3 +297,33 @@ def test_plug_in_methods_and_their_sikd_compositions_run_through_the_tasks(clien
     assert results["train_datasets"] == ["vendor_a", "vendor_b"]
     pairs = {(c["method"], c["reference"]) for c in results["comparisons"]}
     assert pairs == {("gin", "baseline"), ("gin+sikd", "baseline"), ("sdm+sikd", "baseline"), ("gin+sikd", "gin")}
+
+
+def test_a_stage_whose_checkpoint_cannot_be_written_fails_with_the_path_and_errno(client, alice, datasets, jobs,
+                                                                                  settings):
+    """The stage's folder is read-only (really: ``chattr +i`` as root): the stage fails with a message naming the
+    checkpoint's path and the errno, not torch's "File ... cannot be opened."."""
+    import os
+    import shutil
+    import subprocess
+
+    exp = create(client, alice, datasets, methods=["baseline"])
+    folder = settings.experiments_dir / str(exp["id"]) / "seed_0" / "baseline"
+    folder.mkdir(parents=True)
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        undo = lambda: folder.chmod(0o755)  # noqa: E731
+    elif shutil.which("chattr") and subprocess.run(["chattr", "+i", str(folder)]).returncode == 0:
+        undo = lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)  # noqa: E731
+    else:
+        pytest.skip("running as root without chattr: cannot make a folder read-only")
+    try:
+        assert tasks.run_training_stage(stage_ids(exp)["baseline", 0]) == "failed"
+    finally:
+        undo()
+    got = client.get(f"/experiments/{exp['id']}", headers=alice).json()
+    error = got["stages"][0]["error"]
+    assert error.startswith("cannot write the checkpoint <storage>/experiments/") or \
+        error.startswith(f"cannot write the checkpoint {folder}"), error
+    assert "[Errno " in error and ("EACCES" in error or "EPERM" in error), error
+    assert "cannot be opened" not in error
