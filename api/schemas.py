@@ -304,6 +304,10 @@ class ModelOption(BaseModel):
     description: str
     skip_switch: bool
     defaults: dict[str, Any]
+    #: What the SIKD teacher keeps or drops (its skip connections).
+    teacher_note: str = ""
+    #: The installed distribution a plug-in network comes from ("" for the built-in ones).
+    plugin: str = ""
 
 
 class PresetOption(BaseModel):

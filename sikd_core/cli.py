@@ -214,11 +214,14 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from sikd_core.models import MODELS
+    from sikd_core.models import available_models, model_info
 
-    for name in sorted(MODELS):
-        info = MODELS[name]
-        print(f"{name:16s} {info.description}")
+    for name in available_models():  # built-in and plug-in networks (sikd.networks entry points)
+        info = model_info(name)
+        origin = f" [plug-in: {info.plugin}]" if info.plugin else ""
+        print(f"{name:26s} {info.description}{origin}")
+        if info.teacher_note:
+            print(f"{'':26s} SIKD teacher: {info.teacher_note}")
     return 0
 
 
