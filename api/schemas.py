@@ -86,6 +86,17 @@ class DatasetDetail(DatasetPublic):
     samples: list[SamplePublic] = Field(description="Thumbnails with the mask overlaid.")
 
 
+class PlanPublic(BaseModel):
+    """``sikd plan`` for a stored dataset: a spec for POST /experiments planned from the dataset and the device."""
+
+    spec: dict[str, Any] = Field(description="network, widths, image size, batch, epochs: a spec for POST /experiments")
+    fingerprint: dict[str, Any] = Field(description="pairs, median size, aspect, channels, classes, foreground")
+    device: dict[str, Any] = Field(description="the device planned for (this API host's GPU, else its CPU)")
+    reasons: dict[str, Any] = Field(description="why each value was chosen")
+    estimate: dict[str, Any] | None = Field(description="estimated run time from training steps timed on the device")
+    yaml: str = Field(description="the spec as YAML for `sikd run`, the reasons as comments")
+
+
 # ------------------------------------------------------------------------------------------ experiments
 class StagePublic(ORM):
     id: int

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, DatasetId, Limit, SampleIndex, SessionDep, SettingsDep, Skip
-from api.schemas import DatasetDetail, DatasetPublic, Message, Page, SamplePublic
+from api.schemas import DatasetDetail, DatasetPublic, Message, Page, PlanPublic, SamplePublic
 from api.uploads import receive_multipart
 from sikd_core.data import Sample
 from sikd_service import crud, datasets, ingest, names
@@ -83,6 +84,18 @@ def read_dataset(dataset_id: DatasetId, request: Request, session: SessionDep, s
     if ds is None:
         raise not_found("dataset", dataset_id)
     return _detail(request, ds, settings.samples_per_dataset)
+
+
+@router.get("/datasets/{dataset_id}/plan", response_model=PlanPublic, responses={422: {"model": Message}})
+def plan_dataset(dataset_id: DatasetId, session: SessionDep, settings: SettingsDep, user: CurrentUser,
+                 eval_datasets: Annotated[list[int] | None, Query(max_length=20)] = None, device: str = "auto",
+                 budget_minutes: Annotated[float | None, Query(gt=0, le=10080)] = None,
+                 measure: bool = True) -> PlanPublic:
+    """``sikd plan`` on a stored dataset: network, widths, image size, batch and epochs planned from the dataset's
+    fingerprint and the device (this host's GPU when it has one, else its CPU), with the run time estimated from
+    training steps timed here (a few seconds; ``measure=false`` skips it). ``spec`` is ready for POST /experiments."""
+    return PlanPublic(**datasets.plan(session, settings, user=user, dataset_id=dataset_id, eval_datasets=eval_datasets,
+                                      device=device, budget_minutes=budget_minutes, measure=measure))
 
 
 @router.get("/datasets/{dataset_id}/samples/{index}.png", name="dataset_sample",
