@@ -103,3 +103,16 @@ def test_flexible_unet_loads_a_local_encoder_state_dict_and_explains_mismatches(
         create_model("flexible_unet_resnet", 3, 2, **kw, pretrained_path=str(tmp_path / "w.h5"))
     with pytest.raises(SpecError, match="backbone 'resnet9' is not one of"):
         create_model("flexible_unet_resnet", 3, 2, backbone="resnet9")
+
+
+@pytest.mark.parametrize("name", ["transunet", "segresnet", "flexible_unet_efficientnet", "unetr"])
+def test_the_comparison_methods_train_the_new_networks(phantom_sets, tmp_path, name):
+    """sdm (a head on the penultimate features) and gin (input augmentation) are network-agnostic: one step
+    each on networks beyond the paper's U-Net."""
+    exp = Experiment(spec_for(phantom_sets, name, SMALL[name], methods=["sdm", "gin"]), tmp_path / name)
+    for stage in ("sdm", "gin"):
+        init = exp.build_model(stage, 0).state_dict()
+        rec = exp.run_stage(stage, 0)
+        trained = torch.load(rec["model_path"], map_location="cpu", weights_only=False)["state_dict"]
+        assert set(trained) == set(init), f"{stage}: the bundle holds the plain network only"
+        assert any(not torch.equal(v, trained[k]) for k, v in init.items() if v.is_floating_point()), stage
