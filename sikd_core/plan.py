@@ -140,7 +140,7 @@ def plan_widths(image_size: list[int], dev: dict[str, Any]) -> tuple[list[int], 
 
 
 def measure_steps(model_name: str, model_kwargs: dict[str, Any], in_channels: int, num_classes: int,
-                  image_size: list[int], batch: int, device: str, steps: int = 3) -> dict[str, float]:
+                  image_size: list[int], batch: int, device: str, steps: int = 5) -> dict[str, float]:
     """Seconds per training step of the baseline/teacher and of the SIKD student (teacher forward + feature MSE),
     per no-grad forward of a batch, and the peak GPU memory of a step, measured on ``device``."""
     from sikd_core.losses import FeatureDistillationLoss, build_seg_loss
@@ -174,13 +174,16 @@ def measure_steps(model_name: str, model_kwargs: dict[str, Any], in_channels: in
         opt.step()
 
     def timed(fn: Any) -> float:
+        """The median of ``steps`` timed calls after a warm-up: robust to a spike of a shared machine."""
         fn()  # warm-up (allocations, cuDNN autotuning)
         sync()
-        t0 = time.perf_counter()
+        times = []
         for _ in range(steps):
+            t0 = time.perf_counter()
             fn()
-        sync()
-        return (time.perf_counter() - t0) / steps
+            sync()
+            times.append(time.perf_counter() - t0)
+        return sorted(times)[len(times) // 2]
 
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
@@ -246,12 +249,14 @@ def plan(dataset: str | os.PathLike[str] | int, *, eval_datasets: list[Any] | No
                       dev["device"] if dev["kind"] == "cuda" else "cpu")
     n_eval = n_test + (eval_pairs if eval_pairs is not None else sum(_pairs(d) for d in eval_datasets or []))
 
-    def total(ep: int) -> float:
+    def stages(ep: int) -> dict[str, float]:
         val = math.ceil(n_val / batch) * t["forward_s"]  # validation pass after every epoch
         per_stage = ep * (steps_per_epoch * t["step_s"] + val)
-        student = ep * (steps_per_epoch * t["student_step_s"] + val)
+        return {"baseline": per_stage, "teacher": per_stage, "student": ep * (steps_per_epoch * t["student_step_s"] + val)}
+
+    def total(ep: int) -> float:
         evaluation = 2 * math.ceil(n_eval / batch) * t["forward_s"]  # baseline and student on every test image
-        return len(seeds) * (2 * per_stage + student + evaluation)
+        return len(seeds) * (sum(stages(ep).values()) + evaluation)
 
     read = (fp["pairs"] + n_eval - n_test) * fp["read_seconds_per_pair"]  # images read and resized once
     if total(epochs) + read > budget * 60:  # fit the budget, keeping at least 5 epochs
@@ -266,7 +271,8 @@ def plan(dataset: str | os.PathLike[str] | int, *, eval_datasets: list[Any] | No
     out["estimate"] = {"seconds": round(seconds, 1), "minutes": round(seconds / 60, 1),
                        "step_seconds": round(t["step_s"], 4), "student_step_seconds": round(t["student_step_s"], 4),
                        "forward_seconds": round(t["forward_s"], 4), "steps_per_epoch": steps_per_epoch,
-                       "stages": 3 * len(seeds), "budget_minutes": budget}
+                       "stages": 3 * len(seeds), "budget_minutes": budget,
+                       "stage_seconds": {k: round(v, 1) for k, v in stages(epochs).items()}}
     return out
 
 

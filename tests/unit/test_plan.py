@@ -10,7 +10,7 @@ from sikd_core.errors import SIKDError
 from sikd_core.models import create_model
 from sikd_core.plan import device_info, plan, plan_image_size, plan_widths
 from sikd_core.spec import load_spec, parse_spec
-from tests.conftest import SHARED
+from tests.conftest import SHARED, copy_polyp_pairs, polyp_names
 
 pytestmark = pytest.mark.slow(seconds=25)  # reads a sample of two real datasets and times a few steps
 BUSI = SHARED.parent / "breast-us" / "busi"
@@ -44,6 +44,20 @@ def test_plan_on_busi_without_measuring(capsys):
     assert spec.seeds == [0, 1] and spec.train_dataset.endswith("busi") and spec.eval_datasets == []
     assert "estimated run time" not in text and "# network:" in text
     assert len(spec.model_kwargs["widths"]) >= 3
+
+
+def test_the_estimate_is_within_2x_of_a_measured_stage(tmp_path):
+    """The baseline stage of the planned spec, trained here, takes within 2x of the plan's estimate for it."""
+    from sikd_core.pipeline import Experiment
+
+    data = copy_polyp_pairs(tmp_path / "kv24", "kvasir-seg", polyp_names("kvasir-seg", 24))
+    result = plan(data, device="cpu", target_steps=20)
+    est = result["estimate"]["stage_seconds"]["baseline"]
+    spec = parse_spec(result["spec"])
+    assert spec.epochs == 5 and spec.batch_size == 2  # 17 training images: nnU-Net's 5% cap, at least 2
+    rec = Experiment(spec, tmp_path / "run").run_stage("baseline", 0)
+    ratio = rec["wall_seconds"] / est
+    assert 0.5 <= ratio <= 2.0, f"estimated {est:.1f} s, measured {rec['wall_seconds']:.1f} s"
 
 
 def test_planning_rules():
