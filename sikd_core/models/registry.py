@@ -37,7 +37,7 @@ class ModelInfo:
 
 
 MODELS: dict[str, ModelInfo] = {}
-KEEPS_SKIPS = "keeps its skip connections in the SIKD teacher (the paper drops them only for U-Net and TransUNet)"
+KEEPS_SKIPS = "keeps its skip connections (the paper drops them only for U-Net and TransUNet)"
 
 
 def register_model(name: str, description: str, *, skip_switch: bool = False, teacher_note: str = "",
@@ -52,7 +52,7 @@ def register_model(name: str, description: str, *, skip_switch: bool = False, te
                for p in inspect.signature(fn).parameters.values()
                if p.default is not inspect.Parameter.empty}
         if not teacher_note and skip_switch:
-            note = "drops its skip connections in the SIKD teacher (skip_connections=False), as the paper does"
+            note = "drops its skip connections (skip_connections=False), as the paper does"
         else:
             note = teacher_note
         MODELS[name] = ModelInfo(name, fn, description, skip_switch, {**sig, **defaults}, note, plugin, head,

@@ -46,4 +46,4 @@ def build(in_channels: int, num_classes: int, width: int = 16, skip_connections:
 build.sikd_head = "head"  # dotted name of the final 1x1 conv in the returned module
 build.sikd_size_multiple = 2  # one max-pool: inputs are zero-padded to even sizes
 build.sikd_skip_switch = True  # the SIKD teacher is built with skip_connections=False, as for the paper's U-Net
-build.sikd_teacher_note = "drops its skip connection in the SIKD teacher (skip_connections=False)"
+build.sikd_teacher_note = "drops its skip connection (skip_connections=False)"
