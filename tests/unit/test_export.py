@@ -20,7 +20,7 @@ from sikd_core.inference import load_bundle, predict_images, preprocess_image, s
 from sikd_core.models import MODELS, create_model
 from tests.conftest import SHARED, polyp_names
 
-pytestmark = pytest.mark.slow(seconds=21)  # ONNX export and parity of every network
+pytestmark = pytest.mark.slow(seconds=60)  # ONNX export and parity of every network (eleven)
 
 # Small configurations of every registered network (the shared model test's idea: one test for all).
 TINY = {

@@ -12,7 +12,7 @@ from sikd_core.pipeline import Experiment
 from sikd_core.spec import parse_spec
 from tests.unit.test_models import SMALL
 
-pytestmark = pytest.mark.slow(seconds=20)  # one training step of three stages for each of eleven networks
+pytestmark = pytest.mark.slow(seconds=60)  # one training step of three stages for each of eleven networks
 
 
 def spec_for(sets, name: str, kwargs: dict, **kw):

@@ -12,7 +12,7 @@ from sikd_core.plan import device_info, plan, plan_image_size, plan_widths
 from sikd_core.spec import load_spec, parse_spec
 from tests.conftest import SHARED, copy_polyp_pairs, polyp_names
 
-pytestmark = pytest.mark.slow(seconds=25)  # reads a sample of two real datasets and times a few steps
+pytestmark = pytest.mark.slow(seconds=35)  # reads a sample of two real datasets and times a few steps
 BUSI = SHARED.parent / "breast-us" / "busi"
 
 
