@@ -116,3 +116,33 @@ def test_the_comparison_methods_train_the_new_networks(phantom_sets, tmp_path, n
         trained = torch.load(rec["model_path"], map_location="cpu", weights_only=False)["state_dict"]
         assert set(trained) == set(init), f"{stage}: the bundle holds the plain network only"
         assert any(not torch.equal(v, trained[k]) for k, v in init.items() if v.is_floating_point()), stage
+
+
+def test_efficientnet_encoder_weights_from_monais_own_encoder(tmp_path):
+    """A state_dict saved from MONAI's EfficientNet encoder (with the classifier layers the segmenter does not
+    run) loads into flexible_unet_efficientnet; a .safetensors file needs the safetensors package."""
+    import importlib.util
+
+    from monai.networks.nets.efficientnet import EfficientNetEncoder
+
+    from sikd_core.errors import SpecError
+
+    torch.manual_seed(7)
+    donor = EfficientNetEncoder("efficientnet-b0", pretrained=False, spatial_dims=2, in_channels=3)
+    assert any(k.startswith("_fc.") for k in donor.state_dict())
+    torch.save(donor.state_dict(), tmp_path / "b0.pt")
+    kw = SMALL["flexible_unet_efficientnet"]
+    net = create_model("flexible_unet_efficientnet", 3, 2, **kw, pretrained_path=str(tmp_path / "b0.pt"))
+    own = net.net.encoder.state_dict()
+    assert own and all(torch.equal(v, donor.state_dict()[k]) for k, v in own.items())
+    st = tmp_path / "b0.safetensors"
+    if importlib.util.find_spec("safetensors") is None:
+        st.write_bytes(b"\0" * 16)
+        with pytest.raises(SpecError, match="safetensors package is not installed"):
+            create_model("flexible_unet_efficientnet", 3, 2, **kw, pretrained_path=str(st))
+    else:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, str(st))
+        net = create_model("flexible_unet_efficientnet", 3, 2, **kw, pretrained_path=str(st))
+        assert all(torch.equal(v, donor.state_dict()[k]) for k, v in net.net.encoder.state_dict().items())
