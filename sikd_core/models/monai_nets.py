@@ -97,9 +97,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, unused: tuple[str
     """Load a local state_dict into ``encoder`` strictly; mismatched keys or shapes fail with what differs.
     Keys under the ``unused`` prefixes (a classifier the segmenter does not run) are dropped from the file."""
     state = {k: v for k, v in load_state_dict_file(path).items() if not k.startswith(unused)}
-    if next(encoder.parameters()).is_meta:
-        return  # a spec check on the meta device: the file was found and read; nothing to copy into
-    own = encoder.state_dict()
+    own = encoder.state_dict()  # on the meta device (a spec check) too: keys and shapes are compared
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [f"{k}: file {tuple(state[k].shape)} vs encoder {tuple(own[k].shape)}"
@@ -112,7 +110,8 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, unused: tuple[str
                  f"wrong shape {len(shapes)}: {few(shapes)}" if shapes else ""]
         raise SpecError(f"pretrained_path {Path(path).name!r} does not match the encoder: "
                         + "; ".join(p for p in parts if p))
-    encoder.load_state_dict(state)
+    if not next(encoder.parameters()).is_meta:  # a spec check builds on meta: nothing to copy into
+        encoder.load_state_dict(state)
 
 
 @register_model("segresnet", "MONAI SegResNet (2D): residual GroupNorm encoder, additive skips, 1x1 head",

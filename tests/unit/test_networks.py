@@ -146,3 +146,12 @@ def test_efficientnet_encoder_weights_from_monais_own_encoder(tmp_path):
         save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, str(st))
         net = create_model("flexible_unet_efficientnet", 3, 2, **kw, pretrained_path=str(st))
         assert all(torch.equal(v, donor.state_dict()[k]) for k, v in net.net.encoder.state_dict().items())
+
+
+def test_a_spec_with_mismatched_encoder_weights_is_refused_before_training(phantom_sets, tmp_path):
+    from sikd_core.errors import SpecError
+
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "other.pt")
+    kw = {**SMALL["flexible_unet_resnet"], "pretrained_path": str(tmp_path / "other.pt")}
+    with pytest.raises(SpecError, match="model_kwargs: .*does not match the encoder"):
+        spec_for(phantom_sets, "flexible_unet_resnet", kw)
