@@ -130,6 +130,17 @@ class DatasetDetail(DatasetPublic):
                                              "number in the sample keys, over all samples, and how many keys hold one")
 
 
+class PlanPublic(BaseModel):
+    """``sikd plan`` for a stored dataset: a spec for POST /experiments planned from the dataset and the device."""
+
+    spec: dict[str, Any] = Field(description="network, widths, image size, batch, epochs: a spec for POST /experiments")
+    fingerprint: dict[str, Any] = Field(description="pairs, median size, aspect, channels, classes, foreground")
+    device: dict[str, Any] = Field(description="the device planned for (this API host's GPU, else its CPU)")
+    reasons: dict[str, Any] = Field(description="why each value was chosen")
+    estimate: dict[str, Any] | None = Field(description="estimated run time from training steps timed on the device")
+    yaml: str = Field(description="the spec as YAML for `sikd run`, the reasons as comments")
+
+
 # ------------------------------------------------------------------------------------------ experiments
 class StagePublic(ORM):
     id: int
@@ -354,6 +365,10 @@ class ModelOption(BaseModel):
     description: str
     skip_switch: bool
     defaults: dict[str, Any]
+    #: What the SIKD teacher keeps or drops (its skip connections).
+    teacher_note: str = ""
+    #: The installed distribution a plug-in network comes from ("" for the built-in ones).
+    plugin: str = ""
 
 
 class PresetOption(BaseModel):

@@ -8,6 +8,7 @@
     sikd phantoms OUT --domain NAME -n N synthetic phantom dataset (SYNTHETIC, not patients)
     sikd demo [--out DIR]                phantoms + a small experiment, end to end
     sikd models                          the registered networks
+    sikd plan DATASET [--out SPEC.yaml]  a spec planned from the dataset and this machine (nnU-Net's way)
     sikd methods                         the training methods (and X+sikd compositions)
     sikd serve                           the whole service (API, worker, dashboard)
     sikd api | worker | ui               one part of it (the container entry points)
@@ -214,11 +215,29 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from sikd_core.models import MODELS
+    from sikd_core.models import available_models, model_info
 
-    for name in sorted(MODELS):
-        info = MODELS[name]
-        print(f"{name:16s} {info.description}")
+    for name in available_models():  # built-in and plug-in networks (sikd.networks entry points)
+        info = model_info(name)
+        origin = f" [plug-in: {info.plugin}]" if info.plugin else ""
+        print(f"{name:26s} {info.description}{origin}")
+        if info.teacher_note:
+            print(f"{'':26s} SIKD teacher: {info.teacher_note}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from sikd_core.plan import plan, plan_yaml
+
+    result = plan(args.dataset, eval_datasets=args.eval or [], device=args.device, seeds=args.seeds,
+                  budget_minutes=args.budget_minutes, target_steps=args.target_steps, name=args.name,
+                  measure=not args.no_measure)
+    text = plan_yaml(result)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"plan written to {args.out}; run it with: sikd run {args.out} --out DIR", file=sys.stderr)
+    else:
+        print(text, end="")
     return 0
 
 
@@ -311,6 +330,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list the registered networks")
     m.set_defaults(func=cmd_models)
+    pl = sub.add_parser("plan", help="plan a spec (network, widths, image size, batch, epochs, estimated time) "
+                        "from a dataset's fingerprint and this machine, printed as YAML for sikd run")
+    pl.add_argument("dataset", help="the training dataset (folder, nnU-Net dataset or MONAI datalist)")
+    pl.add_argument("--eval", nargs="*", metavar="DATASET", help="cross-evaluation datasets for the spec")
+    pl.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
+    pl.add_argument("--seeds", type=int, nargs="+", default=[0])
+    pl.add_argument("--budget-minutes", type=float, default=None,
+                    help="fit the epochs into this wall time (default: 30 on a CPU, 240 on a GPU)")
+    pl.add_argument("--target-steps", type=int, default=3000, help="optimiser steps per stage before the budget")
+    pl.add_argument("--name", default=None, help="the spec's name (default: DATASET-planned)")
+    pl.add_argument("--no-measure", action="store_true", help="skip timing training steps (no run-time estimate)")
+    pl.add_argument("--out", default=None, help="write the YAML here instead of printing it")
+    pl.set_defaults(func=cmd_plan)
     mt = sub.add_parser("methods", help="list the training methods (baseline, sikd, sdm, gin, maxstyle, X+sikd)")
     mt.set_defaults(func=cmd_methods)
 

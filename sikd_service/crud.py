@@ -327,23 +327,20 @@ def fail_experiment(session: Session, *, experiment_id: int, error: str) -> None
 def _student_kinds(session: Session, *, experiment_id: int) -> list[str]:
     """The experiment's stage kinds that distil from a teacher, by the plan's one rule
     (:func:`sikd_core.methods.plan.is_student_stage`) applied to its few stage rows."""
-    kinds = set(session.scalars(select(Stage.kind).where(Stage.experiment_id == experiment_id).distinct()))
-    return sorted(k for k in kinds if is_student_stage(k))
+    kinds = session.scalars(select(Stage.kind).where(Stage.experiment_id == experiment_id).distinct())
+    return sorted(k for k in set(kinds) if is_student_stage(k))
 
 
 def release_student(session: Session, *, experiment_id: int, seed: int) -> None:
     """The teacher is done: its students (sent next by the Celery chain) are now queued."""
-    kinds = _student_kinds(session, experiment_id=experiment_id)
-    if kinds:
-        session.execute(update(Stage).where(Stage.experiment_id == experiment_id, Stage.kind.in_(kinds),
-                                            Stage.seed == seed, Stage.status == "pending").values(status="queued"))
+    kinds = _student_kinds(session, experiment_id=experiment_id)  # an empty IN matches nothing
+    session.execute(update(Stage).where(Stage.experiment_id == experiment_id, Stage.kind.in_(kinds),
+                                        Stage.seed == seed, Stage.status == "pending").values(status="queued"))
 
 
 def student_ids(session: Session, *, experiment_id: int, seed: int | None) -> list[int]:
     """Every student stage of a teacher, in creation order."""
     kinds = _student_kinds(session, experiment_id=experiment_id)
-    if not kinds:
-        return []
     return list(session.scalars(select(Stage.id).where(Stage.experiment_id == experiment_id, Stage.kind.in_(kinds),
                                                        Stage.seed == seed).order_by(Stage.id)))
 

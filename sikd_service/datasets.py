@@ -1,5 +1,6 @@
 """Dataset operations beyond upload (see :mod:`sikd_service.ingest`): deletion, the earlier uploads of the same
-content, how the keys are numbered (names: :mod:`sikd_service.names`)."""
+content, how the keys are numbered (names: :mod:`sikd_service.names`), and planning an experiment from a dataset
+(``sikd plan``'s service side)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,31 @@ def numbering(keys: list[str]) -> dict[str, Any] | None:
     if not nums:
         return None
     return {"first": min(nums), "last": max(nums), "numbered": len(nums)}
+
+
+def plan(session: Session, settings: Settings, *, user: User, dataset_id: int, eval_datasets: list[int] | None = None,
+         device: str = "auto", budget_minutes: float | None = None, measure: bool = True) -> dict[str, Any]:
+    """``sikd plan`` for a stored dataset: its fingerprint (the upload's full statistics, plus a timed read of a
+    sample of its files), this host's device, and a spec naming the datasets by id, as POST /experiments takes."""
+    from sikd_core.errors import SIKDError
+    from sikd_core.plan import fingerprint_of, plan_yaml
+    from sikd_core.plan import plan as make_plan
+    from sikd_service.ingest import dataset_manifest
+
+    ds = crud.get_dataset(session, user=user, dataset_id=dataset_id, with_manifest=True)
+    if ds is None:
+        raise not_found("dataset", dataset_id)
+    eval_pairs = 0
+    for other in eval_datasets or []:
+        e = crud.get_dataset(session, user=user, dataset_id=other)
+        if e is None:
+            raise not_found("dataset", other)
+        eval_pairs += e.num_pairs
+    fp = fingerprint_of(dataset_manifest(settings, ds), ds.stats)
+    fp["name"] = ds.name
+    try:
+        result = make_plan(ds.id, eval_datasets=list(eval_datasets or []), device=device, budget_minutes=budget_minutes,
+                           measure=measure, fp=fp, eval_pairs=eval_pairs, name=f"{ds.name} (planned)")
+    except SIKDError as e:
+        raise ServiceError(422, str(e)) from None
+    return {**result, "yaml": plan_yaml(result)}

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentUser, DatasetId, Limit, SampleIndex, SessionDep, SettingsDep, Skip
-from api.schemas import DatasetDetail, DatasetPublic, DatasetRef, Page, SamplePublic, error_responses
+from api.deps import CurrentUser, DatasetId, Id, Limit, SampleIndex, SessionDep, SettingsDep, Skip
+from api.schemas import (
+    DatasetDetail,
+    DatasetPublic,
+    DatasetRef,
+    Page,
+    PlanPublic,
+    SamplePublic,
+    error_responses,
+)
 from api.uploads import receive_multipart
 from sikd_core.data import Sample
 from sikd_service import crud, datasets, ingest, names
@@ -87,6 +96,18 @@ def read_dataset(dataset_id: DatasetId, request: Request, session: SessionDep, s
     if ds is None:
         raise not_found("dataset", dataset_id)
     return _detail(request, ds, settings.samples_per_dataset, session, user)
+
+
+@router.get("/datasets/{dataset_id}/plan", response_model=PlanPublic, responses=error_responses(404, 422))
+def plan_dataset(dataset_id: DatasetId, session: SessionDep, settings: SettingsDep, user: CurrentUser,
+                 eval_datasets: Annotated[list[Id] | None, Query(max_length=20)] = None, device: str = "auto",
+                 budget_minutes: Annotated[float | None, Query(gt=0, le=10080)] = None,
+                 measure: bool = True) -> PlanPublic:
+    """``sikd plan`` on a stored dataset: network, widths, image size, batch and epochs planned from the dataset's
+    fingerprint and the device (this host's GPU when it has one, else its CPU), with the run time estimated from
+    training steps timed here (a few seconds; ``measure=false`` skips it). ``spec`` is ready for POST /experiments."""
+    return PlanPublic(**datasets.plan(session, settings, user=user, dataset_id=dataset_id, eval_datasets=eval_datasets,
+                                      device=device, budget_minutes=budget_minutes, measure=measure))
 
 
 @router.get("/datasets/{dataset_id}/samples/{index}.png", name="dataset_sample", response_class=Response,

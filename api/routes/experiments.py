@@ -33,7 +33,7 @@ from api.schemas import (
 from api.status_cache import drop as drop_status
 from api.status_cache import status_cache
 from sikd_core.methods import method_names, method_options
-from sikd_core.models import MODELS
+from sikd_core.models import available_models, model_info
 from sikd_core.spec import PRESETS, TEACHER_INPUTS, ExperimentSpec, spec_defaults
 from sikd_service import case_view, crud
 from sikd_service import experiments as svc
@@ -68,8 +68,9 @@ def public(exp: Experiment) -> ExperimentPublic:
 def options(user: CurrentUser) -> OptionsPublic:
     """What an experiment can be made of: networks, methods, teacher inputs, spec defaults and schema."""
     return OptionsPublic(
-        models=[ModelOption(name=m.name, description=m.description, skip_switch=m.skip_switch, defaults=m.defaults)
-                for m in sorted(MODELS.values(), key=lambda m: m.name)],
+        models=[ModelOption(name=m.name, description=m.description, skip_switch=m.skip_switch, defaults=m.defaults,
+                            teacher_note=m.teacher_note, plugin=m.plugin)
+                for m in map(model_info, available_models())],  # available_models loads the plug-ins first
         presets=[PresetOption(name=k, description=d, values=v) for k, (d, v) in PRESETS.items()],
         methods=[MethodOption(**m) for m in method_options()], method_names=method_names(),
         teacher_inputs=list(TEACHER_INPUTS),

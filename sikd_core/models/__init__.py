@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from sikd_core.models import monai_nets  # noqa: F401 - registers SegResNet, UNet++, FlexibleUNet, UNETR
 from sikd_core.models.base import HookedSegmenter, SegmentationModel, fold_batchnorm
+from sikd_core.models.plugins import GROUP as PLUGIN_GROUP
+from sikd_core.models.plugins import load_plugins
 from sikd_core.models.registry import (
     MODELS,
     ModelInfo,
@@ -16,6 +19,7 @@ from sikd_core.models.unet import UNet
 
 __all__ = [
     "MODELS",
+    "PLUGIN_GROUP",
     "HookedSegmenter",
     "ModelInfo",
     "SegmentationModel",
@@ -24,6 +28,7 @@ __all__ = [
     "check_model_kwargs",
     "create_model",
     "fold_batchnorm",
+    "load_plugins",
     "model_info",
     "register_model",
 ]

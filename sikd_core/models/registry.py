@@ -9,8 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch import nn
+
 from sikd_core.errors import SpecError, UnknownModelError
 from sikd_core.models.base import HookedSegmenter, SegmentationModel
+from sikd_core.models.plugins import load_plugins
+from sikd_core.models.transunet import TransUNet
 from sikd_core.models.unet import MAX_LEVELS, UNet
 
 
@@ -22,14 +26,24 @@ class ModelInfo:
     #: The SIKD teacher drops skip connections (``skip_connections=False``) when the model has the switch.
     skip_switch: bool = False
     defaults: dict[str, Any] = field(default_factory=dict)
+    #: What the SIKD teacher keeps or drops, for ``sikd models`` (empty: nothing to say).
+    teacher_note: str = ""
+    #: The distribution a plug-in network comes from (``""``: built into SIKD Studio).
+    plugin: str = ""
+    #: For a builder returning a plain ``nn.Module``: the dotted name of its final 1x1 conv, hooked for the
+    #: features, and the multiple the input is padded to.
+    head: str = ""
+    size_multiple: int = 1
 
 
 #: Transformer blocks per Swin stage at most (MONAI's default is 2; a deep one is 18).
 MAX_SWIN_DEPTH = 32
 MODELS: dict[str, ModelInfo] = {}
+KEEPS_SKIPS = "keeps its skip connections (the paper drops them only for U-Net and TransUNet)"
 
 
-def register_model(name: str, description: str, *, skip_switch: bool = False, **defaults: Any):
+def register_model(name: str, description: str, *, skip_switch: bool = False, teacher_note: str = "",
+                   plugin: str = "", head: str = "", size_multiple: int = 1, **defaults: Any):
     """Decorator adding a builder ``fn(in_channels, num_classes, **kwargs)`` to the registry."""
 
     def wrap(fn: Callable[..., SegmentationModel]) -> Callable[..., SegmentationModel]:
@@ -39,17 +53,26 @@ def register_model(name: str, description: str, *, skip_switch: bool = False, **
         sig = {p.name: list(p.default) if isinstance(p.default, tuple) else p.default
                for p in inspect.signature(fn).parameters.values()
                if p.default is not inspect.Parameter.empty}
-        MODELS[name] = ModelInfo(name, fn, description, skip_switch, {**sig, **defaults})
+        if not teacher_note and skip_switch:
+            note = "drops its skip connections (skip_connections=False), as the paper does"
+        else:
+            note = teacher_note
+        MODELS[name] = ModelInfo(name, fn, description, skip_switch, {**sig, **defaults}, note, plugin, head,
+                                 size_multiple)
         return fn
 
     return wrap
 
 
 def available_models() -> list[str]:
+    """The registered networks, built-in and from installed plug-ins (``sikd.networks`` entry points)."""
+    load_plugins()
     return sorted(MODELS)
 
 
 def model_info(name: str) -> ModelInfo:
+    if name not in MODELS:
+        load_plugins()
     try:
         return MODELS[name]
     except KeyError:
@@ -64,7 +87,14 @@ def check_model_kwargs(name: str, kwargs: dict[str, Any]) -> None:
     import torch
 
     try:
-        with torch.device("meta"):
+        try:
+            with torch.device("meta"):
+                create_model(name, 3, 2, **kwargs)
+        except (RuntimeError, NotImplementedError) as e:
+            if "meta" not in str(e):
+                raise
+            # A constructor that reads values while building (SwinUNETR's stochastic-depth schedule calls
+            # .item()) cannot run on "meta": build it for real on the CPU instead.
             create_model(name, 3, 2, **kwargs)
     except (SpecError, UnknownModelError):
         raise
@@ -84,7 +114,18 @@ def create_model(name: str, in_channels: int, num_classes: int, **kwargs: Any) -
             f"model {name!r} does not take {', '.join(map(repr, unknown))}; it accepts: {', '.join(accepted)}"
         )
     check_kwarg_types(name, info.builder, kwargs)
-    return info.builder(in_channels, num_classes, **{**info.defaults, **kwargs})
+    model = info.builder(in_channels, num_classes, **{**info.defaults, **kwargs})
+    if isinstance(model, SegmentationModel):
+        return model
+    if not isinstance(model, nn.Module) or not info.head:
+        raise SpecError(f"model {name!r}{' (plug-in ' + info.plugin + ')' if info.plugin else ''} returned a "
+                        f"{type(model).__name__}; a builder must return a SegmentationModel, or an nn.Module with "
+                        "the name of its final 1x1 conv declared as `head`")
+    try:
+        head = model.get_submodule(info.head)
+    except AttributeError:
+        raise SpecError(f"model {name!r}: its declared head {info.head!r} is not a submodule of the network") from None
+    return HookedSegmenter(model, head, in_channels, num_classes, size_multiple=info.size_multiple)
 
 
 def check_kwarg_types(name: str, builder: Any, kwargs: dict[str, Any]) -> None:
@@ -129,7 +170,31 @@ def _unet(
     return UNet(in_channels, num_classes, widths=tuple(widths), skip_connections=skip_connections)
 
 
-@register_model("basic_unet", "MONAI BasicUNet (2D)")
+@register_model(
+    "transunet",
+    "TransUNet-style hybrid: the paper U-Net's CNN encoder, a ViT bottleneck (MONAI transformer blocks, conv "
+    "position encoding), CNN decoder; skip_connections switch for the SIKD teacher",
+    skip_switch=True,
+)
+def _transunet(
+    in_channels: int,
+    num_classes: int,
+    widths: tuple[int, ...] | list[int] = (32, 64, 128, 256, 512),
+    skip_connections: bool = True,
+    hidden_size: int = 384,
+    num_layers: int = 6,
+    num_heads: int = 6,
+    mlp_dim: int = 1536,
+    dropout: float = 0.0,
+) -> SegmentationModel:
+    if hidden_size % num_heads:
+        raise SpecError(f"transunet hidden_size {hidden_size} must be divisible by num_heads {num_heads}")
+    return TransUNet(in_channels, num_classes, widths=tuple(widths), skip_connections=skip_connections,
+                     hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, mlp_dim=mlp_dim,
+                     dropout=dropout)
+
+
+@register_model("basic_unet", "MONAI BasicUNet (2D)", teacher_note=KEEPS_SKIPS)
 def _basic_unet(
     in_channels: int,
     num_classes: int,
@@ -143,7 +208,7 @@ def _basic_unet(
     return HookedSegmenter(net, net.final_conv, in_channels, num_classes, size_multiple=16)
 
 
-@register_model("attention_unet", "MONAI AttentionUnet (2D)")
+@register_model("attention_unet", "MONAI AttentionUnet (2D)", teacher_note=KEEPS_SKIPS)
 def _attention_unet(
     in_channels: int,
     num_classes: int,
@@ -161,7 +226,8 @@ def _attention_unet(
     return HookedSegmenter(net, net.model[-1], in_channels, num_classes, size_multiple=2 ** len(strides))
 
 
-@register_model("swin_unetr", "MONAI SwinUNETR (2D Swin-transformer encoder, CNN decoder)")
+@register_model("swin_unetr", "MONAI SwinUNETR (2D Swin-transformer encoder, CNN decoder)",
+                teacher_note=KEEPS_SKIPS)
 def _swin_unetr(
     in_channels: int,
     num_classes: int,
@@ -200,6 +266,7 @@ def plan_dynunet_filters(image_size: tuple[int, int] | list[int], *, base: int =
     "dynunet",
     "MONAI DynUNet, nnU-Net's architecture: two 3x3 conv-instance norm-leaky ReLU per level, stride-2 "
     "downsampling and transposed-conv upsampling; the reference method plans its filters from the image size",
+    teacher_note=KEEPS_SKIPS,
 )
 def _dynunet(
     in_channels: int,

@@ -20,7 +20,7 @@ from sikd_core.inference import load_bundle, predict_images, preprocess_image, s
 from sikd_core.models import MODELS, create_model
 from tests.conftest import SHARED, polyp_names
 
-pytestmark = pytest.mark.slow(seconds=21)  # ONNX export and parity of every network
+pytestmark = pytest.mark.slow(seconds=60)  # ONNX export and parity of every network (eleven)
 
 # Small configurations of every registered network (the shared model test's idea: one test for all).
 TINY = {
@@ -29,6 +29,12 @@ TINY = {
     "attention_unet": {"channels": [4, 8, 16]},
     "swin_unetr": {"feature_size": 12, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1]},
     "dynunet": {"filters": [4, 8, 16]},
+    "segresnet": {"init_filters": 8, "blocks_down": [1, 1, 1], "blocks_up": [1, 1]},
+    "basic_unet_pp": {"features": [4, 4, 8, 8, 16, 4]},
+    "flexible_unet_resnet": {"backbone": "resnet10", "decoder_channels": [8, 8, 8, 4, 4]},
+    "flexible_unet_efficientnet": {"backbone": "efficientnet-b0", "decoder_channels": [8, 8, 8, 4, 4]},
+    "unetr": {"img_size": [64, 64], "feature_size": 4, "hidden_size": 16, "mlp_dim": 32, "num_heads": 2},
+    "transunet": {"widths": [4, 8, 16], "hidden_size": 16, "num_layers": 1, "num_heads": 2, "mlp_dim": 32},
 }
 NOT_EXPORTABLE: dict[str, str] = {}  # name -> why; every registered network exports today
 

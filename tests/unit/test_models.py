@@ -24,12 +24,20 @@ SMALL = {
     "attention_unet": {"channels": (8, 16, 32, 64)},
     "swin_unetr": {"feature_size": 12, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 1, 1)},
     "dynunet": {"filters": (8, 16, 32, 64)},
+    "segresnet": {"init_filters": 8, "blocks_down": (1, 1, 1), "blocks_up": (1, 1)},
+    "basic_unet_pp": {"features": (8, 8, 16, 16, 32, 8)},
+    "flexible_unet_resnet": {"backbone": "resnet10", "decoder_channels": (16, 16, 8, 8, 8)},
+    "flexible_unet_efficientnet": {"backbone": "efficientnet-b0", "decoder_channels": (16, 16, 8, 8, 8),
+                                   "drop_connect_rate": 0.0},
+    "unetr": {"img_size": (32, 32), "feature_size": 4, "hidden_size": 16, "mlp_dim": 32, "num_heads": 2},
+    "transunet": {"widths": (8, 16, 32), "hidden_size": 16, "num_layers": 1, "num_heads": 2, "mlp_dim": 32},
 }
 
 
 def test_every_model_has_a_small_config():
     assert set(available_models()) == set(SMALL)
     assert {"unet", "basic_unet", "attention_unet", "swin_unetr"} <= set(available_models())
+    assert len(available_models()) >= 10
 
 
 @pytest.fixture(params=sorted(SMALL))
@@ -146,7 +154,7 @@ def test_unet_without_skips_is_a_different_network():
 
 
 def test_unknown_model_lists_known():
-    with pytest.raises(UnknownModelError, match="known models: attention_unet, basic_unet, dynunet, swin_unetr, unet"):
+    with pytest.raises(UnknownModelError, match="known models: attention_unet, basic_unet, basic_unet_pp, dynunet, flexible_unet_efficientnet"):
         create_model("resnet", 1, 2)
 
 
