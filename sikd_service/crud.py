@@ -325,8 +325,7 @@ def fail_experiment(session: Session, *, experiment_id: int, error: str) -> None
 
 
 def _student_kinds(session: Session, *, experiment_id: int) -> list[str]:
-    """The experiment's stage kinds that distil from a teacher, by the plan's one rule
-    (:func:`sikd_core.methods.plan.is_student_stage`) applied to its few stage rows."""
+    """The experiment's stage kinds that distil from a teacher (the plan's rule, on its few stage rows)."""
     kinds = session.scalars(select(Stage.kind).where(Stage.experiment_id == experiment_id).distinct())
     return sorted(k for k in set(kinds) if is_student_stage(k))
 
