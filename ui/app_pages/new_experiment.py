@@ -128,7 +128,8 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
     model_names = sorted(models)
     model = c[1].selectbox("Model", model_names, index=model_names.index(D.get("model", "unet"))
                            if D.get("model", "unet") in model_names else 0, key="ne_model",
-                           help="; ".join(f"**{n}**: {models[n]['description']}" for n in model_names))
+                           help="The network the baseline, the teacher and the students train (the paper's U-Net "
+                                "by default); each one is described under **About the networks** below.")
     slot("model", c[1])
     loss = c[2].selectbox("Loss (recipe)", ["dice_ce", "ce"], index=["dice_ce", "ce"].index(D.get("loss", "dice_ce")),
                           format_func=lambda v: LOSS_LABELS[v], key="ne_loss",
@@ -148,7 +149,7 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
     batch = c[3].number_input("Batch size", 1, 1024, int(D.get("batch_size", 8)), key="ne_batch")
     slot("batch_size", c[3])
 
-    c = st.columns(4)
+    c = st.columns([1, 1, 2, 1])  # the methods column wide enough for its chips (reference included)
     lr = c[0].number_input("Learning rate", min_value=1e-6, max_value=1.0, value=float(D.get("lr", 1e-3)),
                            step=1e-4, format="%.5f", key="ne_lr", help="Adam, decayed polynomially (power 0.9).")
     slot("lr", c[0])
@@ -185,6 +186,8 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
                             "students with a random head collapsed) or random.")
     slot("student_head_init", c[1])
 
+    with st.expander("About the networks"):  # eleven descriptions: too long for a tooltip over the fields
+        st.markdown("\n".join(f"- **{n}**: {models[n]['description']}" for n in model_names))
     with st.expander("Advanced options"):
         a = st.columns(3)
         teacher_epochs = a[0].number_input("Teacher epochs (0 = same as epochs)", 0, 10000,

@@ -363,6 +363,7 @@ def test_a_5000_character_multipart_boundary_is_400(client, alice, path):
 def model_id(client, alice) -> int:
     """A stored model of alice's (a tiny untrained U-Net: enough to reach the upload)."""
     from sikd_core.inference import save_bundle
+    from sikd_core.methods.plan import PlannedStage
     from sikd_core.models import create_model
     from sikd_service import crud
     from sikd_service.config import get_settings
@@ -371,8 +372,8 @@ def model_id(client, alice) -> int:
     settings = get_settings()
     with session_scope(settings) as db:
         user = crud.get_user_by_name(db, name="alice")
-        exp = crud.create_experiment(db, owner=user, name="m", spec={}, stages=[("baseline", 0)],
-                                     epochs={"baseline": 1}, datasets=[])
+        plan = [PlannedStage("baseline", 0, "plain", "baseline", "baseline", None, 1, "unet")]
+        exp = crud.create_experiment(db, owner=user, name="m", spec={}, plan=plan, datasets=[])
         db.flush()
         info = {"model": "unet", "model_kwargs": {"widths": [4, 8]}, "in_channels": 1, "num_classes": 2,
                 "image_size": [32, 32], "class_names": ["background", "fg"], "method": "baseline", "seed": 0}
