@@ -115,13 +115,20 @@ def _stopped(settings: Settings, c: Claimed, rec: StageRecorder, e: BaseExceptio
     if rec.lost:
         log.warning("stage %d was taken over by another worker; stopping", c.stage_id)
         return "lost"
+    if type(e).__name__ == "Terminated":  # billiard: this pool process got SIGTERM, its worker is stopping
+        log.warning("stage %d interrupted: its worker is stopping (the stage is given back, not failed)", c.stage_id)
+        return "lost"  # the worker's hand-back (or the reconciler) puts it back in the queue
     with session_scope(settings) as s:
         if isinstance(e, TrainingCancelled):
             crud.finish_stage(s, stage_id=c.stage_id, token=c.token, status="cancelled")
             return "cancelled"
         msg = describe_error(e)
-        crud.finish_stage(s, stage_id=c.stage_id, token=c.token, status="failed", error=msg,
-                          traceback_summary=traceback_summary(e))
+        if not crud.finish_stage(s, stage_id=c.stage_id, token=c.token, status="failed", error=msg,
+                                 traceback_summary=traceback_summary(e)):
+            # the claim was given back (a stopping worker) or taken over meanwhile: not ours to fail
+            log.warning("stage %d ended with %s after its claim was given back; the experiment goes on",
+                        c.stage_id, msg)
+            return "lost"
         name = c.kind if c.seed is None else f"{c.kind} (seed {c.seed})"
         crud.fail_experiment(s, experiment_id=c.experiment_id, error=f"{name} failed: {msg}")
     log.error("stage %d (%s) failed: %s", c.stage_id, name, msg)

@@ -15,11 +15,16 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
+import schemathesis.generation.dictionaries  # noqa: F401 - see below
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hyp_settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+
+# schemathesis imports this module lazily, inside a hypothesis draw, deep in the stack; pytest rewrites it (a plugin's
+# module) and CPython 3.11's AST constructor failed there once in the suite ("AST constructor recursion depth
+# mismatch"), making the whole fuzz run "flaky". Imported here, at the top of the stack, it is never imported late.
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
