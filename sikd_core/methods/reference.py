@@ -18,9 +18,10 @@ for a 2D configuration (Isensee et al., Nature Methods 18:203-211, 2021; ``nnUNe
   BUSI 0.501 vs 0.553, SYNTHETIC phantoms 0.65 vs 0.84), so the reference uses Adam at 3e-3 (the best of 1e-3,
   3e-3 and 1e-2 averaged over those datasets, chosen on validation splits only) with nnU-Net's weight decay
   3e-5 and polynomial decay (power 0.9). ``RECIPE["optimizer"] = "sgd"`` restores nnU-Net's;
-* augmentation: rotation over the full circle, scaling 0.7-1.4, mirroring, brightness/contrast/gamma,
-  Gaussian noise and Gaussian blur, each with nnU-Net's probabilities (approximately: one affine warp per
-  sample, see :class:`ReferenceAugmenter`).
+* augmentation: nnU-Net's ranges (rotation over the full circle, scaling 0.7-1.4, mirroring, brightness/contrast/
+  gamma, Gaussian noise, Gaussian blur); noise and blur with nnU-Net's probabilities (0.1, 0.2), the warp and the
+  intensity jitter each with probability 0.5 as one combined warp per sample (nnU-Net draws rotation and scaling
+  at 0.2 each and the intensity transforms at 0.15-0.3; see :class:`ReferenceAugmenter`).
 
 The reference never distils and is never distilled from; it is scored like every method and compared with the
 baseline in the report's ``baseline_strength`` section (:func:`sikd_core.report.baseline_strength`).
