@@ -1,8 +1,9 @@
 """How long the API is away after its process is killed under ``sikd serve``.
 
 Starts ``sikd serve --no-ui --no-worker`` (SQLite, a fresh storage root, a free loopback port), then ``--kills``
-times: SIGKILL the API's process (the uvicorn child), and time until ``GET /health`` answers 200 again, polling
-every 20 ms (split into the supervisor's wait before it starts a new process and that process's start-up); ``--pause`` seconds between kills (a kill within ``SIKD_RESTART_STABLE_SECONDS`` of the last
+times: SIGKILL the API's process (the uvicorn child), and time until ``GET /health`` answers 200 again: a request
+sent right after the kill (retried every 20 ms while it is refused; counted), and the split into the supervisor's
+wait before it starts a new process and that process's start-up; ``--pause`` seconds between kills (a kill within ``SIKD_RESTART_STABLE_SECONDS`` of the last
 restart counts as a crash loop and waits longer). Prints one JSON line: the seconds of each outage.
 
     python bench/api_restart.py --kills 3 --pause 5
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -48,9 +50,9 @@ def _api_pid(serve_pid: int) -> int | None:
     return None
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, timeout: float = 1.0) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 - our own local server
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - our own local server
             return r.status == 200
     except OSError:
         return False
@@ -85,22 +87,34 @@ def main() -> int:
             pid = _api_pid(proc.pid)
             if pid is None:
                 raise RuntimeError("no API process found")
+            respawn: dict[str, float] = {}
+
+            def watch(old: int = pid, respawn: dict[str, float] = respawn) -> None:
+                """The supervisor's backoff: until the new process exists."""
+                start = time.monotonic()
+                while time.monotonic() - start < 180:
+                    if _api_pid(proc.pid) not in (None, old):
+                        respawn["at"] = time.monotonic()
+                        return
+                    time.sleep(0.01)
+
             os.kill(pid, signal.SIGKILL)
             t = time.monotonic()
-            new = None
-            while new is None or new == pid:  # the supervisor's backoff: until the new process exists
-                new = _api_pid(proc.pid)
-                if time.monotonic() - t > 180:
-                    raise RuntimeError("the API was not restarted within 180 s")
-                time.sleep(0.01)
-            respawned = time.monotonic()
-            while not _healthy(url):  # the new process: imports, migrations check, lifespan, bind
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            # A client's request sent right after the kill: refused while no process holds the port (retried
+            # every 20 ms, counted), or held in the listening socket's backlog until the new process answers.
+            refused = 0
+            while not _healthy(url, timeout=60):
+                refused += 1
                 if time.monotonic() - t > 180:
                     raise RuntimeError("the API did not come back within 180 s")
                 time.sleep(0.02)
             done = time.monotonic()
+            watcher.join(timeout=5)
+            respawned = respawn.get("at", done)
             outages.append({"total": round(done - t, 2), "respawn": round(respawned - t, 2),
-                            "startup": round(done - respawned, 2)})
+                            "startup": round(done - respawned, 2), "refused_requests": refused})
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-METRIC_NAMES = ("dice", "iou", "hd95", "hd")
+from sikd_core.report import METRIC_NAMES
 
 
 @dataclass

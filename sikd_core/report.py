@@ -18,7 +18,11 @@ from typing import Any
 import numpy as np
 
 from sikd_core.health import BELOW_REFERENCE_DICE, health_markdown
-from sikd_core.metrics import METRIC_NAMES
+
+#: The per-class metrics every result carries, in this order (:mod:`sikd_core.metrics` computes them; defined
+#: here so results are read and reported without PyTorch).
+METRIC_NAMES = ("dice", "iou", "hd95", "hd")
+
 
 METHOD_LABELS = {"baseline": "Baseline", "sikd": "SIKD", "sdm": "U-Net w/ SDM", "gin": "GIN",
                  "maxstyle": "MaxStyle", "reference": "Reference (nnU-Net-like)"}

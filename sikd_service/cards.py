@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sikd_core.export import card_for_bundle, dataset_facts, write_bundle, zip_bundle
+from sikd_core.export.card import card_for_bundle, dataset_facts
 from sikd_service.config import Settings
 from sikd_service.health import model_health
 from sikd_service.storage import dataset_dir, new_tmp_dir
@@ -55,6 +55,8 @@ def export_zip(settings: Settings, session: Session, row: TrainedModel, fmt: str
     target = model.parent / "export" / f"{fmt}.zip"
     if target.is_file() and target.stat().st_mtime_ns >= model.stat().st_mtime_ns:
         return target
+    from sikd_core.export.bundle import write_bundle, zip_bundle  # PyTorch: not imported at the API's start
+
     card = model_card(settings, session, row)
     work = new_tmp_dir(settings, "export-")
     try:

@@ -15,7 +15,6 @@ import numpy as np
 from PIL import Image
 from sqlalchemy.orm import Session
 
-from sikd_core.data import load_original
 from sikd_core.viz import (
     class_contours,
     error_map,
@@ -58,6 +57,8 @@ def render_case(session: Session, settings: Settings, exp: Experiment, *, datase
     index = next((i for i, s in enumerate(manifest.samples) if s.key == key), None)
     if index is None:
         raise ServiceError(404, f"dataset {dataset!r} has no image {key!r}")
+    from sikd_core.data.preprocess import load_original  # PyTorch: not imported at the API's start
+
     image, gt = load_original(manifest, index)
     k = max(manifest.num_classes, int(gt.max()) + 1, 2)
     folder = experiment_dir(settings, exp.id) / "eval" / "predictions"

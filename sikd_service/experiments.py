@@ -21,7 +21,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from sikd_core.models.budget import estimate_cost
 from sikd_core.spec import ExperimentSpec, parse_spec
 from sikd_service import crud, dispatch
 from sikd_service.config import Settings
@@ -108,6 +107,8 @@ def _gib(n: float) -> str:
 def check_cost(settings: Settings, spec: ExperimentSpec, train: Dataset) -> None:
     """Refuse (422, naming the limit) a spec no worker can run: too many parameters, too much memory per
     step, or too many steps. Estimated on the meta device in milliseconds, before anything is stored."""
+    from sikd_core.models.budget import estimate_cost  # PyTorch: imported by warm_up after the API's start
+
     cost = estimate_cost(spec, in_channels=train.in_channels, num_classes=train.num_classes,
                          num_pairs=train.num_pairs)
     over = []
@@ -132,6 +133,8 @@ def warm_up() -> float:
     the one-off setup of PyTorch's meta-device kernels (1.3 s on a quiet 2-core box, against 16 ms after);
     the API runs it in a background thread at start. Returns the seconds it took."""
     import time
+
+    from sikd_core.models.budget import estimate_cost
 
     t = time.perf_counter()
     spec = parse_spec({"name": "warm-up", "train_dataset": "1", "image_size": 32, "batch_size": 2,

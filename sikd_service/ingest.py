@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from sikd_core.data import dataset_stats, load_dataset, load_original
+from sikd_core.data import dataset_stats, load_dataset
 from sikd_core.data.io import SUPPORTED_EXTENSIONS, file_extension
 from sikd_core.errors import DatasetError
 from sikd_core.export.card import content_hash
@@ -324,6 +324,8 @@ def thumbnail_png(settings: Settings, ds: Dataset, index: int, *, full: bool = F
     cache = dataset_dir(settings, ds.id) / ".thumbs" / f"{index}_{side}.png"
     if cache.is_file():
         return cache.read_bytes()
+    from sikd_core.data.preprocess import load_original  # needs PyTorch: imported on the first picture
+
     manifest = dataset_manifest(settings, ds)
     image, label = load_original(manifest, index)
     picture = overlay_contours(overlay_fill(to_rgb_uint8(image), label.astype("uint8")), {"ground_truth": label})

@@ -18,17 +18,18 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PIL import Image
 
-from sikd_core.data import normalize_intensity, read_image
-from sikd_core.data.io import image_pixels
+from sikd_core.data.io import image_pixels, read_image
 from sikd_core.errors import DatasetError
-from sikd_core.inference import LoadedModel, load_bundle, predict_images
 from sikd_core.viz import overlay_contours, overlay_fill, to_rgb_uint8
 from sikd_service.errors import ServiceError
+
+if TYPE_CHECKING:  # PyTorch: imported on the first prediction, not at the API's start
+    from sikd_core.inference import LoadedModel
 
 
 class ImageFile(Protocol):
@@ -63,6 +64,8 @@ class ModelCache:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
+        from sikd_core.inference import load_bundle
+
         loaded = load_bundle(path, device="cpu")
         with self._lock:
             self._items[key] = loaded
@@ -112,6 +115,9 @@ def check_pixel_budget(files: Sequence[ImageFile], max_pixels: int) -> int:
 
 
 def _render(loaded: LoadedModel, filename: str, img: np.ndarray) -> Prediction:
+    from sikd_core.data.preprocess import normalize_intensity
+    from sikd_core.inference import predict_images
+
     mask = predict_images(loaded, [img])[0]
     shown = to_rgb_uint8(normalize_intensity(img))
     del img  # the caller drops its reference too: only uint8 pictures of this image remain

@@ -44,10 +44,30 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _start(cmd: list[str], env: dict[str, str], name: str) -> subprocess.Popen:
+def _start(cmd: list[str], env: dict[str, str], name: str, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
     log.info("starting %s: %s", name, " ".join(cmd))
     preexec = _die_with_parent if sys.platform.startswith("linux") else None
-    return subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=preexec)  # noqa: PLW1509
+    return subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=preexec,  # noqa: PLW1509
+                            pass_fds=pass_fds)
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """The API's listening socket, opened by ``sikd serve`` itself and handed to each API process (uvicorn
+    ``--fd``): while a killed API process is replaced, the kernel keeps accepting connections into the
+    backlog, so clients wait for the new process instead of being refused. Raises ``OSError`` (e.g. the port
+    is in use) before anything starts."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
@@ -109,9 +129,10 @@ def _wait_http(url: str, timeout: float, procs: dict[str, subprocess.Popen]) -> 
 
 # The three component commands. `sikd serve` runs them as children; `sikd api|worker|ui` (the container
 # entry points of docker-compose.yml) exec exactly the same command lines.
-def api_command(host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--host", host, "--port", str(port),
-            "--log-level", "warning"]
+def api_command(host: str, port: int, fd: int | None = None) -> list[str]:
+    """``fd``: serve on this inherited listening socket (``sikd serve``) instead of binding ``host:port``."""
+    where = ["--fd", str(fd)] if fd is not None else ["--host", host, "--port", str(port)]
+    return [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", *where, "--log-level", "warning"]
 
 
 def worker_command(settings: Settings, queues: str | None = None, concurrency: int | None = None,
@@ -206,10 +227,17 @@ def serve(args: argparse.Namespace) -> int:
     def on_signal(signum: int, _frame: object) -> None:
         stopping["signal"] = signum
 
+    try:
+        listener = listen_socket(host, port)
+    except OSError as e:
+        print(f"SIKD Studio cannot listen on {host}:{port}: {e.strerror or e} (is another service using the "
+              "port? choose another with --port)", file=sys.stderr)
+        return 1
+    fd = listener.fileno()
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     code = 0
     try:
-        sup.add("api", lambda: _start(api_command(host, port), env, "api"))
+        sup.add("api", lambda: _start(api_command(host, port, fd), env, "api", pass_fds=(fd,)))
         if not args.no_worker:
             def start_worker() -> subprocess.Popen:
                 if settings.embedded_broker:
@@ -240,6 +268,7 @@ def serve(args: argparse.Namespace) -> int:
             time.sleep(0.2)
     finally:
         stop_children(sup.procs)
+        listener.close()
         sup.clear()
         for s, h in old.items():
             signal.signal(s, h)

@@ -33,7 +33,6 @@ from api.schemas import (
 from api.status_cache import drop as drop_status
 from api.status_cache import status_cache
 from sikd_core.methods import method_names, method_options
-from sikd_core.models import available_models, model_info
 from sikd_core.spec import PRESETS, TEACHER_INPUTS, ExperimentSpec, spec_defaults
 from sikd_service import case_view, crud
 from sikd_service import experiments as svc
@@ -67,6 +66,7 @@ def public(exp: Experiment) -> ExperimentPublic:
 @router.get("/options", response_model=OptionsPublic)
 def options(user: CurrentUser) -> OptionsPublic:
     """What an experiment can be made of: networks, methods, teacher inputs, spec defaults and schema."""
+    from sikd_core.models import available_models, model_info  # PyTorch: not imported at the API's start
     return OptionsPublic(
         models=[ModelOption(name=m.name, description=m.description, skip_switch=m.skip_switch, defaults=m.defaults,
                             teacher_note=m.teacher_note, plugin=m.plugin)

@@ -17,7 +17,6 @@ from api.uploads import receive_multipart
 from sikd_core.errors import SIKDError
 from sikd_service import cards, crud
 from sikd_service.errors import ServiceError, not_found
-from sikd_service.predict import predict_files
 from sikd_service.storage import new_tmp_dir
 from sikd_service.tables import TrainedModel
 
@@ -105,6 +104,8 @@ async def predict(model_id: ModelId, request: Request, session: SessionDep, sett
                   user: CurrentUser) -> Predictions:
     """Segment uploaded images (multipart field ``files``, repeatable): masks and overlays as base64 PNG.
     At most ``SIKD_MAX_PREDICT_PIXELS`` pixels per request (read from the headers: 413 before decoding)."""
+    from sikd_service.predict import predict_files  # PyTorch: not imported at the API's start
+
     row = await run_in_threadpool(_get, session, user, model_id)
     path = settings.storage_dir / row.path
     if not path.is_file():

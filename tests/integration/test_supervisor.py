@@ -102,3 +102,63 @@ def test_killing_the_worker_keeps_the_api_up_and_the_experiment_finishes(tmp_pat
             except subprocess.TimeoutExpired:
                 kill_tree(proc, signal.SIGKILL)
                 raise
+
+
+def _api_process(serve_pid: int) -> int | None:
+    """The API: the child of ``sikd serve`` running uvicorn."""
+    for pid in descendants(serve_pid):
+        if " uvicorn " in f" {_cmdline(pid)} ":
+            return pid
+    return None
+
+
+def _serve_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIKD_") and k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(PYTHONUNBUFFERED="1", SIKD_DEMO_DATA="false")
+    return env
+
+
+@pytest.mark.timeout(240)
+def test_a_request_sent_while_the_api_restarts_waits_for_it_instead_of_being_refused(tmp_path):
+    """`sikd serve` holds the API's listening socket: a request sent right after the API process is SIGKILLed
+    queues in the socket's backlog and is answered by the new process; nothing is refused. The new process
+    serves on the inherited socket (uvicorn --fd), and a second `sikd serve` on the same port says why it cannot
+    start."""
+    port = free_port()
+    sikd = Path(sys.executable).with_name("sikd")
+    proc = subprocess.Popen([str(sikd), "serve", "--no-ui", "--no-worker", "--storage", str(tmp_path / "data"),
+                             "--port", str(port)], cwd=tmp_path, env=_serve_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    url = f"http://127.0.0.1:{port}/health"
+    try:
+        wait_for(lambda: any("Admin token" in ln for ln in lines) or proc.poll() is not None, 180, 0.3,
+                 what="sikd serve to start")
+        assert proc.poll() is None, "".join(lines)
+        api = wait_for(lambda: _api_process(proc.pid), 10, what="the API process")
+        assert " --fd " in _cmdline(api), _cmdline(api)
+        for _ in range(2):
+            os.kill(api, signal.SIGKILL)
+            t = time.monotonic()
+            r = httpx.get(url, timeout=60)  # no retry: a refused connection raises ConnectError
+            assert r.status_code == 200, r.text
+            assert time.monotonic() - t < 30
+            new = _api_process(proc.pid)
+            assert new not in (None, api), "the answer must come from a new API process"
+            api = new
+        assert any("api stopped unexpectedly" in ln for ln in lines), "".join(lines[-30:])
+
+        second = subprocess.run([str(sikd), "serve", "--no-ui", "--no-worker", "--storage", str(tmp_path / "other"),
+                                 "--port", str(port)], cwd=tmp_path, env=_serve_env(), capture_output=True,
+                                text=True, timeout=120)
+        assert second.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{port}" in second.stderr and "--port" in second.stderr, second.stderr
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                kill_tree(proc, signal.SIGKILL)
+                raise
