@@ -21,6 +21,7 @@ and the problem; patient-identifying attributes never enter a message):
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,9 +30,8 @@ import numpy as np
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 MEDIA_DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"  # DICOMDIR
 POSITION_TOLERANCE_MM = 0.01
-#: pydicom's decoder plugins -> what to ``pip install`` for them.
-PLUGIN_PACKAGES = {"gdcm": "python-gdcm", "pylibjpeg": "pylibjpeg + {extra}", "pyjpegls": "pyjpegls",
-                   "pillow": "pillow", "pydicom": "pydicom", "numpy": "numpy"}
+#: pydicom's decoder requirements -> what to ``pip install`` for them.
+PLUGIN_PACKAGES = {"gdcm": "python-gdcm"}  # the others are installed under their plugin's name
 
 
 class DicomError(ValueError):
@@ -92,9 +92,10 @@ def decoder_problem(ds: Any) -> str | None:
     needs = []
     for line in decoder.missing_dependencies:  # e.g. "pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1"
         plugin, _, req = line.partition(" - requires ")
-        needs.append(req.replace(" and ", " + ") if req else PLUGIN_PACKAGES.get(plugin.strip(), plugin.strip()))
+        names = [re.split(r"[<>=!~ ]", part.strip(), maxsplit=1)[0] for part in req.split(" and ") if part.strip()]
+        needs.append(" ".join(PLUGIN_PACKAGES.get(n, n) for n in names or [plugin.strip()]))
     return (f"its pixel data is compressed as {ts.name} and no decoder for it is installed; install one of: "
-            + "; ".join(f"pip install {n.replace(' + ', ' ')}" for n in needs or ["pylibjpeg pylibjpeg-libjpeg"]))
+            + "; ".join(f"pip install {n}" for n in needs or ["pylibjpeg pylibjpeg-libjpeg"]))
 
 
 def _floats(ds: Any, keyword: str, n: int, name: str) -> np.ndarray:
