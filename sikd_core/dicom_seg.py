@@ -1,8 +1,8 @@
 """Prediction on a DICOM series, returned as a DICOM SEG that references it (``sikd predict``, the API).
 
-The series is read and checked as a training series is (:mod:`sikd_core.data.dicom_series`); each slice is
-segmented as a 2D image exactly as :func:`sikd_core.inference.predict_images` segments any image, and the
-class maps become one BINARY SEG (one segment per foreground class, labelled with the class name) built and
+The series is read and checked as a training series is (:mod:`sikd_core.data.dicom_series`), normalised as a
+volume and segmented slice by slice exactly as evaluation does (:func:`sikd_core.inference.predict_volume`), and
+the class maps become one BINARY SEG (one segment per foreground class, labelled with the class name) built and
 checked by highdicom over the series' own instances, so a DICOM viewer shows it over the series.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 from sikd_core import __version__
 from sikd_core.data import dicom_series as dcm
 from sikd_core.errors import DatasetError
-from sikd_core.inference import LoadedModel, predict_images
+from sikd_core.inference import LoadedModel, predict_volume
 
 
 def as_dataset_error(e: dcm.DicomError) -> DatasetError:
@@ -47,19 +47,14 @@ def series_files(folder: Path) -> list[tuple[str, str]]:
     return [(f.relative_to(folder).as_posix(), str(f)) for f in list_files(folder)]
 
 
-def predict_series(loaded: LoadedModel, series: dcm.Series, batch_size: int = 8) -> np.ndarray:
-    """uint8 ``rows, columns, slices`` class map of the series (each slice segmented as a 2D image)."""
-    out = np.zeros((series.rows, series.columns, series.num_slices), dtype=np.uint8)
-    for start in range(0, series.num_slices, batch_size):
-        ks = range(start, min(start + batch_size, series.num_slices))
-        try:
-            images = [dcm.slice_values(series.read_slice(k), series.names[k], (series.rows, series.columns))
-                      for k in ks]
-        except dcm.DicomError as e:
-            raise as_dataset_error(e) from None
-        for k, mask in zip(ks, predict_images(loaded, images, batch_size=batch_size), strict=True):
-            out[:, :, k] = mask
-    return out
+def predict_series(loaded: LoadedModel, series: dcm.Series) -> np.ndarray:
+    """uint8 ``rows, columns, slices`` class map of the series, normalised as a volume the way training
+    normalises volumes (:func:`sikd_core.inference.predict_volume`)."""
+    try:
+        volume = series.volume()
+    except dcm.DicomError as e:
+        raise as_dataset_error(e) from None
+    return predict_volume(loaded, volume)
 
 
 def seg_dataset(loaded: LoadedModel, series: dcm.Series, classes: np.ndarray) -> Any:

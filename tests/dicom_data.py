@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 from PIL import Image
 
 from tests.conftest import SHARED
@@ -156,3 +157,101 @@ def write_twin(root: Path, cases: dict[str, Case]) -> Path:
 def copy_dataset(src: Path, dest: Path) -> Path:
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".sikd-dicom*"))
     return dest
+
+
+# ------------------------------------------------------------------------------------ broken variants
+
+def edit(path: Path, change) -> None:
+    ds = pydicom.dcmread(path)
+    change(ds)
+    ds.save_as(path)
+
+
+def _jpeg_lossless_placeholder(path: Path) -> None:
+    """Mark a slice as JPEG Lossless (process 14), the usual CT compression. No encoder for it exists here, so the
+    frame holds the raw pixels encapsulated: the refusal comes from the transfer syntax before any byte is read."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGLosslessSV1
+
+    def change(ds):
+        ds.PixelData = encapsulate([ds.PixelData])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+    edit(path, change)
+
+
+def _shift_frame(ds):
+    ds.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient[2] += 5.0
+
+
+def _relabel(old, new):
+    def change(ds):
+        for item in ds.SegmentSequence:
+            if item.SegmentLabel == old:
+                item.SegmentLabel = new
+    return change
+
+
+def _recode(ds):
+    item = next(i for i in ds.SegmentSequence if i.SegmentLabel == "malignant mass")
+    item.SegmentedPropertyTypeCodeSequence[0].CodeValue = "108369006"  # Neoplasm, not Mass
+
+
+def _small_seg(root: Path) -> None:
+    """case01's SEG rebuilt over half-size copies of its slices (same instances): frames that fit no slice."""
+    sources = []
+    for k in range(3):
+        ds = pydicom.dcmread(root / "case01" / f"IM{k:04d}")
+        ds.PixelData = np.ascontiguousarray(ds.pixel_array[::2, ::2]).tobytes()
+        ds.Rows, ds.Columns = ROWS // 2, COLS // 2
+        ds.PixelSpacing = [2 * v for v in SPACING]
+        sources.append(ds)
+    mask = np.zeros((ROWS // 2, COLS // 2, 3), bool)
+    mask[5:10, 5:10, :] = True
+    write_seg(root / "case01" / "seg.dcm", sources, {"benign mass": mask}, ["benign mass"])
+
+
+def _overlapping_seg(root: Path) -> None:
+    sources = [pydicom.dcmread(root / "case02" / f"IM{k:04d}") for k in range(3)]
+    a = np.zeros((ROWS, COLS, 3), bool)
+    a[5:20, 5:20, 1] = True
+    b = np.roll(a, 5, axis=0)
+    write_seg(root / "case02" / "seg.dcm", sources, {"benign mass": a, "malignant mass": b},
+                 ["benign mass", "malignant mass"])
+
+
+def _second_seg(root: Path) -> None:
+    shutil.copy(root / "case01" / "seg.dcm", root / "case01" / "seg_b.dcm")
+    edit(root / "case01" / "seg_b.dcm", lambda ds: setattr(ds, "SOPInstanceUID", pydicom.uid.generate_uid()))
+
+
+BROKEN = {  # name -> (how to break the dataset, the file named, words of the problem)
+    "instance missing": (lambda r: (r / "case02" / "IM0001").unlink(), "case02/seg.dcm",
+                         "references 1 image(s) of its series that are not in the dataset"),
+    "series missing": (lambda r: [f.unlink() for f in (r / "case03").glob("IM*")], "case03/seg.dcm",
+                       "segments a series none of whose 3 images are in the dataset"),
+    "frame misplaced": (lambda r: edit(r / "case03" / "seg.dcm", _shift_frame), "case03/seg.dcm",
+                        "frame 1 is placed at"),
+    "frame size": (_small_seg, "case01/seg.dcm", "its frames are 20x24 pixels but the slices of the series they "
+                                                 "segment are 40x48"),
+    "label spelling": (lambda r: edit(r / "case04" / "seg.dcm", _relabel("benign mass", "Benign  Mass")),
+                       "case04/seg.dcm", "segment label 'Benign  Mass' is spelled 'benign mass' in"),
+    "label coding": (lambda r: edit(r / "case05" / "seg.dcm", _recode), "case05/seg.dcm",
+                     "segment 'malignant mass' is coded as SCT 108369006 but as SCT"),
+    "label twice": (lambda r: edit(r / "case02" / "seg.dcm", _relabel("malignant mass", "benign mass")),
+                    "case02/seg.dcm", "two segments are labelled 'benign mass'"),
+    "overlap": (_overlapping_seg, "case02/seg.dcm", "segments overlap on slice case02/IM0001"),
+    "no decoder": (lambda r: _jpeg_lossless_placeholder(r / "case01" / "IM0001"), "case01/IM0001",
+                   "compressed as JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 [Selection "
+                   "Value 1]) and no decoder for it is installed; install one of: pip install python-gdcm; "
+                   "pip install pylibjpeg pylibjpeg-libjpeg"),
+    "multi-frame": (lambda r: edit(r / "case05" / "IM0002", lambda ds: setattr(ds, "NumberOfFrames", 3)),
+                    "case05/IM0002", "is a multi-frame image (3 frames"),
+    "no SEG": (lambda r: (r / "case01" / "seg.dcm").unlink(), "case01/IM0000",
+               "its series (3 image(s)) has no SEG object"),
+    "two SEGs": (_second_seg, "case01/seg_b.dcm", "segments the same series as case01/seg.dcm"),
+    "uneven slices": (lambda r: edit(r / "case03" / "IM0002", lambda ds: ds.ImagePositionPatient.__setitem__(
+        2, float(ds.ImagePositionPatient[2]) + 1.0)), "case03/IM0001", "where the series' slices are 3.000 mm apart"),
+    "not an image": (lambda r: edit(r / "case02" / "IM0002", lambda ds: delattr(ds, "ImagePositionPatient")),
+                     "case02/IM0002", "has no valid ImagePositionPatient: the slice cannot be placed in space"),
+}

@@ -149,6 +149,7 @@ def _pair(groups: dict[str, list], segs: list[tuple[str, str, Any]], errors: lis
         if missing:
             errors.append(dcm.DicomError(name, f"references {len(missing)} image(s) of its series that are not in "
                                                f"the dataset (of {len(refs)} referenced): add the missing slices"))
+            owner.setdefault(series_uid, name)  # the series has its SEG: one problem, not two
             continue
         if series_uid in owner:
             errors.append(dcm.DicomError(name, f"segments the same series as {owner[series_uid]}: keep one SEG per "

@@ -111,8 +111,9 @@ def _detect(p: Path) -> tuple[Path, str, dict[str, Any]]:
         found = _detect_here(subdirs[0])
         if found is not None:
             return subdirs[0], found[0], found[1]
-    if dicom.has_dicom_files(p):
-        return p, "dicom", {}
+    if dicom.has_dicom_files(p):  # inside its one top-level folder when that is all there is
+        top_files = [c for c in _visible_children(p) if c.is_file()]
+        return (subdirs[0] if len(subdirs) == 1 and not top_files else p), "dicom", {}
     listing = [c.name + ("/" if c.is_dir() else "") for c in _visible_children(p)]
     hints = []
     for d in [p, *subdirs[:1]] if len(subdirs) == 1 else [p]:

@@ -16,8 +16,8 @@ the bundle's ``recipe.json``, numerically the same as ``sikd predict``:
 6. resize back: the logits, bilinear without antialiasing (half-pixel centres), to the original size.
 7. argmax over classes -> ``H,W`` uint8 class map.
 
-A DICOM series (a folder or a .zip of its files) is segmented slice by slice and written as a DICOM SEG that
-references it; that needs pydicom and highdicom (``pip install pydicom highdicom``) and the bundle's
+A DICOM series (a folder or a .zip of its files) is normalised as one volume (percentiles over all its slices,
+as training normalises volumes), segmented slice by slice and written as a DICOM SEG that references it; that needs pydicom and highdicom (``pip install pydicom highdicom``) and the bundle's
 ``sikd_dicom.py`` beside this file.
 
 Usage::
@@ -249,6 +249,20 @@ class ExportedModel:
             out += [logits_to_mask(lg, np.asarray(im).shape[:2]) for lg, im in zip(logits, chunk)]  # noqa: B905
         return out
 
+    def predict_volume(self, volume: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        """A raw ``H,W,Z`` volume (a DICOM series) -> ``H,W,Z`` uint8 class map: normalised over the whole volume
+        (as training normalises volumes), then each slice resized and segmented."""
+        vol = np.asarray(volume, dtype=np.float32)
+        vol = normalize_intensity(convert_channels(vol[..., None], self.in_channels), self.lower, self.upper)
+        out = np.empty(vol.shape[:3], dtype=np.uint8)
+        for start in range(0, vol.shape[2], batch_size):
+            ks = list(range(start, min(start + batch_size, vol.shape[2])))
+            batch = np.stack([resize_image(np.ascontiguousarray(vol[:, :, k, :].transpose(2, 0, 1)), self.image_size)
+                              for k in ks])
+            for k, lg in zip(ks, self.run(batch)):  # noqa: B905
+                out[:, :, k] = logits_to_mask(lg, vol.shape[:2])
+        return out
+
 
 def load(folder: str | os.PathLike[str] = ".", threads: int | None = None, spinning: bool = True) -> ExportedModel:
     """Load the bundle in ``folder`` (default: the current directory). ``threads``: onnxruntime's intra-op
@@ -289,11 +303,10 @@ def predict_series(model: ExportedModel, path: str | os.PathLike[str], out: Path
         named = [(f.relative_to(folder).as_posix(), str(f)) for f in files if dicom.is_dicom_file(f)]
         try:
             series = dicom.read_one_series(named)
-            images = [dicom.slice_values(series.read_slice(k), series.names[k], (series.rows, series.columns))
-                      for k in range(series.num_slices)]
+            volume = series.volume()
         except dicom.DicomError as e:
             raise SystemExit(f"cannot use DICOM file {e}") from None
-        classes = np.stack(model.predict(images), axis=-1)
+        classes = model.predict_volume(volume)
         seg = dicom.write_seg(series, classes, model.class_names, algorithm="SIKD Studio exported model",
                               version=str(model.recipe.get("recipe")))
     target = out / f"{src.stem if src.is_file() else src.name}_seg.dcm"
