@@ -242,8 +242,13 @@ def _convert(root: Path, files: list[Path], fingerprint: str) -> dict[str, Any]:
         (tmp / INDEX_FILE).write_text(json.dumps(index, indent=1))
         final = root / CONVERTED_DIR
         if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process converted the same files first
+            if _cached_index(root, fingerprint) is None:
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -53,6 +53,8 @@ def test_a_dicom_dataset_uploads_and_keeps_nothing_identifying(client, alice, di
         assert not any(s.encode() in data for s in SECRETS), p
     shown = client.get(f"/datasets/{body['id']}", headers=alice)
     assert shown.status_code == 200
+    thumb = client.get(shown.json()["samples"][0]["url"], headers=alice)  # the dashboard's picture of a slice
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/png"
     for text in (r.text, shown.text, "\n".join(rec.getMessage() for rec in caplog.records)):
         _no_secrets(text)
 
