@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import highdicom as hd
@@ -83,6 +84,13 @@ def test_sikd_predict_returns_a_dicom_seg_scored_like_the_nifti_path(trained, tm
         assert np.array_equal(seg, nifti)  # same data as NIfTI -> same prediction, read back from the SEG
         assert _dice(seg, case.labels) == _dice(nifti, case.labels)
         assert (seg > 0).any()
+    # a .zip of the series gives the same SEG pixels
+    case = trained["cases"]["case02"]
+    with zipfile.ZipFile(tmp_path / "series.zip", "w") as z:
+        for f in case.files:
+            z.write(f, f"case02/{f.name}")
+    assert sikd(["predict", str(trained["model"]), str(tmp_path / "series.zip"), "--out", str(tmp_path / "z")]) == 0
+    assert np.array_equal(_read_seg(tmp_path / "z" / "series_seg.dcm", case), _read_seg(tmp_path / "case02_seg.dcm", case))
 
 
 def test_the_exported_bundle_writes_the_same_seg(trained, tmp_path):
