@@ -80,7 +80,7 @@ def _norm(label: str) -> str:
 
 def _type_code(seg: Any, number: int) -> tuple[str, str] | None:
     for item in getattr(seg, "SegmentSequence", None) or []:
-        if int(item.SegmentNumber) == number:
+        if str(getattr(item, "SegmentNumber", "")) == str(number):
             code = dcm._item(getattr(item, "SegmentedPropertyTypeCodeSequence", None))
             if code is not None:
                 return str(getattr(code, "CodingSchemeDesignator", "")), str(getattr(code, "CodeValue", ""))
@@ -134,7 +134,11 @@ def _pair(groups: dict[str, list], segs: list[tuple[str, str, Any]], errors: lis
     pairs = []
     for seg_item in segs:
         name, _, seg = seg_item
-        series_uid, refs = _referenced_series(seg)
+        try:
+            series_uid, refs = _referenced_series(seg)
+        except (AttributeError, IndexError, TypeError, ValueError) as e:
+            errors.append(dcm.DicomError(name, f"is a malformed SEG ({type(e).__name__}: {e})"))
+            continue
         if series_uid is None:
             frame_uids = {u for f in range(dcm.frames_of(seg)) if (u := dcm._frame_refs(seg, f)[1])}
             found = {by_sop[u] for u in frame_uids if u in by_sop}

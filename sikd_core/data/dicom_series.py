@@ -275,7 +275,10 @@ def segment_labels(name: str, seg: Any) -> dict[int, str]:
     """{segment number: SegmentLabel} of a SEG; refuses unlabelled or repeated labels."""
     out: dict[int, str] = {}
     for item in getattr(seg, "SegmentSequence", None) or []:
-        number = int(item.SegmentNumber)
+        try:
+            number = int(item.SegmentNumber)
+        except (AttributeError, TypeError, ValueError):
+            raise DicomError(name, "a segment has no valid SegmentNumber") from None
         label = str(getattr(item, "SegmentLabel", "") or "").strip()
         if not label:
             raise DicomError(name, f"segment {number} has no SegmentLabel: segments become classes by their labels")
@@ -344,6 +347,16 @@ def seg_frames(name: str, path: str | os.PathLike[str]) -> tuple[Any, np.ndarray
 def seg_label_volume(name: str, path: str | os.PathLike[str], series: Series,
                      class_of_label: dict[str, int]) -> np.ndarray:
     """The SEG as a uint8 ``rows, columns, slices`` class map of ``series`` (classes by segment label)."""
+    try:
+        return _seg_label_volume(name, path, series, class_of_label)
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as e:
+        if isinstance(e, DicomError):
+            raise
+        raise DicomError(name, f"is a malformed SEG ({type(e).__name__}: {e})") from None
+
+
+def _seg_label_volume(name: str, path: str | os.PathLike[str], series: Series,
+                      class_of_label: dict[str, int]) -> np.ndarray:
     seg, frames = seg_frames(name, path)
     labels = segment_labels(name, seg)
     if (int(seg.Rows), int(seg.Columns)) != (series.rows, series.columns):
@@ -460,8 +473,8 @@ def group_files(named: list[tuple[str, str]], errors: list[DicomError] | None = 
                 skipped.append(name)
             else:
                 uid = str(getattr(ds, "SeriesInstanceUID", "") or "")
-                if not uid:
-                    raise DicomError(name, "has no SeriesInstanceUID")
+                if not uid or not str(getattr(ds, "SOPInstanceUID", "") or ""):
+                    raise DicomError(name, "has no SeriesInstanceUID or SOPInstanceUID")
                 series.setdefault(uid, []).append((name, path, ds))
         except DicomError as e:
             if errors is None:
