@@ -3,7 +3,7 @@
     sikd run SPEC.yaml --out DIR         train baseline + SIKD, evaluate intra/cross, write the report
     sikd eval RUN_DIR                    re-evaluate a finished experiment (rewrites its report)
     sikd eval MODEL.pt DATASET...        score one model on whole datasets
-    sikd predict MODEL.pt IMAGE... --out DIR   masks and overlays for new images
+    sikd predict MODEL.pt IMAGE... --out DIR   masks and overlays for new images (a DICOM series: a SEG)
     sikd export MODEL.pt --format onnx --out DIR   deployable bundle (network, recipe, predict.py, card)
     sikd phantoms OUT --domain NAME -n N synthetic phantom dataset (SYNTHETIC, not patients)
     sikd demo [--out DIR]                phantoms + a small experiment, end to end
@@ -160,6 +160,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from sikd_core.data import read_image
+    from sikd_core.dicom_seg import is_series_input, predict_dicom_cli
     from sikd_core.inference import load_bundle, predict_images
     from sikd_core.training import resolve_device
     from sikd_core.viz import overlay_contours, overlay_fill, save_png, to_rgb_uint8
@@ -167,9 +168,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     lm = load_bundle(args.model, device=resolve_device(args.device or "auto"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    images = [read_image(p) for p in args.images]
+    plain = [p for p in args.images if not is_series_input(p)]
+    for path in args.images:  # a DICOM series (folder or .zip) -> a DICOM SEG that references it
+        if path not in plain:
+            print(predict_dicom_cli(lm, Path(path), out))
+    images = [read_image(p) for p in plain]
     masks = predict_images(lm, images)
-    for path, img, mask in zip(args.images, images, masks, strict=True):
+    for path, img, mask in zip(plain, images, masks, strict=True):
         stem = Path(path).stem
         if lm.num_classes == 2 and not args.label_values:
             save_png(out / f"{stem}_mask.png", (mask * 255).astype(np.uint8))
@@ -299,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="segment images with a trained model.pt")
     pr.add_argument("model")
-    pr.add_argument("images", nargs="+")
+    pr.add_argument("images", nargs="+", help="image files; a folder or .zip holding one DICOM series gives a "
+                    "DICOM SEG (<name>_seg.dcm) that references it")
     pr.add_argument("--out", required=True)
     pr.add_argument("--device")
     pr.add_argument("--label-values", action="store_true",

@@ -126,3 +126,29 @@ def predict_images(loaded: LoadedModel, images: Sequence[np.ndarray], batch_size
         logits = loaded.model(x)
         results += logits_to_masks(logits, [img.shape[:2] for img in chunk])
     return results
+
+
+@torch.no_grad()
+def predict_volume(loaded: LoadedModel, volume: np.ndarray, batch_size: int = 8) -> np.ndarray:
+    """Segment a raw ``H,W,Z`` volume slice by slice: ``H,W,Z`` uint8 class map.
+
+    The volume is normalised as a whole (percentiles over all its slices), as training and evaluation normalise
+    volumes (:func:`sikd_core.data.preprocess.prepare`); each slice is then resized and segmented like a 2D image.
+    """
+    from sikd_core.data.preprocess import convert_channels, normalize_intensity, resize_images
+
+    vol = np.asarray(volume, dtype=np.float32)
+    if vol.ndim != 3:
+        raise ValueError(f"a volume must be H,W,Z; got shape {vol.shape}")
+    norm = loaded.info.get("normalization") or {}
+    vol = normalize_intensity(convert_channels(vol[..., None], loaded.in_channels),
+                              float(norm.get("lower", 0.5)), float(norm.get("upper", 99.5)))  # H,W,Z,C
+    device = next(loaded.model.parameters()).device
+    out = np.empty(volume.shape, dtype=np.uint8)
+    for start in range(0, vol.shape[2], batch_size):
+        ks = list(range(start, min(start + batch_size, vol.shape[2])))
+        x = resize_images(np.ascontiguousarray(vol[:, :, ks, :].transpose(2, 3, 0, 1)), loaded.image_size)
+        logits = loaded.model(torch.from_numpy(x).to(device))
+        for k, mask in zip(ks, logits_to_masks(logits, [vol.shape[:2]] * len(ks)), strict=True):
+            out[:, :, k] = mask
+    return out

@@ -24,6 +24,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from sikd_core.data import dataset_stats, load_dataset
+from sikd_core.data.dicom import is_dicom_name
 from sikd_core.data.io import SUPPORTED_EXTENSIONS, file_extension
 from sikd_core.errors import DatasetError
 from sikd_core.export.card import content_hash
@@ -55,7 +56,7 @@ _METADATA_EXTENSIONS = (".json", ".txt", ".md", ".csv")
 
 
 def _may_be_dataset_file(name: str) -> bool:
-    return file_extension(name) in SUPPORTED_EXTENSIONS + _METADATA_EXTENSIONS
+    return file_extension(name) in SUPPORTED_EXTENSIONS + _METADATA_EXTENSIONS or is_dicom_name(name)
 
 
 def _prune_unused(folder: Path, stored: dict) -> list[str]:
@@ -274,7 +275,10 @@ def register_folder(session: Session, settings: Settings, *, owner: User, folder
         raise ServiceError(400, str(e), files=e.files) from None
     stats = dataset_stats(manifest)
     dropped = _prune_unused(folder, stored)
-    if dropped:
+    if dropped and manifest.format == "dicom":  # the volumes were read out of them: no DICOM header is kept
+        stats.setdefault("warnings", []).append(
+            f"the {len(dropped)} DICOM file(s) were read into NIfTI volumes (pixels and geometry) and not kept")
+    elif dropped:
         stats.setdefault("warnings", []).append(
             f"{len(dropped)} file(s) not part of the dataset were not kept, e.g. {', '.join(dropped[:5])}")
     stats["content_hash"] = content_hash(folder)  # of what is kept: finds repeated uploads

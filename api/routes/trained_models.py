@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.responses import FileResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, ExperimentFilter, Limit, ModelId, SessionDep, SettingsDep, Skip
@@ -28,8 +28,11 @@ _PREDICT_BODY = {
         "content": {"multipart/form-data": {"schema": {
             "type": "object", "required": ["files"],
             "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                                     "description": "One or more images (PNG, JPEG, TIFF, BMP, 2D NIfTI)."}}}}},
-    }
+                                     "description": "One or more images (PNG, JPEG, TIFF, BMP, 2D NIfTI), or one DICOM "
+                                                    "series (one .zip of its files, or the files): the answer is then "
+                                                    "a DICOM SEG (application/dicom) that references it."}}}}},
+    },
+    "responses": {"200": {"content": {"application/dicom": {"schema": {"type": "string", "format": "binary"}}}}},
 }
 
 
@@ -101,10 +104,12 @@ def export_model(model_id: ModelId, session: SessionDep, settings: SettingsDep, 
 @router.post("/models/{model_id}/predict", response_model=Predictions, openapi_extra=_PREDICT_BODY,
              responses=error_responses(404, 503, 507))
 async def predict(model_id: ModelId, request: Request, session: SessionDep, settings: SettingsDep,
-                  user: CurrentUser) -> Predictions:
+                  user: CurrentUser) -> Predictions | Response:
     """Segment uploaded images (multipart field ``files``, repeatable): masks and overlays as base64 PNG.
+    A DICOM series (one .zip of its files, or its files) is answered by a DICOM SEG that references it.
     At most ``SIKD_MAX_PREDICT_PIXELS`` pixels per request (read from the headers: 413 before decoding)."""
-    from sikd_service.predict import predict_files  # PyTorch: not imported at the API's start
+    from sikd_service import dicom_seg  # these two import PyTorch: not at the API's start
+    from sikd_service.predict import predict_files
 
     row = await run_in_threadpool(_get, session, user, model_id)
     path = settings.storage_dir / row.path
@@ -119,6 +124,11 @@ async def predict(model_id: ModelId, request: Request, session: SessionDep, sett
         if not form.files:
             raise ServiceError(422, "no images received: send them in the multipart field 'files'")
         loaded = await run_in_threadpool(request.app.state.model_cache.get, path)
+        if dicom_seg.is_series_request(form.files):
+            seg = await run_in_threadpool(dicom_seg.predict_series_request, loaded, form.files, settings, workdir)
+            return Response(seg.data, media_type=dicom_seg.MEDIA_TYPE, headers={
+                "Content-Disposition": f'attachment; filename="sikd-model-{model_id}-seg.dcm"',
+                "X-SIKD-Slices": str(seg.slices)})
         data = await run_in_threadpool(partial(predict_files, max_pixels=settings.max_predict_pixels), loaded,
                                        form.files)
     finally:

@@ -7,6 +7,8 @@ Accepted layouts (tried in this order, at the given path or inside its one top-l
    ``datalist.json``/``dataset.json`` with that key; Medical Segmentation Decathlon folders are read
    this way).
 3. Folder dataset: ``images/`` + ``masks/`` (or ``labels/``, ``gt/``, ...) with matching file names.
+4. DICOM: series of single-frame images, each with one DICOM SEG (:mod:`sikd_core.data.dicom`), read as NIfTI
+   volumes.
 
 This module detects the layout and is the entry point (:func:`load_dataset`); the three readers live in
 :mod:`sikd_core.data.loaders`, the one-pass check and statistics (:func:`scan_dataset`,
@@ -20,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sikd_core.data import dicom
 from sikd_core.data import io as dio
 from sikd_core.data.loaders import (
     ACCEPTED_LAYOUTS,
@@ -74,12 +77,16 @@ def load_dataset(
             manifest = _load_datalist(info["json"], name, meta=info["meta"])
         elif kind == "folder":
             manifest = _load_folder(base, info["images"], info["masks"], name)
+        elif kind == "dicom":
+            manifest = dicom.load_dicom(base, name)
         else:  # pragma: no cover - _detect raises
             raise AssertionError(kind)
     if mask_mode != "auto":
         manifest.mask_mode = mask_mode
     if scan:
         scan_dataset(manifest)
+        if manifest.format == "dicom":
+            manifest.stats["dicom"] = dicom.dicom_summary(manifest.root)  # type: ignore[index]
     else:
         _scan(manifest, sample_only=True)
     log.info(
@@ -104,6 +111,9 @@ def _detect(p: Path) -> tuple[Path, str, dict[str, Any]]:
         found = _detect_here(subdirs[0])
         if found is not None:
             return subdirs[0], found[0], found[1]
+    if dicom.has_dicom_files(p):  # inside its one top-level folder when that is all there is
+        top_files = [c for c in _visible_children(p) if c.is_file()]
+        return (subdirs[0] if len(subdirs) == 1 and not top_files else p), "dicom", {}
     listing = [c.name + ("/" if c.is_dir() else "") for c in _visible_children(p)]
     hints = []
     for d in [p, *subdirs[:1]] if len(subdirs) == 1 else [p]:
@@ -117,7 +127,7 @@ def _detect(p: Path) -> tuple[Path, str, dict[str, Any]]:
     raise DatasetError(
         f"no supported dataset layout found in {p}"
         + (f" (it holds: {', '.join(listing[:15])}{' ...' if len(listing) > 15 else ''})" if listing else " (it is empty)"),
-        problems=hints + [f"accepted: {x}" for x in ACCEPTED_LAYOUTS],
+        problems=hints + [f"accepted: {x}" for x in [*ACCEPTED_LAYOUTS, dicom.LAYOUT]],
     )
 
 

@@ -11,7 +11,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-FORMATS = ("folder", "nnunet", "datalist")
+FORMATS = ("folder", "nnunet", "datalist", "dicom")
 MASK_MODES = ("label", "binary")
 
 

@@ -5,6 +5,7 @@ A bundle folder holds everything a deployment needs and nothing of SIKD Studio::
     model.onnx | model.ts     the network (input ``B,C,h,w`` float32 -> logits ``B,K,h,w``)
     recipe.json               the versioned pre/postprocessing recipe (``sikd-preprocess/1``), class names, io
     predict.py                the recipe's implementation + a CLI (numpy, Pillow, onnxruntime only)
+    sikd_dicom.py             DICOM series in, DICOM SEG out, used by predict.py when pydicom + highdicom are there
     requirements.txt          exactly those dependencies
     model_card.md / .json     the model card
     README.md                 how to run it
@@ -22,6 +23,7 @@ from typing import Any
 
 import torch
 
+from sikd_core.data import dicom_series
 from sikd_core.errors import SIKDError
 from sikd_core.export import exporters, runtime
 from sikd_core.inference import LoadedModel, load_bundle
@@ -88,6 +90,8 @@ Segments 2D images into {classes}. Everything between an image file and its mask
     python -m venv venv && . venv/bin/activate
     pip install -r requirements.txt
     python predict.py image1.png image2.jpg --out masks/
+    pip install pydicom highdicom   # only for DICOM: a series folder or .zip in, a DICOM SEG out
+    python predict.py series_folder/ --out segs/
 
 In Python: `import predict; model = predict.load("."); masks = model.predict([numpy_image])`.
 Network alone: `{model_file}`, input `{input}` float32 `B,{c},{h},{w}` (any batch size; the image
@@ -121,6 +125,7 @@ def write_bundle(model_path: str | Path, out_dir: str | Path, fmt: str = "onnx",
     recipe = make_recipe(loaded, fmt, check)
     (out / "recipe.json").write_text(json.dumps(recipe, indent=2))
     shutil.copyfile(runtime.__file__, out / "predict.py")
+    shutil.copyfile(dicom_series.__file__, out / "sikd_dicom.py")  # DICOM series in, DICOM SEG out (optional)
     (out / "requirements.txt").write_text(REQUIREMENTS[fmt])
     if card is None:
         from sikd_core.export.card import card_for_bundle

@@ -16,9 +16,14 @@ the bundle's ``recipe.json``, numerically the same as ``sikd predict``:
 6. resize back: the logits, bilinear without antialiasing (half-pixel centres), to the original size.
 7. argmax over classes -> ``H,W`` uint8 class map.
 
+A DICOM series (a folder or a .zip of its files) is normalised as one volume (percentiles over all its slices,
+as training normalises volumes), segmented slice by slice and written as a DICOM SEG that references it; that needs pydicom and highdicom (``pip install pydicom highdicom``) and the bundle's
+``sikd_dicom.py`` beside this file.
+
 Usage::
 
     python predict.py IMAGE... --out DIR          # masks (0/255 for one foreground class) + overlays
+    python predict.py SERIES_DIR_OR_ZIP --out DIR # a DICOM SEG (<name>_seg.dcm) over the series
     python -c "import predict; m = predict.load('.'); masks = m.predict([array])"
 """
 
@@ -244,6 +249,20 @@ class ExportedModel:
             out += [logits_to_mask(lg, np.asarray(im).shape[:2]) for lg, im in zip(logits, chunk)]  # noqa: B905
         return out
 
+    def predict_volume(self, volume: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        """A raw ``H,W,Z`` volume (a DICOM series) -> ``H,W,Z`` uint8 class map: normalised over the whole volume
+        (as training normalises volumes), then each slice resized and segmented."""
+        vol = np.asarray(volume, dtype=np.float32)
+        vol = normalize_intensity(convert_channels(vol[..., None], self.in_channels), self.lower, self.upper)
+        out = np.empty(vol.shape[:3], dtype=np.uint8)
+        for start in range(0, vol.shape[2], batch_size):
+            ks = list(range(start, min(start + batch_size, vol.shape[2])))
+            batch = np.stack([resize_image(np.ascontiguousarray(vol[:, :, k, :].transpose(2, 0, 1)), self.image_size)
+                              for k in ks])
+            for k, lg in zip(ks, self.run(batch)):  # noqa: B905
+                out[:, :, k] = logits_to_mask(lg, vol.shape[:2])
+        return out
+
 
 def load(folder: str | os.PathLike[str] = ".", threads: int | None = None, spinning: bool = True) -> ExportedModel:
     """Load the bundle in ``folder`` (default: the current directory). ``threads``: onnxruntime's intra-op
@@ -251,9 +270,54 @@ def load(folder: str | os.PathLike[str] = ".", threads: int | None = None, spinn
     return ExportedModel(folder, threads, spinning)
 
 
+def _dicom_module():  # noqa: ANN202 - the bundle's sikd_dicom.py
+    try:
+        import highdicom  # noqa: F401
+        import pydicom  # noqa: F401
+    except ImportError:
+        raise SystemExit("a DICOM series needs pydicom and highdicom: pip install pydicom highdicom") from None
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import sikd_dicom
+
+    return sikd_dicom
+
+
+def predict_series(model: ExportedModel, path: str | os.PathLike[str], out: Path) -> Path:
+    """A DICOM series (folder or .zip) -> ``out/<name>_seg.dcm``, a DICOM SEG that references it."""
+    import tempfile
+    import zipfile
+
+    dicom = _dicom_module()
+    src = Path(path)
+    with tempfile.TemporaryDirectory(prefix="sikd-series-") as tmp:
+        folder = src
+        if src.is_file():
+            with zipfile.ZipFile(src) as zf:
+                root = Path(tmp).resolve()
+                for name in zf.namelist():
+                    if root not in (root / name).resolve().parents:
+                        raise SystemExit(f"{src}: entry {name!r} leaves the archive")
+                zf.extractall(root)
+            folder = Path(tmp)
+        files = sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.startswith("."))
+        named = [(f.relative_to(folder).as_posix(), str(f)) for f in files if dicom.is_dicom_file(f)]
+        try:
+            series = dicom.read_one_series(named)
+            volume = series.volume()
+        except dicom.DicomError as e:
+            raise SystemExit(f"cannot use DICOM file {e}") from None
+        classes = model.predict_volume(volume)
+        seg = dicom.write_seg(series, classes, model.class_names, algorithm="SIKD Studio exported model",
+                              version=str(model.recipe.get("recipe")))
+    target = out / f"{src.stem if src.is_file() else src.name}_seg.dcm"
+    seg.save_as(str(target))
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Segment images with an exported SIKD Studio model.")
-    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, TIFF, BMP, GIF)")
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, TIFF, BMP, GIF), or a DICOM series (folder "
+                   "or .zip; needs pydicom and highdicom) for a DICOM SEG")
     p.add_argument("--out", required=True, help="output folder for <name>_mask.png and <name>_overlay.png")
     p.add_argument("--bundle", default=str(Path(__file__).resolve().parent), help="bundle folder (default: here)")
     p.add_argument("--label-values", action="store_true", help="write class indices even for binary models")
@@ -263,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for path in args.images:
+        if Path(path).is_dir() or Path(path).suffix.lower() == ".zip":
+            sys.stdout.write(f"{path}: {predict_series(model, path, out)} (DICOM SEG)\n")
+            continue
         img = read_image(path)
         stem = Path(path).stem
         if args.save_logits:
