@@ -47,9 +47,30 @@ def _model_cases(settings: Settings, exp: Experiment, method: str, which: str) -
     return mine
 
 
-def compare(session: Session, settings: Settings, *, exp_a: Experiment, method_a: str, exp_b: Experiment,
-            method_b: str) -> dict[str, Any]:
-    """``method_a`` of ``exp_a`` minus ``method_b`` of ``exp_b`` on their shared (dataset, case) pairs."""
+def headline_method(methods: list[str]) -> str | None:
+    """The model an experiment is about: SIKD's student if trained, else its first method other than the
+    baseline, else the baseline (None: no model)."""
+    if "sikd" in methods:
+        return "sikd"
+    return next((m for m in methods if m != "baseline"), methods[0] if methods else None)
+
+
+def _methods(settings: Settings, exp: Experiment) -> list[str]:
+    return list(dict.fromkeys(c["method"] for c in svc.cases(settings, exp, dataset=None, method=None, split=None)))
+
+
+def compare(session: Session, settings: Settings, *, exp_a: Experiment, method_a: str | None, exp_b: Experiment,
+            method_b: str | None) -> dict[str, Any]:
+    """``method_a`` of ``exp_a`` minus ``method_b`` of ``exp_b`` on their shared (dataset, case) pairs. Without
+    ``method_a``: ``exp_a``'s headline model; without ``method_b``: the same method if ``exp_b`` trained it (and
+    is another experiment), else ``exp_b``'s headline model (another one than ``method_a`` within one experiment)."""
+    if method_a is None:
+        method_a = headline_method(_methods(settings, exp_a)) or "sikd"
+    if method_b is None:
+        known = _methods(settings, exp_b)
+        if exp_b.id == exp_a.id:
+            known = [m for m in known if m != method_a]
+        method_b = method_a if method_a in known else headline_method(known) or method_a
     if exp_a.id == exp_b.id and method_a == method_b:
         raise ServiceError(422, f"that compares {method_a!r} of experiment {exp_a.id} with itself: choose another "
                            "model or another experiment")

@@ -16,7 +16,8 @@ from ui.widgets import show_error, table_downloads
 
 
 def headline_method(methods: list[str]) -> str:
-    """SIKD's student if trained, else the first method other than the baseline, else the baseline."""
+    """SIKD's student if trained, else the first method other than the baseline, else the baseline (as the API's
+    default model of an experiment)."""
     return "sikd" if "sikd" in methods else next((m for m in methods if m != "baseline"), methods[0])
 
 

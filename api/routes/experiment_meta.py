@@ -42,11 +42,14 @@ def list_tags(session: SessionDep, user: CurrentUser) -> Page[TagCount]:
 def compare_experiments(
     experiment_id: ExperimentId,
     other_id: Annotated[Id, Path(description="The other experiment's id (the same id compares two of its models).")],
-    method: Annotated[str, Query(min_length=1, max_length=100, pattern=_METHOD,
-                                 description="The model of this experiment (a method: sikd, baseline, ...)")],
-    other_method: Annotated[str, Query(min_length=1, max_length=100, pattern=_METHOD,
-                                       description="The model of the other experiment")],
     session: SessionDep, settings: SettingsDep, user: CurrentUser,
+    method: Annotated[str | None, Query(min_length=1, max_length=100, pattern=_METHOD,
+                                        description="The model of this experiment (a method: sikd, baseline, ...); "
+                                                    "default: its headline model (SIKD's student if trained, else its "
+                                                    "first method other than the baseline)")] = None,
+    other_method: Annotated[str | None, Query(min_length=1, max_length=100, pattern=_METHOD,
+                                              description="The model of the other experiment; default: the same "
+                                                          "method if it trained it, else its headline model")] = None,
 ) -> PairedBetween:
     """This experiment's ``method`` minus the other's ``other_method`` on the images both scored (same dataset,
     same case), paired per case, each model averaged over its seeds: the mean difference with its bootstrap 95%

@@ -141,6 +141,16 @@ def test_a_dataset_seen_intra_by_one_and_cross_by_the_other_is_compared_on_the_c
         assert x["dice"]["mean_diff"] == pytest.approx(np.mean([mine[k][0] - theirs[k][0] for k in keys]))
 
 
+def test_without_models_the_headline_models_are_compared(trained):
+    client, alice, (a, b) = trained["client"], trained["alice"], (trained["exps"]["a"], trained["exps"]["b"])
+    out = client.get(f"/experiments/{a}/compare/{b}", headers=alice).json()
+    assert (out["a"]["method"], out["b"]["method"]) == ("sikd", "baseline")  # b trained no SIKD student
+    out = client.get(f"/experiments/{a}/compare/{a}", headers=alice).json()
+    assert (out["a"]["method"], out["b"]["method"]) == ("sikd", "baseline")  # within one: another model
+    out = client.get(f"/experiments/{b}/compare/{trained['exps']['c']}", headers=alice).json()
+    assert (out["a"]["method"], out["b"]["method"]) == ("baseline", "baseline")  # the same method when both have it
+
+
 def test_bad_comparisons_are_refused_in_words(trained):
     client, alice, exps = trained["client"], trained["alice"], trained["exps"]
     a, b = exps["a"], exps["b"]
@@ -149,7 +159,7 @@ def test_bad_comparisons_are_refused_in_words(trained):
     assert "has no model 'sikd'" in compare(trained, a, "sikd", b, "sikd", status=422)["detail"]
     assert "with itself" in compare(trained, a, "sikd", a, "sikd", status=422)["detail"]
     assert "method" in compare(trained, a, "<x>", b, "baseline", status=422)["detail"]
-    r = client.get(f"/experiments/{a}/compare/{b}", params={"method": "sikd"}, headers=alice)
+    r = client.get(f"/experiments/{a}/compare/{b}", params={"other_method": "a b"}, headers=alice)
     assert r.status_code == 422 and "other_method" in r.json()["detail"]
     assert "not found" in compare(trained, a, "sikd", 999999, "baseline", status=404)["detail"]
     bob = new_user(client, trained["admin"], "bob")
