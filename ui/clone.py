@@ -49,7 +49,8 @@ def form_state(spec: dict[str, Any], *, datasets: list[int], method_names: list[
     state["ne_train"] = [i for i in train if i in datasets]
     state["ne_cross"] = [i for i in cross if i in datasets and i not in train]
     state["ne_cross_for"] = list(state["ne_train"])  # the form keeps these cross choices for these training sets
-    h, w = (list(spec.get("image_size") or [256, 256]) * 2)[:2]
+    size = spec.get("image_size") or [256, 256]
+    h, w = ([size, size] if isinstance(size, int) else list(size) * 2)[:2]  # a stored spec has [h, w]
     state["ne_h"], state["ne_w"] = int(h), int(w)
     state["ne_seeds"] = ", ".join(str(s) for s in spec.get("seeds") or [0])
     methods = list(spec.get("methods") or [])

@@ -157,3 +157,31 @@ def test_compare_tests_two_experiments_models_paired_with_their_health(dashboard
     [html] = [m.value for m in at.markdown if "class='sikd-between'" in m.value]
     out = api.get(f"/experiments/{a1}/compare/{a2}", params={"method": "sikd", "other_method": "baseline"})
     assert [r[4] for r in cells(html)[1:]] == [fmt(c["dice"]["mean_diff"], 3, True) for c in out["comparisons"]]
+
+
+def test_form_state_says_what_the_form_cannot_take_over():
+    """A spec whose dataset, method or network went away, whose recipe the form cannot express, or with settings
+    the form has no field for: the form takes the rest, names each of these, and carries the unknown settings."""
+    from ui.clone import form_state
+
+    spec = tiny_spec("3", [4, 99], name="x" * 200, methods=["baseline", "retired"], model="gone_net", loss="dice_ce",
+                     recipe="paper", sweep={"alpha": [1, 2]}, teacher_epochs=None, steps_per_epoch=None)
+    state, extra, notes = form_state(spec, datasets=[3, 4], method_names=["baseline", "sikd"], models=["unet"])
+    assert state["ne_train"] == [3] and state["ne_cross"] == [4] and state["ne_cross_for"] == [3]
+    assert state["ne_methods"] == ["baseline"] and "ne_model" not in state
+    assert state["ne_tepochs"] == 0 and state["ne_steps"] == 0  # None is the form's 0
+    assert len(state["ne_name"]) <= 200 and state["ne_name"].endswith(" (clone)")
+    assert extra == {"sweep": {"alpha": [1, 2]}}
+    said = " | ".join(notes)
+    assert "#99 no longer exist" in said and "retired" in said and "'gone_net'" in said and "'paper'" in said
+
+
+def test_filter_values_become_the_lists_query():
+    from ui.experiment_filters import ANY, filter_params
+    from ui.experiment_meta_view import split_tags
+
+    assert filter_params(name="  ", tags=[], dataset=ANY, network=ANY, method=ANY, health=ANY) == {}
+    assert filter_params(name=" alpha ", tags=["a", "b"], dataset=3, network="unet", method="sikd",
+                         health="unhealthy") == {"name": "alpha", "tag": ["a", "b"], "dataset": 3, "network": "unet",
+                                                 "method": "sikd", "health": "unhealthy"}
+    assert split_tags("sweep, polyp ,, fig 8,") == ["sweep", "polyp", "fig 8"]
