@@ -3,9 +3,9 @@
 The filters are SQL, on SQLite and PostgreSQL alike: the name (a case-insensitive substring), the tags (every
 one given), a dataset (trained or evaluated on), the network and a method of the spec, the status. Tags and
 the spec's methods are JSON lists: PostgreSQL tests them with ``@>`` on their ``jsonb`` form (the tags through
-their GIN index, migration 0006), SQLite with ``json_each``. Health is not a column: it is what
-:func:`sikd_service.health.experiment_health` makes of the stored findings, so a health filter reads the rows
-the SQL filters leave (newest first, in chunks) and pages what it keeps; the count stays exact.
+their GIN index, migration 0006), SQLite with ``json_each``. Health is not a column: :func:`unhealthy` states
+in SQL what :func:`sikd_service.health.experiment_health` makes of the stored findings (the report's, kept in the
+row's ``summary``, once evaluated; else those the stages recorded), and a test holds the two to the same answer.
 """
 
 from __future__ import annotations
@@ -15,21 +15,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import cast, func, literal, select
+from sqlalchemy import and_, case, cast, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, selectinload
 
-from sikd_service.health import experiment_health
 from sikd_service.names import name_problem
-from sikd_service.tables import Experiment, ExperimentDataset, User
+from sikd_service.tables import Experiment, ExperimentDataset, Stage, User
 
 #: At most this many tags per experiment, each of 1 to :data:`TAG_LENGTH` characters; a note of at most
 #: :data:`NOTE_LENGTH` characters.
 MAX_TAGS = 20
 TAG_LENGTH = 40
 NOTE_LENGTH = 5000
-#: Rows read per query while a health filter sorts them (the rows of one chunk are held at once).
-_HEALTH_CHUNK = 200
 
 
 def tag_problem(tag: str) -> str | None:
@@ -116,8 +113,34 @@ def _json_list_has(session: Session, column: Any, value: str, path: str | None =
     return select(literal(1)).select_from(each).where(each.c.value == value).exists()
 
 
+def _json_array_length(session: Session, doc: Any, path: str | None = None) -> Any:
+    """SQL: the length of the JSON array ``doc`` (or of its member at ``path``, keys joined by dots); 0 for
+    anything that is not an array (null, missing)."""
+    if session.get_bind().dialect.name == "postgresql":
+        for key in (path.split(".") if path else []):
+            doc = doc.op("->")(literal(key))
+        return case((func.json_typeof(doc) == "array", func.json_array_length(doc)), else_=0)
+    return func.coalesce(func.json_array_length(doc, f"$.{path}") if path else func.json_array_length(doc), 0)
+
+
+def _is_object(session: Session, doc: Any, key: str) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return func.coalesce(func.json_typeof(doc.op("->")(literal(key))) == "object", False)
+    return func.coalesce(func.json_type(doc, f"$.{key}") == "object", False)
+
+
+def unhealthy(session: Session) -> Any:
+    """SQL: the experiment has a training-health finding, as :func:`~sikd_service.health.experiment_health` reads
+    them: the report's findings (``summary.health``) once it has them, else any finding of a stage."""
+    reported = _is_object(session, Experiment.summary, "health")
+    staged = select(literal(1)).where(Stage.experiment_id == Experiment.id,
+                                      _json_array_length(session, Stage.health) > 0).exists()
+    return or_(and_(reported, _json_array_length(session, Experiment.summary, "health.findings") > 0),
+               and_(~reported, staged))
+
+
 def conditions(session: Session, *, user: User, f: Filters) -> list[Any]:
-    """The SQL conditions of ``f`` (health aside) for the experiments ``user`` sees."""
+    """The SQL conditions of ``f`` for the experiments ``user`` sees."""
     cond = [_visible(user)]
     if f.status:
         cond.append(Experiment.status == f.status)
@@ -132,6 +155,8 @@ def conditions(session: Session, *, user: User, f: Filters) -> list[Any]:
         cond.append(Experiment.spec["model"].as_string() == f.network)
     if f.method:
         cond.append(_json_list_has(session, Experiment.spec, f.method, path="methods"))
+    if f.health:
+        cond.append(unhealthy(session) if f.health == "unhealthy" else ~unhealthy(session))
     return cond
 
 
@@ -139,19 +164,7 @@ def find_experiments(session: Session, *, user: User, f: Filters, skip: int,
                      limit: int) -> tuple[list[Experiment], int]:
     """The experiments matching ``f``, newest first, with their stages: one page and the count of all."""
     cond = conditions(session, user=user, f=f)
-    base = select(Experiment).where(*cond).options(selectinload(Experiment.stages)).order_by(Experiment.id.desc())
-    if not f.health:
-        count = session.scalar(select(func.count()).select_from(Experiment).where(*cond)) or 0
-        return list(session.scalars(base.offset(skip).limit(limit))), count
-    kept: list[Experiment] = []
-    count, offset = 0, 0
-    while True:  # newest first, a chunk at a time: only the page's rows are kept
-        chunk = list(session.scalars(base.offset(offset).limit(_HEALTH_CHUNK)))
-        for exp in chunk:
-            if experiment_health(exp)["status"] == f.health:
-                if skip <= count < skip + limit:
-                    kept.append(exp)
-                count += 1
-        if len(chunk) < _HEALTH_CHUNK:
-            return kept, count
-        offset += _HEALTH_CHUNK
+    count = session.scalar(select(func.count()).select_from(Experiment).where(*cond)) or 0
+    q = (select(Experiment).where(*cond).options(selectinload(Experiment.stages)).order_by(Experiment.id.desc())
+         .offset(skip).limit(limit))
+    return list(session.scalars(q)), count

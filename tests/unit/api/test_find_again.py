@@ -175,3 +175,36 @@ def test_bad_filters_are_a_422_naming_the_parameter(client, alice, params):
     assert r.status_code == 422, r.text
     name = next(iter(params))
     assert name in r.json()["detail"], r.json()
+
+
+def test_the_health_filter_says_what_each_experiments_health_says(client, alice, settings):
+    """The SQL of the health filter and :func:`experiment_health` (what every page shows) agree on every way
+    findings are stored: none; a stage's; the report's (kept in the summary, which then overrides the stages');
+    a summary without health (a report older than health checks)."""
+    from sikd_service.db import session_scope
+    from sikd_service.health import experiment_health
+    from sikd_service.tables import Experiment, Stage
+
+    me = client.get("/me", headers=alice).json()["id"]
+    finding = {"code": "val_dice_zero", "severity": "warning", "stage": "baseline", "seed": 0, "method": "baseline"}
+    report = {"findings": [finding], "models": [["baseline", 0]]}
+    cases = {  # name: (summary, stage health), expected
+        "nothing": ((None, []), "healthy"),
+        "stage": ((None, [finding]), "unhealthy"),
+        "report": (({"dice": {}, "health": report}, []), "unhealthy"),
+        "report clean, stage not": (({"dice": {}, "health": {**report, "findings": []}}, [finding]), "healthy"),
+        "old report, stage": (({"dice": {}, "health": None}, [finding]), "unhealthy"),
+        "old report": (({"dice": {}}, []), "healthy"),
+    }
+    with session_scope(settings) as s:
+        for name, ((summary, health), _) in cases.items():
+            exp = Experiment(owner_id=me, name=name, status="succeeded", spec={}, summary=summary)
+            exp.stages.append(Stage(kind="baseline", seed=0, status="succeeded", epochs=1, warnings=[], health=health))
+            s.add(exp)
+    listed = {h: {e["name"] for e in client.get("/experiments", params={"health": h}, headers=alice).json()["data"]}
+              for h in ("healthy", "unhealthy")}
+    assert listed["unhealthy"] == {n for n, (_, want) in cases.items() if want == "unhealthy"}
+    assert listed["healthy"] == {n for n, (_, want) in cases.items() if want == "healthy"}
+    with session_scope(settings) as s:
+        for exp in s.query(Experiment).all():
+            assert experiment_health(exp)["status"] == cases[exp.name][1], exp.name
