@@ -188,6 +188,8 @@ class ExperimentPublic(ORM):
                           "by_model: {'<method>/<seed>': [findings]}}: the report's findings once evaluated, else the "
                           "stages' so far; a student carries its teacher's findings. The same object the results, "
                           "the Models page and the model cards use")
+    tags: list[str] = Field(default_factory=list, description="The owner's labels (PATCH /experiments/{id})")
+    note: str | None = Field(None, description="The owner's free-text note (PATCH /experiments/{id})")
 
 
 class EpochMetricPublic(ORM):

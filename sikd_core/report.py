@@ -185,6 +185,16 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return [float(v) for v in out]
 
 
+def add_holm(comparisons: Sequence[dict[str, Any]]) -> None:
+    """Holm-adjust the p-values of ``comparisons`` (:func:`paired_comparisons` entries) across all of them, per
+    metric (``<metric>.p_holm``); the entry's own ``p_holm`` is Dice's."""
+    for m in ("dice", "hd95"):
+        for entry, ph in zip(comparisons, holm([e[m]["p_value"] for e in comparisons]), strict=True):
+            entry[m]["p_holm"] = ph
+    for entry in comparisons:
+        entry["p_holm"] = entry["dice"]["p_holm"]
+
+
 def method_comparisons(cases: Iterable[dict[str, Any]], methods: Sequence[str],
                        strength: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Paired comparisons of every pair of :func:`comparison_pairs` on every dataset, with Holm-adjusted
@@ -196,11 +206,7 @@ def method_comparisons(cases: Iterable[dict[str, Any]], methods: Sequence[str],
     out: list[dict[str, Any]] = []
     for a, b in comparison_pairs(methods):
         out += paired_comparisons(cases, a=a, b=b)
-    for m in ("dice", "hd95"):
-        for entry, ph in zip(out, holm([e[m]["p_value"] for e in out]), strict=True):
-            entry[m]["p_holm"] = ph
-    for entry in out:
-        entry["p_holm"] = entry["dice"]["p_holm"]
+    add_holm(out)
     by_set = {(e["dataset"], e["split"]): e
               for e in (baseline_strength(cases, methods) if strength is None else strength)}
     for entry in out:

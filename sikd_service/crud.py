@@ -189,17 +189,6 @@ def create_experiment(session: Session, *, owner: User, name: str, spec: dict[st
     return exp
 
 
-def list_experiments(session: Session, *, user: User, status: str | None, skip: int,
-                     limit: int) -> tuple[list[Experiment], int]:
-    cond = [_visible_owned(Experiment, user)]
-    if status:
-        cond.append(Experiment.status == status)
-    count = session.scalar(select(func.count()).select_from(Experiment).where(*cond)) or 0
-    q = (select(Experiment).where(*cond).options(selectinload(Experiment.stages))
-         .order_by(Experiment.id.desc()).offset(skip).limit(limit))
-    return list(session.scalars(q)), count
-
-
 def get_experiment(session: Session, *, user: User, experiment_id: int) -> Experiment | None:
     """The experiment with its stages, in one query (a status read is this query and nothing else)."""
     q = (select(Experiment).where(Experiment.id == experiment_id, _visible_owned(Experiment, user))

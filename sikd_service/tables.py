@@ -12,11 +12,13 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 
@@ -113,7 +115,11 @@ class Dataset(Base):
 
 class Experiment(Base):
     __tablename__ = "experiments"
-    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused (migration 0002)
+    __table_args__ = (
+        # the tag filter's index on PostgreSQL: GIN over the tags' jsonb form (migration 0006); none on SQLite
+        Index("ix_experiments_tags_gin", text("(tags::jsonb)"), postgresql_using="gin").ddl_if(dialect="postgresql"),
+        {"sqlite_autoincrement": True},  # ids are never reused (migration 0002)
+    )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     owner_id: Mapped[int] = mapped_column(IdType, ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -129,6 +135,10 @@ class Experiment(Base):
     eval_enqueued: Mapped[bool] = mapped_column(Boolean, default=False)
     #: The headline scores for lists (:func:`sikd_service.experiments.headline`), written with the report.
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: The owner's labels (``PATCH /experiments/{id}``, ``GET /experiments?tag=``), in the order given (0006).
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
+    #: The owner's free-text note (0006).
+    note: Mapped[str | None] = mapped_column(Text)
 
     owner: Mapped[User] = relationship()
     stages: Mapped[list[Stage]] = relationship(

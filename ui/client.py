@@ -225,6 +225,13 @@ class Client:
             clear_cache()
         return r.json() if r.content else None
 
+    def patch(self, path: str, *, json: Any) -> Any:
+        try:
+            r = _request("PATCH", self.base, self.token, path, json=json)
+        finally:
+            clear_cache()
+        return r.json() if r.content else None
+
     def predict(self, model_id: int, files: list[tuple[str, bytes, str]]) -> list[dict[str, Any]]:
         """Segment images (``(filename, bytes, mime)``) with a model: masks and overlays (base64 PNG).
         Writes nothing on the service, so the caches stay."""

@@ -196,7 +196,7 @@ def experiments_frame(exps: Sequence[dict[str, Any]], etas: dict[int, float | No
         spec = e.get("spec") or {}
         created = parse_time(e.get("created_at"))
         rows.append({
-            "ID": e["id"], "Name": e["name"],
+            "ID": e["id"], "Name": e["name"], "Tags": list(e.get("tags") or []),
             "Status": display_status(e), "Health": experiment_health_summary(e),
             "Progress": 100 * (e.get("progress") or 0.0),
             **{k.capitalize(): None if prog[k] is None else 100 * prog[k] for k in STAGE_KINDS},
@@ -207,7 +207,7 @@ def experiments_frame(exps: Sequence[dict[str, Any]], etas: dict[int, float | No
             **headline_scores(e.get("summary")),
             "Open": f"experiment?id={e['id']}",
         })
-    cols = ["ID", "Name", "Status", "Health", "Progress", "Headline model", "Dice intra", "Dice cross", "Δ intra",
+    cols = ["ID", "Name", "Tags", "Status", "Health", "Progress", "Headline model", "Dice intra", "Dice cross", "Δ intra",
             "Δ cross", "Baseline", "Teacher", "Student", "Evaluation", "Now", "ETA", "Model", "Epochs", "Created",
             "Open"]
     return pd.DataFrame(rows, columns=cols)

@@ -11,13 +11,13 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser, ExperimentId, Limit, SessionDep, SettingsDep, Skip
+from api.experiment_query import ExperimentFilters
 from api.schemas import (
     CaseScore,
     EpochMetricPublic,
     ExperimentMetrics,
     ExperimentPublic,
     ExperimentResults,
-    ExperimentStatus,
     FeaturePublic,
     MethodOption,
     ModelOption,
@@ -34,7 +34,7 @@ from api.status_cache import drop as drop_status
 from api.status_cache import status_cache
 from sikd_core.methods import method_names, method_options
 from sikd_core.spec import PRESETS, TEACHER_INPUTS, ExperimentSpec, spec_defaults
-from sikd_service import case_view, crud
+from sikd_service import case_view, crud, finder
 from sikd_service import experiments as svc
 from sikd_service.errors import not_found
 from sikd_service.health import experiment_health, report_health
@@ -60,7 +60,7 @@ def public(exp: Experiment) -> ExperimentPublic:
                             spec=exp.spec, created_at=exp.created_at, started_at=exp.started_at,
                             finished_at=exp.finished_at, error=exp.error, progress=svc.progress(exp),
                             stages=[StagePublic.model_validate(s) for s in exp.stages], summary=exp.summary,
-                            health=experiment_health(exp))
+                            health=experiment_health(exp), tags=list(exp.tags or []), note=exp.note)
 
 
 @router.get("/options", response_model=OptionsPublic)
@@ -107,11 +107,12 @@ async def _read(session: Session, read: Callable[[], T]) -> T:
 
 @router.get("/experiments", response_model=Page[ExperimentPublic])
 async def list_experiments(session: SessionDep, settings: SettingsDep, user: CurrentUser,
-                           status: ExperimentStatus | None = None, skip: Skip = 0,
+                           filters: ExperimentFilters, skip: Skip = 0,
                            limit: Limit = 100) -> Page[ExperimentPublic]:
-    """The experiments, newest first, each with its stages and (succeeded ones) its headline ``summary``."""
+    """The experiments, newest first, each with its stages and (succeeded ones) its headline ``summary``;
+    narrowed by name, tags, dataset, network, method, status and health (api.experiment_query)."""
     def read() -> Page[ExperimentPublic]:
-        rows, count = crud.list_experiments(session, user=user, status=status, skip=skip, limit=limit)
+        rows, count = finder.find_experiments(session, user=user, f=filters, skip=skip, limit=limit)
         svc.fill_summaries(session, settings, rows)
         return Page(data=[public(e) for e in rows], count=count)
 

@@ -118,8 +118,9 @@ def cold_render_requests(dashboard, url: str, user, experiment_id: int, monkeypa
         at.run()
         no_exceptions(at)
         out[f"{page} {query or ''}".strip()] = list(seen)
-        if page == "experiments":  # the list and three counts; nothing per experiment
-            assert sorted(seen) == ["GET /experiments"] * 4 + ["GET /me"], seen
+        if page == "experiments":  # the list and three counts, and the filters' choices; nothing per experiment
+            assert sorted(seen) == ["GET /datasets"] + ["GET /experiments"] * 4 + ["GET /me", "GET /options",
+                                                                                   "GET /tags"], seen
         if page == "experiments" and user.get("/experiments", params={"limit": 1})["count"] == 200:
             assert len(at.dataframe[0].value) == 50
             assert "200 experiment(s), 50 active on this page" in all_text(at)

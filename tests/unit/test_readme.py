@@ -45,6 +45,8 @@ def _readme_requests() -> list[tuple[str, str]]:
         path = m.group(1).split("?")[0]
         if "-X DELETE" in line:
             method = "DELETE"
+        elif "-X PATCH" in line:
+            method = "PATCH"
         elif "-X POST" in line or " -F " in line or " -d " in line:
             method = "POST"
         else:

@@ -15,6 +15,7 @@ from ui.compare_data import (
     setting_value,
     spec_differences,
 )
+from ui.compare_paired import paired_section
 from ui.figures import method_colours
 from ui.formatting import method_label, train_ids
 from ui.health import (
@@ -171,3 +172,4 @@ if not strength.empty:
     st.dataframe(strength, width="stretch", hide_index=True, key="cmp_strength")
 if x_key and len(varying) > 1:
     st.caption(f"Several settings differ ({', '.join(varying)}): points along `{x_key}` may differ in the others too.")
+paired_section(api, by_id, list(chosen), results)  # a model of one experiment against a model of another

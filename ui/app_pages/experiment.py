@@ -9,6 +9,7 @@ import json
 import streamlit as st
 
 from ui.client import ApiError, Client
+from ui.experiment_meta_view import clone_button, tags_and_note
 from ui.experiment_tabs.cases import cases_tab, load_cases
 from ui.experiment_tabs.distributions import distributions_tab
 from ui.experiment_tabs.downloads import downloads_tab
@@ -98,7 +99,8 @@ st.caption(" · ".join(f"{label} {t:%Y-%m-%d %H:%M:%S} UTC" for label, t in time
            + f" · trained on {dataset_names(train_ids(spec))} · cross datasets "
            f"{dataset_names(spec.get('eval_datasets') or []) or 'none'}")
 
-acts = st.columns([1, 1, 6])
+acts = st.columns([1, 1, 1.6, 4.4])
+clone_button(acts[2], exp)
 if acts[0].button("Cancel", disabled=status not in ACTIVE, key="detail_cancel",
                   help="Stop it: running stages stop within one training step."):
     try:
@@ -115,6 +117,8 @@ if confirm_delete("detail", exp_id, f"Delete experiment **#{exp_id} {exp['name']
         st.switch_page("app_pages/experiments.py")
     except ApiError as e:
         show_error(e, "deleting")
+
+tags_and_note(api, exp)
 
 results: dict | None = None
 results_error: ApiError | None = None

@@ -9,6 +9,7 @@ import time
 import streamlit as st
 
 from ui.client import ApiError, Client
+from ui.experiment_filters import filter_bar
 from ui.experiments_data import experiment_eta, experiments_frame, queue_wait, smooth_eta
 from ui.formatting import ACTIVE
 from ui.health import display_status
@@ -24,7 +25,7 @@ st.title("Experiments")
 top = st.columns([2, 2, 1])
 status = top[0].selectbox("Status", ["all", "queued", "running", "succeeded", "failed", "cancelled"],
                           key="exp_status")
-params = {} if status == "all" else {"status": status}
+params = ({} if status == "all" else {"status": status}) | filter_bar(api)  # the API filters and pages
 
 
 def count_active() -> int:
@@ -46,7 +47,9 @@ page_no = top[1].number_input(f"Page (of {pages}, {PAGE_SIZE} per page)", min_va
 top[2].page_link("app_pages/new_experiment.py", label="New experiment", icon=":material/add_circle:")
 
 if total == 0:
-    if status == "all":
+    if set(params) - {"status"}:
+        st.info("No experiments match these filters.", icon=":material/filter_alt_off:")
+    elif status == "all":
         st.info("No experiments yet. Start one on **New experiment** (it needs a dataset: upload one on "
                 "**Datasets** if the list there is empty).", icon=":material/science:")
         st.page_link("app_pages/new_experiment.py", label="New experiment", icon=":material/add_circle:")
@@ -56,6 +59,7 @@ if total == 0:
 
 COLUMNS = {
     "ID": st.column_config.NumberColumn(width="small", format="%d"),
+    "Tags": st.column_config.ListColumn("Tags", width="small", help="Set on the experiment's page"),
     "Status": st.column_config.TextColumn(help="\"succeeded with warnings\": it ran to the end, but a model is "
                                                 "unhealthy (see Health and the experiment's page)"),
     "Health": st.column_config.TextColumn("Health", help="The unhealthy models (a student carries its teacher's "

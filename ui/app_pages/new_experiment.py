@@ -9,6 +9,7 @@ from typing import Any
 import streamlit as st
 
 from ui.client import ApiError, Client
+from ui.clone import apply_clone, clone_extra
 from ui.experiments_data import (
     experiment_eta,
     preset_for_workers,
@@ -44,6 +45,9 @@ if not datasets:
 D: dict[str, Any] = options["spec_defaults"]
 by_id = {d["id"]: d for d in datasets}
 models = {m["name"]: m for m in options["models"]}
+
+apply_clone(api, datasets=list(by_id), models=list(models), presets={p["name"]: p for p in options.get("presets", [])},
+            method_names=options.get("method_names") or [])  # ?clone=<id>: the form filled with its spec
 
 
 def ds_label(i: int) -> str:
@@ -314,6 +318,7 @@ if submitted:
         general.error("Fix the fields marked above.")
         st.stop()
     body = {
+        **clone_extra(),  # a cloned spec's settings the form has no field for
         "name": name, "train_dataset": [str(i) for i in train_ids] if len(train_ids) > 1 else str(train_ids[0]), "eval_datasets": [str(i) for i in cross_ids], "model": model,
         "model_kwargs": model_kwargs, "image_size": [int(height), int(width)], "epochs": int(epochs),
         "teacher_epochs": int(teacher_epochs) or None, "batch_size": int(batch), "lr": float(lr),
