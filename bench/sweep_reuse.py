@@ -50,7 +50,7 @@ def warm_cache(spec_body: dict, out: Path, cache: Path) -> None:
     exp = Experiment(parse_spec(spec_body), out, cache_dir=cache)
     images, _ = exp.split_tensors("train")
     exp.split_tensors("val")
-    exp.build_model("baseline", 0)(images[:8]).sum().backward()
+    exp.build_model("baseline", 0)(images[:8].float()).sum().backward()
     for _, manifest, _ in exp._eval_sets():
         exp._data_for(manifest)
 

@@ -103,7 +103,7 @@ def test_a_sweep_stage_waits_for_its_identical_one_and_trains_if_that_is_cancell
     assert sb["baseline"]["reused_from"] is None and sb["baseline"]["status"] == "succeeded"
 
 
-def test_a_sweep_creates_its_experiments_sharing_their_stages(client, alice, datasets, jobs):
+def test_a_sweep_creates_its_experiments_sharing_their_stages(client, alice, bob, datasets, jobs):
     body = tiny_spec(datasets, name="sw", **FAST, sweep={"alpha": [0.5, 1, 2]})
     r = client.post("/sweeps", json=body, headers=alice)
     assert r.status_code == 201, r.text
@@ -128,6 +128,7 @@ def test_a_sweep_creates_its_experiments_sharing_their_stages(client, alice, dat
     base = {p["dice"] for p in got["points"] if p["method"] == "baseline" and p["split"] == "intra"}
     assert len(base) == 1  # one baseline, shared
     assert client.get(f"/sweeps/{exps[1]['id']}", headers=alice).status_code == 404  # not a sweep's id
+    assert client.get(f"/sweeps/{sweep['id']}", headers=bob).status_code == 404  # another user's
 
 
 @pytest.mark.parametrize(("sweep", "needle"), [
