@@ -166,6 +166,10 @@ class StagePublic(ORM):
     warnings: list[str] = []
     health: list[dict[str, Any]] = Field(default_factory=list, description="Training-health findings of the stage: "
                                          "{code, severity, stage, seed, method, epoch, message, values}")
+    reused_from: int | None = Field(None, description="The experiment whose identical stage this one reuses (its "
+                                    "model and scores; not trained again; message: 'reused from experiment N')")
+    reuse_wait: int | None = Field(None, description="The id of an identical stage still training in another "
+                                   "experiment, which this one waits for (then reuses)")
 
 
 class ExperimentPublic(ORM):
@@ -180,6 +184,8 @@ class ExperimentPublic(ORM):
     error: str | None
     progress: float = Field(ge=0, le=1)
     stages: list[StagePublic]
+    sweep_id: int | None = Field(None, description="The sweep that created it (GET /sweeps/{sweep_id}), if any")
+    sweep_values: dict[str, Any] | None = Field(None, description="Its values of the sweep's settings")
     summary: dict[str, Any] | None = Field(
         None, description="Of a succeeded experiment: {dice: {method: {intra, cross}}}, the mean Dice on the intra "
                           "test split(s) and over the cross datasets (null: none or not finished)")
@@ -395,3 +401,24 @@ class OptionsPublic(BaseModel):
     teacher_inputs: list[str]
     spec_defaults: dict[str, Any]
     spec_schema: dict[str, Any]
+
+
+class SweepPoint(BaseModel):
+    """One point of a sweep's chart: a succeeded experiment's mean Dice of one method on one split."""
+
+    experiment_id: int
+    values: dict[str, Any] = Field(description="The experiment's values of the swept settings")
+    method: str
+    split: str = Field(description="intra (the training data's test split) or cross (the unseen datasets)")
+    n_cases: int
+    dice: float
+    ci_low: float | None = Field(description="95% percentile-bootstrap CI of the mean over the cases")
+    ci_high: float | None
+    health: Literal["healthy", "unhealthy"] = Field(description="unhealthy: a model of this method has findings")
+
+
+class SweepPublic(BaseModel):
+    id: int = Field(description="The sweep's id: its first experiment's id")
+    settings: list[str] = Field(description="The swept settings, in the order given")
+    experiments: list[ExperimentPublic]
+    points: list[SweepPoint] = Field(description="Of the succeeded experiments (sikd_core.sweep.sweep_points)")

@@ -68,7 +68,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sikd_core.training import LoggingCallback, ProgressBar
 
     spec = load_spec(args.spec, **_parse_override(args.set or []))
-    exp = Experiment(spec, args.out, cache_dir=args.cache, device=args.device)
+    # earlier experiments in the output folder's parent: their finished stages with the same key are reused
+    exp = Experiment(spec, args.out, cache_dir=args.cache, device=args.device,
+                     reuse_roots=[Path(args.out).resolve().parent])
     stages = spec.stages()
     mlflow_uri = getattr(args, "mlflow", None) or os.environ.get("SIKD_MLFLOW_TRACKING_URI")
     trackers: dict[tuple[str, int], Any] = {}

@@ -35,12 +35,14 @@ import torch
 
 from sikd_core.classmean import class_mean_image, label_map_image
 from sikd_core.data import Augmenter, Manifest
+from sikd_core.data.fingerprint import manifest_fingerprint
 from sikd_core.errors import SIKDError, SpecError
 from sikd_core.evaluation import score_cases
 from sikd_core.experiment_data import DatasetRef, ExperimentData, path_resolver
 from sikd_core.health import evaluation_findings, health_section, mark_comparisons, reference_findings
 from sikd_core.inference import LoadedModel, load_bundle, save_bundle
 from sikd_core.methods import MethodTrainer, create_method, parse_method
+from sikd_core.methods.plan import stage_key
 from sikd_core.methods.reference import (
     RECIPE,
     REFERENCE,
@@ -52,6 +54,7 @@ from sikd_core.methods.reference import (
 from sikd_core.models import create_model, model_info
 from sikd_core.render import render_features, render_overlays
 from sikd_core.report import aggregate_rows, baseline_strength, method_comparisons, render_markdown, summarise
+from sikd_core.reuse import find_stage, link_stage
 from sikd_core.spec import ExperimentSpec, method_of_stage
 from sikd_core.training import (
     Callback,
@@ -96,6 +99,10 @@ class Experiment(ExperimentData):
             ``workdir/cache``).
         device: overrides ``spec.device``.
         checkpoint_interval_s: how often a training stage writes ``latest.pt`` (0: every epoch).
+        reuse_roots: folders holding other experiment folders; a stage whose key matches a finished stage there
+            is linked instead of trained (:mod:`sikd_core.reuse`; not when the spec says ``reuse: false``).
+        fingerprints: the training datasets' content fingerprints, when the caller knows them (the service
+            stores them); else computed from the files when a stage key is first needed.
     """
 
     def __init__(
@@ -107,8 +114,12 @@ class Experiment(ExperimentData):
         cache_dir: str | Path | None = None,
         device: str | None = None,
         checkpoint_interval_s: float = 30.0,
+        reuse_roots: Sequence[str | Path] = (),
+        fingerprints: Sequence[str] | None = None,
     ):
         self.spec = spec
+        self.reuse_roots = [Path(r) for r in reuse_roots]
+        self._fingerprints = list(fingerprints) if fingerprints is not None else None
         self.checkpoint_interval_s = checkpoint_interval_s
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +130,7 @@ class Experiment(ExperimentData):
         current = spec.to_json_dict()
         if spec_path.exists():
             stored = json.loads(spec_path.read_text())
-            training_keys = [k for k in current if k not in ("device", "name", "on_unhealthy")]
+            training_keys = [k for k in current if k not in ("device", "name", "on_unhealthy", "reuse")]
             # a key the stored spec lacks is newer than the experiment; what it sets was stored explicitly then
             changed = [k for k in training_keys if k in stored and stored[k] != current[k]]
             if changed:
@@ -137,6 +148,18 @@ class Experiment(ExperimentData):
     def stage_record(self, stage: str, seed: int) -> dict[str, Any] | None:
         p = self.stage_dir(stage, seed) / "done.json"
         return json.loads(p.read_text()) if p.is_file() else None
+
+    @property
+    def fingerprints(self) -> list[str]:
+        """Content fingerprints of the training datasets, in the spec's order (:mod:`sikd_core.data.fingerprint`)."""
+        if self._fingerprints is None:
+            self._fingerprints = [manifest_fingerprint(m) for m in self.train_manifests]
+        return self._fingerprints
+
+    def stage_key(self, stage: str, seed: int) -> str:
+        """What identifies this stage's trained model (:func:`sikd_core.methods.plan.stage_key`)."""
+        planned = next(p for p in self.spec.plan() if (p.stage, p.seed) == (stage, seed))
+        return stage_key(self.spec, planned, self.fingerprints)
 
     def network(self, stage: str) -> str:
         """The registered network a stage trains: the spec's, or the reference recipe's own."""
@@ -183,6 +206,11 @@ class Experiment(ExperimentData):
         record = self.stage_record(stage, seed)
         if record is not None:
             return record
+        key = self.stage_key(stage, seed)
+        found = find_stage(self.reuse_roots, key, exclude=self.workdir) if self.spec.reuse else None
+        if found is not None:
+            log.info("%s (seed %d): reused from %s", stage, seed, found)
+            return link_stage(found, self.stage_dir(stage, seed), reused_from={"folder": str(found.parents[1])})
         out = self.stage_dir(stage, seed)
         out.mkdir(parents=True, exist_ok=True)
         train, val = self.split_tensors("train"), self.split_tensors("val")
@@ -230,7 +258,7 @@ class Experiment(ExperimentData):
                     best_val_dice=result.best_score if math.isfinite(result.best_score) else None,
                     best_epoch=result.best_epoch)
         save_bundle(out / "model.pt", trainer.model, **info)
-        record = {"stage": stage, "seed": seed, "method": info["method"],
+        record = {"stage": stage, "seed": seed, "method": info["method"], "key": key,
                   "best_val_dice": info["best_val_dice"] if val[0].shape[0] else None,
                   "best_epoch": result.best_epoch, "epochs": result.epochs, "seconds": result.seconds,
                   "wall_seconds": time.monotonic() - t0, "warnings": result.warnings, "health": result.health,

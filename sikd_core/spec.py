@@ -88,6 +88,10 @@ class ExperimentSpec(BaseModel):
     amp: StrictBool = Field(True, description="bf16 autocast and channels_last on CUDA (ignored on CPU).")
     save_predictions: StrictBool = Field(True, description="Keep predicted masks of the first seed for overlays.")
     feature_maps: StrictInt = Field(2, ge=0, le=16, description="Images per dataset rendered as feature maps.")
+    reuse: StrictBool = Field(
+        True, description="Reuse a finished stage identical to one of this experiment's (same data content, split, "
+        "seed, network and the settings that reach the stage: sikd_core.methods.plan.stage_key) instead of training "
+        "it again; false retrains every stage.")
     on_unhealthy: Literal["warn", "stop"] = Field(
         "warn", description="Training health findings (collapsed predictions, zero Dice, exploding loss, an "
         "unlearned teacher): warn records them; stop fails the stage at the first one.")

@@ -164,7 +164,8 @@ def lock_user(session: Session, *, user: User) -> None:
 
 
 def count_active_experiments(session: Session, *, user: User) -> int:
-    q = select(func.count()).select_from(Experiment).where(
+    group = func.coalesce(Experiment.sweep_id, Experiment.id)  # a sweep's experiments count once
+    q = select(func.count(func.distinct(group))).select_from(Experiment).where(
         Experiment.owner_id == user.id, Experiment.status.in_(ACTIVE_EXPERIMENT))
     return session.scalar(q) or 0
 
@@ -229,7 +230,6 @@ def request_cancel(session: Session, *, experiment_id: int, reason: str | None =
 def delete_experiment(session: Session, *, experiment: Experiment) -> None:
     session.delete(experiment)
     session.flush()
-
 
 # ------------------------------------------------------------------------------------------ models
 
@@ -320,10 +320,10 @@ def _student_kinds(session: Session, *, experiment_id: int) -> list[str]:
 
 
 def release_student(session: Session, *, experiment_id: int, seed: int) -> None:
-    """The teacher is done: its students (sent next by the Celery chain) are now queued."""
+    """The teacher is done: its students (sent next by the Celery chain) are queued (not those ``reuse_wait``s)."""
     kinds = _student_kinds(session, experiment_id=experiment_id)  # an empty IN matches nothing
-    session.execute(update(Stage).where(Stage.experiment_id == experiment_id, Stage.kind.in_(kinds),
-                                        Stage.seed == seed, Stage.status == "pending").values(status="queued"))
+    session.execute(update(Stage).where(Stage.experiment_id == experiment_id, Stage.kind.in_(kinds), Stage.seed == seed,
+                                        Stage.status == "pending", Stage.reuse_wait.is_(None)).values(status="queued"))
 
 
 def student_ids(session: Session, *, experiment_id: int, seed: int | None) -> list[int]:

@@ -21,8 +21,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from sikd_core.methods.plan import is_student_stage
 from sikd_core.spec import ExperimentSpec, parse_spec
-from sikd_service import crud, dispatch
+from sikd_service import crud, dispatch, reuse
 from sikd_service.config import Settings
 from sikd_service.errors import ServiceError
 from sikd_service.health import stored_health
@@ -45,8 +46,11 @@ def _dataset_ids(keys: list[str]) -> dict[str, int]:
     return {k: int(k) for k in keys}
 
 
-def create(session: Session, settings: Settings, *, user: User, body: dict[str, Any]) -> Experiment:
-    """Validate a spec whose datasets are ids, store the experiment, then enqueue its first stages."""
+def validate(session: Session, settings: Settings, *, user: User, body: dict[str, Any]) -> tuple[ExperimentSpec, dict[str, Dataset]]:
+    """The spec of a request whose datasets are ids, checked against the datasets and the limits (422 otherwise),
+    with the datasets it names by key; nothing is stored."""
+    if isinstance(body, dict) and "sweep" in body:
+        raise ServiceError(422, "a spec with 'sweep' stands for several experiments: send it to POST /sweeps")
     spec = parse_spec(body)
     check_name(spec.name, what="experiment name")
     keys = [*spec.train_datasets, *spec.eval_datasets]
@@ -71,31 +75,62 @@ def create(session: Session, settings: Settings, *, user: User, body: dict[str, 
                                 f"dataset {d.id} ({d.name!r}) has {d.num_classes} ({', '.join(d.class_names)})"
                                 for d in mismatch) + ": cross-dataset evaluation needs the same classes")
     check_cost(settings, spec, train)
-    crud.lock_user(session, user=user)  # two concurrent requests must not both pass the limit
+    if spec.reuse:  # the content fingerprints of stage keys: read once per dataset, before any lock is held
+        reuse.fingerprints(settings, [found[k] for k in spec.train_datasets])
+    return spec, found
+
+
+def check_active_limit(session: Session, settings: Settings, *, user: User) -> None:
+    """429 when the user already has the most queued or running experiments (a sweep counts once); the user's
+    row stays locked until the commit, so two concurrent requests cannot both pass."""
+    crud.lock_user(session, user=user)
     active = crud.count_active_experiments(session, user=user)
     if active >= settings.max_active_experiments:
-        raise ServiceError(429, f"you have {active} experiments queued or running; the limit is "
+        raise ServiceError(429, f"you have {active} experiments (or sweeps) queued or running; the limit is "
                             f"{settings.max_active_experiments}. Wait for one to finish or cancel one.")
+
+
+def store(session: Session, settings: Settings, *, user: User, spec: ExperimentSpec, found: dict[str, Dataset],
+          sweep_id: int | None = None, sweep_values: dict[str, Any] | None = None) -> Experiment:
+    """Store a validated experiment with its stages (keyed for reuse; not committed, not sent)."""
     exp = crud.create_experiment(
         session, owner=user, name=spec.name, spec=spec.to_json_dict(), plan=spec.plan(),
         datasets=[("train", k, found[k]) for k in spec.train_datasets] + [("eval", k, found[k]) for k in spec.eval_datasets])
-    session.commit()
-    students_of: dict[int | None, list[int]] = {}
-    for st in exp.stages:
-        if st.status == "pending" and st.kind != "evaluation":  # created pending: waits for its seed's teacher
-            students_of.setdefault(st.seed, []).append(st.id)
+    exp.sweep_id, exp.sweep_values = sweep_id, sweep_values
+    reuse.plan_reuse(session, settings, exp=exp, spec=spec, train=[found[k] for k in spec.train_datasets])
+    return exp
+
+
+def enqueue(session: Session, exps: list[Experiment]) -> None:
+    """Send the stages that can start (after the commit); 503, with the experiments failed, without a broker."""
     try:
-        for st in exp.stages:
-            if st.status == "queued":
-                dispatch.enqueue_stage(st.id, kind=st.kind,
-                                       then_student_ids=students_of.get(st.seed, []) if st.kind == "teacher" else [])
+        for exp in exps:
+            students_of: dict[int | None, list[int]] = {}
+            for st in exp.stages:
+                if is_student_stage(st.kind):  # created pending: waits for its seed's teacher
+                    students_of.setdefault(st.seed, []).append(st.id)
+            for st in exp.stages:
+                if st.status == "queued":
+                    dispatch.enqueue_stage(st.id, kind=st.kind,
+                                           then_student_ids=students_of.get(st.seed, []) if st.kind == "teacher" else [])
     except Exception as e:  # noqa: BLE001 - the broker is down: say so instead of leaving it queued forever
-        log.exception("could not enqueue experiment %d", exp.id)
-        crud.request_cancel(session, experiment_id=exp.id, status="failed",
-                            reason=f"could not be queued (broker unavailable: {e})")
+        ids = ", ".join(str(x.id) for x in exps)
+        log.exception("could not enqueue experiment(s) %s", ids)
+        for exp in exps:
+            crud.request_cancel(session, experiment_id=exp.id, status="failed",
+                                reason=f"could not be queued (broker unavailable: {e})")
         session.commit()
-        raise ServiceError(503, f"experiment {exp.id} was stored but could not be queued: the broker is unavailable "
+        raise ServiceError(503, f"experiment {ids} was stored but could not be queued: the broker is unavailable "
                             f"({e})") from None
+
+
+def create(session: Session, settings: Settings, *, user: User, body: dict[str, Any]) -> Experiment:
+    """Validate a spec whose datasets are ids, store the experiment, then enqueue its first stages."""
+    spec, found = validate(session, settings, user=user, body=body)
+    check_active_limit(session, settings, user=user)
+    exp = store(session, settings, user=user, spec=spec, found=found)
+    session.commit()
+    enqueue(session, [exp])
     session.refresh(exp)
     return exp
 
@@ -155,12 +190,14 @@ def progress(exp: Experiment) -> float:
     return done / sum(w for w, _ in weights) if weights else 0.0
 
 
-def cancel(session: Session, *, exp: Experiment) -> None:
+def cancel(session: Session, *, exp: Experiment, settings: Settings | None = None) -> None:
     if exp.status not in ACTIVE_EXPERIMENT:
         raise ServiceError(409, f"experiment {exp.id} has already {exp.status}; only queued or running experiments "
                             "can be cancelled")
     crud.request_cancel(session, experiment_id=exp.id, reason="cancelled by the user")
     session.commit()
+    if settings is not None:
+        reuse.release_waiting(settings)  # identical stages elsewhere that waited for this one's now train
 
 
 def delete(session: Session, settings: Settings, *, exp: Experiment) -> None:
@@ -171,6 +208,8 @@ def delete(session: Session, settings: Settings, *, exp: Experiment) -> None:
         session.commit()
     crud.delete_experiment(session, experiment=exp)
     session.commit()
+    reuse.release_waiting(settings)  # identical stages elsewhere that waited for this one's now train
+    # stages other experiments reused keep their files: theirs are hard links (sikd_core.reuse)
     dispatch.remove_in_background(settings, experiment_dir(settings, exp_id))
 
 

@@ -108,6 +108,8 @@ class Dataset(Base):
     #: admin may delete them.
     shared: Mapped[bool] = mapped_column(Boolean, default=False)
     synthetic: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The files' content fingerprint (sikd_core.data.fingerprint), computed on first use (stage keys).
+    content_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     owner: Mapped[User] = relationship()
@@ -139,6 +141,10 @@ class Experiment(Base):
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
     #: The owner's free-text note (0006).
     note: Mapped[str | None] = mapped_column(Text)
+    #: The sweep request that created it (sikd_service.sweeps; the id of the sweep's first experiment) and its
+    #: swept settings' values there.
+    sweep_id: Mapped[int | None] = mapped_column(IdType, index=True)
+    sweep_values: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     owner: Mapped[User] = relationship()
     stages: Mapped[list[Stage]] = relationship(
@@ -193,6 +199,13 @@ class Stage(Base):
     warnings: Mapped[list[Any]] = mapped_column(JSON, default=list)
     #: Structured training-health findings (sikd_core.training.health), the same as in done.json.
     health: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    #: What identifies the stage's model (sikd_core.methods.plan.stage_key); None: never reused (the evaluation,
+    #: ``reuse: false``, rows from before 0007).
+    reuse_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: The experiment whose stage's model this one reuses (history: kept when that experiment is deleted).
+    reused_from: Mapped[int | None] = mapped_column(IdType)
+    #: The id of an identical stage still training, which this one waits for (then reuses, or trains if it fails).
+    reuse_wait: Mapped[int | None] = mapped_column(IdType, index=True)
 
     experiment: Mapped[Experiment] = relationship(back_populates="stages")
 

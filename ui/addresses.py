@@ -13,7 +13,8 @@ import re
 from urllib.parse import quote
 
 #: The pages' URL paths (``st.Page(url_path=...)`` in ``ui/streamlit_app.py``).
-PAGE_PATHS = ("home", "datasets", "experiments", "new_experiment", "experiment", "compare", "models", "not_found")
+PAGE_PATHS = ("home", "datasets", "experiments", "new_experiment", "experiment", "compare", "sweep", "models",
+              "not_found")
 #: First path segments Streamlit serves itself (its core, assets, media, components, static files, login).
 STREAMLIT_PREFIXES = ("static", "media", "component", "app", "auth", "oauth2callback")
 _EXPERIMENT = re.compile(r"^experiments?/(\d+)$")

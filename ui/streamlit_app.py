@@ -48,6 +48,7 @@ PAGES = {
         st.Page("app_pages/new_experiment.py", title="New experiment", icon=":material/add_circle:", url_path="new_experiment"),
         st.Page("app_pages/experiment.py", title="Experiment detail", icon=":material/biotech:", url_path="experiment"),
         st.Page("app_pages/compare.py", title="Compare", icon=":material/monitoring:", url_path="compare"),
+        st.Page("app_pages/sweep.py", title="Sweep", icon=":material/stacked_line_chart:", url_path="sweep"),
     ],
     "Models": [st.Page("app_pages/models.py", title="Models", icon=":material/neurology:", url_path="models")],
 }

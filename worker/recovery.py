@@ -14,6 +14,9 @@ A thread of the worker's main process (no celery beat needed) runs every ``SIKD_
   this worker, at two looks ``SIKD_RECONCILE_SECONDS`` apart or more (a stage being sent or handed on is
   missing for a moment), is sent again: Redis restarted without its data, or was flushed. Queue bindings
   the broker forgot are declared again first, so jobs sent afterwards are delivered.
+* **Stages waiting for an identical stage** (:mod:`sikd_service.reuse`) whose stage ended (it succeeded, failed,
+  was cancelled or deleted) are queued and sent, every pass: the paths that end a stage release them at once,
+  this catches any that did not.
 * **Dead workers.** Stages marked ``running`` whose heartbeat has gone stale (``stale_heartbeat_seconds``:
   the whole worker or its machine died), or held by an earlier life of this same worker name (checked
   at start), are requeued, every ``stale_heartbeat_seconds / 2``.
@@ -38,6 +41,7 @@ from celery.signals import worker_init, worker_ready, worker_shutting_down
 from sikd_service import broker_state, crud, dispatch
 from sikd_service.config import Settings, get_settings
 from sikd_service.db import session_scope
+from sikd_service.reuse import release_waiting
 from sikd_service.storage import empty_trash, ensure_layout
 from sikd_service.tables import Stage, utcnow
 
@@ -174,6 +178,10 @@ def reconcile_forever(settings: Settings) -> None:
                 recover(settings)
             except Exception:  # noqa: BLE001
                 log.exception("stale-stage recovery failed")
+        try:  # stages waiting for an identical one that ended by a path that did not release them
+            release_waiting(settings)
+        except Exception:  # noqa: BLE001
+            log.exception("reconciler: releasing waiting stages failed")
 
 
 @worker_init.connect

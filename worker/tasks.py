@@ -25,6 +25,7 @@ from sikd_service.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN, app
 from sikd_service.config import Settings, get_settings
 from sikd_service.db import session_scope
 from sikd_service.experiments import headline
+from sikd_service.reuse import release_waiting, reuse_stage
 from sikd_service.storage import dataset_dir, discard, experiment_dir, manifest_from_stored
 from sikd_service.tables import utcnow
 from worker.progress import DbProgressCallback, StageRecorder, finite
@@ -92,6 +93,8 @@ def build_experiment(settings: Settings, c: Claimed) -> Experiment:
     spec = parse_spec(c.spec)
     with session_scope(settings) as s:
         rows = crud.get_datasets_by_id(s, ids=list(c.datasets.values()), with_manifest=True)
+        train_rows = [rows.get(c.datasets.get(k, -1)) for k in spec.train_datasets]
+        hashes = [r.content_hash for r in train_rows if r is not None and r.content_hash]
         refs = {key: DatasetRef(key=key, path=dataset_dir(settings, ds_id), name=rows[ds_id].name,
                                 manifest=manifest_from_stored(rows[ds_id].manifest, dataset_dir(settings, ds_id)))
                 for key, ds_id in c.datasets.items() if ds_id in rows}
@@ -102,7 +105,8 @@ def build_experiment(settings: Settings, c: Claimed) -> Experiment:
         return refs[key]
 
     return Experiment(spec, experiment_dir(settings, c.experiment_id), resolver=resolver,
-                      cache_dir=settings.cache_dir, checkpoint_interval_s=settings.checkpoint_interval_seconds)
+                      cache_dir=settings.cache_dir, checkpoint_interval_s=settings.checkpoint_interval_seconds,
+                      fingerprints=hashes if len(hashes) == len(spec.train_datasets) else None)
 
 
 def _stopped(settings: Settings, c: Claimed, rec: StageRecorder, e: BaseException) -> str:
@@ -111,6 +115,7 @@ def _stopped(settings: Settings, c: Claimed, rec: StageRecorder, e: BaseExceptio
         deleted = crud.get_stage(s, stage_id=c.stage_id) is None
     if deleted:  # the experiment was deleted while this stage ran: what it wrote since goes too
         discard(settings, experiment_dir(settings, c.experiment_id))
+        release_waiting(settings)
         return "cancelled"
     if rec.lost:
         log.warning("stage %d was taken over by another worker; stopping", c.stage_id)
@@ -118,10 +123,12 @@ def _stopped(settings: Settings, c: Claimed, rec: StageRecorder, e: BaseExceptio
     if type(e).__name__ == "Terminated":  # billiard: this pool process got SIGTERM, its worker is stopping
         log.warning("stage %d interrupted: its worker is stopping (the stage is given back, not failed)", c.stage_id)
         return "lost"  # the worker's hand-back (or the reconciler) puts it back in the queue
-    with session_scope(settings) as s:
-        if isinstance(e, TrainingCancelled):
+    if isinstance(e, TrainingCancelled):
+        with session_scope(settings) as s:
             crud.finish_stage(s, stage_id=c.stage_id, token=c.token, status="cancelled")
-            return "cancelled"
+        release_waiting(settings)  # stages elsewhere waiting for this one train themselves
+        return "cancelled"
+    with session_scope(settings) as s:
         msg = describe_error(e)
         if not crud.finish_stage(s, stage_id=c.stage_id, token=c.token, status="failed", error=msg,
                                  traceback_summary=traceback_summary(e)):
@@ -132,6 +139,7 @@ def _stopped(settings: Settings, c: Claimed, rec: StageRecorder, e: BaseExceptio
         name = c.kind if c.seed is None else f"{c.kind} (seed {c.seed})"
         crud.fail_experiment(s, experiment_id=c.experiment_id, error=f"{name} failed: {msg}")
     log.error("stage %d (%s) failed: %s", c.stage_id, name, msg)
+    release_waiting(settings)  # stages elsewhere waiting for this one train themselves
     return "failed"
 
 
@@ -161,24 +169,23 @@ def run_training_stage(stage_id: int, *, worker: str = "local") -> str:
     c = claim(settings, stage_id, worker, TRAIN_STAGES, any_method=True)
     if c is None:
         return "skipped"
-    with StageRecorder(settings, stage_id, c.token) as rec:
-        tracker = None
-        try:
-            exp = build_experiment(settings, c)
-            cb = DbProgressCallback(rec, experiment_id=c.experiment_id, attempt=c.attempt)
-            tracker = mlflow_tracker(settings, c)
-            record = exp.run_stage(c.kind, int(c.seed or 0), callbacks=[cb] + ([tracker] if tracker else []))
-        except Exception as e:  # noqa: BLE001 - every failure is recorded on the stage
-            if tracker is not None:
-                tracker.finish(exp.stage_dir(c.kind, int(c.seed or 0)), status="FAILED")
-            return _stopped(settings, c, rec, e)
-        if tracker is not None:
-            tracker.finish(exp.stage_dir(c.kind, int(c.seed or 0)))
+    reused = reuse_stage(settings, stage_id=stage_id, owner_id=c.owner_id)
+    if reused is not None:  # an identical stage has finished: its model and scores, not a second training
+        record, src = reused
+        origin = src.reused_from or src.experiment_id
+        done: dict[str, Any] = dict(best_val_dice=src.best_val_dice, epoch=src.epoch, warnings=list(src.warnings or []),
+                                    health=list(src.health or []), reused_from=origin,
+                                    message=f"reused from experiment {origin}")
+        log.info("stage %d reused stage %d of experiment %d", stage_id, src.id, src.experiment_id)
+    else:
+        outcome = _train(settings, c)
+        if isinstance(outcome, str):
+            return outcome
+        record = outcome
+        done = dict(best_val_dice=finite(record.get("best_val_dice")), epoch=record["epochs"],
+                    warnings=list(record.get("warnings") or []), health=finite(list(record.get("health") or [])))
     with session_scope(settings) as s:
-        if not crud.finish_stage(s, stage_id=stage_id, token=c.token, status="succeeded",
-                                 best_val_dice=finite(record.get("best_val_dice")), epoch=record["epochs"],
-                                 warnings=list(record.get("warnings") or []),
-                                 health=finite(list(record.get("health") or []))):
+        if not crud.finish_stage(s, stage_id=stage_id, token=c.token, status="succeeded", **done):
             return "lost"
         if method_of_stage(c.kind) is not None:  # a deployable model (not the teacher)
             path = Path(record["model_path"])
@@ -196,7 +203,26 @@ def run_training_stage(stage_id: int, *, worker: str = "local") -> str:
         eval_id = crud.queue_evaluation_once(s, experiment_id=c.experiment_id)
     if eval_id is not None:
         dispatch.enqueue_evaluation(eval_id)
+    release_waiting(settings)  # stages elsewhere waiting for this identical one now reuse it
     return "succeeded"
+
+
+def _train(settings: Settings, c: Claimed) -> dict[str, Any] | str:
+    """Train the claimed stage: its record, or the outcome when it did not succeed."""
+    with StageRecorder(settings, c.stage_id, c.token) as rec:
+        tracker = None
+        try:
+            exp = build_experiment(settings, c)
+            cb = DbProgressCallback(rec, experiment_id=c.experiment_id, attempt=c.attempt)
+            tracker = mlflow_tracker(settings, c)
+            record = exp.run_stage(c.kind, int(c.seed or 0), callbacks=[cb] + ([tracker] if tracker else []))
+        except Exception as e:  # noqa: BLE001 - every failure is recorded on the stage
+            if tracker is not None:
+                tracker.finish(exp.stage_dir(c.kind, int(c.seed or 0)), status="FAILED")
+            return _stopped(settings, c, rec, e)
+        if tracker is not None:
+            tracker.finish(exp.stage_dir(c.kind, int(c.seed or 0)))
+    return record
 
 
 def run_evaluation_stage(stage_id: int, *, worker: str = "local") -> str:

@@ -60,6 +60,7 @@ def public(exp: Experiment) -> ExperimentPublic:
                             spec=exp.spec, created_at=exp.created_at, started_at=exp.started_at,
                             finished_at=exp.finished_at, error=exp.error, progress=svc.progress(exp),
                             stages=[StagePublic.model_validate(s) for s in exp.stages], summary=exp.summary,
+                            sweep_id=exp.sweep_id, sweep_values=exp.sweep_values,
                             health=experiment_health(exp), tags=list(exp.tags or []), note=exp.note)
 
 
@@ -180,11 +181,11 @@ def experiment_report(experiment_id: ExperimentId, session: SessionDep, settings
 
 @router.post("/experiments/{experiment_id}/cancel", response_model=ExperimentPublic,
              responses=error_responses(404, 409))
-def cancel_experiment(experiment_id: ExperimentId, request: Request, session: SessionDep,
+def cancel_experiment(experiment_id: ExperimentId, request: Request, session: SessionDep, settings: SettingsDep,
                       user: CurrentUser) -> ExperimentPublic:
     """Stop the experiment: running stages stop within one training step."""
     exp = _get(session, user, experiment_id)
-    svc.cancel(session, exp=exp)
+    svc.cancel(session, exp=exp, settings=settings)
     drop_status(request, experiment_id)
     session.expire_all()
     return public(_get(session, user, experiment_id))

@@ -9,11 +9,16 @@ Every other part reads it: the spec's :meth:`~sikd_core.spec.ExperimentSpec.stag
   one ``teacher`` per seed shared by every distilled method;
 * **role**: ``plain`` (trained alone), ``teacher`` (on class-mean images; never evaluated: it needs labels at
   inference) or ``student`` (distilled from its seed's teacher: it waits for the teacher);
-* **network**: the registered architecture a stage trains (the spec's ``model``; the reference recipe's own).
+* **network**: the registered architecture a stage trains (the spec's ``model``; the reference recipe's own);
+* **stage key**: what identifies a finished stage (:func:`stage_key`): a stage with the same key is not trained
+  again, its model is reused (the service and the CLI's output folders).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -88,3 +93,57 @@ def stage_plan(spec: ExperimentSpec) -> list[PlannedStage]:
                 out.append(PlannedStage(stage_of_method(m), seed, "student", m, base, TEACHER, spec.epochs,
                                         spec.model))
     return out
+
+
+# ------------------------------------------------------------------------------------------ stage keys
+#: Bump when a change to the training code makes a stage trained before it differ from one trained after: every
+#: stage key changes with it, so nothing trained by older code is reused.
+TRAINING_CODE_VERSION = 1
+
+#: Settings every training stage depends on: the data as read and split, the network, the optimiser's budget.
+_DATA_KEYS = ("image_size", "mask_mode", "val_fraction", "test_fraction", "split_seed")
+_NETWORK_KEYS = ("model", "model_kwargs", "amp")
+_RECIPE_KEYS = ("batch_size", "lr", "weight_decay", "loss", "augment", "steps_per_epoch")
+#: The teacher's own settings (its students depend on them too, through the teacher they learn from).
+_TEACHER_KEYS = ("teacher_input", "teacher_skip_connections")
+#: What only a student adds.
+_STUDENT_KEYS = ("alpha", "student_head_init")
+#: The reference recipe sets its own learning rate, weight decay, loss and augmentation (methods/reference.py).
+_REFERENCE_FIXED = ("lr", "weight_decay", "loss", "augment")
+
+
+def stage_settings(spec: ExperimentSpec, planned: PlannedStage) -> dict[str, Any]:
+    """The spec's settings that reach ``planned`` (and nothing else: a baseline does not see ``alpha``, a
+    teacher neither; a student sees its teacher's settings and its own). Names, devices, evaluation datasets,
+    the other methods and seeds, and what only the evaluation reads are left out."""
+    d = spec.to_json_dict()
+    keys = [*_DATA_KEYS, *_NETWORK_KEYS, *_RECIPE_KEYS]
+    if planned.method == REFERENCE:
+        keys = [k for k in keys if k not in _REFERENCE_FIXED]
+    if planned.role in ("teacher", "student"):
+        keys += _TEACHER_KEYS
+    if planned.role == "student":
+        keys += _STUDENT_KEYS
+    out = {k: d[k] for k in keys}
+    out.update(stage=planned.stage, role=planned.role, method=planned.method, network=planned.network,
+               seed=planned.seed, epochs=planned.epochs)
+    if planned.role == "student":  # the teacher it distils from, by what determines it
+        out["teacher_epochs"] = spec.effective_teacher_epochs
+    return out
+
+
+def stage_key(spec: ExperimentSpec, planned: PlannedStage, datasets: Sequence[str]) -> str:
+    """What identifies a finished stage: a SHA-256 of the content of its training datasets (``datasets``: their
+    fingerprints in ``spec.train_datasets`` order, see :func:`sikd_core.data.fingerprint.manifest_fingerprint`,
+    never their ids or paths), the settings that reach it (:func:`stage_settings`: split, seed, network and its
+    arguments, recipe...) and :data:`TRAINING_CODE_VERSION`. Two stages with the same key train the same model."""
+    if len(datasets) != len(spec.train_datasets):
+        raise ValueError(f"stage_key needs one fingerprint per training dataset ({len(spec.train_datasets)}); "
+                         f"got {len(datasets)}")
+    body = {"version": TRAINING_CODE_VERSION, "datasets": list(datasets), "settings": stage_settings(spec, planned)}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def stage_keys(spec: ExperimentSpec, datasets: Sequence[str]) -> dict[tuple[str, int], str]:
+    """:func:`stage_key` of every stage of the spec's plan, by ``(stage, seed)``."""
+    return {(p.stage, p.seed): stage_key(spec, p, datasets) for p in stage_plan(spec)}

@@ -94,6 +94,14 @@ st.markdown(f"{status_badge(display_status(exp))}  "
 times = [(label, parse_time(exp.get(k))) for label, k in (("created", "created_at"), ("started", "started_at"),
                                                           ("finished", "finished_at"))]
 took = (times[2][1] - times[1][1]).total_seconds() if times[1][1] and times[2][1] else None
+if exp.get("sweep_id"):
+    st.page_link("app_pages/sweep.py", label=f"Part of sweep {exp['sweep_id']} "
+                 f"({', '.join(f'{k}={v}' for k, v in (exp.get('sweep_values') or {}).items())}): its chart",
+                 icon=":material/stacked_line_chart:", query_params={"id": str(exp["sweep_id"])})
+reused = [s for s in exp["stages"] if s.get("reused_from")]
+if reused:
+    st.caption("Not trained again: " + "; ".join(f"{s['kind']} (seed {s['seed']}) reused from experiment "
+                                                  f"{s['reused_from']}" for s in reused))
 st.caption(" · ".join(f"{label} {t:%Y-%m-%d %H:%M:%S} UTC" for label, t in times if t)
            + (f" · took {fmt_seconds(took)}" if took is not None else "")
            + f" · trained on {dataset_names(train_ids(spec))} · cross datasets "

@@ -86,7 +86,8 @@ def test_every_route_needs_a_valid_token(client, headers):
     checked = 0
     for path, ops in doc["paths"].items():
         for method in ops:
-            url = path.format(dataset_id=1, experiment_id=1, model_id=1, user_id=1, other_id=2, index=0, path="x")
+            url = path.format(dataset_id=1, experiment_id=1, model_id=1, user_id=1, other_id=2, sweep_id=1, index=0,
+                              path="x")
             r = client.request(method.upper(), url, headers=headers)
             if path == "/health":
                 assert r.status_code == 200

@@ -94,7 +94,7 @@ def id_routes(app) -> list[tuple[str, str]]:
 def fill(path: str, n: int) -> str:
     """``path`` with every id set to ``n`` (sample index 0, file path x) and the required query parameters."""
     url = path.replace("{index}", "0").replace("{path}", "x")
-    for name in ("experiment_id", "dataset_id", "model_id", "user_id", "other_id"):
+    for name in ("experiment_id", "dataset_id", "model_id", "user_id", "other_id", "sweep_id"):
         url = url.replace("{" + name + "}", str(n))
     return url + ("?dataset=a&key=b" if url.endswith("view.png") else "")
 

@@ -1,0 +1,75 @@
+"""Stage reuse: a finished stage whose key (:func:`sikd_core.methods.plan.stage_key`) matches is not trained again.
+
+A stage folder (``seed_<s>/<stage>/``: ``model.pt``, ``history.json``, ``done.json``) is linked into the new
+experiment's folder: its files are hard links where the file system allows (the same bytes, counted by the file
+system: deleting either experiment's folder keeps them for the other, and they go with the last one), else copies.
+The new ``done.json`` says where the stage came from (``reused_from``) and points at its own ``model.pt``. The
+CLI finds earlier stages in the sibling folders of its output folder; the service finds them by key in its
+database and links the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sikd_core.workdir import write_json
+
+log = logging.getLogger("sikd_core.reuse")
+
+#: Files of a finished stage that are not linked: checkpoints a finished stage no longer has, and its record
+#: (rewritten for the new place).
+_NOT_LINKED = ("done.json", "latest.pt", "best.pt")
+
+
+def finished_record(stage_dir: Path) -> dict[str, Any] | None:
+    """The ``done.json`` of a finished stage whose model is present, else None."""
+    try:
+        rec = json.loads((stage_dir / "done.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) and (stage_dir / "model.pt").is_file() else None
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or links not allowed: a copy
+        shutil.copy2(src, dst)
+
+
+def link_stage(src: Path, dst: Path, *, reused_from: dict[str, Any]) -> dict[str, Any]:
+    """Make ``dst`` a finished stage with ``src``'s model and record (see the module docstring); returns the new
+    record. ``done.json`` is written last: a reader never sees a half-linked stage as finished."""
+    record = finished_record(src)
+    if record is None:
+        raise FileNotFoundError(f"{src} is not a finished stage (no done.json or model.pt)")
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.iterdir()):
+        if f.is_file() and f.name not in _NOT_LINKED:
+            _link(f, dst / f.name)
+    record = {**record, "model_path": str(dst / "model.pt"), "reused_from": reused_from}
+    write_json(dst / "done.json", record)
+    return record
+
+
+def find_stage(roots: Iterable[Path], key: str, *, exclude: Path | None = None) -> Path | None:
+    """A finished stage folder with ``key`` in its record, under the experiment folders in ``roots``
+    (``root/<experiment>/seed_<s>/<stage>/``), else None. ``exclude``: an experiment folder not to look in."""
+    skip = exclude.resolve() if exclude is not None else None
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for done in sorted(root.glob("*/seed_*/*/done.json")):
+            if skip is not None and done.parents[2].resolve() == skip:
+                continue
+            rec = finished_record(done.parent)
+            if rec is not None and rec.get("key") == key:
+                return done.parent
+    return None

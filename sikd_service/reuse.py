@@ -1,0 +1,154 @@
+"""Stage reuse in the service: a training stage identical to a finished one is not trained again.
+
+* **At creation** (:func:`plan_reuse`) every training stage gets its key (:func:`sikd_core.methods.plan.stage_key`:
+  the training datasets' content fingerprints, kept on the dataset rows, and the settings that reach the stage).
+  In a sweep, a stage identical to one of an earlier experiment of the same sweep waits for it (``pending``,
+  ``reuse_wait``) instead of training the same thing side by side: what a sweep's experiments share trains once.
+  (Separate requests reuse what has finished; they do not wait for each other.)
+* **At claim** (:func:`reuse_stage`, by the worker) a stage whose key matches a succeeded stage the owner may
+  reuse links that stage's files (:func:`sikd_core.reuse.link_stage`: hard links, so the files outlive the first
+  experiment and go with the last one that holds them), copies its epoch curve, and succeeds with
+  ``reused_from`` and the message "reused from experiment N"; what follows (students released, evaluation
+  queued, a model row) is what a trained stage gets.
+* **Waiting stages** are released (:func:`release_waiting`) when what they wait for ends: they then reuse it, or
+  train themselves if it failed, was cancelled or deleted. The worker calls it after each stage, the API after a
+  cancel or delete, and the worker's reconciler every pass (for any path that was missed).
+
+Ownership: a user reuses their own stages, and another user's only when every training dataset of that stage's
+experiment is shared (the SYNTHETIC demo): never a stage trained on someone's private data.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from sikd_core.data.fingerprint import manifest_fingerprint
+from sikd_core.methods.plan import is_student_stage, stage_keys
+from sikd_core.reuse import finished_record, link_stage
+from sikd_core.spec import ExperimentSpec
+from sikd_service import crud, dispatch
+from sikd_service.config import Settings
+from sikd_service.db import session_scope
+from sikd_service.storage import dataset_dir, experiment_dir, manifest_from_stored
+from sikd_service.tables import Dataset, EpochMetric, Experiment, ExperimentDataset, Stage
+
+log = logging.getLogger("sikd.sikd_service.reuse")
+
+ACTIVE_STAGE = ("pending", "queued", "running")
+
+
+def fingerprints(settings: Settings, datasets: list[Dataset]) -> list[str]:
+    """Each dataset's content fingerprint, computed from its files once and kept on its row."""
+    out = []
+    for ds in datasets:
+        if ds.content_hash is None:
+            folder = dataset_dir(settings, ds.id)
+            ds.content_hash = manifest_fingerprint(manifest_from_stored(ds.manifest, folder))
+        out.append(ds.content_hash)
+    return out
+
+
+def _may_reuse(session: Session, *, owner_id: int, source: Experiment) -> bool:
+    """The owner's own stage, or one trained only on shared datasets."""
+    if source.owner_id == owner_id:
+        return True
+    shared = session.scalars(select(Dataset.shared).join(ExperimentDataset)
+                             .where(ExperimentDataset.experiment_id == source.id, ExperimentDataset.role == "train"))
+    flags = list(shared)
+    return bool(flags) and all(flags)
+
+
+def _candidates(session: Session, *, key: str, owner_id: int, statuses: tuple[str, ...],
+                not_experiment: int, sweep_id: int | None = None) -> list[tuple[Stage, Experiment]]:
+    cond = [Experiment.sweep_id == sweep_id] if sweep_id else []
+    rows = session.execute(select(Stage, Experiment).join(Experiment)
+                           .where(Stage.reuse_key == key, Stage.status.in_(statuses), *cond,
+                                  Stage.experiment_id != not_experiment, Experiment.cancel_requested.is_(False))
+                           .order_by(Stage.id)).all()
+    return [(st, e) for st, e in rows if _may_reuse(session, owner_id=owner_id, source=e)]
+
+
+def plan_reuse(session: Session, settings: Settings, *, exp: Experiment, spec: ExperimentSpec,
+               train: list[Dataset]) -> None:
+    """Key the new experiment's training stages; in a sweep, one identical to a stage of an earlier experiment of
+    the sweep waits for it."""
+    if not spec.reuse:
+        return
+    keys = stage_keys(spec, fingerprints(settings, train))
+    for st in exp.stages:
+        if st.kind == "evaluation":
+            continue
+        st.reuse_key = keys[(st.kind, int(st.seed or 0))]
+        if not exp.sweep_id or _candidates(session, key=st.reuse_key, owner_id=exp.owner_id,
+                                           statuses=("succeeded",), not_experiment=exp.id):
+            continue  # a finished one is reused when the worker claims the stage
+        leaders = [(s, e) for s, e in _candidates(session, key=st.reuse_key, owner_id=exp.owner_id,
+                                                  statuses=ACTIVE_STAGE, not_experiment=exp.id, sweep_id=exp.sweep_id)
+                   if s.reuse_wait is None]
+        if leaders:
+            leader, owner_exp = leaders[0]
+            st.status, st.reuse_wait = "pending", leader.id
+            st.message = f"waiting for experiment {owner_exp.id}'s identical {leader.kind} stage"
+    session.flush()
+
+
+def reuse_stage(settings: Settings, *, stage_id: int, owner_id: int) -> tuple[dict[str, Any], Stage] | None:
+    """Link a succeeded identical stage into this (claimed) stage: its record and the source stage row, or None
+    when there is none to reuse (or its files are gone)."""
+    with session_scope(settings) as s:
+        stage = crud.get_stage(s, stage_id=stage_id)
+        if stage is None or stage.reuse_key is None:
+            return None
+        dst = experiment_dir(settings, stage.experiment_id) / f"seed_{int(stage.seed or 0)}" / stage.kind
+        for src_stage, src_exp in _candidates(s, key=stage.reuse_key, owner_id=owner_id, statuses=("succeeded",),
+                                              not_experiment=stage.experiment_id):
+            src = experiment_dir(settings, src_exp.id) / f"seed_{int(src_stage.seed or 0)}" / src_stage.kind
+            if finished_record(src) is None:
+                continue
+            try:
+                record = link_stage(src, dst, reused_from={"experiment": src_exp.id, "stage": src_stage.id})
+            except OSError as e:  # deleted meanwhile: try the next one, or train
+                log.warning("stage %d: cannot reuse stage %d (%s)", stage_id, src_stage.id, e)
+                continue
+            fields = ("epoch", "attempt", "loss", "seg_loss", "kd_loss", "val_dice", "val_dice_per_class",
+                      "best_val_dice", "lr", "train_seconds")
+            s.execute(EpochMetric.__table__.delete().where(EpochMetric.stage_id == stage_id))
+            for m in s.scalars(select(EpochMetric).where(EpochMetric.stage_id == src_stage.id)):
+                s.add(EpochMetric(stage_id=stage_id, **{f: getattr(m, f) for f in fields}))
+            s.expunge(src_stage)
+            return record, src_stage
+    return None
+
+
+def release_waiting(settings: Settings) -> list[int]:
+    """Stages waiting for an identical stage that is no longer queued or running (it succeeded: they reuse it;
+    it failed, was cancelled or deleted: they train) are queued and sent; returns their ids. A student whose
+    teacher has not succeeded yet only stops waiting: its teacher releases it as usual."""
+    jobs: list[tuple[int, str, list[int]]] = []
+    with session_scope(settings) as s:
+        waiting = list(s.scalars(select(Stage).where(Stage.reuse_wait.is_not(None), Stage.status == "pending")))
+        for st in waiting:
+            leader = s.execute(select(Stage.status, Experiment.cancel_requested).join(Experiment)
+                               .where(Stage.id == st.reuse_wait)).first()
+            if leader is not None and leader[0] in ACTIVE_STAGE and not leader[1]:
+                continue
+            teacher_ready = not is_student_stage(st.kind) or s.scalar(
+                select(Stage.status).where(Stage.experiment_id == st.experiment_id, Stage.kind == "teacher",
+                                           Stage.seed == st.seed)) == "succeeded"
+            n = s.execute(update(Stage).where(Stage.id == st.id, Stage.status == "pending",
+                                              Stage.reuse_wait == st.reuse_wait)
+                          .values(reuse_wait=None, message=None,
+                                  status="queued" if teacher_ready else "pending")).rowcount
+            if n and teacher_ready:
+                jobs.append((st.id, st.kind, crud.student_ids(s, experiment_id=st.experiment_id, seed=st.seed)
+                             if st.kind == "teacher" else []))
+    for stage_id, kind, students in jobs:
+        try:
+            dispatch.enqueue_stage(stage_id, kind=kind, then_student_ids=students)
+        except Exception:  # noqa: BLE001 - queued without a message: the reconciler sends it again
+            log.exception("could not send stage %d", stage_id)
+    return [j[0] for j in jobs]

@@ -1,0 +1,147 @@
+"""Stage reuse through the API with the worker's task functions (tiny phantoms, 1 epoch): an experiment identical
+but for alpha trains only its student; reuse survives deleting the first experiment; ownership; waiting for an
+identical stage still queued; sweeps. What each setting does to a stage key is tested in tests/unit/test_stage_key.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.service_helpers import drain, new_user, tiny_spec, upload
+
+pytestmark = pytest.mark.timeout(240)
+
+FAST = dict(epochs=1, feature_maps=0, save_predictions=False, model_kwargs={"widths": [4, 8]})
+
+
+def post(client, headers, datasets, **kw):
+    r = client.post("/experiments", json=tiny_spec(datasets, **{**FAST, **kw}), headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def stages(client, headers, eid):
+    return {s["kind"]: s for s in client.get(f"/experiments/{eid}", headers=headers).json()["stages"]}
+
+
+def test_second_experiment_differing_in_alpha_trains_only_its_student(client, alice, datasets, jobs, settings):
+    a = post(client, alice, datasets, name="a")
+    assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 4
+    b = post(client, alice, datasets, name="b", alpha=0.5)
+    assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 4
+    sa, sb = stages(client, alice, a), stages(client, alice, b)
+    assert {k: s["reused_from"] for k, s in sb.items()} == {"baseline": a, "teacher": a, "student": None,
+                                                            "evaluation": None}
+    assert sb["baseline"]["message"] == f"reused from experiment {a}" and sb["student"]["message"] != sb["baseline"]["message"]
+    assert all(sb[k]["best_val_dice"] == sa[k]["best_val_dice"] for k in ("baseline", "teacher"))
+    assert client.get(f"/experiments/{b}", headers=alice).json()["status"] == "succeeded"
+    # the same model file, its curve and its scores (the baseline is bit-identical: it is the same model)
+    root = settings.storage_dir / "experiments"
+    assert (root / f"{b}/seed_0/baseline/model.pt").samefile(root / f"{a}/seed_0/baseline/model.pt")
+    assert not (root / f"{b}/seed_0/student/model.pt").samefile(root / f"{a}/seed_0/student/model.pt")
+    metrics = {s["kind"]: s["epochs"] for s in client.get(f"/experiments/{b}/metrics", headers=alice).json()["data"]}
+    assert len(metrics["baseline"]) == 1
+    rows = {e: [r for r in client.get(f"/experiments/{e}/results", headers=alice).json()["data"]
+                if r["method"] == "baseline"] for e in (a, b)}
+    assert rows[a] == rows[b] and rows[a]
+    # deleting the first experiment keeps what the second shares; a third reuses it from the second's files
+    assert client.delete(f"/experiments/{a}", headers=alice).status_code == 204
+    drain(jobs)
+    assert (root / f"{b}/seed_0/baseline/model.pt").is_file() and not (root / str(a)).exists()
+    c = post(client, alice, datasets, name="c", alpha=5.0)
+    drain(jobs)
+    sc = stages(client, alice, c)
+    assert sc["baseline"]["reused_from"] == a and sc["baseline"]["status"] == "succeeded"  # a trained it
+    assert client.get(f"/experiments/{c}", headers=alice).json()["status"] == "succeeded"
+    # reuse: false retrains; so does another split (a setting every stage depends on)
+    d = post(client, alice, datasets, name="d", alpha=5.0, reuse=False)
+    e = post(client, alice, datasets, name="e", split_seed=1)
+    drain(jobs)
+    assert all(s["reused_from"] is None for s in stages(client, alice, d).values())
+    assert all(s["reused_from"] is None for s in stages(client, alice, e).values())
+
+
+def test_never_another_users_private_stage(client, admin, alice, bob, datasets, jobs, phantom_zips, settings):
+    post(client, alice, datasets, name="alice", methods=["baseline"])
+    drain(jobs)
+    # bob uploads the same files: same content, same stage key, but alice's data is private
+    bob_data = {k: upload(client, bob, z, name=k).json()["id"] for k, z in phantom_zips.items()}
+    b = post(client, bob, bob_data, name="bob", methods=["baseline"])
+    drain(jobs)
+    assert stages(client, bob, b)["baseline"]["reused_from"] is None
+    # a stage trained on shared datasets is anyone's to reuse (carol may not reuse alice's, trained on private data)
+    from sikd_service.db import session_scope
+    from sikd_service.tables import Dataset
+
+    with session_scope(settings) as s:
+        for ds_id in bob_data.values():
+            s.get(Dataset, ds_id).shared = True
+    carol = new_user(client, admin, "carol")
+    c = post(client, carol, bob_data, name="carol on shared", methods=["baseline"])
+    drain(jobs)
+    assert stages(client, carol, c)["baseline"]["reused_from"] == b
+
+
+def test_a_sweep_stage_waits_for_its_identical_one_and_trains_if_that_is_cancelled(client, alice, datasets, jobs):
+    r = client.post("/sweeps", json=tiny_spec(datasets, name="w", **FAST, methods=["baseline"],
+                                              sweep={"lr": [0.01, 0.02]}), headers=alice)
+    a, b = (e["id"] for e in r.json()["experiments"])  # lr differs: nothing shared (the control)
+    assert all(s["reuse_wait"] is None for s in stages(client, alice, b).values() if s["kind"] != "evaluation")
+    r = client.post("/sweeps", json=tiny_spec(datasets, name="w", **FAST, methods=["baseline"],
+                                              sweep={"alpha": [1, 2]}), headers=alice)
+    a, b = (e["id"] for e in r.json()["experiments"])  # alpha does not reach a baseline: shared
+    wait = stages(client, alice, b)["baseline"]
+    assert wait["status"] == "pending" and wait["reuse_wait"] == stages(client, alice, a)["baseline"]["id"]
+    assert f"waiting for experiment {a}" in wait["message"]
+    jobs.clear()
+    assert client.post(f"/experiments/{a}/cancel", headers=alice).status_code == 200
+    sb = stages(client, alice, b)
+    assert sb["baseline"]["status"] == "queued" and sb["baseline"]["reuse_wait"] is None  # released and sent ...
+    assert jobs == [[("sikd.train_stage", (sb["baseline"]["id"],))]]
+    assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 2  # ... trained itself, then the evaluation
+    sb = stages(client, alice, b)
+    assert sb["baseline"]["reused_from"] is None and sb["baseline"]["status"] == "succeeded"
+
+
+def test_a_sweep_creates_its_experiments_sharing_their_stages(client, alice, bob, datasets, jobs):
+    body = tiny_spec(datasets, name="sw", **FAST, sweep={"alpha": [0.5, 1, 2]})
+    r = client.post("/sweeps", json=body, headers=alice)
+    assert r.status_code == 201, r.text
+    sweep = r.json()
+    assert sweep["settings"] == ["alpha"] and len(sweep["experiments"]) == 3
+    exps = sweep["experiments"]
+    assert [e["sweep_values"] for e in exps] == [{"alpha": 0.5}, {"alpha": 1}, {"alpha": 2}]
+    assert [e["name"] for e in exps] == ["sw alpha=0.5", "sw alpha=1", "sw alpha=2"]
+    assert all(e["sweep_id"] == sweep["id"] for e in exps)
+    outcomes = drain(jobs)
+    assert all(out in ("succeeded", "skipped") for _, _, out in outcomes)
+    first = exps[0]["id"]
+    for e in exps[1:]:
+        st = stages(client, alice, e["id"])
+        assert st["baseline"]["reused_from"] == first and st["teacher"]["reused_from"] == first
+        assert st["student"]["reused_from"] is None
+    got = client.get(f"/sweeps/{sweep['id']}", headers=alice).json()
+    assert [e["status"] for e in got["experiments"]] == ["succeeded"] * 3
+    pts = {(p["values"]["alpha"], p["method"], p["split"]) for p in got["points"]}
+    assert pts == {(a, m, s) for a in (0.5, 1, 2) for m in ("baseline", "sikd") for s in ("intra", "cross")}
+    assert all(p["ci_low"] <= p["dice"] <= p["ci_high"] for p in got["points"])
+    base = {p["dice"] for p in got["points"] if p["method"] == "baseline" and p["split"] == "intra"}
+    assert len(base) == 1  # one baseline, shared
+    assert client.get(f"/sweeps/{exps[1]['id']}", headers=alice).status_code == 404  # not a sweep's id
+    assert client.get(f"/sweeps/{sweep['id']}", headers=bob).status_code == 404  # another user's
+
+
+@pytest.mark.parametrize(("sweep", "needle"), [
+    ({"alpha": []}, "non-empty list"), ({"model": ["unet"]}, "cannot sweep 'model'"), ([1], "mapping"),
+    ({"alpha": [1, 1]}, "duplicate"), ({"alpha": list(range(1, 8)), "lr": [0.1, 0.01]}, "at most 12"),
+    ({"alpha": [1, -1]}, "alpha=-1"),
+])
+def test_bad_sweeps_are_422_and_store_nothing(client, alice, datasets, jobs, sweep, needle):
+    r = client.post("/sweeps", json=tiny_spec(datasets, sweep=sweep), headers=alice)
+    assert r.status_code == 422 and needle in r.json()["detail"], r.text
+    assert client.get("/experiments", headers=alice).json()["count"] == 0 and not jobs
+
+
+def test_sweep_to_experiments_is_pointed_to_sweeps(client, alice, datasets):
+    r = client.post("/experiments", json=tiny_spec(datasets, sweep={"alpha": [1, 2]}), headers=alice)
+    assert r.status_code == 422 and "POST /sweeps" in r.json()["detail"]
