@@ -3,6 +3,8 @@ note, the tag filter's GIN index exists on PostgreSQL and its query uses it, and
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,6 +33,10 @@ def test_tags_notes_migration_keeps_rows_and_indexes_the_tags(tmp_path, backend)
                               "eval_enqueued) VALUES (1, 'old', 'succeeded', '{\"model\": \"unet\"}', '2026-01-01', "
                               "false, false)"))
         command.upgrade(cfg, "0006_experiment_tags_notes")
+        with get_engine(s).connect() as conn:  # 0006 alone: the old row gets no tags and no note
+            row = conn.execute(text("SELECT name, tags, note FROM experiments")).one()
+            assert (row[0], json.loads(row[1]) if isinstance(row[1], str) else row[1], row[2]) == ("old", [], None)
+        command.upgrade(cfg, "head")  # the tables below are the newest schema's
         engine = get_engine(s)
         with Session(engine) as session:
             old = session.scalars(select(Experiment)).one()
