@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from sikd_core.spec import SPEC_ERROR_TITLE, ExperimentSpec
 from sikd_service.names import name_problem
 
 T = TypeVar("T")
@@ -142,6 +143,34 @@ class PlanPublic(BaseModel):
 
 
 # ------------------------------------------------------------------------------------------ experiments
+class ExperimentCreate(ExperimentSpec):
+    """The body of ``POST /experiments``: an experiment spec (the keys and defaults of ``GET /options``) whose
+    ``train_dataset`` and ``eval_datasets`` are dataset ids. A bad value is a 422 whose ``errors`` name the field:
+    ``{"loc": ["body", "lr"], "msg": "Input should be greater than 0", "type": "greater_than"}``."""
+
+    model_config = ConfigDict(title="ExperimentCreate", json_schema_extra={"examples": [
+        {"name": "phantom-demo", "train_dataset": "1", "eval_datasets": ["2", "3"], "image_size": [96, 96],
+         "epochs": 6, "model_kwargs": {"widths": [16, 32, 64, 128]}, "seeds": [0]}]})
+    #: The first line of a 422's ``detail`` for this body (then one ``  <field>: <message>`` line per problem).
+    error_title: ClassVar[str] = SPEC_ERROR_TITLE
+
+
+class PlannedStagePublic(BaseModel):
+    """One training stage of a spec's plan (sikd_core.methods.plan.stage_plan): the one answer to which stages a
+    spec trains and what each one is."""
+
+    stage: str = Field(description="the stage's name, as the stages' ``kind``: baseline, teacher, student, gin+sikd...")
+    seed: int
+    role: Literal["plain", "teacher", "student"] = Field(
+        description="plain: trained alone; teacher: on class-mean images (never evaluated); student: distilled from "
+                    "its seed's teacher (waits for it)")
+    method: str | None = Field(description="the method whose model this stage trains (null for the teacher)")
+    base: str | None = Field(description="the method without distillation (gin for gin+sikd, baseline for sikd)")
+    teacher: str | None = Field(description="the stage this one distils from (teacher), else null")
+    epochs: int
+    network: str = Field(description="the registered network it trains")
+
+
 class StagePublic(ORM):
     id: int
     kind: StageKind
@@ -180,6 +209,9 @@ class ExperimentPublic(ORM):
     error: str | None
     progress: float = Field(ge=0, le=1)
     stages: list[StagePublic]
+    plan: list[PlannedStagePublic] = Field(
+        default_factory=list, description="The spec's stage plan: every training stage, its role, method and epochs "
+                                          "(the sum of ``epochs`` is what the experiment trains)")
     summary: dict[str, Any] | None = Field(
         None, description="Of a succeeded experiment: {dice: {method: {intra, cross}}}, the mean Dice on the intra "
                           "test split(s) and over the cross datasets (null: none or not finished)")

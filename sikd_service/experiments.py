@@ -27,7 +27,7 @@ from sikd_service import crud, dispatch
 from sikd_service.config import Settings
 from sikd_service.errors import ServiceError
 from sikd_service.health import stored_health
-from sikd_service.names import check_name
+from sikd_service.names import name_problem
 from sikd_service.storage import experiment_dir
 from sikd_service.tables import ACTIVE_EXPERIMENT, Dataset, Experiment, User
 
@@ -38,22 +38,38 @@ log = logging.getLogger("sikd.sikd_service.experiments")
 _ID = re.compile(r"[1-9][0-9]{0,18}")
 
 
-def _dataset_ids(keys: list[str]) -> dict[str, int]:
+def _field_error(detail: str, fields: dict[str, str], **extra: Any) -> ServiceError:
+    """A 422 whose ``errors`` name the spec fields it is about (``{field: message}``), as a spec error's do."""
+    errors = [{"loc": ["body", f], "msg": msg, "type": "value_error"} for f, msg in fields.items()]
+    return ServiceError(422, detail, errors=errors, **extra)
+
+
+def _split_keys(keys: list[str], train: list[str], what: str) -> dict[str, str]:
+    """``{field: message}`` for the dataset keys among the training and the cross datasets."""
+    out = {}
+    for field, mine in (("train_dataset", [k for k in keys if k in train]),
+                        ("eval_datasets", [k for k in keys if k not in train])):
+        if mine:
+            out[field] = what + ", ".join(mine)
+    return out
+
+
+def create(session: Session, settings: Settings, *, user: User, body: dict[str, Any] | ExperimentSpec) -> Experiment:
+    """Validate a spec whose datasets are ids (``body``: a dict, or a spec the API validated), store the
+    experiment, then enqueue its first stages. A refusal about one field names it in ``errors``."""
+    spec = body if isinstance(body, ExperimentSpec) else parse_spec(body)
+    problem = name_problem(spec.name, what="experiment name")
+    if problem:
+        raise _field_error(problem, {"name": problem})
+    keys = [*spec.train_datasets, *spec.eval_datasets]
     bad = [k for k in keys if not (_ID.fullmatch(k) and int(k) <= 2**63 - 1)]
     if bad:
-        raise ServiceError(422, "datasets are given by id (see GET /datasets); not an id: " + ", ".join(map(repr, bad)),
-                       datasets=bad)
-    return {k: int(k) for k in keys}
-
-
-def create(session: Session, settings: Settings, *, user: User, body: dict[str, Any]) -> Experiment:
-    """Validate a spec whose datasets are ids, store the experiment, then enqueue its first stages."""
-    spec = parse_spec(body)
-    check_name(spec.name, what="experiment name")
-    keys = [*spec.train_datasets, *spec.eval_datasets]
-    ids = _dataset_ids(keys)
+        raise _field_error("datasets are given by id (see GET /datasets); not an id: " + ", ".join(map(repr, bad)),
+                           _split_keys(bad, spec.train_datasets, "not a dataset id: "), datasets=bad)
+    ids = {k: int(k) for k in keys}
     if len(set(ids.values())) != len(ids):
-        raise ServiceError(422, "a dataset id appears twice among train_dataset and eval_datasets",
+        raise _field_error("a dataset id appears twice among train_dataset and eval_datasets",
+                           {"eval_datasets": "a dataset id appears twice among the training and the cross datasets"},
                            datasets=keys)
     found: dict[str, Dataset] = {}
     for key, ds_id in ids.items():
@@ -62,15 +78,19 @@ def create(session: Session, settings: Settings, *, user: User, body: dict[str, 
             found[key] = ds
     missing = [k for k in keys if k not in found]
     if missing:
-        raise ServiceError(422, "unknown dataset id(s): " + ", ".join(missing), datasets=missing)
+        raise _field_error("unknown dataset id(s): " + ", ".join(missing),
+                           _split_keys(missing, spec.train_datasets, "unknown dataset id(s): "), datasets=missing)
     train = found[spec.train_datasets[0]]
     mismatch = [found[k] for k in [*spec.train_datasets[1:], *spec.eval_datasets]
                 if found[k].num_classes != train.num_classes]
     if mismatch:
-        raise ServiceError(422, f"the training dataset {train.id} ({train.name!r}) has {train.num_classes} classes "
-                            f"({', '.join(train.class_names)}), but " + "; ".join(
-                                f"dataset {d.id} ({d.name!r}) has {d.num_classes} ({', '.join(d.class_names)})"
-                                for d in mismatch) + ": cross-dataset evaluation needs the same classes")
+        detail = (f"the training dataset {train.id} ({train.name!r}) has {train.num_classes} classes "
+                  f"({', '.join(train.class_names)}), but " + "; ".join(
+                      f"dataset {d.id} ({d.name!r}) has {d.num_classes} ({', '.join(d.class_names)})"
+                      for d in mismatch) + ": cross-dataset evaluation needs the same classes")
+        fields = _split_keys([str(d.id) for d in mismatch], spec.train_datasets, "other classes than the training "
+                             "dataset's: ")
+        raise _field_error(detail, {f: detail for f in fields})
     check_cost(settings, spec, train)
     crud.lock_user(session, user=user)  # two concurrent requests must not both pass the limit
     active = crud.count_active_experiments(session, user=user)

@@ -88,3 +88,12 @@ def stage_plan(spec: ExperimentSpec) -> list[PlannedStage]:
                 out.append(PlannedStage(stage_of_method(m), seed, "student", m, base, TEACHER, spec.epochs,
                                         spec.model))
     return out
+
+
+def stored_stage_plan(spec: dict[str, Any]) -> list[PlannedStage]:
+    """The stage plan of a spec stored as JSON after it was validated (an experiment's ``spec``), without
+    validating it again: a status read must not rebuild the network to check its arguments."""
+    from sikd_core.spec import ExperimentSpec
+
+    fields = ExperimentSpec.model_fields
+    return stage_plan(ExperimentSpec.model_construct(**{k: v for k, v in spec.items() if k in fields}))
