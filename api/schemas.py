@@ -171,6 +171,28 @@ class PlannedStagePublic(BaseModel):
     network: str = Field(description="the registered network it trains")
 
 
+class EstimatePublic(BaseModel):
+    """A spec's stage plan and estimated run time (POST /experiments/estimate), in seconds."""
+
+    plan: list[PlannedStagePublic]
+    planned_epochs: int = Field(description="epochs of every training stage together (the plan's sum)")
+    seconds: float = Field(description="queue + training + evaluation")
+    queue_seconds: float = Field(description="the work left of the experiments ahead, shared among the workers")
+    training_seconds: float = Field(description="the training stages as the workers' slots run them")
+    evaluation_seconds: float
+    evaluation_basis: str = Field(description="measured (on the workers), or the model's guess")
+    stages: list[dict[str, Any]] = Field(description="{stage, seed, epochs, step_seconds, seconds, basis}: basis "
+                                         "'measured' (this network, size and batch ran here), 'measured, scaled' (by "
+                                         "pixels x batch), 'measured, other stage kind', or 'model' (timed on the "
+                                         "API host)")
+    slots: int = Field(description="stages the workers run at once")
+    steps_per_epoch: int
+    fixed_seconds: float = Field(description="a stage's time outside its epochs (measured median)")
+    images: dict[str, int] = Field(description="train, val, test, cross")
+    measured_stages: int = Field(description="finished stages the step costs were measured on")
+    ahead: int = Field(description="queued or running experiments")
+
+
 class StagePublic(ORM):
     id: int
     kind: StageKind

@@ -54,13 +54,8 @@ def _split_keys(keys: list[str], train: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def create(session: Session, settings: Settings, *, user: User, body: dict[str, Any] | ExperimentSpec) -> Experiment:
-    """Validate a spec whose datasets are ids (``body``: a dict, or a spec the API validated), store the
-    experiment, then enqueue its first stages. A refusal about one field names it in ``errors``."""
-    spec = body if isinstance(body, ExperimentSpec) else parse_spec(body)
-    problem = name_problem(spec.name, what="experiment name")
-    if problem:
-        raise _field_error(problem, {"name": problem})
+def datasets_of(session: Session, *, user: User, spec: ExperimentSpec) -> dict[str, Dataset]:
+    """The spec's datasets by key (ids the user may read, of the same classes), else a 422 naming the field."""
     keys = [*spec.train_datasets, *spec.eval_datasets]
     bad = [k for k in keys if not (_ID.fullmatch(k) and int(k) <= 2**63 - 1)]
     if bad:
@@ -91,7 +86,18 @@ def create(session: Session, settings: Settings, *, user: User, body: dict[str, 
         fields = _split_keys([str(d.id) for d in mismatch], spec.train_datasets, "other classes than the training "
                              "dataset's: ")
         raise _field_error(detail, {f: detail for f in fields})
-    check_cost(settings, spec, train)
+    return found
+
+
+def create(session: Session, settings: Settings, *, user: User, body: dict[str, Any] | ExperimentSpec) -> Experiment:
+    """Validate a spec whose datasets are ids (``body``: a dict, or a spec the API validated), store the
+    experiment, then enqueue its first stages. A refusal about one field names it in ``errors``."""
+    spec = body if isinstance(body, ExperimentSpec) else parse_spec(body)
+    problem = name_problem(spec.name, what="experiment name")
+    if problem:
+        raise _field_error(problem, {"name": problem})
+    found = datasets_of(session, user=user, spec=spec)
+    check_cost(settings, spec, found[spec.train_datasets[0]])
     crud.lock_user(session, user=user)  # two concurrent requests must not both pass the limit
     active = crud.count_active_experiments(session, user=user)
     if active >= settings.max_active_experiments:
