@@ -21,7 +21,6 @@ from ui.formatting import (
     parse_time,
     stage_label,
     stage_status,
-    train_ids,
 )
 from ui.health import display_status, experiment_health_summary
 
@@ -104,29 +103,6 @@ def planned_epochs(plan: Sequence[dict[str, Any]]) -> int:
     """Epochs of all training stages of a stage plan (the API's ``plan``: one teacher per seed, shared by every
     distilled method)."""
     return sum(int(p.get("epochs") or 0) for p in plan)
-
-
-def seconds_per_unit(exps: Sequence[dict[str, Any]], n_train: dict[int, int]) -> float | None:
-    """Measured cost of training: the median over finished training stages of recent experiments of
-    seconds / (epochs x training images x pixels), or None without history. ``n_train``: training images
-    per dataset id."""
-    rates = []
-    for e in exps:
-        spec = e.get("spec") or {}
-        h, w = (spec.get("image_size") or [0, 0])[:2]
-        ids = train_ids(spec)
-        n = sum(n_train.get(int(i), 0) for i in ids) if ids and all(str(i).isdigit() for i in ids) else None
-        for s in e.get("stages") or []:
-            if s["kind"] == "evaluation" or s["status"] != "succeeded" or not n or not h or not w:
-                continue
-            start, end = parse_time(s.get("started_at")), parse_time(s.get("finished_at"))
-            epochs = s.get("epochs") or 0
-            if start and end and epochs and (s.get("resumed_from_epoch") in (None, 0)):
-                rates.append((end - start).total_seconds() / (epochs * n * h * w))
-    if not rates:
-        return None
-    rates.sort()
-    return rates[len(rates) // 2]
 
 
 def smooth_eta(prev: tuple[float, float] | None, value: float | None, now: float,
