@@ -72,6 +72,7 @@ def main() -> int:
         try:
             stack.wait_ready(timeout=180)
             api = stack.admin
+            api.http.timeout = 900  # a network's first estimate times its steps on the API host (seconds, once)
             kv = api.upload(polyp_zip("kvasir-seg", args.train, "kvasir"), "kvasir")["id"]
             cvc = api.upload(polyp_zip("cvc-clinicdb", args.cross, "cvc"), "cvc")["id"]
             presets = {p["name"]: p["values"] for p in api.get("/options")["presets"]}
@@ -96,7 +97,9 @@ def main() -> int:
             runs: list[tuple[str, dict, dict]] = []  # (label, estimate, experiment)
             for name in args.presets.split(","):
                 spec = spec_of(name, "alone")
+                t = time.monotonic()
                 est = api.post("/experiments/estimate", json=spec)
+                print(f"estimate of {name}: {time.monotonic() - t:.1f} s to answer", flush=True)
                 exp = api.post("/experiments", json=spec)
                 runs.append((f"{name} (alone)", est, wait(exp["id"])))
             # two at once: the second waits for the first (one worker), its estimate includes that queue

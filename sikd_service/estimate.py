@@ -53,7 +53,8 @@ class Costs:
 
     steps: list[dict[str, Any]] = field(default_factory=list)  # {net, kind, pixels, batch, step_s}
     fixed: list[float] = field(default_factory=list)  # a stage's seconds outside its epochs
-    eval_image: list[float] = field(default_factory=list)  # evaluation seconds per image and model
+    #: evaluation seconds per image and model beyond the network's forward pass (metrics, files, overlays)
+    eval_image: list[float] = field(default_factory=list)
     slots: int = 1
 
 
@@ -112,6 +113,8 @@ def calibrate(session: Session, settings: Settings) -> Costs:
             continue  # a dataset was deleted: its sizes are unknown
         shape = shape_of(spec, train, cross)
         plan = {(p.stage, p.seed): p for p in stage_plan(spec)}
+        forward = None  # seconds of one image's forward pass: a third of a measured step of this experiment
+        evaluation = None
         for s in e.stages:
             wall = _seconds(s.started_at, s.finished_at)
             if s.status != "succeeded" or wall is None:
@@ -119,8 +122,7 @@ def calibrate(session: Session, settings: Settings) -> Costs:
             if s.kind == "evaluation":
                 models = sum(1 for p in plan.values() if p.method is not None)
                 images = (shape.n_test + shape.n_cross) * models
-                if images:
-                    costs.eval_image.append(wall / images)
+                evaluation = wall / images if images else None
                 continue
             p = plan.get((s.kind, s.seed))
             rows = [m for m in metrics.get(s.id, []) if m.train_seconds]
@@ -129,8 +131,12 @@ def calibrate(session: Session, settings: Settings) -> Costs:
             step = statistics.median(m.train_seconds for m in rows) / shape.steps_per_epoch
             costs.steps.append({"net": network_key(spec, p), "kind": cost_kind(p), "batch": spec.batch_size,
                                 "pixels": spec.image_size[0] * spec.image_size[1], "step_s": step})
+            if p.role != "student":
+                forward = step / 3 / spec.batch_size
             validation = s.epochs * shape.val_batches * step / 3  # a forward pass: about a third of a step
             costs.fixed.append(max(0.0, wall - sum(m.train_seconds for m in rows) - validation))
+        if evaluation is not None and forward is not None:
+            costs.eval_image.append(max(0.0, evaluation - forward))
     since = datetime.now(timezone.utc) - timedelta(days=1)
     workers = set(session.scalars(select(Stage.worker).where(Stage.started_at >= since, Stage.worker.is_not(None))))
     costs.slots = max(1, len(workers)) * max(1, settings.worker_stages_per_gpu)
@@ -208,12 +214,14 @@ def estimate_spec(costs: Costs, spec: ExperimentSpec, shape: Shape, *, in_channe
     training = max(sum(per.values()) / costs.slots, max(chains, default=0.0))
     models = sum(1 for p in stage_plan(spec) if p.method is not None)
     images = (shape.n_test + shape.n_cross) * models
+    # per image and model: this network's forward pass (a third of its step) plus the metrics, files and overlays
+    probe = next(p for p in stage_plan(spec) if p.role != "student")
+    forward = step_seconds(costs, spec, probe, in_channels, num_classes)[0] / 3 / spec.batch_size
     if costs.eval_image:
-        per_image, eval_basis = statistics.median(costs.eval_image), "measured"
-    else:  # a forward pass per image plus the metrics, overlays and files
-        probe = next(p for p in stage_plan(spec))
-        per_image = step_seconds(costs, spec, probe, in_channels, num_classes)[0] / 3 / spec.batch_size + 0.05
-        eval_basis = "model (forward pass timed on the API host + 0.05 s per image)"
+        per_image, eval_basis = forward + statistics.median(costs.eval_image), "measured"
+    else:
+        per_image = forward + 0.05
+        eval_basis = "model (the forward pass at the step cost + 0.05 s per image)"
     evaluation = fixed + images * per_image
     total = queue_seconds + training + evaluation
     return {"seconds": round(total, 1), "queue_seconds": round(queue_seconds, 1),

@@ -80,17 +80,6 @@ def experiment_eta(exp: dict[str, Any]) -> float | None:
     return eta
 
 
-def preset_for_workers(health: dict[str, Any] | None, presets: Sequence[str]) -> str | None:
-    """The size preset that fits the workers: ``paper`` when a worker has a GPU, ``quick`` when every worker
-    that says what it runs on is CPU-only; None when unknown (no worker answers, or none says)."""
-    devices = list(((health or {}).get("workers") or {}).get("devices", {}).values())
-    if not devices:
-        return None
-    gpu = any(d.get("accelerator") == "cuda" for d in devices)
-    want = "paper" if gpu else "quick"
-    return want if want in presets else None
-
-
 def split_sizes(n_pairs: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
     """About how many images go to train / validation / test (the real split is by case or group, so a
     dataset of few large cases can differ)."""

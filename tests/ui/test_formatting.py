@@ -13,7 +13,6 @@ from ui.experiments_data import (
     experiment_eta,
     kind_progress,
     planned_epochs,
-    preset_for_workers,
     queue_wait,
     smooth_eta,
     split_sizes,
@@ -238,11 +237,6 @@ def test_smoothed_eta_does_not_jump():
 
 
 def test_plan_helpers():
-    assert preset_for_workers({"workers": {"devices": {"w@a": {"accelerator": "cpu"}}}}, ["paper", "quick"]) == "quick"
-    both = {"workers": {"devices": {"w@a": {"accelerator": "cpu"}, "w@b": {"accelerator": "cuda"}}}}
-    assert preset_for_workers(both, ["paper", "quick"]) == "paper"
-    assert preset_for_workers({"workers": {"devices": {}}}, ["paper", "quick"]) is None
-    assert preset_for_workers(None, ["paper", "quick"]) is None
     assert split_sizes(1000, 0.1, 0.2) == {"train": 700, "val": 100, "test": 200}
     assert split_sizes(3, 0.0, 0.2) == {"train": 2, "val": 0, "test": 1}
     # the API's plan: one teacher per seed shared by every distilled method (88 epochs where the old rule, a

@@ -42,7 +42,7 @@ def test_the_estimate_is_calibrated_by_the_stages_that_ran(client, alice, datase
     client.post("/experiments", json=spec, headers=alice)
     queued = client.post("/experiments/estimate", json=spec, headers=alice).json()
     assert queued["ahead"] == 1 and queued["queue_seconds"] == pytest.approx(
-        est["training_seconds"] + est["evaluation_seconds"], rel=0.05)
+        est["training_seconds"] + est["evaluation_seconds"], rel=0.05, abs=0.3)  # figures rounded to 0.1 s
 
 
 def test_estimate_refuses_a_bad_spec_as_create_does(client, alice, datasets, jobs):
