@@ -10,7 +10,9 @@ to what it took (queue wait, training, evaluation, from the stages' times), and 
     PYTHONPATH=$PWD python bench/estimate_check.py --train 40 --cross 30
 
 The first run of a configuration is estimated from sikd_core.plan's model (steps timed on the API host); later
-ones from the stages that ran (measured). Data: ../shared/datasets/polyp (research use only; see its README).
+ones from the stages that ran (measured). The "ahead" run of the pair can exceed its estimate: the workers take
+stages first come, first served, so the stages of the experiment started just after it run before its students
+and its evaluation; an estimate cannot foresee later submissions. Data: ../shared/datasets/polyp (research use only; see its README).
 """
 
 from __future__ import annotations
