@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from sikd_core.errors import DatasetError, SpecError
+from sikd_core.spec import format_error_items, spec_error_message
 from sikd_service.errors import ServiceError
 
 log = logging.getLogger("sikd.api")
@@ -38,6 +40,32 @@ def _json(request: Request, body: dict[str, Any], status_code: int, headers: dic
                         headers=headers)
 
 
+def _body_model(request: Request) -> Any:
+    """The pydantic model of the matched route's JSON body, if it has one."""
+    field = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(field, "field_info", None), "annotation", None)
+    return model if isinstance(model, type) and hasattr(model, "model_fields") else None
+
+
+def validation_body(request: Request, errors: Sequence[Any]) -> dict[str, Any]:
+    """A 422's body: ``errors`` as ``{loc, msg, type}`` (FastAPI's items) and a readable ``detail``. For a body
+    model with an ``error_title`` (the experiment spec) the messages are worded as the spec's own
+    (:func:`sikd_core.spec.spec_error_message`: an unknown key lists the known ones) and ``detail`` is the title
+    then one ``  <field>: <message>`` line each; else ``<loc>: <msg>`` joined by ``;``."""
+    model = _body_model(request)
+    title = getattr(model, "error_title", None)
+    items = []
+    for e in errors:
+        loc = list(e.get("loc", ()))
+        in_body = title is not None and loc[:1] == ["body"]
+        msg = spec_error_message(e, list(model.model_fields)) if in_body else str(e.get("msg", ""))
+        items.append({"loc": loc, "msg": msg, "type": e.get("type", "")})
+    if title is not None and items and all(i["loc"][:1] == ["body"] for i in items):
+        return {"detail": f"{title}:\n" + format_error_items(items, skip=1), "errors": items}
+    lines = [f"{'.'.join(str(p) for p in i['loc']) or 'request'}: {i['msg']}" for i in items]
+    return {"detail": "; ".join(lines) or "invalid request", "errors": items}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _api_error(request: Request, exc: ServiceError) -> JSONResponse:
@@ -49,15 +77,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SpecError)
     async def _spec_error(request: Request, exc: SpecError) -> JSONResponse:
-        return _json(request, {"detail": str(exc)}, 422)
+        errors = [{**e, "loc": ["body", *e["loc"]]} for e in exc.errors]
+        return _json(request, {"detail": str(exc), **({"errors": errors} if errors else {})}, 422)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        lines = [f"{'.'.join(str(p) for p in e.get('loc', ())) or 'request'}: {e.get('msg')}" for e in errors]
-        return JSONResponse({"detail": "; ".join(lines) or "invalid request",
-                             "errors": [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in errors]},
-                            status_code=422)
+        return _json(request, validation_body(request, exc.errors()), 422)
 
     @app.exception_handler(OSError)
     async def _storage_error(request: Request, exc: OSError) -> JSONResponse:

@@ -13,7 +13,16 @@ from fastapi import FastAPI
 from api.auth import TokenCache
 from api.errors import install_error_handlers
 from api.guard import RequestGuard
-from api.routes import datasets, experiment_meta, experiments, health, sweeps, trained_models, users
+from api.routes import (
+    datasets,
+    estimates,
+    experiment_meta,
+    experiments,
+    health,
+    sweeps,
+    trained_models,
+    users,
+)
 from api.routes.health import HealthChecker, service_version
 from api.schemas import error_responses
 from sikd_service import crud
@@ -75,8 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Every route documents the errors it really answers (schemathesis checks them): the guard's 401 and 413 and
     # a malformed body's 400, and the 422 in its real shape (``detail`` a string, not FastAPI's list).
     app.include_router(health.router, responses=error_responses(400, 413))
-    for r in (users.router, datasets.router, experiments.router, experiment_meta.router, sweeps.router,
-              trained_models.router):
+    for r in (users.router, datasets.router, estimates.router, experiments.router, experiment_meta.router,
+              sweeps.router, trained_models.router):
         app.include_router(r, responses=error_responses(400, 401, 413, 422))
 
     @app.get("/", include_in_schema=False)

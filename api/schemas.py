@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from sikd_core.spec import SPEC_ERROR_TITLE, ExperimentSpec
 from sikd_service.names import name_problem
 
 T = TypeVar("T")
@@ -142,6 +143,56 @@ class PlanPublic(BaseModel):
 
 
 # ------------------------------------------------------------------------------------------ experiments
+class ExperimentCreate(ExperimentSpec):
+    """The body of ``POST /experiments``: an experiment spec (the keys and defaults of ``GET /options``) whose
+    ``train_dataset`` and ``eval_datasets`` are dataset ids. A bad value is a 422 whose ``errors`` name the field:
+    ``{"loc": ["body", "lr"], "msg": "Input should be greater than 0", "type": "greater_than"}``."""
+
+    model_config = ConfigDict(title="ExperimentCreate", json_schema_extra={"examples": [
+        {"name": "phantom-demo", "train_dataset": "1", "eval_datasets": ["2", "3"], "image_size": [96, 96],
+         "epochs": 6, "model_kwargs": {"widths": [16, 32, 64, 128]}, "seeds": [0]}]})
+    #: The first line of a 422's ``detail`` for this body (then one ``  <field>: <message>`` line per problem).
+    error_title: ClassVar[str] = SPEC_ERROR_TITLE
+
+
+class PlannedStagePublic(BaseModel):
+    """One training stage of a spec's plan (sikd_core.methods.plan.stage_plan): the one answer to which stages a
+    spec trains and what each one is."""
+
+    stage: str = Field(description="the stage's name, as the stages' ``kind``: baseline, teacher, student, gin+sikd...")
+    seed: int
+    role: Literal["plain", "teacher", "student"] = Field(
+        description="plain: trained alone; teacher: on class-mean images (never evaluated); student: distilled from "
+                    "its seed's teacher (waits for it)")
+    method: str | None = Field(description="the method whose model this stage trains (null for the teacher)")
+    base: str | None = Field(description="the method without distillation (gin for gin+sikd, baseline for sikd)")
+    teacher: str | None = Field(description="the stage this one distils from (teacher), else null")
+    epochs: int
+    network: str = Field(description="the registered network it trains")
+
+
+class EstimatePublic(BaseModel):
+    """A spec's stage plan and estimated run time (POST /experiments/estimate), in seconds."""
+
+    plan: list[PlannedStagePublic]
+    planned_epochs: int = Field(description="epochs of every training stage together (the plan's sum)")
+    seconds: float = Field(description="queue + training + evaluation")
+    queue_seconds: float = Field(description="the work left of the experiments ahead, shared among the workers")
+    training_seconds: float = Field(description="the training stages as the workers' slots run them")
+    evaluation_seconds: float
+    evaluation_basis: str = Field(description="measured (on the workers), or the model's guess")
+    stages: list[dict[str, Any]] = Field(description="{stage, seed, epochs, step_seconds, seconds, basis}: basis "
+                                         "'measured' (this network, size and batch ran here), 'measured, scaled' (by "
+                                         "pixels x batch), 'measured, other stage kind', or 'model' (timed on the "
+                                         "API host)")
+    slots: int = Field(description="stages the workers run at once")
+    steps_per_epoch: int
+    fixed_seconds: float = Field(description="a stage's time outside its epochs (measured median)")
+    images: dict[str, int] = Field(description="train, val, test, cross")
+    measured_stages: int = Field(description="finished stages the step costs were measured on")
+    ahead: int = Field(description="queued or running experiments")
+
+
 class StagePublic(ORM):
     id: int
     kind: StageKind
@@ -186,6 +237,9 @@ class ExperimentPublic(ORM):
     stages: list[StagePublic]
     sweep_id: int | None = Field(None, description="The sweep that created it (GET /sweeps/{sweep_id}), if any")
     sweep_values: dict[str, Any] | None = Field(None, description="Its values of the sweep's settings")
+    plan: list[PlannedStagePublic] = Field(
+        default_factory=list, description="The spec's stage plan: every training stage, its role, method and epochs "
+                                          "(the sum of ``epochs`` is what the experiment trains)")
     summary: dict[str, Any] | None = Field(
         None, description="Of a succeeded experiment: {dice: {method: {intra, cross}}}, the mean Dice on the intra "
                           "test split(s) and over the cross datasets (null: none or not finished)")

@@ -8,7 +8,12 @@ class SIKDError(Exception):
 
 
 class SpecError(SIKDError, ValueError):
-    """An experiment spec is invalid (unknown key, bad value, missing dataset...)."""
+    """An experiment spec is invalid (unknown key, bad value, missing dataset...). ``errors``, when known, lists
+    each problem as ``{loc, msg, type}`` with ``loc`` naming the field (FastAPI's 422 items)."""
+
+    def __init__(self, message: str, errors: list[dict] | None = None):
+        super().__init__(message)
+        self.errors = list(errors or [])
 
 
 class DatasetError(SIKDError, ValueError):

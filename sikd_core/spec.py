@@ -140,14 +140,36 @@ class ExperimentSpec(BaseModel):
 
     @field_validator("methods")
     @classmethod
-    def _known_methods(cls, v: list[str]) -> list[str]:
-        from sikd_core.methods import parse_method
+    def _known_methods(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        from sikd_core.methods import method_info, parse_method
 
         for name in v:
             try:
                 parse_method(name)
             except SpecError as e:
                 raise ValueError(str(e)) from None
+        model = info.data.get("model")  # absent when the model itself was invalid (and is reported)
+        for name in v if model else ():
+            allowed = method_info(parse_method(name)[0]).models
+            if allowed and model not in allowed:
+                raise ValueError(f"method {name!r} needs model {' or '.join(allowed)}; got {model!r}")
+        return v
+
+    @field_validator("eval_datasets")
+    @classmethod
+    def _unseen(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        train = info.data.get("train_dataset")
+        if train is not None and set([train] if isinstance(train, str) else train) & set(v):
+            raise ValueError("eval_datasets must not contain the training dataset (its test split is the intra score)")
+        if len(set(v)) != len(v):
+            raise ValueError("eval_datasets holds duplicates")
+        return v
+
+    @field_validator("test_fraction")
+    @classmethod
+    def _leaves_training_data(cls, v: float, info: ValidationInfo) -> float:
+        if "val_fraction" in info.data and info.data["val_fraction"] + v >= 0.95:
+            raise ValueError("val_fraction + test_fraction must leave data to train on (< 0.95)")
         return v
 
     @field_validator("device")
@@ -182,22 +204,6 @@ class ExperimentSpec(BaseModel):
             except SpecError as e:
                 raise ValueError(str(e)) from None
         return v
-
-    @model_validator(mode="after")
-    def _check(self) -> ExperimentSpec:
-        from sikd_core.methods import method_info, parse_method
-
-        if self.val_fraction + self.test_fraction >= 0.95:
-            raise ValueError("val_fraction + test_fraction must leave data to train on (< 0.95)")
-        for name in self.methods:
-            allowed = method_info(parse_method(name)[0]).models
-            if allowed and self.model not in allowed:
-                raise ValueError(f"method {name!r} needs model {' or '.join(allowed)}; got {self.model!r}")
-        if set(self.train_datasets) & set(self.eval_datasets):
-            raise ValueError("eval_datasets must not contain the training dataset (its test split is the intra score)")
-        if len(set(self.eval_datasets)) != len(self.eval_datasets):
-            raise ValueError("eval_datasets holds duplicates")
-        return self
 
     # ----------------------------------------------------------------------------------------------
     @property
@@ -288,27 +294,45 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def parse_spec(data: dict[str, Any]) -> ExperimentSpec:
-    """Validate a spec dict, turning pydantic's errors into one readable :class:`SpecError`."""
+    """Validate a spec dict, turning pydantic's errors into one readable :class:`SpecError` (its ``errors``:
+    one ``{loc, msg, type}`` per problem, ``loc`` naming the field)."""
     if not isinstance(data, dict):
-        raise SpecError(f"a spec must be a mapping of keys to values; got {type(data).__name__}")
+        raise SpecError(f"a spec must be a mapping of keys to values; got {type(data).__name__}",
+                        errors=[{"loc": [], "msg": "a spec must be a mapping of keys to values", "type": "dict_type"}])
     try:
         return ExperimentSpec.model_validate(data)
     except ValidationError as e:
-        raise SpecError("invalid experiment spec:\n" + format_validation_error(e)) from None
+        errors = spec_error_items(e.errors())
+        raise SpecError(SPEC_ERROR_TITLE + ":\n" + format_error_items(errors), errors=errors) from None
+
+
+SPEC_ERROR_TITLE = "invalid experiment spec"
+
+
+def spec_error_message(err: dict[str, Any], known: Any = None) -> str:
+    """A pydantic error's message as a user reads it: no ``Value error,`` prefix; an unknown key lists the known
+    ones (``known``: the fields, default the spec's); a missing one says ``required``."""
+    if err.get("type") == "extra_forbidden":
+        return "unknown key; known keys: " + ", ".join(known if known is not None else ExperimentSpec.model_fields)
+    if err.get("type") == "missing":
+        return "required"
+    return str(err.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def spec_error_items(errors: list[Any], prefix: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Pydantic's errors as ``{loc, msg, type}`` (the shape of FastAPI's 422 items), messages as
+    :func:`spec_error_message` words them, ``loc`` after ``prefix``."""
+    return [{"loc": [*prefix, *err.get("loc", ())], "msg": spec_error_message(err), "type": err.get("type", "")}
+            for err in errors]
+
+
+def format_error_items(errors: list[dict[str, Any]], skip: int = 0) -> str:
+    """``  <field>: <message>`` lines (``(spec)`` for a problem of no one field); ``skip`` leading loc parts."""
+    return "\n".join(f"  {'.'.join(str(p) for p in e['loc'][skip:]) or '(spec)'}: {e['msg']}" for e in errors)
 
 
 def format_validation_error(e: ValidationError) -> str:
-    lines = []
-    for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(spec)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            known = ", ".join(ExperimentSpec.model_fields)
-            msg = f"unknown key; known keys: {known}"
-        elif err["type"] == "missing":
-            msg = "required"
-        lines.append(f"  {loc}: {msg}")
-    return "\n".join(lines)
+    return format_error_items(spec_error_items(e.errors()))
 
 
 def load_spec(path: str | Path, **overrides: Any) -> ExperimentSpec:

@@ -27,7 +27,7 @@ from sikd_service import crud, dispatch, reuse
 from sikd_service.config import Settings
 from sikd_service.errors import ServiceError
 from sikd_service.health import stored_health
-from sikd_service.names import check_name
+from sikd_service.names import name_problem
 from sikd_service.storage import experiment_dir
 from sikd_service.tables import ACTIVE_EXPERIMENT, Dataset, Experiment, User
 
@@ -38,25 +38,33 @@ log = logging.getLogger("sikd.sikd_service.experiments")
 _ID = re.compile(r"[1-9][0-9]{0,18}")
 
 
-def _dataset_ids(keys: list[str]) -> dict[str, int]:
+def _field_error(detail: str, fields: dict[str, str], **extra: Any) -> ServiceError:
+    """A 422 whose ``errors`` name the spec fields it is about (``{field: message}``), as a spec error's do."""
+    errors = [{"loc": ["body", f], "msg": msg, "type": "value_error"} for f, msg in fields.items()]
+    return ServiceError(422, detail, errors=errors, **extra)
+
+
+def _split_keys(keys: list[str], train: list[str], what: str) -> dict[str, str]:
+    """``{field: message}`` for the dataset keys among the training and the cross datasets."""
+    out = {}
+    for field, mine in (("train_dataset", [k for k in keys if k in train]),
+                        ("eval_datasets", [k for k in keys if k not in train])):
+        if mine:
+            out[field] = what + ", ".join(mine)
+    return out
+
+
+def datasets_of(session: Session, *, user: User, spec: ExperimentSpec) -> dict[str, Dataset]:
+    """The spec's datasets by key (ids the user may read, of the same classes), else a 422 naming the field."""
+    keys = [*spec.train_datasets, *spec.eval_datasets]
     bad = [k for k in keys if not (_ID.fullmatch(k) and int(k) <= 2**63 - 1)]
     if bad:
-        raise ServiceError(422, "datasets are given by id (see GET /datasets); not an id: " + ", ".join(map(repr, bad)),
-                       datasets=bad)
-    return {k: int(k) for k in keys}
-
-
-def validate(session: Session, settings: Settings, *, user: User, body: dict[str, Any]) -> tuple[ExperimentSpec, dict[str, Dataset]]:
-    """The spec of a request whose datasets are ids, checked against the datasets and the limits (422 otherwise),
-    with the datasets it names by key; nothing is stored."""
-    if isinstance(body, dict) and "sweep" in body:
-        raise ServiceError(422, "a spec with 'sweep' stands for several experiments: send it to POST /sweeps")
-    spec = parse_spec(body)
-    check_name(spec.name, what="experiment name")
-    keys = [*spec.train_datasets, *spec.eval_datasets]
-    ids = _dataset_ids(keys)
+        raise _field_error("datasets are given by id (see GET /datasets); not an id: " + ", ".join(map(repr, bad)),
+                           _split_keys(bad, spec.train_datasets, "not a dataset id: "), datasets=bad)
+    ids = {k: int(k) for k in keys}
     if len(set(ids.values())) != len(ids):
-        raise ServiceError(422, "a dataset id appears twice among train_dataset and eval_datasets",
+        raise _field_error("a dataset id appears twice among train_dataset and eval_datasets",
+                           {"eval_datasets": "a dataset id appears twice among the training and the cross datasets"},
                            datasets=keys)
     found: dict[str, Dataset] = {}
     for key, ds_id in ids.items():
@@ -65,16 +73,36 @@ def validate(session: Session, settings: Settings, *, user: User, body: dict[str
             found[key] = ds
     missing = [k for k in keys if k not in found]
     if missing:
-        raise ServiceError(422, "unknown dataset id(s): " + ", ".join(missing), datasets=missing)
+        raise _field_error("unknown dataset id(s): " + ", ".join(missing),
+                           _split_keys(missing, spec.train_datasets, "unknown dataset id(s): "), datasets=missing)
     train = found[spec.train_datasets[0]]
     mismatch = [found[k] for k in [*spec.train_datasets[1:], *spec.eval_datasets]
                 if found[k].num_classes != train.num_classes]
     if mismatch:
-        raise ServiceError(422, f"the training dataset {train.id} ({train.name!r}) has {train.num_classes} classes "
-                            f"({', '.join(train.class_names)}), but " + "; ".join(
-                                f"dataset {d.id} ({d.name!r}) has {d.num_classes} ({', '.join(d.class_names)})"
-                                for d in mismatch) + ": cross-dataset evaluation needs the same classes")
-    check_cost(settings, spec, train)
+        detail = (f"the training dataset {train.id} ({train.name!r}) has {train.num_classes} classes "
+                  f"({', '.join(train.class_names)}), but " + "; ".join(
+                      f"dataset {d.id} ({d.name!r}) has {d.num_classes} ({', '.join(d.class_names)})"
+                      for d in mismatch) + ": cross-dataset evaluation needs the same classes")
+        fields = _split_keys([str(d.id) for d in mismatch], spec.train_datasets, "other classes than the training "
+                             "dataset's: ")
+        raise _field_error(detail, {f: detail for f in fields})
+    return found
+
+
+def validate(session: Session, settings: Settings, *, user: User,
+             body: dict[str, Any] | ExperimentSpec) -> tuple[ExperimentSpec, dict[str, Dataset]]:
+    """The spec of a request whose datasets are ids (``body``: a dict, or a spec the API validated), checked
+    against the datasets and the limits (a 422 naming the field otherwise), with the datasets it names by key;
+    nothing is stored."""
+    if isinstance(body, dict) and "sweep" in body:
+        raise _field_error("a spec with 'sweep' stands for several experiments: send it to POST /sweeps",
+                           {"sweep": "a sweep is sent to POST /sweeps"})
+    spec = body if isinstance(body, ExperimentSpec) else parse_spec(body)
+    problem = name_problem(spec.name, what="experiment name")
+    if problem:
+        raise _field_error(problem, {"name": problem})
+    found = datasets_of(session, user=user, spec=spec)
+    check_cost(settings, spec, found[spec.train_datasets[0]])
     if spec.reuse:  # the content fingerprints of stage keys: read once per dataset, before any lock is held
         reuse.fingerprints(settings, [found[k] for k in spec.train_datasets])
     return spec, found
@@ -124,8 +152,9 @@ def enqueue(session: Session, exps: list[Experiment]) -> None:
                             f"({e})") from None
 
 
-def create(session: Session, settings: Settings, *, user: User, body: dict[str, Any]) -> Experiment:
-    """Validate a spec whose datasets are ids, store the experiment, then enqueue its first stages."""
+def create(session: Session, settings: Settings, *, user: User, body: dict[str, Any] | ExperimentSpec) -> Experiment:
+    """Validate a spec whose datasets are ids (a dict, or a spec the API validated), store the experiment, then
+    enqueue its first stages. A refusal about one field names it in ``errors``."""
     spec, found = validate(session, settings, user=user, body=body)
     check_active_limit(session, settings, user=user)
     exp = store(session, settings, user=user, spec=spec, found=found)

@@ -232,6 +232,10 @@ class Client:
             clear_cache()
         return r.json() if r.content else None
 
+    def query(self, path: str, *, json: Any = None) -> Any:
+        """POST a question that changes nothing (an estimate): the caches stay."""
+        return _request("POST", self.base, self.token, path, json=json).json()
+
     def predict(self, model_id: int, files: list[tuple[str, bytes, str]]) -> list[dict[str, Any]]:
         """Segment images (``(filename, bytes, mime)``) with a model: masks and overlays (base64 PNG).
         Writes nothing on the service, so the caches stay."""

@@ -22,7 +22,7 @@ WIDGETS = {
     "weight_decay": "ne_wd", "steps_per_epoch": "ne_steps", "val_fraction": "ne_val", "test_fraction": "ne_test",
     "split_seed": "ne_split", "mask_mode": "ne_mask", "device": "ne_device", "feature_maps": "ne_feat",
     "augment": "ne_aug", "amp": "ne_amp", "save_predictions": "ne_save", "teacher_skip_connections": "ne_skips",
-    "on_unhealthy": "ne_unhealthy",
+    "on_unhealthy": "ne_unhealthy", "reuse": "ne_reuse",
 }
 #: Fields the form sets itself (the name, datasets, sizes, seeds, methods, model arguments; recipe follows loss).
 OWN = {"name", "train_dataset", "eval_datasets", "image_size", "seeds", "methods", "model_kwargs", "recipe"}
@@ -67,7 +67,7 @@ def form_state(spec: dict[str, Any], *, datasets: list[int], method_names: list[
             v = float(v)
         elif field in _INT:
             v = int(v or 0)  # teacher_epochs / steps_per_epoch: None is the form's 0
-        elif field in ("augment", "amp", "save_predictions", "teacher_skip_connections"):
+        elif field in ("augment", "amp", "save_predictions", "teacher_skip_connections", "reuse"):
             v = bool(v)
         state[key] = v
     if state.get("ne_model") not in models:

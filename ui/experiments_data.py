@@ -21,7 +21,6 @@ from ui.formatting import (
     parse_time,
     stage_label,
     stage_status,
-    train_ids,
 )
 from ui.health import display_status, experiment_health_summary
 
@@ -81,17 +80,6 @@ def experiment_eta(exp: dict[str, Any]) -> float | None:
     return eta
 
 
-def preset_for_workers(health: dict[str, Any] | None, presets: Sequence[str]) -> str | None:
-    """The size preset that fits the workers: ``paper`` when a worker has a GPU, ``quick`` when every worker
-    that says what it runs on is CPU-only; None when unknown (no worker answers, or none says)."""
-    devices = list(((health or {}).get("workers") or {}).get("devices", {}).values())
-    if not devices:
-        return None
-    gpu = any(d.get("accelerator") == "cuda" for d in devices)
-    want = "paper" if gpu else "quick"
-    return want if want in presets else None
-
-
 def split_sizes(n_pairs: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
     """About how many images go to train / validation / test (the real split is by case or group, so a
     dataset of few large cases can differ)."""
@@ -100,38 +88,10 @@ def split_sizes(n_pairs: int, val_fraction: float, test_fraction: float) -> dict
     return {"train": max(n_pairs - test - val, 0), "val": val, "test": test}
 
 
-def training_epochs(spec: dict[str, Any]) -> int:
-    """Epochs of all training stages of a spec: per seed, the baseline (if any), and the teacher and
-    student of SIKD (and of every ``X+sikd`` composition); any other method trains once."""
-    epochs = int(spec.get("epochs") or 0)
-    teacher = int(spec.get("teacher_epochs") or 0) or epochs
-    total = 0
-    for m in spec.get("methods") or []:
-        total += epochs + (teacher if m == "sikd" or str(m).endswith("+sikd") else 0)
-    return total * max(len(spec.get("seeds") or [0]), 1)
-
-
-def seconds_per_unit(exps: Sequence[dict[str, Any]], n_train: dict[int, int]) -> float | None:
-    """Measured cost of training: the median over finished training stages of recent experiments of
-    seconds / (epochs x training images x pixels), or None without history. ``n_train``: training images
-    per dataset id."""
-    rates = []
-    for e in exps:
-        spec = e.get("spec") or {}
-        h, w = (spec.get("image_size") or [0, 0])[:2]
-        ids = train_ids(spec)
-        n = sum(n_train.get(int(i), 0) for i in ids) if ids and all(str(i).isdigit() for i in ids) else None
-        for s in e.get("stages") or []:
-            if s["kind"] == "evaluation" or s["status"] != "succeeded" or not n or not h or not w:
-                continue
-            start, end = parse_time(s.get("started_at")), parse_time(s.get("finished_at"))
-            epochs = s.get("epochs") or 0
-            if start and end and epochs and (s.get("resumed_from_epoch") in (None, 0)):
-                rates.append((end - start).total_seconds() / (epochs * n * h * w))
-    if not rates:
-        return None
-    rates.sort()
-    return rates[len(rates) // 2]
+def planned_epochs(plan: Sequence[dict[str, Any]]) -> int:
+    """Epochs of all training stages of a stage plan (the API's ``plan``: one teacher per seed, shared by every
+    distilled method)."""
+    return sum(int(p.get("epochs") or 0) for p in plan)
 
 
 def smooth_eta(prev: tuple[float, float] | None, value: float | None, now: float,
@@ -204,7 +164,7 @@ def experiments_frame(exps: Sequence[dict[str, Any]], etas: dict[int, float | No
                     if e["status"] in ACTIVE else ""),
             "Model": spec.get("model", ""), "Epochs": spec.get("epochs"),
             "Created": created.strftime("%Y-%m-%d %H:%M") if created else "",
-            **headline_scores(e.get("summary")),
+            **headline_scores(e.get("summary"), e.get("plan") or []),
             "Open": f"experiment?id={e['id']}",
         })
     cols = ["ID", "Name", "Tags", "Status", "Health", "Progress", "Headline model", "Dice intra", "Dice cross", "Δ intra",
@@ -213,13 +173,15 @@ def experiments_frame(exps: Sequence[dict[str, Any]], etas: dict[int, float | No
     return pd.DataFrame(rows, columns=cols)
 
 
-def model_name(method: str) -> str:
-    """What a method's trained model is called on the pages: ``SIKD student``, ``GIN+SIKD student``, ``Baseline``."""
+def model_name(method: str, plan: Sequence[dict[str, Any]]) -> str:
+    """What a method's trained model is called on the pages: ``SIKD student``, ``GIN+SIKD student`` (a student
+    in the experiment's stage ``plan``), ``Baseline``."""
     label = method_label(method)
-    return f"{label} student" if method == "sikd" or str(method).endswith("+sikd") else label
+    student = any(p.get("method") == method and p.get("role") == "student" for p in plan)
+    return f"{label} student" if student else label
 
 
-def headline_scores(summary: dict[str, Any] | None) -> dict[str, Any]:
+def headline_scores(summary: dict[str, Any] | None, plan: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """From an experiment's stored ``summary`` (``{dice: {method: {intra, cross}}}``): which model the headline
     is (``Headline model``: the SIKD student, else the first non-baseline method, else the only one), its Dice
     on the intra test split(s) and averaged over the cross datasets, and its difference to the baseline."""
@@ -230,7 +192,7 @@ def headline_scores(summary: dict[str, Any] | None) -> dict[str, Any]:
     if not methods:
         return out
     main = "sikd" if "sikd" in methods else next((m for m in methods if m != "baseline"), methods[0])
-    out["Headline model"] = model_name(main)
+    out["Headline model"] = model_name(main, plan)
     out["Dice intra"], out["Dice cross"] = finite(dice[main].get("intra")), finite(dice[main].get("cross"))
     if main != "baseline" and "baseline" in methods:
         out["Δ intra"] = diff(out["Dice intra"], finite(dice["baseline"].get("intra")))

@@ -1,50 +1,34 @@
-"""The New experiment form's parsing: the API's 422 for a spec as messages per field, and the seeds box."""
+"""The New experiment form's data: the API's 422 as messages per field, the seeds box, the dataset's plan as the
+form's values and the API's estimate in words."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-_LINE = re.compile(r"^\s*([A-Za-z_][\w]*(?:\.[\w]+)*|\(spec\)):\s*(.+)$")
+from ui.formatting import fmt_seconds
+
+#: The spec keys a size choice (the dataset's plan, or a preset) sets.
+SIZE_KEYS = ("model", "model_kwargs", "image_size", "epochs", "batch_size", "lr")
 
 
-def spec_errors(detail: Any) -> tuple[dict[str, list[str]], list[str]]:
-    """The API's 422 for a spec, as ``({field: [messages]}, [messages not about one field])``.
-
-    The API words spec errors as ``invalid experiment spec:`` followed by ``  <field>: <message>`` lines
-    (sikd_core's ``format_validation_error``); FastAPI's own validation errors are lists of
-    ``{loc, msg}``; anything else (unknown dataset ids, class mismatch) is one general message.
-    """
+def field_errors(body: dict[str, Any] | None, detail: Any = None) -> tuple[dict[str, list[str]], list[str]]:
+    """An API error as ``({field: [messages]}, [messages about no one field])``, read from its ``errors``
+    (``{loc, msg, type}``, ``loc`` ``["body", "<field>", ...]``); without ``errors``, ``detail`` is one general
+    message."""
     fields: dict[str, list[str]] = {}
     general: list[str] = []
-
-    def add(loc: str, msg: str) -> None:
-        msg = re.sub(r"^(Value|Assertion) error, ", "", msg.strip())
-        key = loc.split(".")[0]
-        if key in ("(spec)", "", "body"):
-            general.append(msg)
+    errors = (body or {}).get("errors")
+    if not isinstance(errors, list) or not errors:
+        text = str((body or {}).get("detail") or detail or "").strip()
+        return fields, [text] if text else []
+    for e in errors:
+        loc = [str(p) for p in (e.get("loc") or [])] if isinstance(e, dict) else []
+        msg = str(e.get("msg", "")) if isinstance(e, dict) else str(e)
+        if loc[:1] == ["body"] and len(loc) > 1:
+            fields.setdefault(loc[1], []).append(msg)
         else:
-            fields.setdefault(key, []).append(msg)
-
-    if isinstance(detail, list):
-        for e in detail:
-            if isinstance(e, dict):
-                loc = [str(p) for p in e.get("loc", []) if p != "body"]
-                add(".".join(loc), str(e.get("msg", "")))
-            else:
-                general.append(str(e))
-        return fields, general
-    text = str(detail or "")
-    lines = text.splitlines()
-    if lines and lines[0].strip().startswith("invalid experiment spec"):
-        for line in lines[1:]:
-            m = _LINE.match(line)
-            if m:
-                add(m.group(1), m.group(2))
-            elif line.strip():
-                general.append(line.strip())
-        return fields, general
-    general.append(text)
+            general.append(msg)
     return fields, general
 
 
@@ -60,3 +44,29 @@ def parse_seeds(text: str) -> list[int]:
         except ValueError:
             raise ValueError(f"{p!r} is not a whole number; seeds are integers separated by commas") from None
     return out
+
+
+def plan_choice(plan: dict[str, Any]) -> dict[str, Any]:
+    """The size fields of a dataset's plan (GET /datasets/{id}/plan) and a line saying why."""
+    spec = plan["spec"]
+    reasons = plan.get("reasons") or {}
+    why = "; ".join(f"{k.replace('_', ' ')}: {'; '.join(v) if isinstance(v, list) else v}" for k, v in reasons.items())
+    fp = plan.get("fingerprint") or {}
+    head = (f"Planned from {fp.get('name', 'the dataset')} ({fp.get('pairs', '?')} pairs, median "
+            f"{'x'.join(str(v) for v in fp.get('median_size', []))} px) for the API host's "
+            f"{(plan.get('device') or {}).get('kind', 'device')}")
+    return {"values": {k: spec[k] for k in SIZE_KEYS if k in spec}, "description": f"{head}. {why}"}
+
+
+def estimate_text(est: dict[str, Any]) -> str:
+    """The API's estimate (POST /experiments/estimate) in words: the total, its parts, and what it rests on."""
+    bases = sorted({s["basis"] for s in est.get("stages", [])})
+    stages = len(est.get("plan", []))
+    text = (f"**Estimated run time:** about {fmt_seconds(est['seconds'])}: {stages} training stages of "
+            f"{est['planned_epochs']} epochs in all ({fmt_seconds(est['training_seconds'])}), evaluation "
+            f"{fmt_seconds(est['evaluation_seconds'])}")
+    if est.get("ahead"):
+        text += f", after {est['ahead']} experiment(s) ahead in the queue ({fmt_seconds(est['queue_seconds'])})"
+    text += (". Step costs: " + ", ".join(bases) + f" (from {est.get('measured_stages', 0)} finished stage(s)); "
+             f"evaluation: {est.get('evaluation_basis', '?')}.")
+    return text

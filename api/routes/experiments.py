@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -15,6 +15,7 @@ from api.experiment_query import ExperimentFilters
 from api.schemas import (
     CaseScore,
     EpochMetricPublic,
+    ExperimentCreate,
     ExperimentMetrics,
     ExperimentPublic,
     ExperimentResults,
@@ -24,6 +25,7 @@ from api.schemas import (
     OptionsPublic,
     OverlayPublic,
     Page,
+    PlannedStagePublic,
     PresetOption,
     ResultRow,
     StageMetrics,
@@ -33,6 +35,7 @@ from api.schemas import (
 from api.status_cache import drop as drop_status
 from api.status_cache import status_cache
 from sikd_core.methods import method_names, method_options
+from sikd_core.methods.plan import stored_stage_plan
 from sikd_core.spec import PRESETS, TEACHER_INPUTS, ExperimentSpec, spec_defaults
 from sikd_service import case_view, crud, finder
 from sikd_service import experiments as svc
@@ -43,9 +46,6 @@ from sikd_service.tables import Experiment
 
 router = APIRouter(tags=["experiments"])
 T = TypeVar("T")
-
-_SPEC_EXAMPLE = {"name": "phantom-demo", "train_dataset": 1, "eval_datasets": [2, 3], "image_size": 96,
-                 "epochs": 6, "model_kwargs": {"widths": [16, 32, 64, 128]}, "seeds": [0]}
 
 
 def _get(session: SessionDep, user: CurrentUser, experiment_id: int) -> Experiment:
@@ -61,6 +61,7 @@ def public(exp: Experiment) -> ExperimentPublic:
                             finished_at=exp.finished_at, error=exp.error, progress=svc.progress(exp),
                             stages=[StagePublic.model_validate(s) for s in exp.stages], summary=exp.summary,
                             sweep_id=exp.sweep_id, sweep_values=exp.sweep_values,
+                            plan=[PlannedStagePublic(**p.as_dict()) for p in stored_stage_plan(exp.spec)],
                             health=experiment_health(exp), tags=list(exp.tags or []), note=exp.note)
 
 
@@ -81,13 +82,10 @@ def options(user: CurrentUser) -> OptionsPublic:
 
 @router.post("/experiments", response_model=ExperimentPublic, status_code=201,
              responses=error_responses(429, 503))
-def create_experiment(
-    body: Annotated[dict[str, Any], Body(description="An ExperimentSpec (see GET /options) whose train_dataset and "
-                                                     "eval_datasets are dataset ids.",
-                                         examples=[_SPEC_EXAMPLE])],
-    session: SessionDep, settings: SettingsDep, user: CurrentUser,
-) -> ExperimentPublic:
-    """Validate, store and enqueue an experiment; answers at once (training runs on the workers)."""
+def create_experiment(body: ExperimentCreate, session: SessionDep, settings: SettingsDep,
+                      user: CurrentUser) -> ExperimentPublic:
+    """Validate, store and enqueue an experiment; answers at once (training runs on the workers). A bad field is a
+    422 whose ``errors`` name it (``loc`` ``["body", "<field>"]``), as is an unknown or mismatched dataset id."""
     return public(svc.create(session, settings, user=user, body=body))
 
 

@@ -95,6 +95,15 @@ def stage_plan(spec: ExperimentSpec) -> list[PlannedStage]:
     return out
 
 
+def stored_stage_plan(spec: dict[str, Any]) -> list[PlannedStage]:
+    """The stage plan of a spec stored as JSON after it was validated (an experiment's ``spec``), without
+    validating it again: a status read must not rebuild the network to check its arguments."""
+    from sikd_core.spec import ExperimentSpec
+
+    fields = ExperimentSpec.model_fields
+    return stage_plan(ExperimentSpec.model_construct(**{k: v for k, v in spec.items() if k in fields}))
+
+
 # ------------------------------------------------------------------------------------------ stage keys
 #: Bump when a change to the training code makes a stage trained before it differ from one trained after: every
 #: stage key changes with it, so nothing trained by older code is reused.

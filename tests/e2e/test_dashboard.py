@@ -270,6 +270,22 @@ def test_upload_train_and_read_the_results_in_the_browser(browser, stack, tmp_pa
     page.nav("New experiment")
     page.wait_text("Unseen (cross) datasets", "vendor_b")
     page.type("Name", "phantom demo")
+    # out of range: the click on Start answers, each message right under its field (a bounded widget used to turn
+    # red without a word and the click did nothing)
+    page.type("Image height (px)", "8")
+    page.type("Learning rate", "-0.00100")
+    before = page.runs()
+    page.click_button("Start experiment")
+    page.wait_idle(after=before)
+    page.wait_text("The API did not accept the experiment", "image_size must lie in [16, 4096]; got [8,",
+                   "Input should be greater than 0")
+    for label, message in (("Image height (px)", "image_size must lie in [16, 4096]"),
+                           ("Learning rate", "Input should be greater than 0")):
+        field = page.field(label).rect
+        [error] = [e.rect for e in browser.find_elements(page.By.CSS_SELECTOR, "[data-testid=stAlertContentError]")
+                   if message in e.text]
+        assert abs(error["x"] - field["x"]) < 40 and 0 < error["y"] - field["y"] < 160, (label, field, error)
+    assert stack.admin.get("/experiments")["count"] == 0
     page.type("Image height (px)", "32")
     page.type("Image width (px)", "32")
     page.type("Epochs", "3")

@@ -12,15 +12,13 @@ from ui.datasets_data import frames_warning
 from ui.experiments_data import (
     experiment_eta,
     kind_progress,
-    preset_for_workers,
+    planned_epochs,
     queue_wait,
-    seconds_per_unit,
     smooth_eta,
     split_sizes,
-    training_epochs,
 )
 from ui.formatting import comparison_pair, fmt_p
-from ui.new_experiment_data import parse_seeds, spec_errors
+from ui.new_experiment_data import field_errors, parse_seeds
 from ui.scores_data import (
     cases_long,
     cases_wide,
@@ -175,17 +173,18 @@ def test_spec_differences():
     assert spec_differences([a]) == []
 
 
-def test_spec_errors_from_the_api_wording():
-    detail = ("invalid experiment spec:\n  seeds: Value error, duplicates in [0, 0]\n  device: Value error, device must"
-              " be auto, cpu, cuda, cuda:N or mps; got 'tpu'\n  (spec): Value error, val_fraction + test_fraction must"
-              " leave data to train on (< 0.95)\n  image_size.0: Input should be a valid integer")
-    fields, general = spec_errors(detail)
-    assert fields == {"seeds": ["duplicates in [0, 0]"],
-                      "device": ["device must be auto, cpu, cuda, cuda:N or mps; got 'tpu'"],
-                      "image_size": ["Input should be a valid integer"]}
-    assert general == ["val_fraction + test_fraction must leave data to train on (< 0.95)"]
-    assert spec_errors("unknown dataset id(s): 7") == ({}, ["unknown dataset id(s): 7"])
-    assert spec_errors([{"loc": ["body", "epochs"], "msg": "bad"}]) == ({"epochs": ["bad"]}, [])
+def test_field_errors_read_the_apis_error_items():
+    """The 422's ``errors`` (``{loc, msg, type}``) give each field its messages; no text is parsed back."""
+    body = {"detail": "invalid experiment spec:\n  ...", "errors": [
+        {"loc": ["body", "seeds"], "msg": "duplicates in [0, 0]", "type": "value_error"},
+        {"loc": ["body", "image_size", 0], "msg": "Input should be a valid integer", "type": "int_type"},
+        {"loc": ["body", "seeds"], "msg": "second", "type": "value_error"},
+        {"loc": ["body"], "msg": "the experiment is too large to run", "type": "value_error"}]}
+    fields, general = field_errors(body)
+    assert fields == {"seeds": ["duplicates in [0, 0]", "second"], "image_size": ["Input should be a valid integer"]}
+    assert general == ["the experiment is too large to run"]
+    assert field_errors({"detail": "you have 3 experiments queued"}) == ({}, ["you have 3 experiments queued"])
+    assert field_errors(None, "unknown dataset id(s): 7") == ({}, ["unknown dataset id(s): 7"])
 
 
 def test_parse_seeds():
@@ -238,23 +237,13 @@ def test_smoothed_eta_does_not_jump():
 
 
 def test_plan_helpers():
-    assert preset_for_workers({"workers": {"devices": {"w@a": {"accelerator": "cpu"}}}}, ["paper", "quick"]) == "quick"
-    both = {"workers": {"devices": {"w@a": {"accelerator": "cpu"}, "w@b": {"accelerator": "cuda"}}}}
-    assert preset_for_workers(both, ["paper", "quick"]) == "paper"
-    assert preset_for_workers({"workers": {"devices": {}}}, ["paper", "quick"]) is None
-    assert preset_for_workers(None, ["paper", "quick"]) is None
     assert split_sizes(1000, 0.1, 0.2) == {"train": 700, "val": 100, "test": 200}
     assert split_sizes(3, 0.0, 0.2) == {"train": 2, "val": 0, "test": 1}
-    assert training_epochs({"epochs": 10, "teacher_epochs": 4, "methods": ["baseline", "sikd", "gin+sikd", "gin"],
-                            "seeds": [0, 1]}) == 2 * (10 + 14 + 14 + 10)
-    t0 = "2026-01-01T00:00:00+00:00"
-    exps = [{"spec": {"train_dataset": "7", "image_size": [10, 10]},
-             "stages": [stage("baseline", "succeeded", 5, 5, start=t0, end="2026-01-01T00:00:10+00:00"),
-                        stage("evaluation", "succeeded", 0, 0, start=t0, end="2026-01-01T01:00:00+00:00")]}]
-    assert seconds_per_unit(exps, {7: 20}) == pytest.approx(10 / (5 * 20 * 100))
-    assert seconds_per_unit(exps, {}) is None
-    multi = [{**exps[0], "spec": {"train_dataset": ["7", "8"], "image_size": [10, 10]}}]  # multi-source: summed
-    assert seconds_per_unit(multi, {7: 20, 8: 30}) == pytest.approx(10 / (5 * 50 * 100))
+    # the API's plan: one teacher per seed shared by every distilled method (88 epochs where the old rule, a
+    # teacher per distilled method, counted 96)
+    plan = [{"stage": st, "seed": seed, "epochs": 4 if st == "teacher" else 10}
+            for seed in (0, 1) for st in ("baseline", "gin", "teacher", "student", "gin+sikd")]
+    assert planned_epochs(plan) == 2 * (4 * 10 + 4) == 88
 
 
 def test_frames_warning():

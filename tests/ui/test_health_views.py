@@ -19,6 +19,9 @@ def experiment(eid: int, status: str, by_model: dict[str, list[dict]], **kw) -> 
     findings = [f for v in by_model.values() for f in v]
     return {"id": eid, "name": f"exp {eid}", "status": status, "progress": 1.0, "spec": {"model": "unet", "epochs": 2},
             "created_at": "2026-01-01T00:00:00Z", "stages": kw.pop("stages", []),
+            "plan": [{"stage": "baseline", "seed": 0, "role": "plain", "method": "baseline", "epochs": 2},
+                     {"stage": "teacher", "seed": 0, "role": "teacher", "method": None, "epochs": 2},
+                     {"stage": "gin+sikd", "seed": 0, "role": "student", "method": "gin+sikd", "epochs": 2}],
             "summary": {"dice": {"baseline": {"intra": 0.7, "cross": 0.5}, "gin+sikd": {"intra": 0.8, "cross": 0.6}}},
             "health": {"status": "unhealthy" if findings else "healthy", "findings": findings,
                        "models": {k: "unhealthy" if v else "healthy" for k, v in by_model.items()},

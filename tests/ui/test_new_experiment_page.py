@@ -3,6 +3,9 @@ fields they concern, and a submission that opens the experiment's page."""
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from tests.ui.apptest_helpers import no_exceptions, texts
@@ -62,13 +65,17 @@ def test_defaults_are_the_papers_and_mirror_the_spec(dashboard, services, queue_
     assert d["methods"] == ["baseline", "sikd"]
     assert any("**Reference** (selected by default)" in c.value for c in at.caption)
     assert at.selectbox(key="ne_loss").value == "dice_ce" == d["loss"] and d["recipe"] == "standard"
-    assert at.selectbox(key="ne_model").value == "unet" == d["model"]
+    # the size fields are the training dataset's plan (GET /datasets/{id}/plan), not the spec's defaults
+    planned = queue_user.get(f"/datasets/{queue_data['vendor_a']}/plan", params={"measure": "false"})["spec"]
+    assert at.radio(key="ne_preset").value == "plan"
+    assert at.selectbox(key="ne_model").value == planned["model"] == "unet" == d["model"]
     assert at.selectbox(key="ne_model").options[0].startswith("attention_unet")  # every model of /options
     assert len(at.selectbox(key="ne_model").options) == len(options["models"])
-    assert [at.number_input(key="ne_h").value, at.number_input(key="ne_w").value] == d["image_size"]
-    assert at.number_input(key="ne_epochs").value == d["epochs"]
-    assert at.number_input(key="ne_batch").value == d["batch_size"]
-    assert at.number_input(key="ne_lr").value == d["lr"]
+    assert [at.number_input(key="ne_h").value, at.number_input(key="ne_w").value] == planned["image_size"]
+    assert at.number_input(key="ne_epochs").value == planned["epochs"]
+    assert at.number_input(key="ne_batch").value == planned["batch_size"]
+    assert at.number_input(key="ne_lr").value == planned["lr"]
+    assert json.loads(at.text_area(key="ne_kwargs").value) == planned["model_kwargs"]
     assert at.text_input(key="ne_seeds").value == "0" and d["seeds"] == [0]
     assert at.number_input(key="ne_val").value == d["val_fraction"]
     assert at.number_input(key="ne_test").value == d["test_fraction"]
@@ -77,13 +84,12 @@ def test_defaults_are_the_papers_and_mirror_the_spec(dashboard, services, queue_
     assert at.selectbox(key="ne_unhealthy").value == "warn" == d["on_unhealthy"]
     assert at.checkbox(key="ne_skips").value is d["teacher_skip_connections"] is False
     assert at.selectbox(key="ne_head").value == d["student_head_init"] == "teacher"
-    assert at.text_area(key="ne_kwargs").value == "{}"
     # every spec field has a widget (train/eval datasets are the two pickers above the form)
     shown = {"name", "train_dataset", "eval_datasets", "model", "model_kwargs", "image_size", "epochs",
              "teacher_epochs", "batch_size", "lr", "weight_decay", "seeds", "methods", "alpha", "teacher_input",
              "teacher_skip_connections", "student_head_init", "loss", "augment", "val_fraction", "test_fraction",
              "split_seed", "mask_mode", "steps_per_epoch", "device", "amp", "save_predictions", "feature_maps",
-             "on_unhealthy", "recipe"}  # the loss widget sets the recipe (standard: Dice + CE; paper: CE)
+             "on_unhealthy", "recipe", "reuse"}  # the loss widget sets the recipe (standard: Dice + CE; paper: CE)
     assert shown == set(options["spec_schema"]["properties"])
     # the training dataset defaults to the first; the cross datasets to every other one with its classes
     assert at.multiselect(key="ne_train").value == [queue_data["vendor_a"]]
@@ -217,8 +223,9 @@ def test_no_training_dataset_is_refused_before_sending(dashboard, services, queu
 def test_size_preset_fills_the_form_and_is_what_is_sent(dashboard, services, queue_user, queue_data):
     quick = {p["name"]: p for p in queue_user.get("/options")["presets"]}["quick"]["values"]
     at = dashboard("new_experiment", url=services.queue.url, token=queue_user.token)
-    assert at.radio(key="ne_preset").value == "paper"
-    assert "GPU" in "\n".join(c.value for c in at.caption)
+    assert at.radio(key="ne_preset").value == "plan"  # the dataset's plan first; the presets are alternatives
+    assert at.radio(key="ne_preset").options == ["Planned for the dataset", "Paper (GPU)", "Quick look (CPU)"]
+    assert "Planned from vendor_a (20 pairs" in "\n".join(c.value for c in at.caption)
     at = at.radio(key="ne_preset").set_value("quick").run()
     no_exceptions(at)
     assert [at.number_input(key="ne_h").value, at.number_input(key="ne_w").value] == quick["image_size"]
@@ -236,21 +243,19 @@ def test_size_preset_fills_the_form_and_is_what_is_sent(dashboard, services, que
 
 
 
-def test_preset_fits_the_workers_and_the_plan_shows_splits_and_run_time(dashboard, services, trained):
-    """The work stack's only worker has no GPU: the quick preset is chosen; the split sizes and an estimate
-    from the trained sweep's measured speed show before Start."""
-    from ui.client import Client
-
+def test_the_plan_is_the_default_and_the_estimate_is_measured(dashboard, services, trained):
+    """On the stack whose worker trained the sweep: the form starts from the training dataset's plan, and the
+    estimate before Start rests on the stages that ran there."""
     api = trained["api"]
-    health, problem = Client(base=services.work.url, token=api.token).health(wait=20)
-    assert health and health["workers"]["devices"], problem
-    assert {d["accelerator"] for d in health["workers"]["devices"].values()} == {"cpu"}
     at = dashboard("new_experiment", url=services.work.url, token=api.token)
     no_exceptions(at)
-    assert at.radio(key="ne_preset").value == "quick"
-    quick = next(p for p in api.get("/options")["presets"] if p["name"] == "quick")["values"]
-    assert at.number_input(key="ne_epochs").value == quick["epochs"]
-    assert any("chosen for the workers' devices (cpu)" in c for c in texts(at, "caption"))
+    assert at.radio(key="ne_preset").value == "plan"
+    first = at.multiselect(key="ne_train").value[0]
+    planned = api.get(f"/datasets/{first}/plan", params={"measure": "false"})["spec"]
+    assert at.number_input(key="ne_epochs").value == planned["epochs"]
+    assert at.number_input(key="ne_batch").value == planned["batch_size"]
     plan = "\n".join(texts(at, "info"))
     assert "**Splits** of vendor_a (20 pairs): about 14 train · 2 validation · 4 test" in plan
-    assert "**Estimated run time:** about " in plan and "measured on the last 2 finished experiment(s)" in plan
+    assert "**Estimated run time:** about " in plan
+    measured = re.search(r"from (\d+) finished stage\(s\)", plan)
+    assert measured and int(measured.group(1)) >= 4, plan  # the sweep's stages

@@ -82,3 +82,32 @@ def test_batch_dice_matches_case_metrics():
     bd = batch_dice(p, g, 3)
     for i in range(3):
         assert bd[i].tolist() == pytest.approx(case_metrics(p[i].numpy(), g[i].numpy(), 3).dice, abs=1e-6)
+
+
+def test_one_pass_hausdorff_equals_monais_two_calls():
+    """hausdorff_pair computes the surface distances once for HD95 and HD; MONAI's two calls give the same."""
+    import warnings
+
+    from monai.metrics import compute_hausdorff_distance
+
+    from sikd_core.metrics import _one_hot, hausdorff_pair
+
+    rng = np.random.default_rng(0)
+    for shape, spacing in (((60, 80), None), ((60, 80), (0.5, 0.8)), ((4, 30, 40), (2.0, 0.5, 0.5))):
+        for _ in range(3):
+            p, g = _one_hot(torch.from_numpy(rng.random(shape) > 0.6), 2), _one_hot(torch.from_numpy(rng.random(shape) > 0.7), 2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ref95 = compute_hausdorff_distance(p[:, 1:], g[:, 1:], include_background=True, percentile=95,
+                                                   spacing=spacing).item()
+                ref = compute_hausdorff_distance(p[:, 1:], g[:, 1:], include_background=True, spacing=spacing).item()
+            assert hausdorff_pair(p[0, 1], g[0, 1], spacing) == (ref95, ref)
+
+
+def test_class_argmax_is_argmax_ties_included():
+    from sikd_core.inference import class_argmax
+
+    for k in (2, 3, 5):
+        x = torch.randn(k, 31, 47)
+        x[k - 1, :5] = x[0, :5]  # ties go to the first class, as argmax's
+        assert torch.equal(class_argmax(x), x.argmax(0).to(torch.uint8))

@@ -10,15 +10,9 @@ import streamlit as st
 
 from ui.client import ApiError, Client
 from ui.clone import apply_clone, clone_extra
-from ui.experiments_data import (
-    experiment_eta,
-    preset_for_workers,
-    seconds_per_unit,
-    split_sizes,
-    training_epochs,
-)
-from ui.formatting import TEACHER_INPUT_LABELS, fmt_seconds, method_label
-from ui.new_experiment_data import parse_seeds, spec_errors
+from ui.experiments_data import split_sizes
+from ui.formatting import TEACHER_INPUT_LABELS, method_label
+from ui.new_experiment_data import estimate_text, field_errors, parse_seeds, plan_choice
 from ui.strength import REFERENCE, REFERENCE_WHY
 from ui.widgets import explain, fail
 
@@ -85,9 +79,16 @@ cross_err = dcols[1].empty()
 if not train_ids:
     train_err.error("Choose at least one training dataset.")
 
-# A size preset fills the form's size fields (it is outside the form: choosing one reruns the page).
+# The size fields come from the training dataset's plan (GET /datasets/{id}/plan: nnU-Net-like, from its
+# fingerprint and the device); the fixed presets stay as alternatives. Outside the form: choosing reruns the page.
 presets = {p["name"]: p for p in options.get("presets", [])}
-PRESET_LABELS = {"paper": "Paper (GPU)", "quick": "Quick look (CPU)"}
+if first is not None:
+    try:
+        presets = {"plan": plan_choice(api.get(f"/datasets/{first}/plan", {"measure": "false"}, cache="settled")),
+                   **presets}
+    except ApiError as e:
+        st.caption(f"No plan for dataset #{first}: {e.message}")
+PRESET_LABELS = {"plan": "Planned for the dataset", "paper": "Paper (GPU)", "quick": "Quick look (CPU)"}
 WIDGET_OF = {"model": "ne_model", "epochs": "ne_epochs", "batch_size": "ne_batch", "lr": "ne_lr"}
 
 
@@ -101,21 +102,18 @@ def apply_preset() -> None:
             st.session_state[WIDGET_OF[field]] = float(value) if field == "lr" else value
 
 
-if presets and "ne_preset" not in st.session_state:  # first visit: the preset that fits the workers
-    health, _ = api.health()
-    fitting = preset_for_workers(health, list(presets))
-    st.session_state["ne_preset"] = fitting or list(presets)[0]
-    if fitting:
-        apply_preset()
-        devices = sorted({d.get("accelerator", "?") for d in (health or {})["workers"]["devices"].values()})
-        st.session_state["ne_preset_why"] = f"chosen for the workers' devices ({', '.join(devices)})"
-        st.session_state["ne_preset_auto"] = fitting
+if st.session_state.get("ne_preset") not in presets:  # first visit (or the plan went): the plan, else the first
+    st.session_state["ne_preset"] = next(iter(presets), None)
+    st.session_state.pop("ne_planned_for", None)
+if st.session_state.get("ne_preset") == "plan" and st.session_state.get("ne_planned_for") != first:
+    apply_preset()  # the plan of the (new) training dataset
+    st.session_state["ne_planned_for"] = first
 if presets:
     preset = st.radio("Size", list(presets), horizontal=True, key="ne_preset", on_change=apply_preset,
                       format_func=lambda n: PRESET_LABELS.get(n, n),
-                      help="Fills model, image size, epochs, batch size and learning rate; edit them after.")
-    why = st.session_state.get("ne_preset_why") if preset == st.session_state.get("ne_preset_auto") else None
-    st.caption(presets[preset]["description"] + (f" · {why}" if why else ""))
+                      help="Fills model, image size, epochs, batch size and learning rate; edit them after. The plan "
+                           "is worked out from the training dataset (sizes, classes, pairs) and the device.")
+    st.caption(presets[preset]["description"])
 if train_ids and not same_task:
     dcols[1].caption("No other dataset has the same classes as the training dataset.")
 
@@ -144,17 +142,19 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
 
     c = st.columns(4)
     h0, w0 = D.get("image_size", [256, 256])
-    height = c[0].number_input("Image height (px)", 16, 4096, int(h0), step=16, key="ne_h")
-    width = c[1].number_input("Image width (px)", 16, 4096, int(w0), step=16, key="ne_w")
+    # no bounds in the widgets: a value out of range reaches the API, whose message shows under the field (a
+    # bounded widget turned red without a word and the click on Start did nothing)
+    height = c[0].number_input("Image height (px)", value=int(h0), step=16, key="ne_h")
+    width = c[1].number_input("Image width (px)", value=int(w0), step=16, key="ne_w")
     slot("image_size", c[0])
-    epochs = c[2].number_input("Epochs", 1, 10000, int(D.get("epochs", 50)), key="ne_epochs",
+    epochs = c[2].number_input("Epochs", value=int(D.get("epochs", 50)), key="ne_epochs",
                                help="Of the baseline and the student (the teacher too unless set below).")
     slot("epochs", c[2])
-    batch = c[3].number_input("Batch size", 1, 1024, int(D.get("batch_size", 8)), key="ne_batch")
+    batch = c[3].number_input("Batch size", value=int(D.get("batch_size", 8)), key="ne_batch")
     slot("batch_size", c[3])
 
     c = st.columns([1, 1, 2, 1])  # the methods column wide enough for its chips (reference included)
-    lr = c[0].number_input("Learning rate", min_value=1e-6, max_value=1.0, value=float(D.get("lr", 1e-3)),
+    lr = c[0].number_input("Learning rate", value=float(D.get("lr", 1e-3)),
                            step=1e-4, format="%.5f", key="ne_lr", help="Adam, decayed polynomially (power 0.9).")
     slot("lr", c[0])
     seeds_text = c[1].text_input("Seeds", ", ".join(str(s) for s in D.get("seeds", [0])), key="ne_seeds",
@@ -173,7 +173,7 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
     if REFERENCE in names:
         c[2].caption(REFERENCE_WHY if REFERENCE in methods else "⚠ Without **reference** nothing measures whether "
                      "the baseline is as strong as the field's standard recipe makes it.")
-    alpha = c[3].number_input("α (distillation weight)", 0.0, 1e4, float(D.get("alpha", 2.0)), step=0.5,
+    alpha = c[3].number_input("α (distillation weight)", value=float(D.get("alpha", 2.0)), step=0.5,
                               key="ne_alpha", help="Weight of the feature-distillation MSE (the paper uses 2).")
     slot("alpha", c[3])
 
@@ -194,21 +194,21 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
         st.markdown("\n".join(f"- **{n}**: {models[n]['description']}" for n in model_names))
     with st.expander("Advanced options"):
         a = st.columns(3)
-        teacher_epochs = a[0].number_input("Teacher epochs (0 = same as epochs)", 0, 10000,
-                                           int(D.get("teacher_epochs") or 0), key="ne_tepochs")
+        teacher_epochs = a[0].number_input("Teacher epochs (0 = same as epochs)", value=int(D.get("teacher_epochs") or 0),
+                                           key="ne_tepochs")
         slot("teacher_epochs", a[0])
-        weight_decay = a[1].number_input("Weight decay", 0.0, 1.0, float(D.get("weight_decay", 0.0)), step=1e-5,
+        weight_decay = a[1].number_input("Weight decay", value=float(D.get("weight_decay", 0.0)), step=1e-5,
                                          format="%.6f", key="ne_wd")
         slot("weight_decay", a[1])
-        steps = a[2].number_input("Steps per epoch (0 = one pass over the train split)", 0, 10**7,
-                                  int(D.get("steps_per_epoch") or 0), key="ne_steps")
+        steps = a[2].number_input("Steps per epoch (0 = one pass over the train split)",
+                                  value=int(D.get("steps_per_epoch") or 0), key="ne_steps")
         slot("steps_per_epoch", a[2])
         a = st.columns(3)
-        val_fraction = a[0].number_input("Validation fraction", 0.0, 0.89, float(D.get("val_fraction", 0.1)),
+        val_fraction = a[0].number_input("Validation fraction", value=float(D.get("val_fraction", 0.1)),
                                          step=0.05, key="ne_val")
         slot("val_fraction", a[0])
-        test_fraction = a[1].number_input("Test fraction (intra scores)", 0.01, 0.89,
-                                          float(D.get("test_fraction", 0.2)), step=0.05, key="ne_test")
+        test_fraction = a[1].number_input("Test fraction (intra scores)", value=float(D.get("test_fraction", 0.2)),
+                                          step=0.05, key="ne_test")
         slot("test_fraction", a[1])
         split_seed = a[2].number_input("Split seed", value=int(D.get("split_seed", 0)), step=1, key="ne_split")
         slot("split_seed", a[2])
@@ -219,7 +219,7 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
         device = a[1].text_input("Device", str(D.get("device", "auto")), key="ne_device",
                                  help="auto, cpu, cuda or cuda:N (of the worker).")
         slot("device", a[1])
-        feature_maps = a[2].number_input("Feature-map images per dataset", 0, 16, int(D.get("feature_maps", 2)),
+        feature_maps = a[2].number_input("Feature-map images per dataset", value=int(D.get("feature_maps", 2)),
                                          key="ne_feat")
         slot("feature_maps", a[2])
         a = st.columns(4)
@@ -240,6 +240,11 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
                                      "that did not learn: warn records them (a banner on the experiment), stop fails "
                                      "the stage at the first one.")
         slot("on_unhealthy")
+        reuse = st.checkbox("Reuse identical finished stages", bool(D.get("reuse", True)), key="ne_reuse",
+                            help="A baseline, teacher or student identical to one you already trained (same data "
+                                 "content, split, seed, network and the settings that reach it) is reused instead "
+                                 "of trained again, and says so; clear it to retrain every stage.")
+        slot("reuse")
         kwargs_text = st.text_area(
             "Model arguments (JSON)", json.dumps(D.get("model_kwargs") or {}), key="ne_kwargs", height=68,
             help='Extra arguments of the network, e.g. {"widths": [16, 32, 64, 128]} for a smaller U-Net.')
@@ -250,9 +255,44 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
     submitted = st.form_submit_button("Start experiment", type="primary")
 
 
-def plan() -> None:
-    """Split sizes and an estimated run time before Start, from the measured speed of earlier experiments
-    (the form's values as last applied; the estimate updates when the form is submitted or a field outside
+def form_body() -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The spec the form holds, and the errors found before sending (seeds, JSON, no training dataset)."""
+    local: dict[str, list[str]] = {}
+    seeds: list[int] = []
+    model_kwargs: Any = {}
+    try:
+        seeds = parse_seeds(seeds_text)
+    except ValueError as e:
+        local["seeds"] = [str(e)]
+    try:
+        model_kwargs = json.loads(kwargs_text or "{}")
+        if not isinstance(model_kwargs, dict):
+            raise ValueError("give a JSON object, e.g. {\"widths\": [16, 32, 64, 128]}")
+    except ValueError as e:
+        local["model_kwargs"] = [f"not valid JSON: {e}"]
+    if not train_ids:
+        local["train_dataset"] = ["choose at least one training dataset"]
+    body = {
+        **clone_extra(),  # a cloned spec's settings the form has no field for
+        "name": name, "train_dataset": [str(i) for i in train_ids] if len(train_ids) > 1 else
+        str(train_ids[0]) if train_ids else "", "eval_datasets": [str(i) for i in cross_ids], "model": model,
+        "model_kwargs": model_kwargs, "image_size": [int(height), int(width)], "epochs": int(epochs),
+        "teacher_epochs": int(teacher_epochs) or None, "batch_size": int(batch), "lr": float(lr),
+        "weight_decay": float(weight_decay), "seeds": seeds, "methods": methods, "alpha": float(alpha),
+        "teacher_input": teacher_input, "teacher_skip_connections": bool(skips), "loss": loss,
+        "recipe": "paper" if loss == "ce" else "standard",
+        "student_head_init": head_init,
+        "augment": bool(augment), "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
+        "split_seed": int(split_seed), "mask_mode": mask_mode, "steps_per_epoch": int(steps) or None,
+        "device": device, "amp": bool(amp), "save_predictions": bool(save_predictions),
+        "feature_maps": int(feature_maps), "on_unhealthy": on_unhealthy, "reuse": bool(reuse),
+    }
+    return body, local
+
+
+def show_plan(body: dict[str, Any], local: dict[str, list[str]]) -> None:
+    """Split sizes, and the API's stage plan and estimated run time (POST /experiments/estimate: measured on the
+    workers), for the form's values as last applied (they update when the form is submitted or a field outside
     it changes)."""
     if not train_ids:
         plan_slot.caption("Choose a training dataset to see the split sizes and the estimated run time.")
@@ -268,84 +308,37 @@ def plan() -> None:
                 f"{by_id[i]['name']}: {p['train']} · {p['val']} · {p['test']}" for i, p in per.items())
                + ") and each one's test split is an intra row" if len(train_ids) > 1 else "")
             + (f"; cross: {cross_n} images in {len(cross_ids)} dataset(s)." if cross_ids else "."))
-    try:
-        history = api.page("/experiments", limit=50, params={"status": "succeeded"}, cache="settled")[0]
-        active = api.page("/experiments", limit=100, params={"status": "running"})[0] + api.page(
-            "/experiments", limit=100, params={"status": "queued"})[0]
-    except ApiError:
-        history, active = [], []
-    n_train = {d["id"]: split_sizes(int(d["num_pairs"]), float(val_fraction), float(test_fraction))["train"]
-               for d in datasets}
-    rate = seconds_per_unit(history, n_train)
-    spec = {"epochs": int(epochs), "teacher_epochs": int(teacher_epochs), "methods": methods,
-            "seeds": parse_seeds(seeds_text) if seeds_text.strip() else [0]}
-    if rate is not None:
-        run = rate * training_epochs(spec) * sizes["train"] * int(height) * int(width)
-        text += (f"  \n**Estimated run time:** about {fmt_seconds(run)} of training (+ evaluation), at the speed "
-                 f"the workers measured on the last {len(history)} finished experiment(s).")
+    if local:
+        text += "  \n**Estimated run time:** fix the fields marked to see it."
     else:
-        text += "  \n**Estimated run time:** unknown until a first experiment has finished on these workers."
-    waits = [experiment_eta(e) for e in active]
-    if active:
-        known = [w for w in waits if w is not None]
-        text += (f" {len(active)} experiment(s) are ahead in the queue"
-                 + (f" (about {fmt_seconds(sum(known))} left of them)" if len(known) == len(waits) else "") + ".")
+        try:
+            text += "  \n" + estimate_text(api.query("/experiments/estimate", json=body))
+        except ApiError as e:
+            text += ("  \n**Estimated run time:** fix the fields marked to see it." if e.status == 422
+                     else f"  \n**Estimated run time:** unknown ({e.message}).")
     plan_slot.info(text, icon=":material/schedule:")
 
 
-try:
-    plan()
-except ValueError:
-    plan_slot.caption("Fix the seeds to see the split sizes and the estimated run time.")
+body, local = form_body()
+show_plan(body, local)
 
 if submitted:
-    local: dict[str, list[str]] = {}
-    try:
-        seeds = parse_seeds(seeds_text)
-    except ValueError as e:
-        local["seeds"] = [str(e)]
-    try:
-        model_kwargs = json.loads(kwargs_text or "{}")
-        if not isinstance(model_kwargs, dict):
-            raise ValueError("give a JSON object, e.g. {\"widths\": [16, 32, 64, 128]}")
-    except ValueError as e:
-        local["model_kwargs"] = [f"not valid JSON: {e}"]
-    if not train_ids:
-        local["train_dataset"] = ["choose at least one training dataset"]
     if local:
         for key, msgs in local.items():
             (train_err if key == "train_dataset" else slots[key]).error("; ".join(msgs))
         general.error("Fix the fields marked above.")
         st.stop()
-    body = {
-        **clone_extra(),  # a cloned spec's settings the form has no field for
-        "name": name, "train_dataset": [str(i) for i in train_ids] if len(train_ids) > 1 else str(train_ids[0]), "eval_datasets": [str(i) for i in cross_ids], "model": model,
-        "model_kwargs": model_kwargs, "image_size": [int(height), int(width)], "epochs": int(epochs),
-        "teacher_epochs": int(teacher_epochs) or None, "batch_size": int(batch), "lr": float(lr),
-        "weight_decay": float(weight_decay), "seeds": seeds, "methods": methods, "alpha": float(alpha),
-        "teacher_input": teacher_input, "teacher_skip_connections": bool(skips), "loss": loss,
-        "recipe": "paper" if loss == "ce" else "standard",
-        "student_head_init": head_init,
-        "augment": bool(augment), "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
-        "split_seed": int(split_seed), "mask_mode": mask_mode, "steps_per_epoch": int(steps) or None,
-        "device": device, "amp": bool(amp), "save_predictions": bool(save_predictions),
-        "feature_maps": int(feature_maps), "on_unhealthy": on_unhealthy,
-    }
     try:
         created = api.post("/experiments", json=body)
     except ApiError as e:
         if e.status == 422:
-            fields, other = spec_errors(e.detail)
+            fields, other = field_errors(e.body, e.detail)
             for key, msgs in fields.items():
                 target = {"train_dataset": train_err, "eval_datasets": cross_err}.get(key) or slots.get(key)
                 if target is None:
                     other.append(f"{key}: {'; '.join(msgs)}")
                 else:
                     target.error("; ".join(msgs))
-            bad = [str(b) for b in e.body.get("datasets") or []]
-            if bad:
-                (train_err if {str(i) for i in train_ids} & set(bad) else cross_err).error(e.message)
-                other = [m for m in other if m != e.message]
             general.error("The API did not accept the experiment" + (": " + " · ".join(other) if other else
                                                                       " (see the fields marked above)."))
         else:

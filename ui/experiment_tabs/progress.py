@@ -37,7 +37,7 @@ def curves(metrics: dict) -> go.Figure | None:
                                  line=line), row=1, col=1)
         fig.add_trace(go.Scatter(x=g["Epoch"], y=g["Val Dice"], name=label, legendgroup=stage, showlegend=False,
                                  mode="lines+markers", line=line), row=1, col=2)
-        if kd and kind == "student":
+        if kd and g["Distillation loss"].notna().any():  # every student (sikd, X+sikd) logs its distillation loss
             seed_txt = f", seed {int(seed)}" if seed == seed and seed is not None else ""
             for col, colour in (("Segmentation loss", OTHER_COLOURS["segmentation loss"]),
                                 ("Distillation loss", OTHER_COLOURS["distillation loss"])):

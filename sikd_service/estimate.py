@@ -1,0 +1,270 @@
+"""How long an experiment will take on this service's workers: measured, not guessed.
+
+The costs come from stages that ran (the stored ``epoch_metrics.train_seconds`` of every epoch, the stages' start
+and end, the evaluation's): seconds per optimiser step per network, width, image size, batch and stage kind (a
+student's step also runs its teacher), seconds a stage spends outside its epochs (loading, checkpoints), seconds
+per evaluated image and model. A spec is costed stage by stage from its plan (sikd_core.methods.plan): the same
+configuration at its measured cost; another size or batch of a measured network scaled by pixels x batch; a
+network never run here by sikd_core.plan's model (a few training steps timed on this host, cached). The queue
+is the time left of the experiments ahead, shared among the workers' slots.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from sikd_core.methods.plan import PlannedStage, stage_plan
+from sikd_core.spec import ExperimentSpec
+from sikd_service import crud
+from sikd_service.config import Settings
+from sikd_service.tables import ACTIVE_EXPERIMENT, Dataset, Experiment, Stage
+
+#: A stage's time outside its epochs when nothing has been measured yet (data preparation, model build, saving).
+DEFAULT_FIXED_SECONDS = 5.0
+#: How many recent finished experiments calibrate the costs.
+HISTORY = 40
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a spec trains and scores: images per split, steps per epoch."""
+
+    n_train: int
+    n_val: int
+    n_test: int
+    n_cross: int
+    steps_per_epoch: int
+    val_batches: int
+
+
+@dataclass
+class Costs:
+    """Measured costs of this service's workers (see the module's docstring)."""
+
+    steps: list[dict[str, Any]] = field(default_factory=list)  # {net, kind, pixels, batch, step_s}
+    fixed: list[float] = field(default_factory=list)  # a stage's seconds outside its epochs
+    #: evaluation seconds per image and model beyond the network's forward pass (metrics, files, overlays)
+    eval_image: list[float] = field(default_factory=list)
+    slots: int = 1
+
+
+def split_counts(num_pairs: Sequence[int], val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """About how many images go to train, validation and test, each source split on its own."""
+    train = val = test = 0
+    for n in num_pairs:
+        t = max(1, round(n * test_fraction)) if n else 0
+        v = max(1, round(n * val_fraction)) if n and val_fraction > 0 else 0
+        train, val, test = train + max(n - t - v, 0), val + v, test + t
+    return train, val, test
+
+
+def shape_of(spec: ExperimentSpec, train_pairs: Sequence[int], cross_pairs: Sequence[int]) -> Shape:
+    n_train, n_val, n_test = split_counts(train_pairs, spec.val_fraction, spec.test_fraction)
+    steps = spec.steps_per_epoch or max(1, n_train // spec.batch_size)  # the trainer's rule
+    return Shape(n_train, n_val, n_test, sum(cross_pairs), steps, math.ceil(n_val / spec.batch_size))
+
+
+def network_key(spec: ExperimentSpec, p: PlannedStage) -> str:
+    """The network a stage trains with its arguments (the reference recipe's network has its own)."""
+    kwargs = spec.model_kwargs if p.network == spec.model else {}
+    return f"{p.network} {json.dumps(kwargs, sort_keys=True)}"
+
+
+def cost_kind(p: PlannedStage) -> str:
+    """Stages whose step costs the same: the teacher's is a baseline step (on class-mean images)."""
+    return "baseline" if p.role == "teacher" else p.stage
+
+
+def _seconds(a: datetime | None, b: datetime | None) -> float | None:
+    return (b - a).total_seconds() if a and b else None
+
+
+def planned_spec(stored: dict[str, Any]) -> ExperimentSpec:
+    """A stored (validated) spec without validating it again."""
+    return ExperimentSpec.model_construct(**{k: v for k, v in stored.items() if k in ExperimentSpec.model_fields})
+
+
+def calibrate(session: Session, settings: Settings) -> Costs:
+    """The measured costs, from the last :data:`HISTORY` experiments with finished stages."""
+    exps = list(session.scalars(
+        select(Experiment).where(Experiment.status.in_(("succeeded", "failed", "cancelled")))
+        .options(selectinload(Experiment.stages), selectinload(Experiment.dataset_links))
+        .order_by(Experiment.id.desc()).limit(HISTORY)))
+    costs = Costs()
+    done = [s for e in exps for s in e.stages if s.status == "succeeded" and s.kind != "evaluation"]
+    metrics = crud.epoch_metrics(session, stage_ids=[s.id for s in done])
+    ds_ids = {lk.dataset_id for e in exps for lk in e.dataset_links}
+    pairs = {d.id: d.num_pairs for d in crud.get_datasets_by_id(session, ids=list(ds_ids)).values()} if ds_ids else {}
+    for e in exps:
+        spec = planned_spec(e.spec)
+        train = [pairs.get(lk.dataset_id, 0) for lk in e.dataset_links if lk.role == "train"]
+        cross = [pairs.get(lk.dataset_id, 0) for lk in e.dataset_links if lk.role == "eval"]
+        if not all(train) or not train:
+            continue  # a dataset was deleted: its sizes are unknown
+        shape = shape_of(spec, train, cross)
+        plan = {(p.stage, p.seed): p for p in stage_plan(spec)}
+        forward = None  # seconds of one image's forward pass: a third of a measured step of this experiment
+        evaluation = None
+        for s in e.stages:
+            wall = _seconds(s.started_at, s.finished_at)
+            if s.status != "succeeded" or wall is None:
+                continue
+            if s.kind == "evaluation":
+                models = sum(1 for p in plan.values() if p.method is not None)
+                images = (shape.n_test + shape.n_cross) * models
+                evaluation = wall / images if images else None
+                continue
+            p = plan.get((s.kind, s.seed))
+            rows = [m for m in metrics.get(s.id, []) if m.train_seconds]
+            if p is None or s.resumed_from_epoch or len(rows) != s.epochs or not s.epochs:
+                continue  # a resumed stage's wall time is not one run
+            step = statistics.median(m.train_seconds for m in rows) / shape.steps_per_epoch
+            costs.steps.append({"net": network_key(spec, p), "kind": cost_kind(p), "batch": spec.batch_size,
+                                "pixels": spec.image_size[0] * spec.image_size[1], "step_s": step})
+            if p.role != "student":
+                forward = step / 3 / spec.batch_size
+            validation = s.epochs * shape.val_batches * step / 3  # a forward pass: about a third of a step
+            costs.fixed.append(max(0.0, wall - sum(m.train_seconds for m in rows) - validation))
+        if evaluation is not None and forward is not None:
+            costs.eval_image.append(max(0.0, evaluation - forward))
+    since = datetime.now(timezone.utc) - timedelta(days=1)
+    workers = set(session.scalars(select(Stage.worker).where(Stage.started_at >= since, Stage.worker.is_not(None))))
+    costs.slots = max(1, len(workers)) * max(1, settings.worker_stages_per_gpu)
+    return costs
+
+
+_MEASURED: dict[tuple[Any, ...], dict[str, float]] = {}
+_LOCK = threading.Lock()
+
+
+def model_step(spec: ExperimentSpec, p: PlannedStage, in_channels: int, num_classes: int) -> dict[str, float]:
+    """sikd_core.plan's model: a training step, a student's step and a forward pass of this stage's network timed
+    on this host at batch <= 2 (scaled to the spec's batch), cached per configuration."""
+    from sikd_core.plan import measure_steps
+
+    batch = min(spec.batch_size, 2)
+    kwargs = spec.model_kwargs if p.network == spec.model else {}
+    key = (p.network, json.dumps(kwargs, sort_keys=True), in_channels, num_classes, tuple(spec.image_size), batch)
+    with _LOCK:  # one measurement at a time: two would slow each other down
+        if key not in _MEASURED:
+            _MEASURED[key] = measure_steps(p.network, kwargs, in_channels, num_classes, list(spec.image_size), batch,
+                                           "cpu", steps=1)
+        t = _MEASURED[key]
+    scale = spec.batch_size / batch
+    return {k: v * scale for k, v in t.items() if k.endswith("_s")}
+
+
+def step_seconds(costs: Costs, spec: ExperimentSpec, p: PlannedStage, in_channels: int,
+                 num_classes: int) -> tuple[float, str]:
+    """Seconds per optimiser step of a planned stage, and where the figure comes from."""
+    net, kind = network_key(spec, p), cost_kind(p)
+    work = spec.image_size[0] * spec.image_size[1] * spec.batch_size
+    for same_kind in (True, False):
+        found = [r for r in costs.steps if r["net"] == net and (r["kind"] == kind or not same_kind)]
+        if found:
+            best = min(found, key=lambda r: abs(math.log(r["pixels"] * r["batch"] / work)))
+            ratio = work / (best["pixels"] * best["batch"])
+            factor = 1.0
+            if not same_kind:  # the kind's cost relative to the measured one's, from any network measured both ways
+                factor = _kind_factor(costs, kind, best["kind"])
+            exact = ratio == 1 and same_kind
+            return (best["step_s"] * ratio * factor,
+                    "measured" if exact else "measured, scaled" if same_kind else "measured, other stage kind")
+    t = model_step(spec, p, in_channels, num_classes)
+    return (t["student_step_s"] if p.role == "student" else t["step_s"]), "model (timed on the API host)"
+
+
+def _kind_factor(costs: Costs, kind: str, measured: str) -> float:
+    ratios = []
+    by = {(r["net"], r["pixels"], r["batch"], r["kind"]): r["step_s"] for r in costs.steps}
+    for (net, px, b, k), v in by.items():
+        if k == measured and (net, px, b, kind) in by:
+            ratios.append(by[(net, px, b, kind)] / v)
+    return statistics.median(ratios) if ratios else 1.0
+
+
+def estimate_spec(costs: Costs, spec: ExperimentSpec, shape: Shape, *, in_channels: int, num_classes: int,
+                  queue_seconds: float = 0.0) -> dict[str, Any]:
+    """The run time of ``spec``: each planned stage (its steps, validation passes and time outside the epochs),
+    the training as the workers' slots run it (students after their teacher), the evaluation, and the queue."""
+    fixed = statistics.median(costs.fixed) if costs.fixed else DEFAULT_FIXED_SECONDS
+    stages, per = [], {}
+    for p in stage_plan(spec):
+        step, basis = step_seconds(costs, spec, p, in_channels, num_classes)
+        seconds = fixed + p.epochs * (shape.steps_per_epoch * step + shape.val_batches * step / 3)
+        per[(p.stage, p.seed)] = seconds
+        stages.append({"stage": p.stage, "seed": p.seed, "epochs": p.epochs, "step_seconds": round(step, 4),
+                       "seconds": round(seconds, 1), "basis": basis})
+    chains = []  # per seed: its plain stages alone, its teacher then its slowest student
+    for seed in spec.seeds:
+        mine = [(p, per[(p.stage, p.seed)]) for p in stage_plan(spec) if p.seed == seed]
+        teacher = sum(s for p, s in mine if p.role == "teacher")
+        chains.append(max([s for p, s in mine if p.role == "plain"]
+                          + [teacher + max([s for p, s in mine if p.role == "student"], default=0.0)]))
+    training = max(sum(per.values()) / costs.slots, max(chains, default=0.0))
+    models = sum(1 for p in stage_plan(spec) if p.method is not None)
+    images = (shape.n_test + shape.n_cross) * models
+    # per image and model: this network's forward pass (a third of its step) plus the metrics, files and overlays
+    probe = next(p for p in stage_plan(spec) if p.role != "student")
+    forward = step_seconds(costs, spec, probe, in_channels, num_classes)[0] / 3 / spec.batch_size
+    if costs.eval_image:
+        per_image, eval_basis = forward + statistics.median(costs.eval_image), "measured"
+    else:
+        per_image = forward + 0.05
+        eval_basis = "model (the forward pass at the step cost + 0.05 s per image)"
+    evaluation = fixed + images * per_image
+    total = queue_seconds + training + evaluation
+    return {"seconds": round(total, 1), "queue_seconds": round(queue_seconds, 1),
+            "training_seconds": round(training, 1), "evaluation_seconds": round(evaluation, 1),
+            "evaluation_basis": eval_basis, "stages": stages, "slots": costs.slots,
+            "planned_epochs": sum(p.epochs for p in stage_plan(spec)),
+            "steps_per_epoch": shape.steps_per_epoch, "fixed_seconds": round(fixed, 1),
+            "images": {"train": shape.n_train, "val": shape.n_val, "test": shape.n_test, "cross": shape.n_cross},
+            "measured_stages": len(costs.steps)}
+
+
+def time_left(costs: Costs, exp: Experiment, pairs: dict[int, Dataset]) -> float:
+    """Seconds of work left in an active experiment: its unfinished stages at their estimated cost (a running
+    one: its own ETA when it has one, else the unfinished share)."""
+    spec = planned_spec(exp.spec)
+    train = [pairs[lk.dataset_id] for lk in exp.dataset_links if lk.role == "train" and lk.dataset_id in pairs]
+    cross = [pairs[lk.dataset_id].num_pairs for lk in exp.dataset_links if lk.role == "eval" and lk.dataset_id in pairs]
+    if not train:
+        return 0.0
+    est = estimate_spec(costs, spec, shape_of(spec, [d.num_pairs for d in train], cross),
+                        in_channels=train[0].in_channels, num_classes=train[0].num_classes)
+    cost = {(s["stage"], s["seed"]): s["seconds"] for s in est["stages"]}
+    left = 0.0
+    for s in exp.stages:
+        full = est["evaluation_seconds"] if s.kind == "evaluation" else cost.get((s.kind, s.seed), 0.0)
+        if s.status in ("queued", "pending"):
+            left += full
+        elif s.status == "running":
+            left += s.eta_seconds if s.eta_seconds is not None else full * (1 - min(max(s.progress, 0.0), 1.0))
+    return left
+
+
+def estimate(session: Session, settings: Settings, spec: ExperimentSpec, train: Sequence[Dataset],
+             cross: Sequence[Dataset]) -> dict[str, Any]:
+    """The estimate for a new experiment of ``spec`` on these datasets (see :func:`estimate_spec`), with the
+    queue: the work left of every queued or running experiment, shared among the workers' slots."""
+    costs = calibrate(session, settings)
+    active = list(session.scalars(select(Experiment).where(Experiment.status.in_(ACTIVE_EXPERIMENT))
+                                  .options(selectinload(Experiment.stages), selectinload(Experiment.dataset_links))))
+    ids = {lk.dataset_id for e in active for lk in e.dataset_links}
+    pairs = crud.get_datasets_by_id(session, ids=list(ids)) if ids else {}
+    queue = sum(time_left(costs, e, pairs) for e in active) / costs.slots
+    out = estimate_spec(costs, spec, shape_of(spec, [d.num_pairs for d in train], [d.num_pairs for d in cross]),
+                        in_channels=train[0].in_channels, num_classes=train[0].num_classes, queue_seconds=queue)
+    out["ahead"] = len(active)
+    return out

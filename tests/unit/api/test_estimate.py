@@ -1,0 +1,53 @@
+"""POST /experiments/estimate: a spec's stage plan and its run time, from costs measured on stages that ran here
+(sikd_service.estimate), falling back to sikd_core.plan's timed steps for a network never run."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.service_helpers import drain, tiny_spec
+
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow(seconds=25)]
+
+
+def test_the_estimate_is_calibrated_by_the_stages_that_ran(client, alice, datasets, jobs):
+    spec = tiny_spec(datasets, methods=["baseline", "sikd"], epochs=2)
+    first = client.post("/experiments/estimate", json=spec, headers=alice)
+    assert first.status_code == 200, first.text
+    est = first.json()
+    assert [s["basis"] for s in est["stages"]] == ["model (timed on the API host)"] * 3
+    assert est["evaluation_basis"].startswith("model") and est["measured_stages"] == 0
+    assert est["planned_epochs"] == 6 and [p["stage"] for p in est["plan"]] == ["baseline", "teacher", "student"]
+    assert client.get("/experiments", headers=alice).json()["count"] == 0  # nothing stored
+
+    exp = client.post("/experiments", json=spec, headers=alice).json()
+    assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 4
+    got = client.get(f"/experiments/{exp['id']}", headers=alice).json()
+    from datetime import datetime
+
+    def took(s: dict) -> float:
+        return (datetime.fromisoformat(s["finished_at"]) - datetime.fromisoformat(s["started_at"])).total_seconds()
+
+    ran = sum(took(s) for s in got["stages"])  # one worker slot: the stages ran one after another
+    est = client.post("/experiments/estimate", json=spec, headers=alice).json()
+    assert [s["basis"] for s in est["stages"]] == ["measured"] * 3 and est["measured_stages"] == 3
+    assert est["evaluation_basis"] == "measured" and est["queue_seconds"] == 0 and est["ahead"] == 0
+    # the same spec again: its own measured stages, so close to what it took (the suite's load varies: 2x)
+    assert ran / 2 <= est["seconds"] <= ran * 2, (est, ran)
+    # another size of the same network is scaled from the measured one; a student from the measured student
+    bigger = client.post("/experiments/estimate", json={**spec, "image_size": 64}, headers=alice).json()
+    assert {s["basis"] for s in bigger["stages"]} == {"measured, scaled"}
+    assert bigger["stages"][0]["step_seconds"] == pytest.approx(4 * est["stages"][0]["step_seconds"], rel=0.01)
+    # a queued experiment is ahead of the next one
+    client.post("/experiments", json=spec, headers=alice)
+    queued = client.post("/experiments/estimate", json=spec, headers=alice).json()
+    assert queued["ahead"] == 1 and queued["queue_seconds"] == pytest.approx(
+        est["training_seconds"] + est["evaluation_seconds"], rel=0.05, abs=0.3)  # figures rounded to 0.1 s
+
+
+def test_estimate_refuses_a_bad_spec_as_create_does(client, alice, datasets, jobs):
+    r = client.post("/experiments/estimate", json=tiny_spec(datasets, lr=-1, eval_datasets=[999]), headers=alice)
+    assert r.status_code == 422 and {"loc": ["body", "lr"], "msg": "Input should be greater than 0",
+                                     "type": "greater_than"} in r.json()["errors"]
+    r = client.post("/experiments/estimate", json=tiny_spec(datasets, eval_datasets=[999]), headers=alice)
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "eval_datasets"]
