@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from sikd_core.spec import SPEC_ERROR_TITLE, ExperimentSpec
 from sikd_service.names import name_problem
@@ -153,6 +153,13 @@ class ExperimentCreate(ExperimentSpec):
          "epochs": 6, "model_kwargs": {"widths": [16, 32, 64, 128]}, "seeds": [0]}]})
     #: The first line of a 422's ``detail`` for this body (then one ``  <field>: <message>`` line per problem).
     error_title: ClassVar[str] = SPEC_ERROR_TITLE
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sweep_goes_to_sweeps(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "sweep" in data:
+            raise ValueError("a spec with 'sweep' stands for several experiments: send it to POST /sweeps")
+        return data
 
 
 class PlannedStagePublic(BaseModel):
