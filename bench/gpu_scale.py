@@ -2,7 +2,7 @@
 
 Trains the paper-size U-Net (widths 64..1024, 256x256, bf16 autocast + channels_last) baseline and SIKD on
 two real cross-dataset pairs, Kvasir-SEG -> CVC-ClinicDB and BUSI -> BUS-BRA, through the same
-``sikd_core.pipeline.Experiment`` the CLI and the workers run, and measures:
+``sikd_core.pipeline.ExperimentRun`` the CLI and the workers run, and measures:
 
 * the experiment's wall time against the sum of pure training-step times (``Trainer.train_step``, CUDA
   synchronised), and the rest split into batch assembly (index + host-to-device copy), augmentation,
@@ -45,7 +45,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sikd_core.pipeline import Experiment  # noqa: E402
+from sikd_core.pipeline import ExperimentRun  # noqa: E402
 from sikd_core.spec import parse_spec  # noqa: E402
 from sikd_core.training import Callback  # noqa: E402
 
@@ -172,7 +172,7 @@ def spec_for(name: str, train: Path, cross: Path, args: argparse.Namespace) -> d
 def run_experiment(spec: dict[str, Any], workdir: str, cache: str, out_json: str) -> dict[str, Any]:
     """Train every stage (timed) then evaluate (timed); writes and returns the timing record."""
     t_start = time.perf_counter()
-    exp = Experiment(parse_spec(spec), workdir, cache_dir=cache, checkpoint_interval_s=30.0)
+    exp = ExperimentRun(parse_spec(spec), workdir, cache_dir=cache, checkpoint_interval_s=30.0)
     parts: dict[str, float] = defaultdict(float)
     parts["experiment_setup"] = time.perf_counter() - t_start  # spec check, first imports of the process
     stages = []

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sikd_core.pipeline import Experiment
+from sikd_core.pipeline import ExperimentRun
 from sikd_core.report import method_label
 from sikd_core.spec import parse_spec
 from sikd_core.training import Callback
@@ -103,7 +103,7 @@ def subset_folder(src: Path, dest: Path, limit: int | None, seed: int = 0) -> Pa
     return dest
 
 
-def build_experiments(data: Path, out: Path, s: dict[str, Any], device: str) -> dict[str, Experiment]:
+def build_experiments(data: Path, out: Path, s: dict[str, Any], device: str) -> dict[str, ExperimentRun]:
     """Per task: the seven methods and the reference recipe, in one experiment."""
     exps = {}
     for task, (train_rel, cross_rel) in TASKS.items():
@@ -115,11 +115,11 @@ def build_experiments(data: Path, out: Path, s: dict[str, Any], device: str) -> 
         spec = parse_spec(dict(common, name=f"methods {task}", model="unet", model_kwargs={"widths": s["widths"]},
                                seeds=s["seeds"], methods=[*METHODS, REFERENCE], alpha=s["alpha"],
                                recipe=s["recipe"]))
-        exps[task] = Experiment(spec, out / task / "methods")
+        exps[task] = ExperimentRun(spec, out / task / "methods")
     return exps
 
 
-def run_all(exps: dict[str, Experiment], seeds: list[int]) -> None:
+def run_all(exps: dict[str, ExperimentRun], seeds: list[int]) -> None:
     """Train seed by seed across tasks (a partial run covers both tasks), then evaluate."""
     todo = [(task, exp, st, sd) for sd in seeds for task, exp in exps.items()
             for st, s2 in exp.spec.stages() if s2 == sd]
@@ -145,7 +145,7 @@ def _cell(summary: dict[tuple[str, str], dict[str, Any]], method: str, dataset: 
     return f"{s[f'{metric}_mean']:.3f} ± {s[f'{metric}_std']:.3f}"
 
 
-def tables(exps: dict[str, Experiment]) -> str:
+def tables(exps: dict[str, ExperimentRun]) -> str:
     """The paper-style table (methods as rows; intra | cross per task; Dice and IoU, mean ± std over seeds),
     the paired comparisons and the baseline-strength reference, as Markdown."""
     reports = {task: json.loads((exp.workdir / "report.json").read_text()) for task, exp in exps.items()}

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from sikd_core.pipeline import Experiment
+from sikd_core.pipeline import ExperimentRun
 from sikd_core.spec import ExperimentSpec, parse_spec
 from sikd_core.training import Callback
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: dataset folder {d} not found (see shared/datasets/README.md)", file=sys.stderr)
             return 2
     spec = build_spec(args, train, cross)
-    exp = Experiment(spec, args.out)
+    exp = ExperimentRun(spec, args.out)
     dev = exp.device
     dev_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{platform.processor() or 'cpu'}"
     print(f"SIKD Studio polyp benchmark: {spec.name}; device {dev} ({dev_name}), {os.cpu_count()} CPUs, "

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from sikd_core.methods import reference as ref_recipe
-from sikd_core.pipeline import Experiment
+from sikd_core.pipeline import ExperimentRun
 from sikd_core.report import paired_comparisons
 from sikd_core.spec import parse_spec
 
@@ -85,14 +85,14 @@ def run(data: Path, out: Path, budget: dict[str, Any], limit: int | None) -> lis
                       steps_per_epoch=budget["steps_per_epoch"], batch_size=budget["batch_size"],
                       seeds=budget["seeds"], model="unet", model_kwargs={"widths": budget["widths"]},
                       feature_maps=0, save_predictions=False, device="cpu")
-        runs: list[tuple[str, Experiment, str, dict[str, Any]]] = []
+        runs: list[tuple[str, ExperimentRun, str, dict[str, Any]]] = []
         for label, variant in REFERENCE_VARIANTS.items():
             spec = parse_spec(dict(common, name=f"reference {label}", methods=["reference"]))
-            runs.append((f"reference: {label}", Experiment(spec, out / name / f"ref_{_slug(label)}", cache_dir=cache),
+            runs.append((f"reference: {label}", ExperimentRun(spec, out / name / f"ref_{_slug(label)}", cache_dir=cache),
                          "reference", variant))
         for label, keys in CANDIDATES.items():
             spec = parse_spec(dict(common, name=f"baseline {label}", methods=["baseline"], **keys))
-            runs.append((f"baseline: {label}", Experiment(spec, out / name / f"base_{_slug(label)}", cache_dir=cache),
+            runs.append((f"baseline: {label}", ExperimentRun(spec, out / name / f"base_{_slug(label)}", cache_dir=cache),
                          "baseline", {}))
         cases_by_run: dict[str, list[dict[str, Any]]] = {}
         for label, exp, method, variant in runs:

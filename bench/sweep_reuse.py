@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from sikd_core.pipeline import Experiment
+from sikd_core.pipeline import ExperimentRun
 from sikd_core.spec import parse_spec
 from sikd_core.sweep import expand_sweep
 
@@ -47,7 +47,7 @@ def subset(src: Path, dest: Path, n: int) -> Path:
 def warm_cache(spec_body: dict, out: Path, cache: Path) -> None:
     """Preprocess the training and cross data into the shared cache and run the network forward and backward once
     (untimed): neither mode pays the process's one-off costs (the first stage otherwise took 20 s of them)."""
-    exp = Experiment(parse_spec(spec_body), out, cache_dir=cache)
+    exp = ExperimentRun(parse_spec(spec_body), out, cache_dir=cache)
     images, _ = exp.split_tensors("train")
     exp.split_tensors("val")
     exp.build_model("baseline", 0)(images[:8].float()).sum().backward()
@@ -61,7 +61,7 @@ def run_mode(specs: list[tuple[dict, dict]], out: Path, cache: Path, *, reuse: b
     for values, body in specs:
         spec = parse_spec({**body, "reuse": reuse})
         folder = out / f"alpha_{values['alpha']}"
-        exp = Experiment(spec, folder, cache_dir=cache, reuse_roots=[out] if reuse else ())
+        exp = ExperimentRun(spec, folder, cache_dir=cache, reuse_roots=[out] if reuse else ())
         t_stage = time.perf_counter()
         for stage, seed in spec.stages():
             rec = exp.run_stage(stage, seed)

@@ -63,13 +63,13 @@ def _parse_override(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sikd_core.pipeline import Experiment
+    from sikd_core.pipeline import ExperimentRun
     from sikd_core.spec import load_spec
     from sikd_core.training import LoggingCallback, ProgressBar
 
     spec = load_spec(args.spec, **_parse_override(args.set or []))
     # earlier experiments in the output folder's parent: their finished stages with the same key are reused
-    exp = Experiment(spec, args.out, cache_dir=args.cache, device=args.device,
+    exp = ExperimentRun(spec, args.out, cache_dir=args.cache, device=args.device,
                      reuse_roots=[Path(args.out).resolve().parent])
     stages = spec.stages()
     mlflow_uri = getattr(args, "mlflow", None) or os.environ.get("SIKD_MLFLOW_TRACKING_URI")
@@ -90,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     eval_bar = ProgressBar(desc="evaluation")
     try:
-        for stage, seed in stages:  # as Experiment.run, with each stage's MLflow run closed after its model.pt
+        for stage, seed in stages:  # as ExperimentRun.run, with each stage's MLflow run closed after its model.pt
             exp.run_stage(stage, seed, callbacks_for(stage, seed))
             if (stage, seed) in trackers:
                 trackers[(stage, seed)].finish(exp.stage_dir(stage, seed))
@@ -109,14 +109,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     target = Path(args.target)
     if target.is_dir():
-        from sikd_core.pipeline import Experiment
+        from sikd_core.pipeline import ExperimentRun
         from sikd_core.spec import load_spec
 
         if not (target / "spec.json").is_file():
             raise SIKDError(f"{target} is not an experiment folder (no spec.json)")
         if args.datasets:
             raise SIKDError("give datasets only with a MODEL.pt; an experiment folder is evaluated on its spec's")
-        exp = Experiment(load_spec(target / "spec.json"), target, cache_dir=args.cache, device=args.device)
+        exp = ExperimentRun(load_spec(target / "spec.json"), target, cache_dir=args.cache, device=args.device)
         exp.evaluate()
         print((target / "report.md").read_text())
         return 0

@@ -1,6 +1,6 @@
 """Scoring trained models on datasets: predict at the training size, resize to the original, score per case.
 
-Used by :meth:`sikd_core.pipeline.Experiment.evaluate` and by ``sikd eval MODEL.pt DATASET...``.
+Used by :meth:`sikd_core.pipeline.ExperimentRun.evaluate` and by ``sikd eval MODEL.pt DATASET...``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The data half of an experiment: the datasets a spec names, their splits and their prepared tensors.
 
-:class:`ExperimentData` is the base of :class:`sikd_core.pipeline.Experiment`: it resolves the spec's dataset
+:class:`ExperimentData` is the base of :class:`sikd_core.pipeline.ExperimentRun`: it resolves the spec's dataset
 keys (:class:`DatasetRef`), loads and checks the manifests, splits every training source on its own (grouped,
 seeded, recorded in ``splits.json`` so a changed dataset is refused) and prepares (resizes, caches) the arrays.
 """

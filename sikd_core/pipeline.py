@@ -4,8 +4,8 @@ Every stage is idempotent and resumable. A stage writes its checkpoints under
 ``workdir/seed_<s>/<stage>/`` while it trains (``latest.pt`` every epoch, ``best.pt`` on every new
 best validation Dice), resumes from ``latest.pt`` when it is run again, and ends by writing
 ``model.pt`` (a bundle of the best weights) and ``done.json``; a finished stage is never retrained.
-The CLI runs all stages in one process (:meth:`Experiment.run`); the service's workers run
-:meth:`Experiment.run_stage` and :meth:`Experiment.evaluate` as separate jobs on the same workdir.
+The CLI runs all stages in one process (:meth:`ExperimentRun.run`); the service's workers run
+:meth:`ExperimentRun.run_stage` and :meth:`ExperimentRun.evaluate` as separate jobs on the same workdir.
 
 Layout of ``workdir``::
 
@@ -69,7 +69,7 @@ from sikd_core.viz import (
 )
 from sikd_core.workdir import safe_name, write_json
 
-__all__ = ["TRAIN_STAGES", "DatasetRef", "Experiment", "is_train_stage", "path_resolver"]
+__all__ = ["TRAIN_STAGES", "DatasetRef", "ExperimentRun", "is_train_stage", "path_resolver"]
 
 log = logging.getLogger("sikd_core.pipeline")
 
@@ -88,8 +88,9 @@ def is_train_stage(stage: str) -> bool:
         return False
 
 
-class Experiment(ExperimentData):
-    """One experiment spec bound to a working directory.
+class ExperimentRun(ExperimentData):
+    """One experiment spec bound to a working directory: the runner (the service's database row is
+    :class:`sikd_service.tables.Experiment`; a worker builds an ``ExperimentRun`` from it for each job).
 
     Args:
         spec: the experiment.

@@ -1,7 +1,7 @@
 """Pictures of an evaluated experiment: contour overlays of chosen cases and penultimate feature maps.
 
 Both read what evaluation wrote (saved predictions, prepared data) and write PNGs plus a JSON index under
-the experiment's ``eval/`` folder; :meth:`sikd_core.pipeline.Experiment.evaluate` calls them.
+the experiment's ``eval/`` folder; :meth:`sikd_core.pipeline.ExperimentRun.evaluate` calls them.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A task first claims its stage (an atomic UPDATE): a duplicate delivery, a stage already finished or an
 experiment cancelled meanwhile claims nothing and the task returns quietly. Training resumes from the
-stage's ``latest.pt`` and a finished stage is never retrained (sikd_core's ``Experiment`` guarantees
+stage's ``latest.pt`` and a finished stage is never retrained (sikd_core's ``ExperimentRun`` guarantees
 both), so running a stage again after a crash is safe.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from sikd_core.errors import SIKDError, SpecError, TrainingCancelled
 from sikd_core.inference import load_bundle
-from sikd_core.pipeline import TRAIN_STAGES, DatasetRef, Experiment, is_train_stage
+from sikd_core.pipeline import TRAIN_STAGES, DatasetRef, ExperimentRun, is_train_stage
 from sikd_core.spec import method_of_stage, parse_spec
 from sikd_service import crud, dispatch
 from sikd_service.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN, app
@@ -88,8 +88,8 @@ def claim(settings: Settings, stage_id: int, worker: str, kinds: tuple[str, ...]
                        datasets={link.key: link.dataset_id for link in exp.dataset_links}, token=token)
 
 
-def build_experiment(settings: Settings, c: Claimed) -> Experiment:
-    """sikd_core's Experiment on the stored spec, resolving dataset ids to the stored manifests."""
+def build_experiment(settings: Settings, c: Claimed) -> ExperimentRun:
+    """sikd_core's ExperimentRun on the stored spec, resolving dataset ids to the stored manifests."""
     spec = parse_spec(c.spec)
     with session_scope(settings) as s:
         rows = crud.get_datasets_by_id(s, ids=list(c.datasets.values()), with_manifest=True)
@@ -104,7 +104,7 @@ def build_experiment(settings: Settings, c: Claimed) -> Experiment:
             raise SpecError(f"dataset {key} no longer exists")
         return refs[key]
 
-    return Experiment(spec, experiment_dir(settings, c.experiment_id), resolver=resolver,
+    return ExperimentRun(spec, experiment_dir(settings, c.experiment_id), resolver=resolver,
                       cache_dir=settings.cache_dir, checkpoint_interval_s=settings.checkpoint_interval_seconds,
                       fingerprints=hashes if len(hashes) == len(spec.train_datasets) else None)
 

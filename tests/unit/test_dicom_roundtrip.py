@@ -18,7 +18,7 @@ from sikd_core.data.dicom_series import read_one_series
 from sikd_core.data.io import read_volume
 from sikd_core.inference import load_bundle, predict_volume
 from sikd_core.metrics import case_metrics
-from sikd_core.pipeline import Experiment
+from sikd_core.pipeline import ExperimentRun
 from sikd_core.spec import parse_spec
 from tests import dicom_data as dd
 
@@ -37,8 +37,8 @@ def trained(tmp_path_factory) -> dict:
     cases = dd.build(root / "dicom")
     twin = dd.write_twin(root / "twin", cases)
     reports = {
-        "dicom": Experiment(_spec(root / "dicom", twin), root / "exp_dicom").run(),
-        "twin": Experiment(_spec(twin, root / "dicom"), root / "exp_twin").run(),
+        "dicom": ExperimentRun(_spec(root / "dicom", twin), root / "exp_dicom").run(),
+        "twin": ExperimentRun(_spec(twin, root / "dicom"), root / "exp_twin").run(),
     }
     return {"root": root, "cases": cases, "twin": twin, "reports": reports,
             "model": root / "exp_dicom" / "seed_0" / "baseline" / "model.pt"}

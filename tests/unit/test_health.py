@@ -281,7 +281,7 @@ def test_a_student_inherits_its_teachers_findings():
 @pytest.fixture(scope="module")
 def degenerate(phantom_sets, tmp_path_factory):
     """lr 1 with Adam: every network predicts one class everywhere (SYNTHETIC phantoms, tiny U-Net)."""
-    from sikd_core.pipeline import Experiment
+    from sikd_core.pipeline import ExperimentRun
     from sikd_core.spec import parse_spec
 
     spec = parse_spec(dict(name="degenerate", train_dataset=str(phantom_sets["vendor_a"]),
@@ -290,7 +290,7 @@ def degenerate(phantom_sets, tmp_path_factory):
                            device="cpu", feature_maps=0, save_predictions=False, augment=False,
                            student_head_init="random"))  # the student collapses to one class everywhere
     work = tmp_path_factory.mktemp("degenerate")
-    Experiment(spec, work).run()
+    ExperimentRun(spec, work).run()
     return work
 
 

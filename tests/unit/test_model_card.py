@@ -19,13 +19,13 @@ from sikd_core.export.card import (
     render_card_markdown,
 )
 from sikd_core.inference import load_bundle
-from sikd_core.pipeline import Experiment
+from sikd_core.pipeline import ExperimentRun
 from tests.unit.test_pipeline import tiny_spec
 
 
 @pytest.fixture(scope="module")
 def finished(phantom_sets, tmp_path_factory):
-    exp = Experiment(tiny_spec(phantom_sets, eval_datasets=[str(phantom_sets["vendor_b"])]),
+    exp = ExperimentRun(tiny_spec(phantom_sets, eval_datasets=[str(phantom_sets["vendor_b"])]),
                      tmp_path_factory.mktemp("card-exp"))
     return exp, exp.run()
 

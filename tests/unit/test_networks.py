@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sikd_core.models import available_models, create_model, model_info
-from sikd_core.pipeline import Experiment
+from sikd_core.pipeline import ExperimentRun
 from sikd_core.spec import parse_spec
 from tests.unit.test_models import SMALL
 
@@ -24,7 +24,7 @@ def spec_for(sets, name: str, kwargs: dict, **kw):
     return parse_spec(base)
 
 
-def train_one_step_each(exp: Experiment) -> dict[str, dict]:
+def train_one_step_each(exp: ExperimentRun) -> dict[str, dict]:
     """Baseline, teacher and student of seed 0, one optimiser step each; every stage must move its weights."""
     records = {}
     for stage in ("baseline", "teacher", "student"):
@@ -57,7 +57,7 @@ def perturbed_skips_change_output(net: torch.nn.Module) -> bool:
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_network_trains_baseline_and_sikd_with_the_papers_skip_rule(phantom_sets, tmp_path, name):
     torch.manual_seed(0)
-    exp = Experiment(spec_for(phantom_sets, name, SMALL[name]), tmp_path / name)
+    exp = ExperimentRun(spec_for(phantom_sets, name, SMALL[name]), tmp_path / name)
     info = model_info(name)
     teacher_kw, baseline_kw = exp.model_kwargs("teacher"), exp.model_kwargs("baseline")
     assert info.teacher_note, f"{name}: sikd models must say what its teacher keeps or drops"
@@ -109,7 +109,7 @@ def test_flexible_unet_loads_a_local_encoder_state_dict_and_explains_mismatches(
 def test_the_comparison_methods_train_the_new_networks(phantom_sets, tmp_path, name):
     """sdm (a head on the penultimate features) and gin (input augmentation) are network-agnostic: one step
     each on networks beyond the paper's U-Net."""
-    exp = Experiment(spec_for(phantom_sets, name, SMALL[name], methods=["sdm", "gin"]), tmp_path / name)
+    exp = ExperimentRun(spec_for(phantom_sets, name, SMALL[name], methods=["sdm", "gin"]), tmp_path / name)
     for stage in ("sdm", "gin"):
         init = exp.build_model(stage, 0).state_dict()
         rec = exp.run_stage(stage, 0)

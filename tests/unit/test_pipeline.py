@@ -12,7 +12,7 @@ from scipy.stats import wilcoxon
 
 from sikd_core.errors import SIKDError, SpecError, TrainingCancelled
 from sikd_core.inference import load_bundle
-from sikd_core.pipeline import Experiment
+from sikd_core.pipeline import ExperimentRun
 from sikd_core.spec import parse_spec
 from sikd_core.training import Callback
 
@@ -40,7 +40,7 @@ EVAL_PROGRESS = EvalProgress()  # filled by the `finished` fixture's evaluation
 @pytest.fixture(scope="module")
 def finished(phantom_sets, tmp_path_factory):
     work = tmp_path_factory.mktemp("exp")
-    exp = Experiment(tiny_spec(phantom_sets, seeds=[0, 1]), work)
+    exp = ExperimentRun(tiny_spec(phantom_sets, seeds=[0, 1]), work)
     report = exp.run(eval_callbacks=[EVAL_PROGRESS])
     return exp, report
 
@@ -120,7 +120,7 @@ def test_stages_write_bundles_and_evidence(finished):
 
 
 def test_baseline_and_student_start_from_same_weights(phantom_sets, tmp_path):
-    exp = Experiment(tiny_spec(phantom_sets), tmp_path)
+    exp = ExperimentRun(tiny_spec(phantom_sets), tmp_path)
     a, b = exp.build_model("baseline", 3), exp.build_model("student", 3)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
@@ -128,7 +128,7 @@ def test_baseline_and_student_start_from_same_weights(phantom_sets, tmp_path):
 def test_rerun_is_idempotent(finished):
     exp, _ = finished
     before = (exp.stage_dir("student", 0) / "done.json").read_text()
-    again = Experiment(exp.spec, exp.workdir)
+    again = ExperimentRun(exp.spec, exp.workdir)
     rec = again.run_stage("student", 0)
     assert (exp.stage_dir("student", 0) / "done.json").read_text() == before
     assert rec["seconds"] == json.loads(before)["seconds"]
@@ -144,13 +144,13 @@ class CancelAfter(Callback):
 
 def test_interrupted_stage_resumes_to_the_same_model(phantom_sets, tmp_path):
     spec = tiny_spec(phantom_sets, methods=["baseline"], epochs=3)
-    ref = Experiment(spec, tmp_path / "ref")
+    ref = ExperimentRun(spec, tmp_path / "ref")
     ref.run_stage("baseline", 0)
-    exp = Experiment(spec, tmp_path / "cut", checkpoint_interval_s=0)
+    exp = ExperimentRun(spec, tmp_path / "cut", checkpoint_interval_s=0)
     with pytest.raises(TrainingCancelled):
         exp.run_stage("baseline", 0, [CancelAfter(5)])  # epoch 2 of 3 (4 steps per epoch)
     assert (exp.stage_dir("baseline", 0) / "latest.pt").exists() and not exp.is_done("baseline", 0)
-    resumed = Experiment(spec, tmp_path / "cut").run_stage("baseline", 0)
+    resumed = ExperimentRun(spec, tmp_path / "cut").run_stage("baseline", 0)
     a = load_bundle(ref.stage_dir("baseline", 0) / "model.pt").model.state_dict()
     b = load_bundle(exp.stage_dir("baseline", 0) / "model.pt").model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -158,7 +158,7 @@ def test_interrupted_stage_resumes_to_the_same_model(phantom_sets, tmp_path):
 
 
 def test_student_needs_teacher_and_eval_needs_all(phantom_sets, tmp_path):
-    exp = Experiment(tiny_spec(phantom_sets), tmp_path)
+    exp = ExperimentRun(tiny_spec(phantom_sets), tmp_path)
     with pytest.raises(SIKDError, match="teacher of seed 0 must be trained"):
         exp.run_stage("student", 0)
     with pytest.raises(SIKDError, match="missing: baseline \\(seed 0\\), teacher"):
@@ -168,13 +168,13 @@ def test_student_needs_teacher_and_eval_needs_all(phantom_sets, tmp_path):
 
 
 def test_workdir_refuses_a_different_spec(phantom_sets, tmp_path):
-    Experiment(tiny_spec(phantom_sets), tmp_path)
+    ExperimentRun(tiny_spec(phantom_sets), tmp_path)
     with pytest.raises(SpecError, match="changed: alpha"):
-        Experiment(tiny_spec(phantom_sets, alpha=1.0), tmp_path)
+        ExperimentRun(tiny_spec(phantom_sets, alpha=1.0), tmp_path)
 
 
 def test_missing_dataset_is_explained(phantom_sets, tmp_path):
-    exp = Experiment(tiny_spec(phantom_sets, train_dataset=str(tmp_path / "nope")), tmp_path / "w")
+    exp = ExperimentRun(tiny_spec(phantom_sets, train_dataset=str(tmp_path / "nope")), tmp_path / "w")
     with pytest.raises(SpecError, match="dataset not found"):
         exp.run_stage("baseline", 0)
 
@@ -182,7 +182,7 @@ def test_missing_dataset_is_explained(phantom_sets, tmp_path):
 @pytest.mark.parametrize("teacher_input", ["image", "label_map"])
 def test_teacher_input_ablations(phantom_sets, tmp_path, teacher_input):
     spec = tiny_spec(phantom_sets, methods=["sikd"], epochs=1, teacher_input=teacher_input, eval_datasets=[])
-    exp = Experiment(spec, tmp_path)
+    exp = ExperimentRun(spec, tmp_path)
     report = exp.run()
     assert {r["method"] for r in report["rows"]} == {"sikd"} and report["comparisons"] == []
     t = load_bundle(exp.stage_dir("teacher", 0) / "model.pt")

@@ -16,7 +16,7 @@ import torch
 
 from sikd_core.models import MODELS, load_plugins, model_info
 from sikd_core.models.plugins import PluginWarning
-from sikd_core.pipeline import Experiment
+from sikd_core.pipeline import ExperimentRun
 from sikd_core.spec import parse_spec
 
 pytestmark = pytest.mark.slow(seconds=20)  # pip builds and installs the example package
@@ -64,7 +64,7 @@ def test_plugin_trains_with_sikd_and_its_teacher_drops_the_skip(installed, phant
     spec = parse_spec(dict(name="plugin", train_dataset=str(phantom_sets["vendor_a"]), eval_datasets=[],
                            model="lab_unet", model_kwargs={"width": 4}, image_size=32, epochs=1, steps_per_epoch=1,
                            batch_size=2, seeds=[0], methods=["baseline", "sikd"], device="cpu", feature_maps=1))
-    exp = Experiment(spec, tmp_path)
+    exp = ExperimentRun(spec, tmp_path)
     assert exp.model_kwargs("teacher") == {"width": 4, "skip_connections": False}
     teacher = exp.build_model("teacher", 0)
     assert teacher.net.skip_connections is False and teacher.net.dec[0].in_channels == 4

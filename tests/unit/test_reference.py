@@ -19,7 +19,7 @@ from sikd_core.methods import method_names, parse_method
 from sikd_core.methods.reference import DiceCELossNNUNet, ReferenceAugmenter, reference_filters
 from sikd_core.models import create_model
 from sikd_core.models.registry import plan_dynunet_filters
-from sikd_core.pipeline import Experiment
+from sikd_core.pipeline import ExperimentRun
 from sikd_core.report import baseline_strength, comparison_pairs, render_markdown
 from sikd_core.spec import parse_spec
 
@@ -127,7 +127,7 @@ def _spec(sets, **kw):
 
 @pytest.fixture(scope="module")
 def with_reference(phantom_sets, tmp_path_factory):
-    exp = Experiment(_spec(phantom_sets), tmp_path_factory.mktemp("ref"))
+    exp = ExperimentRun(_spec(phantom_sets), tmp_path_factory.mktemp("ref"))
     return exp, exp.run()
 
 
@@ -167,7 +167,7 @@ def test_a_weakened_baseline_triggers_baseline_below_reference(phantom_sets, tmp
     """lr 1e-7 leaves the baseline at its initialisation; the reference learns: the finding fires on every
     baseline seed, marks every comparison against the baseline, and the report leads with it."""
     spec = _spec(phantom_sets, lr=1e-7, methods=["baseline", "reference"], epochs=6, steps_per_epoch=4)
-    exp = Experiment(spec, tmp_path)
+    exp = ExperimentRun(spec, tmp_path)
     report = exp.run()
     (intra,) = [e for e in report["baseline_strength"] if e["split"] == "intra"]
     assert intra["below_reference"] and intra["dice"]["ci_high"] < 0, intra
@@ -188,7 +188,7 @@ def test_with_the_default_recipe_the_baseline_stands_within_003_of_the_reference
     spec = _spec(phantom_sets, model_kwargs={"widths": [8, 16, 32]}, image_size=48, epochs=10, steps_per_epoch=10,
                  batch_size=8, lr=quick["lr"], methods=["baseline", "reference"])
     assert spec.recipe == "standard" and spec.loss == "dice_ce"
-    report = Experiment(spec, tmp_path).run()
+    report = ExperimentRun(spec, tmp_path).run()
     intra = {s["method"]: s["dice_mean"] for s in report["summary"] if s["split"] == "intra"}
     assert intra["reference"] > 0.5, intra  # the reference learned: the comparison means something
     assert intra["baseline"] >= intra["reference"] - 0.03, intra

@@ -12,7 +12,7 @@ from sikd_core.data import load_dataset
 from sikd_core.data.fingerprint import manifest_fingerprint
 from sikd_core.methods import plan as plan_mod
 from sikd_core.methods.plan import stage_keys, stage_settings
-from sikd_core.pipeline import Experiment
+from sikd_core.pipeline import ExperimentRun
 from sikd_core.spec import parse_spec
 
 DATA = ["f" * 64]
@@ -97,10 +97,10 @@ def test_cli_folders_reuse_stages_by_key(phantom_sets, tmp_path):
     base = dict(name="k", train_dataset=str(phantom_sets["vendor_a"]), model="unet", image_size=32, epochs=1,
                 model_kwargs={"widths": [4, 8]}, batch_size=4, device="cpu", feature_maps=0, save_predictions=False,
                 methods=["baseline", "sikd"])
-    first = Experiment(parse_spec(base), tmp_path / "a", reuse_roots=[tmp_path])
+    first = ExperimentRun(parse_spec(base), tmp_path / "a", reuse_roots=[tmp_path])
     recs = {st: first.run_stage(st, 0) for st, _ in first.spec.stages()}
     assert not any("reused_from" in r for r in recs.values()) and recs["baseline"]["key"]
-    second = Experiment(parse_spec({**base, "alpha": 0.5}), tmp_path / "b", reuse_roots=[tmp_path])
+    second = ExperimentRun(parse_spec({**base, "alpha": 0.5}), tmp_path / "b", reuse_roots=[tmp_path])
     got = {st: second.run_stage(st, 0) for st, _ in second.spec.stages()}
     assert {st for st, r in got.items() if "reused_from" in r} == {"baseline", "teacher"}
     assert got["baseline"]["reused_from"] == {"folder": str(tmp_path / "a")}
@@ -109,7 +109,7 @@ def test_cli_folders_reuse_stages_by_key(phantom_sets, tmp_path):
     assert got["baseline"]["best_val_dice"] == recs["baseline"]["best_val_dice"]
     shutil.rmtree(tmp_path / "a")  # the linked files stay with the second experiment
     assert second.evaluate()["rows"]
-    third = Experiment(parse_spec({**base, "alpha": 0.5, "reuse": False}), tmp_path / "c", reuse_roots=[tmp_path])
+    third = ExperimentRun(parse_spec({**base, "alpha": 0.5, "reuse": False}), tmp_path / "c", reuse_roots=[tmp_path])
     assert "reused_from" not in third.run_stage("baseline", 0)
-    fourth = Experiment(parse_spec({**base, "split_seed": 3}), tmp_path / "d", reuse_roots=[tmp_path])
+    fourth = ExperimentRun(parse_spec({**base, "split_seed": 3}), tmp_path / "d", reuse_roots=[tmp_path])
     assert "reused_from" not in fourth.run_stage("baseline", 0)

@@ -129,14 +129,14 @@ def test_failure_is_recorded_and_stops_the_experiment(client, alice, datasets, j
 
 def test_training_health_errors_are_shown_as_they_are(client, alice, datasets, jobs, settings, monkeypatch):
     from sikd_core.errors import TrainingHealthError
-    from sikd_core.pipeline import Experiment as CoreExperiment
+    from sikd_core.pipeline import ExperimentRun
 
     msg = "baseline: the loss became nan at epoch 1, step 2; training stopped. Lower the learning rate."
 
     def unhealthy(self, stage, seed, callbacks=()):
         raise TrainingHealthError(msg)
 
-    monkeypatch.setattr(CoreExperiment, "run_stage", unhealthy)
+    monkeypatch.setattr(ExperimentRun, "run_stage", unhealthy)
     exp = create(client, alice, datasets, methods=["baseline"])
     assert tasks.run_training_stage(stage_ids(exp)["baseline", 0]) == "failed"
     got = client.get(f"/experiments/{exp['id']}", headers=alice).json()
