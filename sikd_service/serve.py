@@ -56,12 +56,11 @@ def listen_socket(host: str, port: int) -> socket.socket:
     ``--fd``): while a killed API process is replaced, the kernel keeps accepting connections into the
     backlog, so clients wait for the new process instead of being refused. Raises ``OSError`` (e.g. the port
     is in use) before anything starts."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn binds --host (localhost: IPv4)
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
+        sock.bind((host, port))
         sock.listen(2048)
     except OSError:
         sock.close()

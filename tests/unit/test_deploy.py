@@ -187,3 +187,21 @@ def test_worker_stages_per_gpu_sets_the_default_concurrency(tmp_path):
     explicit = serve.worker_command(s, "train", 1)  # --concurrency wins
     assert explicit[explicit.index("-c") + 1] == "1"
     assert build_parser().parse_args(["worker"]).concurrency is None
+
+
+def test_sikd_serve_hands_its_own_listening_socket_to_the_api():
+    """`sikd serve` binds the port itself (as uvicorn would: IPv4 for a name, IPv6 for an address with ':') and
+    the API serves on the inherited descriptor; a port in use is an OSError before anything starts."""
+    import socket
+
+    from sikd_service import serve
+
+    sock = serve.listen_socket("localhost", 0)
+    try:
+        assert sock.family == socket.AF_INET and sock.get_inheritable()
+        cmd = serve.api_command("localhost", 1234, sock.fileno())
+        assert cmd[cmd.index("--fd") + 1] == str(sock.fileno()) and "--host" not in cmd and "--port" not in cmd
+        with pytest.raises(OSError):
+            serve.listen_socket("127.0.0.1", sock.getsockname()[1])
+    finally:
+        sock.close()
