@@ -27,6 +27,26 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _serve_env(*, demo_data: bool = False) -> dict[str, str]:
+    """The test's environment without the session's SIKD_/database/broker settings: `sikd serve`'s own defaults."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIKD_") and k not in ("DATABASE_URL", "REDIS_URL")}
+    env["PYTHONUNBUFFERED"] = "1"
+    if not demo_data:
+        env["SIKD_DEMO_DATA"] = "false"
+    return env
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM `sikd serve` (it stops its children); SIGKILL the tree, and fail, if it is not gone in 60 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            kill_tree(proc, signal.SIGKILL)
+            raise
+
+
 def _worker_main(serve_pid: int) -> int | None:
     """The celery worker's main process: the child of ``sikd serve`` running ``celery ... worker``."""
     for pid in descendants(serve_pid):
@@ -43,9 +63,7 @@ def _worker_main(serve_pid: int) -> int | None:
 def test_killing_the_worker_keeps_the_api_up_and_the_experiment_finishes(tmp_path):
     port = free_port()
     storage = tmp_path / "sikd_data"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SIKD_") and k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", SIKD_STALE_HEARTBEAT_SECONDS="20",
+    env = dict(_serve_env(demo_data=True), OMP_NUM_THREADS="1", SIKD_STALE_HEARTBEAT_SECONDS="20",
                SIKD_CHECKPOINT_INTERVAL_SECONDS="1")
     sikd = Path(sys.executable).with_name("sikd")
     proc = subprocess.Popen([str(sikd), "serve", "--no-ui", "--storage", str(storage), "--port", str(port)],
@@ -95,13 +113,7 @@ def test_killing_the_worker_keeps_the_api_up_and_the_experiment_finishes(tmp_pat
         assert exp["status"] == "succeeded", (exp, "".join(lines[-60:]))
         assert any("worker stopped unexpectedly" in ln and "restarting it" in ln for ln in lines), "".join(lines[-40:])
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                kill_tree(proc, signal.SIGKILL)
-                raise
+        _stop(proc)
 
 
 def _api_process(serve_pid: int) -> int | None:
@@ -112,10 +124,6 @@ def _api_process(serve_pid: int) -> int | None:
     return None
 
 
-def _serve_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIKD_") and k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(PYTHONUNBUFFERED="1", SIKD_DEMO_DATA="false")
-    return env
 
 
 @pytest.mark.timeout(240)
@@ -155,10 +163,4 @@ def test_a_request_sent_while_the_api_restarts_waits_for_it_instead_of_being_ref
         assert second.returncode == 1
         assert f"cannot listen on 127.0.0.1:{port}" in second.stderr and "--port" in second.stderr, second.stderr
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                kill_tree(proc, signal.SIGKILL)
-                raise
+        _stop(proc)
