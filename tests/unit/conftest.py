@@ -7,6 +7,7 @@ gets empty tables, its own storage folder and an app whose enqueued jobs are rec
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -95,6 +96,26 @@ def record_jobs(monkeypatch: pytest.MonkeyPatch) -> Jobs:
 
     monkeypatch.setattr(dispatch, "_send", record)
     return sent
+
+
+@contextlib.contextmanager
+def module_service(database_url: str, storage: Any) -> Iterator[tuple[Any, Any, Jobs]]:
+    """For a module-scoped fixture: ``(settings, client, jobs)`` as the ``settings``, ``client`` and ``jobs``
+    fixtures give them (the service's environment cleared, a fresh storage, the broker recorded), kept for
+    the whole block; the settings are unset after it."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from sikd_service.config import set_settings
+
+    with pytest.MonkeyPatch.context() as mp:
+        for var in _SERVICE_ENV:
+            mp.delenv(var, raising=False)
+        settings = make_settings(database_url, storage)
+        jobs = record_jobs(mp)
+        with TestClient(create_app(settings)) as client:
+            yield settings, client, jobs
+        set_settings(None)
 
 
 @pytest.fixture

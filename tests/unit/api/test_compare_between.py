@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.service_helpers import ADMIN_TOKEN, drain, new_user, tiny_spec, upload
-from tests.unit.conftest import _SERVICE_ENV, make_settings, record_jobs
+from tests.unit.conftest import module_service
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow(seconds=15)]  # three tiny trainings
 
@@ -38,31 +38,20 @@ def database_url(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def trained(database_url, tmp_path_factory, phantom_zips) -> Iterator[dict[str, Any]]:
-    from fastapi.testclient import TestClient
-
-    from api.main import create_app
-    from sikd_service.config import set_settings
-
-    with pytest.MonkeyPatch.context() as mp:
-        for var in _SERVICE_ENV:
-            mp.delenv(var, raising=False)
-        settings = make_settings(database_url, tmp_path_factory.mktemp("between") / "storage")
-        jobs = record_jobs(mp)
-        with TestClient(create_app(settings)) as client:
-            admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-            alice = new_user(client, admin, "alice")
-            ds = {d: upload(client, alice, data, name=d).json()["id"] for d, data in phantom_zips.items()}
-            exps = {}
-            for key, spec in (("a", tiny_spec(ds, name="a")),
-                              ("b", tiny_spec(ds, name="b", methods=["baseline"], epochs=1, lr=2e-2)),
-                              ("c", tiny_spec(ds, name="c", methods=["baseline"], epochs=1,
-                                              train_dataset=ds["vendor_b"], eval_datasets=[ds["vendor_a"]]))):
-                r = client.post("/experiments", json=spec, headers=alice)
-                assert r.status_code == 201, r.text
-                exps[key] = r.json()["id"]
-                assert set(out for _, _, out in drain(jobs)) == {"succeeded"}
-            yield {"client": client, "alice": alice, "admin": admin, "exps": exps, "jobs": jobs, "datasets": ds}
-        set_settings(None)
+    with module_service(database_url, tmp_path_factory.mktemp("between") / "storage") as (_, client, jobs):
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        alice = new_user(client, admin, "alice")
+        ds = {d: upload(client, alice, data, name=d).json()["id"] for d, data in phantom_zips.items()}
+        exps = {}
+        for key, spec in (("a", tiny_spec(ds, name="a")),
+                          ("b", tiny_spec(ds, name="b", methods=["baseline"], epochs=1, lr=2e-2)),
+                          ("c", tiny_spec(ds, name="c", methods=["baseline"], epochs=1,
+                                          train_dataset=ds["vendor_b"], eval_datasets=[ds["vendor_a"]]))):
+            r = client.post("/experiments", json=spec, headers=alice)
+            assert r.status_code == 201, r.text
+            exps[key] = r.json()["id"]
+            assert set(out for _, _, out in drain(jobs)) == {"succeeded"}
+        yield {"client": client, "alice": alice, "admin": admin, "exps": exps, "jobs": jobs, "datasets": ds}
 
 
 def compare(t: dict, a: int, method: str, b: int, other: str, status: int = 200, who: str = "alice") -> Any:

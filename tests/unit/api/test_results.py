@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from tests.service_helpers import ADMIN_TOKEN, drain, new_user, png_bytes, tiny_spec, upload
-from tests.unit.conftest import _SERVICE_ENV, make_settings, record_jobs
+from tests.unit.conftest import module_service
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,28 +27,17 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def shared(database_url, tmp_path_factory, phantom_zips) -> Iterator[dict[str, Any]]:
     """Settings, client, Alice and her finished experiment, built once for this module and backend."""
-    from fastapi.testclient import TestClient
-
-    from api.main import create_app
-    from sikd_service.config import set_settings
-
-    with pytest.MonkeyPatch.context() as mp:
-        for var in _SERVICE_ENV:
-            mp.delenv(var, raising=False)
-        settings = make_settings(database_url, tmp_path_factory.mktemp("results") / "storage")
-        jobs = record_jobs(mp)
-        with TestClient(create_app(settings)) as client:
-            alice = new_user(client, {"Authorization": f"Bearer {ADMIN_TOKEN}"}, "alice")
-            datasets = {}
-            for domain, data in phantom_zips.items():
-                r = upload(client, alice, data, name=domain)
-                assert r.status_code == 201, r.text
-                datasets[domain] = r.json()["id"]
-            r = client.post("/experiments", json=tiny_spec(datasets, name="done"), headers=alice)
+    with module_service(database_url, tmp_path_factory.mktemp("results") / "storage") as (settings, client, jobs):
+        alice = new_user(client, {"Authorization": f"Bearer {ADMIN_TOKEN}"}, "alice")
+        datasets = {}
+        for domain, data in phantom_zips.items():
+            r = upload(client, alice, data, name=domain)
             assert r.status_code == 201, r.text
-            assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 4
-            yield {"settings": settings, "client": client, "alice": alice, "finished": r.json()}
-        set_settings(None)
+            datasets[domain] = r.json()["id"]
+        r = client.post("/experiments", json=tiny_spec(datasets, name="done"), headers=alice)
+        assert r.status_code == 201, r.text
+        assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 4
+        yield {"settings": settings, "client": client, "alice": alice, "finished": r.json()}
 
 
 @pytest.fixture(autouse=True)
