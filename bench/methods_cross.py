@@ -8,8 +8,9 @@ another country and other scanners that is never seen in training (cross):
 
 Seven methods (baseline, sikd, sdm, gin, gin+sikd, maxstyle, maxstyle+sikd) plus the ``reference`` recipe,
 x 3 seeds; one class-mean teacher per seed and task is shared by sikd and every X+sikd student (the teacher
-does not depend on X). The settings below (``SETTINGS``) are the standard recipe (Dice+CE) at the budget
-``bench/recipe_defaults.py`` measured, fixed before the run and never tuned on the cross-dataset scores.
+does not depend on X). The settings below (``SETTINGS``) are the standard recipe (Dice+CE, Adam 5e-3: the dashboard preset's
+setting, which ``bench/recipe_defaults.py`` measured on the validation splits to put this U-Net's baseline within
+0.02 Dice of the reference on Kvasir-SEG and BUSI) at that benchmark's budget, fixed before the run and never tuned on the cross-dataset scores.
 BUS-BRA is scored on a fixed seeded subset of ``cross_limit`` images (evaluation time); every other set is
 used in full.
 
@@ -59,7 +60,7 @@ TASKS = {
 #: Fixed before the first run (see the module docstring); --smoke replaces them with SMOKE.
 SETTINGS: dict[str, Any] = {
     "image_size": 64, "widths": [16, 32, 64, 128], "epochs": 20, "steps_per_epoch": 20, "batch_size": 8,
-    "lr": 2e-3, "alpha": 2.0, "recipe": "standard", "augment": True, "seeds": [0, 1, 2], "cross_limit": 600,
+    "lr": 5e-3, "alpha": 2.0, "recipe": "standard", "augment": True, "seeds": [0, 1, 2], "cross_limit": 600,
     "train_limit": None,
 }
 SMOKE: dict[str, Any] = {
