@@ -331,7 +331,8 @@ class ExperimentResults(Page[ResultRow]):
     train_datasets: list[str] = Field(default_factory=list, description="the training sources' names")
     baseline_strength: list[dict[str, Any]] | None = Field(
         None, description="Baseline minus the reference recipe per dataset and split ({dataset, split, n_cases, "
-        "dice: {mean_diff, ci_low, ci_high, p_value, p_holm}, below_reference}); [] when the experiment trains no "
+        "dice: {mean_diff, ci_low, ci_high, p_value, p_holm}, below_reference, reference_converged: false when the "
+        "reference recipe was still improving at the end of its budget (a lower bound only)}); [] when the experiment trains no "
         "reference (nothing then measures the baseline's strength), null for reports made before it existed. "
         "Comparisons against the baseline carry the same figures as baseline_strength.")
 

@@ -12,6 +12,11 @@ teacher) come from :class:`~sikd_core.training.health.HealthMonitor` while a sta
   clearly (:data:`BELOW_REFERENCE_DICE`, paired, averaged over seeds, CI excluding 0): every
   comparison against this baseline, on every dataset, may measure the baseline's deficit, not the method. One
   finding per baseline seed (each model is flagged), all carrying the seed-averaged figures;
+* ``reference_not_converged``: the reference recipe's validation Dice was still rising when its budget ended
+  (the mean over its last quarter of epochs more than :data:`REFERENCE_STILL_RISING` above the mean over the
+  quarter before): an unconverged reference bounds the baseline from below only, so "not below the reference"
+  then shows that the baseline is not under-trained relative to a standard recipe at the same budget, not that
+  it is as strong as a converged one;
 * ``cross_at_chance``: a model's mean Dice on a cross dataset is no better (within :data:`CHANCE_MARGIN`)
   than a trivial predictor's on the same cases: every pixel one foreground class (per class, the best such
   predictor) or every pixel background. Both are computed from the labels alone.
@@ -41,8 +46,13 @@ CHANCE_MARGIN = 0.01
 #: The baseline "trails the reference clearly" when its intra-dataset Dice is more than this below the
 #: reference recipe's (paired, averaged over seeds) and the 95% CI of the difference excludes 0.
 BELOW_REFERENCE_DICE = 0.02
+#: The reference "was still rising" when the mean validation Dice of its last quarter of epochs exceeds the
+#: quarter's before by more than this (means over a quarter, not single epochs: validation Dice is noisy).
+REFERENCE_STILL_RISING = 0.01
 #: Which training stage produced the model a method names (for findings on evaluated models).
 METHOD_STAGE = {"baseline": "baseline", "sikd": "student"}
+#: The reference recipe's stage (and method) name (sikd_core.methods.registry.REFERENCE).
+REFERENCE_STAGE = "reference"
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -162,6 +172,46 @@ def reference_findings(strength: Sequence[dict[str, Any]], seeds: Sequence[int])
             values={"intra_dataset": e["dataset"], "split": "intra", "mean_diff": d["mean_diff"],
                     "ci_low": d["ci_low"], "ci_high": d["ci_high"], "p_value": d["p_value"],
                     "cases": e["n_cases"], "threshold": BELOW_REFERENCE_DICE}))
+    return out
+
+
+def still_rising(history: Sequence[dict[str, Any]]) -> dict[str, float] | None:
+    """The validation Dice trend at the end of a training history: ``{"last": mean of the last quarter of
+    epochs, "before": mean of the quarter before, "gain": last - before}``, or None when fewer than 4 epochs
+    were validated."""
+    vals = [float(h["val_dice"]) for h in history if h.get("val_dice") is not None and math.isfinite(h["val_dice"])]
+    q = len(vals) // 4
+    if q < 1:
+        return None
+    last, before = float(np.mean(vals[-q:])), float(np.mean(vals[-2 * q:-q]))
+    return {"last": last, "before": before, "gain": last - before, "epochs": q}
+
+
+def reference_convergence(records: dict[tuple[str, int], dict[str, Any]]) -> dict[int, dict[str, float]]:
+    """Per reference seed: its :func:`still_rising` trend and whether it counts as converged."""
+    out = {}
+    for (stage, seed), rec in sorted(records.items()):
+        trend = still_rising(rec.get("history") or []) if stage == REFERENCE_STAGE else None
+        if trend is not None:
+            out[seed] = dict(trend, converged=trend["gain"] <= REFERENCE_STILL_RISING)
+    return out
+
+
+def convergence_findings(trends: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """``reference_not_converged`` for each reference seed whose validation Dice was still rising."""
+    out = []
+    for seed, t in sorted(trends.items()):
+        if t["converged"]:
+            continue
+        out.append(make_finding(
+            "reference_not_converged",
+            f"reference (seed {seed}): its validation Dice was still rising when its budget ended ({t['before']:.3f} "
+            f"-> {t['last']:.3f} over its last {2 * t['epochs']} epochs, more than {REFERENCE_STILL_RISING:g}): an "
+            "unconverged reference bounds the baseline from below only; a baseline 'not below' it is not shown to "
+            "be as strong as the standard recipe makes it. Train longer (more epochs) to make it the upper bar.",
+            stage=REFERENCE_STAGE, seed=seed, method=REFERENCE_STAGE, epoch=None,
+            values={"last_quarter_val_dice": t["last"], "previous_quarter_val_dice": t["before"],
+                    "gain": t["gain"], "threshold": REFERENCE_STILL_RISING}))
     return out
 
 

@@ -39,7 +39,14 @@ from sikd_core.data.fingerprint import manifest_fingerprint
 from sikd_core.errors import SIKDError, SpecError
 from sikd_core.evaluation import score_cases
 from sikd_core.experiment_data import DatasetRef, ExperimentData, path_resolver
-from sikd_core.health import evaluation_findings, health_section, mark_comparisons, reference_findings
+from sikd_core.health import (
+    convergence_findings,
+    evaluation_findings,
+    health_section,
+    mark_comparisons,
+    reference_convergence,
+    reference_findings,
+)
 from sikd_core.inference import LoadedModel, load_bundle, save_bundle
 from sikd_core.methods import MethodTrainer, create_method, parse_method
 from sikd_core.methods.plan import stage_key
@@ -346,7 +353,10 @@ class ExperimentRun(ExperimentData):
             warnings += [f"{stage} (seed {seed}): {w}" for w in rec.get("warnings", [])]
             findings += rec.get("health") or []
         findings += evaluation_findings(cases, records)
-        strength = baseline_strength(cases, self.spec.methods)
+        trends = reference_convergence(records)
+        findings += convergence_findings(trends)
+        strength = baseline_strength(cases, self.spec.methods,
+                                     all(t["converged"] for t in trends.values()) if trends else None)
         findings += reference_findings(strength, self.spec.seeds)
         health = health_section(findings, sorted({(r["method"], r["seed"]) for r in rows}))
         comparisons = method_comparisons(cases, self.spec.methods, strength)

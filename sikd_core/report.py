@@ -217,15 +217,18 @@ def method_comparisons(cases: Iterable[dict[str, Any]], methods: Sequence[str],
     return out
 
 
-def baseline_strength(cases: Iterable[dict[str, Any]], methods: Sequence[str]) -> list[dict[str, Any]]:
+def baseline_strength(cases: Iterable[dict[str, Any]], methods: Sequence[str],
+                      reference_converged: bool | None = None) -> list[dict[str, Any]]:
     """Baseline minus reference per dataset and split (paired per case, averaged over seeds, bootstrap CI,
     Wilcoxon p and its Holm adjustment over the datasets), with ``below_reference`` set where the baseline
-    trails the reference clearly: more than :data:`BELOW_REFERENCE_DICE` Dice with the CI's upper end below 0.
-    Empty unless the experiment trains both."""
+    trails the reference clearly: more than :data:`BELOW_REFERENCE_DICE` Dice with the CI's upper end below 0,
+    and ``reference_converged`` (every reference seed's validation Dice had stopped rising,
+    :func:`sikd_core.health.reference_convergence`; None when unknown). Empty unless the experiment trains both."""
     if "baseline" not in methods or REFERENCE not in methods:
         return []
     out = paired_comparisons(cases, a="baseline", b=REFERENCE)
     for entry, ph in zip(out, holm([e["dice"]["p_value"] for e in out]), strict=True):
+        entry["reference_converged"] = reference_converged
         entry["dice"]["p_holm"] = ph
         d = entry["dice"]
         entry["below_reference"] = bool(math.isfinite(d["mean_diff"]) and d["mean_diff"] < -BELOW_REFERENCE_DICE
@@ -303,6 +306,12 @@ def strength_markdown(report: dict[str, Any]) -> list[str]:
                         "evidence. Add `reference` to `methods` (an independent nnU-Net-like recipe on the same "
                         "splits and budget).", ""]
     weak = [r for r in rows if r.get("below_reference")]
+    if any(r.get("reference_converged") is False for r in rows):
+        lines += ["**The reference recipe had not converged**: its validation Dice was still rising when its budget "
+                  "ended (finding `reference_not_converged`), so it bounds the baseline from below only. \"Not below "
+                  "the reference\" then shows that the baseline is not under-trained relative to a standard recipe "
+                  "at the same budget, not that it is as strong as a converged one; train longer to make the "
+                  "reference the upper bar.", ""]
     lines += [("**The baseline trails the reference recipe** (" + ", ".join(f"{r['dataset']} ({r['split']})"
                                                                        for r in weak)
                + "): every gain over it may be a gain over an under-trained baseline, not evidence for the method."

@@ -23,6 +23,7 @@ CODE_LABELS = {
     "cross_at_chance": "cross-dataset score at chance",
     "student_below_baseline": "student far below the baseline",
     "baseline_below_reference": "baseline below the reference recipe",
+    "reference_not_converged": "reference recipe still improving (not converged)",
 }
 #: What the list and the pages show for a succeeded experiment with an unhealthy model (the stored status
 #: stays ``succeeded``).

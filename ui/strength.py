@@ -58,10 +58,24 @@ def strength_banner(results: Mapping[str, Any] | None) -> None:
         st.info("**Baseline strength not measured**: this experiment trained no `reference` recipe, so nothing "
                 "shows whether its baseline is as strong as the field's standard recipe makes it. Add the "
                 "reference method to measure it.", icon=ICON)
+    elif not reference_converged(results):
+        st.info("**Baseline not below the reference recipe, but the reference had not converged**: baseline − "
+                "reference Dice " + "; ".join(f"{r['dataset']} ({r['split']}) {_diff(r['dice'])}" for r in rows)
+                + ". The reference's validation Dice was still rising when its budget ended, so it bounds the "
+                "baseline from below only: this shows the baseline is not under-trained relative to a standard "
+                "recipe at the same budget, not that it is as strong as a converged one. Train longer to make "
+                "the reference the upper bar.", icon=ICON)
     else:
         st.success("**Baseline as strong as the reference recipe**: baseline − reference Dice "
                    + "; ".join(f"{r['dataset']} ({r['split']}) {_diff(r['dice'])}" for r in rows)
                    + " (none trails by more than 0.02 with its CI below 0).", icon=ICON)
+
+
+def reference_converged(results: Mapping[str, Any] | None) -> bool:
+    """False when the results say the reference recipe was still improving at the end of its budget (its
+    ``reference_not_converged`` finding); True otherwise, also for results from before the check."""
+    rows = (results or {}).get("baseline_strength") or []
+    return not any(r.get("reference_converged") is False for r in rows)
 
 
 def strength_frame(results: Mapping[int, Mapping[str, Any]], names: Mapping[int, str]) -> pd.DataFrame:
@@ -81,5 +95,6 @@ def strength_frame(results: Mapping[int, Mapping[str, Any]], names: Mapping[int,
             rows.append({"Experiment": label, "Dataset": f"{r['dataset']} ({r['split']})",
                          "Baseline − reference ΔDice [95% CI]": _diff(r["dice"]),
                          "Verdict": "⚠ baseline below the reference" if r.get("below_reference") else
-                         "not clearly below"})
+                         "not clearly below" + ("" if r.get("reference_converged") is not False else
+                                                " (reference not converged: a lower bound only)")})
     return pd.DataFrame(rows, columns=["Experiment", "Dataset", "Baseline − reference ΔDice [95% CI]", "Verdict"])

@@ -20,7 +20,8 @@ from sikd_core.methods.reference import DiceCELossNNUNet, ReferenceAugmenter, re
 from sikd_core.models import create_model
 from sikd_core.models.registry import plan_dynunet_filters
 from sikd_core.pipeline import ExperimentRun
-from sikd_core.report import baseline_strength, comparison_pairs, render_markdown
+from sikd_core.health import convergence_findings, reference_convergence, still_rising
+from sikd_core.report import baseline_strength, comparison_pairs, render_markdown, strength_markdown
 from sikd_core.spec import parse_spec
 
 
@@ -193,3 +194,69 @@ def test_with_the_default_recipe_the_baseline_stands_within_003_of_the_reference
     assert intra["reference"] > 0.5, intra  # the reference learned: the comparison means something
     assert intra["baseline"] >= intra["reference"] - 0.03, intra
     assert not any(e["below_reference"] for e in report["baseline_strength"])
+
+
+# ------------------------------------------------------------------------------------------ convergence
+def _history(vals):
+    return [{"epoch": i + 1, "loss": 1.0, "val_dice": v} for i, v in enumerate(vals)]
+
+
+def test_still_rising_compares_the_last_quarter_of_epochs_with_the_one_before():
+    rising = still_rising(_history([0.2, 0.3, 0.4, 0.5, 0.55, 0.58, 0.61, 0.65]))
+    assert rising["epochs"] == 2 and rising["before"] == pytest.approx(0.565) and rising["last"] == pytest.approx(0.63)
+    assert still_rising(_history([0.5, 0.7, 0.8, 0.8])) == pytest.approx(
+        {"last": 0.8, "before": 0.8, "gain": 0.0, "epochs": 1})
+    assert still_rising(_history([0.5, 0.6, 0.7])) is None  # too short to say
+    assert still_rising([{"epoch": i, "val_dice": None} for i in range(8)]) is None  # never validated
+
+
+def test_an_unconverged_reference_gets_a_finding_and_the_strength_says_lower_bound_only():
+    records = {("baseline", 0): {"history": _history([0.1 * i for i in range(8)])},  # not the reference: ignored
+               ("reference", 0): {"history": _history([0.2, 0.3, 0.4, 0.5, 0.55, 0.58, 0.61, 0.65])},
+               ("reference", 1): {"history": _history([0.2, 0.5, 0.6, 0.63, 0.64, 0.64, 0.645, 0.64])}}
+    trends = reference_convergence(records)
+    assert set(trends) == {0, 1} and trends[0]["converged"] is False and trends[1]["converged"] is True
+    (finding,) = convergence_findings(trends)
+    assert (finding["code"], finding["method"], finding["seed"], finding["severity"]) == \
+        ("reference_not_converged", "reference", 0, "warning")
+    assert finding["values"]["gain"] == pytest.approx(0.065) and "0.565 -> 0.630" in finding["message"]
+    (entry,) = baseline_strength(_cases([0.05] * 6), ["baseline", "reference"], reference_converged=False)
+    assert entry["reference_converged"] is False and not entry["below_reference"]
+    md = "\n".join(strength_markdown({"methods": ["baseline", "reference"], "baseline_strength": [entry]}))
+    assert "**The reference recipe had not converged**" in md and "bounds the baseline from below only" in md
+    (entry,) = baseline_strength(_cases([0.05] * 6), ["baseline", "reference"], reference_converged=True)
+    md = "\n".join(strength_markdown({"methods": ["baseline", "reference"], "baseline_strength": [entry]}))
+    assert "had not converged" not in md
+
+
+def test_the_report_carries_the_references_convergence_as_its_history_shows(with_reference):
+    exp, report = with_reference
+    hist = json.loads((exp.stage_dir("reference", 0) / "done.json").read_text())["history"]
+    trend = still_rising(hist)  # three epochs: too short to judge, so the report says nothing either way
+    assert trend is None and all(e["reference_converged"] is None for e in report["baseline_strength"])
+    assert not [f for f in report["health"]["findings"] if f["code"] == "reference_not_converged"]
+
+
+def test_the_dashboard_says_when_the_reference_had_not_converged():
+    from streamlit.testing.v1 import AppTest
+
+    from ui.strength import reference_converged, strength_frame, strength_state
+
+    def page():
+        from ui.strength import strength_banner
+
+        row = {"dataset": "kvasir", "split": "intra", "n_cases": 6, "below_reference": False,
+               "reference_converged": False, "dice": {"mean_diff": 0.145, "ci_low": 0.1, "ci_high": 0.19}}
+        strength_banner({"methods": ["baseline", "reference"], "baseline_strength": [row]})
+
+    at = AppTest.from_function(page).run()
+    assert not at.exception
+    info = "\n".join(i.value for i in at.info)
+    assert "the reference had not converged" in info and "from below only" in info and not at.success
+    row = {"dataset": "kvasir", "split": "intra", "below_reference": False, "reference_converged": False,
+           "dice": {"mean_diff": 0.145, "ci_low": 0.1, "ci_high": 0.19}}
+    res = {"methods": ["baseline", "reference"], "baseline_strength": [row]}
+    assert strength_state(res) == "ok" and reference_converged(res) is False
+    assert reference_converged({"baseline_strength": [dict(row, reference_converged=None)]}) is True  # older report
+    assert strength_frame({3: res}, {3: "polyp"})["Verdict"].tolist() == [
+        "not clearly below (reference not converged: a lower bound only)"]
