@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sikd_core.health import reference_convergence
 from sikd_core.pipeline import ExperimentRun
 from sikd_core.report import method_label
 from sikd_core.spec import parse_spec
@@ -187,7 +188,24 @@ def tables(exps: dict[str, ExperimentRun]) -> str:
               "its baseline, cross-dataset score at chance):", ""]
     for task, rep in reports.items():
         lines.extend(health_lines(task, "methods", rep.get("health") or {}))
+    lines += ["", "Did the reference recipe converge within the budget (mean validation Dice of its last quarter of "
+              "epochs vs the quarter before; still rising by more than 0.01 = not converged)?", ""]
+    for task, exp in exps.items():
+        lines.extend(convergence_lines(task, exp))
     return "\n".join(lines)
+
+
+def convergence_lines(label: str, exp: ExperimentRun) -> list[str]:
+    """Whether each seed's reference recipe had converged (its validation Dice over the last quarter of epochs vs
+    the quarter before, :func:`sikd_core.health.reference_convergence`): an unconverged reference bounds the
+    baseline from below only. Read from the stage records, so reports made before the check are covered too."""
+    records = {(st, sd): exp.stage_record(st, sd) or {} for st, sd in exp.spec.stages() if st == REFERENCE}
+    out = []
+    for seed, t in reference_convergence(records).items():
+        out.append(f"- {label} reference, seed {seed}: validation Dice {t['before']:.3f} -> {t['last']:.3f} over its "
+                   f"last {2 * t['epochs']} epochs: " + ("converged" if t["converged"] else
+                                                          "**still rising (a lower bound on the baseline only)**"))
+    return out
 
 
 def health_lines(task: str, kind: str, health: dict[str, Any]) -> list[str]:

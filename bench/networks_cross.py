@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from methods_cross import SETTINGS, EpochPrinter, _p, health_lines, subset_folder  # noqa: E402
+from methods_cross import SETTINGS, EpochPrinter, _p, convergence_lines, health_lines, subset_folder  # noqa: E402
 
 from sikd_core.pipeline import ExperimentRun  # noqa: E402
 from sikd_core.report import paired_comparisons  # noqa: E402
@@ -165,6 +165,9 @@ def tables(exps: dict[str, ExperimentRun]) -> str:
     lines += ["", "Training health of every model (`sikd_core/health.py`):", ""]
     for net, rep in reports.items():
         lines.extend(health_lines(net, "networks", rep.get("health") or {}))
+    lines += ["", "Did the reference recipe converge within the budget (mean validation Dice of its last quarter of "
+              "epochs vs the quarter before; still rising by more than 0.01 = not converged)?", ""]
+    lines.extend(convergence_lines("polyp", exps["reference"]))
     return "\n".join(lines)
 
 
