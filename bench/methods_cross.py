@@ -105,10 +105,13 @@ def subset_folder(src: Path, dest: Path, limit: int | None, seed: int = 0) -> Pa
     return dest
 
 
-def build_experiments(data: Path, out: Path, s: dict[str, Any], device: str) -> dict[str, ExperimentRun]:
-    """Per task: the seven methods and the reference recipe, in one experiment."""
+def build_experiments(data: Path, out: Path, s: dict[str, Any], device: str,
+                      tasks: list[str] | None = None) -> dict[str, ExperimentRun]:
+    """Per task (all, or ``tasks``): the seven methods and the reference recipe, in one experiment."""
     exps = {}
     for task, (train_rel, cross_rel) in TASKS.items():
+        if tasks and task not in tasks:
+            continue
         train = subset_folder(data / train_rel, out / "data" / task / "train", s["train_limit"])
         cross = subset_folder(data / cross_rel, out / "data" / task / "cross", s["cross_limit"])
         common = dict(train_dataset=str(train), eval_datasets=[str(cross)], image_size=s["image_size"],
@@ -229,10 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "runs" / "methods_cross"))
     p.add_argument("--smoke", action="store_true", help="tiny settings: proves the script, measures nothing")
     p.add_argument("--device", default="auto")
+    p.add_argument("--tasks", nargs="+", choices=list(TASKS), help="run only these tasks (the others' tables are "
+                   "left out; a task's report can be published and combined later)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     data, out = Path(args.data), Path(args.out)
-    for train_rel, cross_rel in TASKS.values():
+    for task, (train_rel, cross_rel) in TASKS.items():
+        if args.tasks and task not in args.tasks:
+            continue
         for rel in (train_rel, cross_rel):
             if not (data / rel / "images").is_dir():
                 print(f"error: dataset folder {data / rel} not found (see shared/datasets/README.md)", file=sys.stderr)
@@ -244,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {out} was started with other settings ({settings_path}); use a new --out", file=sys.stderr)
         return 2
     settings_path.write_text(json.dumps(s, indent=1))
-    exps = build_experiments(data, out, s, args.device)
+    exps = build_experiments(data, out, s, args.device, args.tasks)
     dev = next(iter(exps.values())).device
     print(f"SIKD Studio methods benchmark{' (SMOKE: tiny settings, not evidence)' if args.smoke else ''}; device "
           f"{dev} ({platform.processor() or platform.machine()}), {os.cpu_count()} CPUs, torch {torch.__version__}, "
