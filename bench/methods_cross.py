@@ -150,10 +150,40 @@ def _cell(summary: dict[tuple[str, str], dict[str, Any]], method: str, dataset: 
     return f"{s[f'{metric}_mean']:.3f} ± {s[f'{metric}_std']:.3f}"
 
 
-def tables(exps: dict[str, ExperimentRun]) -> str:
+def reference_trends(exp: ExperimentRun) -> dict[int, dict[str, Any]]:
+    """Whether each seed's reference recipe had converged (its validation Dice over the last quarter of epochs vs
+    the quarter before, :func:`sikd_core.health.reference_convergence`), read from the stage records so that
+    reports made before the check are covered too."""
+    records = {(st, sd): exp.stage_record(st, sd) or {} for st, sd in exp.spec.stages() if st == REFERENCE}
+    return reference_convergence(records)
+
+
+def publish(exps: dict[str, ExperimentRun], dest: Path) -> None:
+    """Per task: ``dest/<task>/`` gets report.json, report.md and convergence.json (the reference's trend per
+    seed): all :func:`tables` needs, so tasks run in different sessions combine with ``--tables-from``."""
+    for task, exp in exps.items():
+        folder = dest / task
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("report.json", "report.md"):
+            (folder / name).write_bytes((exp.workdir / name).read_bytes())
+        (folder / "convergence.json").write_text(json.dumps(reference_trends(exp), indent=1))
+
+
+def load_published(src: Path) -> tuple[dict[str, dict[str, Any]], dict[str, dict[int, dict[str, Any]]]]:
+    """The reports and reference trends :func:`publish` wrote, by task (in :data:`TASKS` order)."""
+    reports, trends = {}, {}
+    for task in TASKS:
+        if (src / task / "report.json").is_file():
+            reports[task] = json.loads((src / task / "report.json").read_text())
+            raw = json.loads((src / task / "convergence.json").read_text())
+            trends[task] = {int(k): v for k, v in raw.items()}
+    return reports, trends
+
+
+def tables(reports: dict[str, dict[str, Any]], trends: dict[str, dict[int, dict[str, Any]]]) -> str:
     """The paper-style table (methods as rows; intra | cross per task; Dice and IoU, mean ± std over seeds),
-    the paired comparisons and the baseline-strength reference, as Markdown."""
-    reports = {task: json.loads((exp.workdir / "report.json").read_text()) for task, exp in exps.items()}
+    the paired comparisons, the baseline-strength reference, every model's health and the reference's
+    convergence, as Markdown, from each task's report (and reference trends)."""
     cols: list[tuple[str, str, str]] = []
     for task, rep in reports.items():
         cols += [(task, rep["train_dataset"], "intra")] + [(task, d, "cross") for d in rep["eval_datasets"]]
@@ -193,18 +223,15 @@ def tables(exps: dict[str, ExperimentRun]) -> str:
         lines.extend(health_lines(task, "methods", rep.get("health") or {}))
     lines += ["", "Did the reference recipe converge within the budget (mean validation Dice of its last quarter of "
               "epochs vs the quarter before; still rising by more than 0.01 = not converged)?", ""]
-    for task, exp in exps.items():
-        lines.extend(convergence_lines(task, exp))
+    for task, tr in trends.items():
+        lines.extend(convergence_lines(task, tr))
     return "\n".join(lines)
 
 
-def convergence_lines(label: str, exp: ExperimentRun) -> list[str]:
-    """Whether each seed's reference recipe had converged (its validation Dice over the last quarter of epochs vs
-    the quarter before, :func:`sikd_core.health.reference_convergence`): an unconverged reference bounds the
-    baseline from below only. Read from the stage records, so reports made before the check are covered too."""
-    records = {(st, sd): exp.stage_record(st, sd) or {} for st, sd in exp.spec.stages() if st == REFERENCE}
+def convergence_lines(label: str, trends: dict[int, dict[str, Any]]) -> list[str]:
+    """One line per reference seed: converged, or still rising (then it bounds the baseline from below only)."""
     out = []
-    for seed, t in reference_convergence(records).items():
+    for seed, t in sorted(trends.items()):
         out.append(f"- {label} reference, seed {seed}: validation Dice {t['before']:.3f} -> {t['last']:.3f} over its "
                    f"last {2 * t['epochs']} epochs: " + ("converged" if t["converged"] else
                                                           "**still rising (a lower bound on the baseline only)**"))
@@ -232,10 +259,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "runs" / "methods_cross"))
     p.add_argument("--smoke", action="store_true", help="tiny settings: proves the script, measures nothing")
     p.add_argument("--device", default="auto")
+    p.add_argument("--publish", help="also write each task's report.json, report.md and convergence.json here")
+    p.add_argument("--tables-from", help="no training: print the tables of the tasks published in this folder")
     p.add_argument("--tasks", nargs="+", choices=list(TASKS), help="run only these tasks (the others' tables are "
                    "left out; a task's report can be published and combined later)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.tables_from:
+        reports, trends = load_published(Path(args.tables_from))
+        if not reports:
+            print(f"error: no published task report under {args.tables_from}", file=sys.stderr)
+            return 2
+        print(tables(reports, trends))
+        return 0
     data, out = Path(args.data), Path(args.out)
     for task, (train_rel, cross_rel) in TASKS.items():
         if args.tasks and task not in args.tasks:
@@ -258,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
           f"threads {torch.get_num_threads()}\nsettings: {json.dumps(s)}\nmethods: {METHODS}", flush=True)
     t0 = time.monotonic()
     run_all(exps, s["seeds"])
-    text = tables(exps)
+    if args.publish:
+        publish(exps, Path(args.publish))
+    reports = {task: json.loads((exp.workdir / "report.json").read_text()) for task, exp in exps.items()}
+    text = tables(reports, {task: reference_trends(exp) for task, exp in exps.items()})
     (out / "tables.md").write_text(text + "\n", encoding="utf-8")
     print("\n" + text)
     print(f"\nwall time {(time.monotonic() - t0) / 60:.1f} min this run (finished stages are not retrained); "

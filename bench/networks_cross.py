@@ -37,7 +37,15 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from methods_cross import SETTINGS, EpochPrinter, _p, convergence_lines, health_lines, subset_folder  # noqa: E402
+from methods_cross import (  # noqa: E402
+    SETTINGS,
+    EpochPrinter,
+    _p,
+    convergence_lines,
+    health_lines,
+    reference_trends,
+    subset_folder,
+)
 
 from sikd_core.pipeline import ExperimentRun  # noqa: E402
 from sikd_core.report import paired_comparisons  # noqa: E402
@@ -167,7 +175,7 @@ def tables(exps: dict[str, ExperimentRun]) -> str:
         lines.extend(health_lines(net, "networks", rep.get("health") or {}))
     lines += ["", "Did the reference recipe converge within the budget (mean validation Dice of its last quarter of "
               "epochs vs the quarter before; still rising by more than 0.01 = not converged)?", ""]
-    lines.extend(convergence_lines("polyp", exps["reference"]))
+    lines.extend(convergence_lines("polyp", reference_trends(exps["reference"])))
     return "\n".join(lines)
 
 

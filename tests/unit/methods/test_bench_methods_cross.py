@@ -26,8 +26,15 @@ def test_smoke_mode_runs_both_tasks_and_prints_every_table(tmp_path, capsys):
         pytest.fail(f"shared breast-us data missing under {data}; set SIKD_SHARED_DATASETS")
     bench = _bench()
     assert bench.SETTINGS["seeds"] == [0, 1, 2] and len(bench.METHODS) == 7
-    assert bench.main(["--data", str(data), "--out", str(tmp_path), "--smoke", "--device", "cpu"]) == 0
+    pub = tmp_path / "published"
+    assert bench.main(["--data", str(data), "--out", str(tmp_path), "--smoke", "--device", "cpu",
+                       "--publish", str(pub)]) == 0
     text = (tmp_path / "tables.md").read_text()
+    # the published reports alone rebuild the same tables (tasks run in different sessions combine this way)
+    assert sorted(p.name for p in pub.iterdir()) == ["breast-us", "polyp"]
+    assert "SMOKE" in capsys.readouterr().out
+    assert bench.main(["--tables-from", str(pub)]) == 0
+    assert capsys.readouterr().out.strip() == text.strip()
     for label in ("| Baseline |", "| SIKD |", "| U-Net w/ SDM |", "| GIN |", "| GIN + SIKD |", "| MaxStyle |",
                   "| MaxStyle + SIKD |", "| Reference (nnU-Net-like) |"):
         assert label in text
@@ -35,7 +42,6 @@ def test_smoke_mode_runs_both_tasks_and_prints_every_table(tmp_path, capsys):
     assert "GIN + SIKD − GIN" in text and "Baseline strength" in text and "| polyp | kvasir-seg (intra) |" in text
     assert "Reference (nnU-Net-like) − Baseline" not in text  # the reference measures the baseline, is not compared
     assert "| breast-us | bus-bra (cross) |" in text
-    assert "SMOKE" in capsys.readouterr().out
     # the health of every model is stated, one line per experiment (7 methods and the reference x 1 seed)
     assert "Training health of every model" in text
     assert "- breast-us methods:" in text and "of 8 models healthy" in text
