@@ -243,6 +243,17 @@ class Client:
                      files=[("files", f) for f in files])
         return r.json()["data"]
 
+    def predict_series(self, model_id: int, files: list[tuple[str, bytes, str]]) -> tuple[bytes, str, int]:
+        """Segment a DICOM series (one .zip of its files, or its .dcm files) with a model: the DICOM SEG's bytes,
+        its file name and the number of slices it covers (the API answers ``application/dicom``)."""
+        r = _request("POST", self.base, self.token, f"/models/{model_id}/predict",
+                     files=[("files", f) for f in files])
+        if not r.headers.get("content-type", "").startswith("application/dicom"):
+            raise ApiError(422, "the files were not read as one DICOM series (send one .zip of the series, or only "
+                           "its .dcm files)", method="POST", url=self.base, body={})
+        name = r.headers.get("content-disposition", "").partition('filename="')[2].rstrip('"') or "seg.dcm"
+        return r.content, name, int(r.headers.get("x-sikd-slices", 0))
+
     def model_card(self, model_id: int) -> dict[str, Any]:
         """The model's card (datasets, scores with CIs, health, terms, citation), cached for a minute."""
         return self.get(f"/models/{model_id}/card", cache="settled")

@@ -47,3 +47,17 @@ def models_frame(models: Sequence[dict[str, Any]], experiments: dict[int, dict[s
     cols = ["model", "experiment", "experiment name", "method", "seed", "network", "intra Dice", "cross Dice",
             "health"]
     return pd.DataFrame(rows, columns=["id", *cols]).set_index("id")
+
+
+def seg_summary(data: bytes, slices: int) -> str:
+    """One line on a returned DICOM SEG: its segments (labels), frames and the series it references."""
+    import io
+
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    labels = [str(s.SegmentLabel) for s in getattr(ds, "SegmentSequence", [])]
+    series = [str(r.SeriesInstanceUID) for r in getattr(ds, "ReferencedSeriesSequence", [])]
+    frames = int(getattr(ds, "NumberOfFrames", 0) or 0)
+    return (f"DICOM SEG ready ({len(data) / 1024:.0f} KiB): {slices} slices, {frames} frames, segments "
+            f"{', '.join(labels) or 'none'}; it references series {', '.join(s[-12:] for s in series) or '(none)'}")

@@ -61,3 +61,41 @@ def test_models_table_downloads_card_and_try_it(dashboard, services, trained):
     z = zipfile.ZipFile(io.BytesIO(c.downloader(f"/models/{chosen}/export?format=onnx")()))
     assert {f"sikd-model-{chosen}-onnx/{n}" for n in ("model.onnx", "recipe.json", "predict.py")} <= set(z.namelist())
     assert c.downloader(f"/models/{chosen}/card?format=md")().decode().startswith("# Model card:")
+
+
+def test_try_it_answers_a_dicom_series_with_a_seg_to_download(dashboard, services, trained, tmp_path):
+    """A DICOM series (one zip of its files, real BUSI images written as a CT-like series) sent from the Models
+    page comes back as a DICOM SEG that references it, offered as a download with its summary."""
+    import highdicom as hd
+
+    from tests import dicom_data as dd
+
+    case = dd.build(tmp_path)["case02"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for f in case.files:
+            z.write(f, f"{f.parent.name}/{f.name}")
+    api = trained["api"]
+    at = dashboard("models", url=services.work.url, token=api.token, timeout=60)
+    at.file_uploader(key="models_try").set_value([("case02.zip", buf.getvalue(), "application/zip")]).run(timeout=120)
+    no_exceptions(at)
+    ok = "\n".join(texts(at, "success"))
+    assert "DICOM SEG ready" in ok and "3 slices" in ok, ok
+    button = next(b for b in at.get("download_button") if b.label == "DICOM SEG (.dcm)")
+    assert button.proto.url  # the SEG's bytes are served for download
+    from ui.client import Client
+
+    chosen = at.selectbox(key="models_pick").value
+    seg_bytes, name, slices = Client(base=services.work.url, token=api.token).predict_series(
+        chosen, [("case02.zip", buf.getvalue(), "application/zip")])
+    seg = hd.seg.segread(io.BytesIO(seg_bytes))
+    sources = {uid for _, _, uid in seg.get_source_image_uids()}
+    import pydicom
+
+    assert sources == {str(pydicom.dcmread(f).SOPInstanceUID) for f in case.files}
+    assert name == f"sikd-model-{chosen}-seg.dcm" and slices == 3
+    # images and a series in one upload are not a series: a clear message, no crash
+    at.file_uploader(key="models_try").set_value([("case02.zip", buf.getvalue(), "application/zip"),
+                                                  ("x.png", b"not a png", "image/png")]).run(timeout=60)
+    no_exceptions(at)
+    assert texts(at, "error"), "a mixed upload must say why it was refused"

@@ -10,7 +10,7 @@ import streamlit as st
 from ui.client import ApiError, Client
 from ui.formatting import fmt
 from ui.health import card_health_markdown
-from ui.models_data import models_frame
+from ui.models_data import models_frame, seg_summary
 from ui.widgets import fail, show_error
 
 api = Client()
@@ -88,9 +88,20 @@ else:
         st.markdown("**Limits:**\n" + "\n".join(f"- {x}" for x in card["limitations"]))
 
 st.subheader("Try it")
-files = st.file_uploader("Images to segment (PNG, JPEG, TIFF, BMP)", accept_multiple_files=True, key="models_try",
-                         type=["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif"])
-if files:
+files = st.file_uploader("Images to segment (PNG, JPEG, TIFF, BMP), or a DICOM series (one .zip of its files, or "
+                         "its .dcm files): the answer is then a DICOM SEG that references it", accept_multiple_files=True,
+                         key="models_try", type=["png", "jpg", "jpeg", "tif", "tiff", "bmp", "gif", "dcm", "zip"])
+if files and any(f.name.lower().endswith((".dcm", ".zip")) for f in files):
+    try:
+        seg, seg_name, slices = api.predict_series(
+            chosen, [(f.name, f.getvalue(), f.type or "application/octet-stream") for f in files])
+    except ApiError as e:
+        show_error(e, "segmenting the DICOM series")
+    else:
+        st.success(seg_summary(seg, slices), icon=":material/radiology:")
+        st.download_button("DICOM SEG (.dcm)", seg, file_name=seg_name, mime="application/dicom",
+                           key="models_try_seg", icon=":material/download:")
+elif files:
     try:
         pred = api.predict(chosen, [(f.name, f.getvalue(), f.type or "application/octet-stream") for f in files])
     except ApiError as e:
