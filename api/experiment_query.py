@@ -24,7 +24,7 @@ def experiment_filters(
     dataset: Annotated[Id | None, Query(description="Only experiments trained or evaluated on this dataset (id)")]
     = None,
     network: Annotated[str | None, Query(min_length=1, max_length=100, pattern=_NAME,
-                                         description="Only experiments of this network (spec `model`)")] = None,
+                                         description="Only experiments of this network (spec `network`)")] = None,
     method: Annotated[str | None, Query(min_length=1, max_length=100, pattern=_NAME,
                                         description="Only experiments training this method (spec `methods`)")] = None,
     health: Annotated[Literal["healthy", "unhealthy"] | None,

@@ -150,7 +150,7 @@ class ExperimentCreate(ExperimentSpec):
 
     model_config = ConfigDict(title="ExperimentCreate", json_schema_extra={"examples": [
         {"name": "phantom-demo", "train_dataset": "1", "eval_datasets": ["2", "3"], "image_size": [96, 96],
-         "epochs": 6, "model_kwargs": {"widths": [16, 32, 64, 128]}, "seeds": [0]}]})
+         "epochs": 6, "network_kwargs": {"widths": [16, 32, 64, 128]}, "seeds": [0]}]})
     #: The first line of a 422's ``detail`` for this body (then one ``  <field>: <message>`` line per problem).
     error_title: ClassVar[str] = SPEC_ERROR_TITLE
 
@@ -430,7 +430,9 @@ class HealthPublic(BaseModel):
     components: dict[str, ComponentPublic] | None = None
 
 
-class ModelOption(BaseModel):
+class NetworkOption(BaseModel):
+    """A registered network (architecture), for the spec's ``network``."""
+
     name: str
     description: str
     skip_switch: bool
@@ -452,11 +454,17 @@ class MethodOption(BaseModel):
     description: str
     reference: str
     composable: bool = Field(description="name+sikd is allowed (trained with this method and distilled)")
-    models: list[str] | None = Field(None, description="networks it can train (None: every network)")
+    networks: list[str] | None = Field(None, description="networks it can train (None: every network)")
+    models: list[str] | None = Field(None, deprecated=True,
+                                     description="Deprecated: the old name of ``networks`` (the same list), kept for "
+                                                 "older clients")
 
 
 class OptionsPublic(BaseModel):
-    models: list[ModelOption]
+    networks: list[NetworkOption] = Field(description="The registered networks (the spec's ``network``)")
+    models: list[NetworkOption] = Field(
+        deprecated=True, description="Deprecated: the old name of ``networks`` (the same list), kept for older "
+                                     "clients; ``model`` means a trained model now")
     presets: list[PresetOption]
     methods: list[MethodOption]
     method_names: list[str] = Field(description="every valid entry of spec.methods, compositions included")

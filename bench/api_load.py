@@ -215,7 +215,7 @@ def main() -> int:
         api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         ids = [d["id"] for d in api.get("/datasets").json()["data"]]
         spec = {"name": "busy worker", "train_dataset": ids[0], "eval_datasets": ids[1:], "image_size": 64,
-                "model_kwargs": {"widths": [8, 16, 32]}, "epochs": 500, "batch_size": 8, "seeds": [0]}
+                "network_kwargs": {"widths": [8, 16, 32]}, "epochs": 500, "batch_size": 8, "seeds": [0]}
         r = api.post("/experiments", json=spec)
         r.raise_for_status()
         eid = r.json()["id"]

@@ -79,7 +79,7 @@ def main() -> int:
             cvc = api.upload(polyp_zip("cvc-clinicdb", args.cross, "cvc"), "cvc")["id"]
             presets = {p["name"]: p["values"] for p in api.get("/options")["presets"]}
             presets["plan"] = {k: v for k, v in api.get(f"/datasets/{kv}/plan", params={"measure": "false"})["spec"]
-                               .items() if k in ("model", "model_kwargs", "image_size", "epochs", "batch_size", "lr")}
+                               .items() if k in ("network", "network_kwargs", "image_size", "epochs", "batch_size", "lr")}
             base = {"train_dataset": str(kv), "eval_datasets": [str(cvc)], "methods": ["baseline", "sikd"],
                     "seeds": [0], "device": "cpu", "feature_maps": 1}
 

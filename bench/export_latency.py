@@ -68,7 +68,7 @@ def bench_model(name: str, model_file: Path | None, size: int, reps: int, images
     if model_file is None:
         torch.manual_seed(0)
         net = create_model(name, 3, 2).eval()
-        model_file = save_bundle(work / f"{name}.pt", net, model=name, model_kwargs={}, in_channels=3, num_classes=2,
+        model_file = save_bundle(work / f"{name}.pt", net, network=name, network_kwargs={}, in_channels=3, num_classes=2,
                                  image_size=[size, size], class_names=["background", "foreground"],
                                  normalization={"method": "percentile", "lower": 0.5, "upper": 99.5},
                                  method="baseline", seed=0)

@@ -46,7 +46,7 @@ def main() -> int:
                    for d, z in zips.items()}
             time.sleep(args.wait)
             spec = {"train_dataset": ids["vendor_a"], "eval_datasets": [ids["vendor_b"]], "image_size": 32,
-                    "epochs": 2, "model_kwargs": {"widths": [8, 16]}, "seeds": [0]}
+                    "epochs": 2, "network_kwargs": {"widths": [8, 16]}, "seeds": [0]}
             times = []
             for i in range(3):
                 t = time.perf_counter()

@@ -163,8 +163,8 @@ class GpuSampler:
 
 # ------------------------------------------------------------------------------------------ one experiment
 def spec_for(name: str, train: Path, cross: Path, args: argparse.Namespace) -> dict[str, Any]:
-    return dict(name=name, train_dataset=str(train), eval_datasets=[str(cross)], model="unet",
-                model_kwargs={"widths": args.widths}, image_size=args.size, epochs=args.epochs,
+    return dict(name=name, train_dataset=str(train), eval_datasets=[str(cross)], network="unet",
+                network_kwargs={"widths": args.widths}, image_size=args.size, epochs=args.epochs,
                 batch_size=args.batch, lr=args.lr, seeds=args.seeds, methods=["baseline", "sikd"], device=args.device,
                 amp=True, feature_maps=0, save_predictions=False, steps_per_epoch=args.steps_per_epoch)
 

@@ -87,7 +87,7 @@ with TestClient(create_app(s)) as c:
                                      datasets=[("train", str(ds), crud.get_dataset(db, user=user, dataset_id=ds))])
         db.flush()
         stage = exp.stages[0]
-        info = {"model": "unet", "model_kwargs": {"widths": [4, 8]}, "in_channels": 1, "num_classes": 2,
+        info = {"network": "unet", "network_kwargs": {"widths": [4, 8]}, "in_channels": 1, "num_classes": 2,
                 "image_size": [32, 32], "class_names": ["background", "fg"], "method": "baseline", "seed": 0}
         save_bundle(s.storage_dir / "m.pt", create_model("unet", 1, 2, widths=[4, 8]), **info)
         model = crud.create_model_row(db, stage=stage, owner_id=user.id, name="m", path="m.pt", info=info,

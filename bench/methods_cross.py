@@ -117,7 +117,7 @@ def build_experiments(data: Path, out: Path, s: dict[str, Any], device: str,
         common = dict(train_dataset=str(train), eval_datasets=[str(cross)], image_size=s["image_size"],
                       epochs=s["epochs"], steps_per_epoch=s["steps_per_epoch"], batch_size=s["batch_size"],
                       lr=s["lr"], augment=s["augment"], device=device, feature_maps=0, save_predictions=False)
-        spec = parse_spec(dict(common, name=f"methods {task}", model="unet", model_kwargs={"widths": s["widths"]},
+        spec = parse_spec(dict(common, name=f"methods {task}", network="unet", network_kwargs={"widths": s["widths"]},
                                seeds=s["seeds"], methods=[*METHODS, REFERENCE], alpha=s["alpha"],
                                recipe=s["recipe"]))
         exps[task] = ExperimentRun(spec, out / task / "methods")

@@ -2,7 +2,7 @@
 
 The paper's claim is that SIKD improves any segmentation network at no inference cost. For each network below,
 one experiment trains its baseline and SIKD (a class-mean teacher of the same architecture, without skip
-connections where the paper drops them: U-Net and TransUNet; with them otherwise, as ``sikd models`` says, and
+connections where the paper drops them: U-Net and TransUNet; with them otherwise, as ``sikd networks`` says, and
 the student with alpha x feature MSE) on Kvasir-SEG, scores them on its test split (intra) and on CVC-ClinicDB,
 never seen in training (cross), for each seed. The paper's U-Net is the anchor.
 
@@ -90,11 +90,11 @@ def build(data: Path, out: Path, s: dict[str, Any], networks: dict[str, dict[str
     roots = [out, *reuse]
     exps = {}
     for net, kwargs in networks.items():
-        spec = parse_spec(dict(common, name=f"networks {net}", model=net, model_kwargs=kwargs,
+        spec = parse_spec(dict(common, name=f"networks {net}", network=net, network_kwargs=kwargs,
                                methods=["baseline", "sikd"], alpha=s["alpha"]))
         exps[net] = ExperimentRun(spec, out / net, reuse_roots=roots)
     # The reference's widths follow the anchor U-Net's (methods/reference.py), as in bench/methods_cross.py.
-    spec = parse_spec(dict(common, name="networks reference", model="unet", model_kwargs={"widths": s["widths"]},
+    spec = parse_spec(dict(common, name="networks reference", network="unet", network_kwargs={"widths": s["widths"]},
                            methods=["reference"]))
     exps["reference"] = ExperimentRun(spec, out / "reference", reuse_roots=roots)
     return exps

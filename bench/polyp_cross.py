@@ -71,7 +71,7 @@ def build_spec(args: argparse.Namespace, train: Path, cross: Path) -> Experiment
     """The benchmark's experiment (examples/polyp_kvasir_to_cvc.yaml holds the same one for `sikd run`)."""
     return parse_spec({
         "name": f"polyp {train.name} -> {cross.name}", "train_dataset": str(train), "eval_datasets": [str(cross)],
-        "model": "unet", "model_kwargs": {"widths": args.widths}, "image_size": args.size, "epochs": args.epochs,
+        "network": "unet", "network_kwargs": {"widths": args.widths}, "image_size": args.size, "epochs": args.epochs,
         "batch_size": args.batch, "lr": args.lr, "seeds": args.seeds, "methods": ["baseline", "sikd", "reference"],
         "alpha": args.alpha, "teacher_input": "class_mean", "recipe": args.recipe, "device": args.device,
     })

@@ -83,7 +83,7 @@ def run(data: Path, out: Path, budget: dict[str, Any], limit: int | None) -> lis
             folder = subset_folder(folder, out / "data" / name, limit)
         common = dict(train_dataset=str(folder), image_size=budget["image_size"], epochs=budget["epochs"],
                       steps_per_epoch=budget["steps_per_epoch"], batch_size=budget["batch_size"],
-                      seeds=budget["seeds"], model="unet", model_kwargs={"widths": budget["widths"]},
+                      seeds=budget["seeds"], network="unet", network_kwargs={"widths": budget["widths"]},
                       feature_maps=0, save_predictions=False, device="cpu")
         runs: list[tuple[str, ExperimentRun, str, dict[str, Any]]] = []
         for label, variant in REFERENCE_VARIANTS.items():

@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(args.data)
     train = subset(data / "kvasir-seg", out / "data" / "kvasir", args.train_pairs)
     cross = subset(data / "cvc-clinicdb", out / "data" / "cvc", args.cross_pairs)
-    base = {"name": "alpha", "train_dataset": str(train), "eval_datasets": [str(cross)], "model": "unet",
-            "model_kwargs": {"widths": args.widths}, "image_size": args.size, "epochs": args.epochs, "batch_size": 8,
+    base = {"name": "alpha", "train_dataset": str(train), "eval_datasets": [str(cross)], "network": "unet",
+            "network_kwargs": {"widths": args.widths}, "image_size": args.size, "epochs": args.epochs, "batch_size": 8,
             "lr": 5e-3, "seeds": [0], "methods": ["baseline", "sikd"], "mask_mode": "binary", "device": "cpu",
             "feature_maps": 0, "save_predictions": False,
             "sweep": {"alpha": [a if a != int(a) else int(a) for a in args.alphas]}}

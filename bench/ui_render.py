@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             api = stack.admin
             ids = {d: api.upload(phantom_zip(root, d, n, s, size=40), d)["id"]
                    for d, n, s in (("vendor_a", 20, 1), ("vendor_b", 6, 2), ("vendor_c", 6, 3))}
-            learn = dict(image_size=40, epochs=3, lr=1e-2, model_kwargs={"widths": [8, 16, 32]})
+            learn = dict(image_size=40, epochs=3, lr=1e-2, network_kwargs={"widths": [8, 16, 32]})
             trained = [api.post("/experiments", json=tiny_spec(ids["vendor_a"], [ids["vendor_b"], ids["vendor_c"]],
                                                                name=f"alpha {a:g}", alpha=a, **learn))["id"]
                        for a in (1.0, 2.0)]

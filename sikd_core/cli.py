@@ -7,7 +7,7 @@
     sikd export MODEL.pt --format onnx --out DIR   deployable bundle (network, recipe, predict.py, card)
     sikd phantoms OUT --domain NAME -n N synthetic phantom dataset (SYNTHETIC, not patients)
     sikd demo [--out DIR]                phantoms + a small experiment, end to end
-    sikd models                          the registered networks
+    sikd networks                        the registered networks (`sikd models`: its old name)
     sikd plan DATASET [--out SPEC.yaml]  a spec planned from the dataset and this machine (nnU-Net's way)
     sikd methods                         the training methods (and X+sikd compositions)
     sikd serve                           the whole service (API, worker, dashboard)
@@ -221,7 +221,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models(args: argparse.Namespace) -> int:
+def cmd_networks(args: argparse.Namespace) -> int:
     from sikd_core.models import available_models, model_info
 
     for name in available_models():  # built-in and plug-in networks (sikd.networks entry points)
@@ -336,8 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device")
     d.set_defaults(func=cmd_demo)
 
-    m = sub.add_parser("models", help="list the registered networks")
-    m.set_defaults(func=cmd_models)
+    m = sub.add_parser("networks", aliases=["models"], help="list the registered networks (alias: models, its old "
+                       "name)")
+    m.set_defaults(func=cmd_networks)
     pl = sub.add_parser("plan", help="plan a spec (network, widths, image size, batch, epochs, estimated time) "
                         "from a dataset's fingerprint and this machine, printed as YAML for sikd run")
     pl.add_argument("dataset", help="the training dataset (folder, nnU-Net dataset or MONAI datalist)")

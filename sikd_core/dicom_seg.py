@@ -60,7 +60,7 @@ def predict_series(loaded: LoadedModel, series: dcm.Series) -> np.ndarray:
 def seg_dataset(loaded: LoadedModel, series: dcm.Series, classes: np.ndarray) -> Any:
     """The highdicom Segmentation of ``classes`` over ``series`` (the model named as the algorithm)."""
     info = loaded.info
-    algorithm = f"SIKD Studio {info.get('method') or 'model'} {info.get('model') or ''}".strip()
+    algorithm = f"SIKD Studio {info.get('method') or 'model'} {info.get('network') or ''}".strip()
     return dcm.write_seg(series, classes, loaded.class_names, algorithm=algorithm, version=__version__)
 
 

@@ -1,8 +1,10 @@
 """Trained-model bundles and prediction on new images at their original size.
 
-A bundle (``model.pt``) is a plain dict: ``format``, ``model`` (registry name), ``model_kwargs``,
+A bundle (``model.pt``) is a plain dict: ``format``, ``network`` (registry name), ``network_kwargs``,
 ``in_channels``, ``num_classes``, ``class_names``, ``image_size``, ``normalization``, ``method``,
-``seed``, ``spec``, ``metrics`` and ``state_dict``. Loading it needs only sikd_core.
+``seed``, ``spec``, ``metrics`` and ``state_dict``. Loading it needs only sikd_core. Bundles written before the
+rename of ``model`` to ``network`` (:data:`sikd_core.spec.RENAMED_KEYS`) hold ``model`` and ``model_kwargs``, in
+the bundle and in its ``spec``: :func:`load_bundle` reads them under the new names.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from torch import Tensor
 from sikd_core.errors import SIKDError
 from sikd_core.files import save_atomically
 from sikd_core.models import SegmentationModel, create_model
+from sikd_core.spec import with_current_names
 
 BUNDLE_FORMAT = "sikd-model/1"
 
 
 def save_bundle(path: str | Path, net: torch.nn.Module, **info: Any) -> Path:
-    """Write a model bundle: ``info`` must hold model, model_kwargs, in_channels, num_classes, image_size."""
-    required = ("model", "model_kwargs", "in_channels", "num_classes", "image_size")
+    """Write a model bundle: ``info`` must hold network, network_kwargs, in_channels, num_classes, image_size."""
+    required = ("network", "network_kwargs", "in_channels", "num_classes", "image_size")
     missing = [k for k in required if k not in info]
     if missing:
         raise ValueError(f"bundle info lacks {missing}")
@@ -70,10 +73,12 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> LoadedM
         raise SIKDError(f"{path} is not a readable model file: {e}") from None
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         raise SIKDError(f"{path} is not a SIKD Studio model bundle (expected format {BUNDLE_FORMAT!r})")
-    model = create_model(bundle["model"], bundle["in_channels"], bundle["num_classes"], **bundle["model_kwargs"])
+    info = with_current_names({k: v for k, v in bundle.items() if k != "state_dict"})
+    if isinstance(info.get("spec"), dict):
+        info["spec"] = with_current_names(info["spec"])
+    model = create_model(info["network"], info["in_channels"], info["num_classes"], **info["network_kwargs"])
     model.load_state_dict(bundle["state_dict"])
     model.to(device).eval()
-    info = {k: v for k, v in bundle.items() if k != "state_dict"}
     return LoadedModel(model, info)
 
 

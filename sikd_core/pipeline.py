@@ -62,7 +62,7 @@ from sikd_core.models import create_model, model_info
 from sikd_core.render import render_features, render_overlays
 from sikd_core.report import aggregate_rows, baseline_strength, method_comparisons, render_markdown, summarise
 from sikd_core.reuse import find_stage, link_stage
-from sikd_core.spec import ExperimentSpec, method_of_stage
+from sikd_core.spec import ExperimentSpec, method_of_stage, with_current_names
 from sikd_core.training import (
     Callback,
     DistillationTrainer,
@@ -137,7 +137,7 @@ class ExperimentRun(ExperimentData):
         spec_path = self.workdir / "spec.json"
         current = spec.to_json_dict()
         if spec_path.exists():
-            stored = json.loads(spec_path.read_text())
+            stored = with_current_names(json.loads(spec_path.read_text()))  # a folder from before the rename
             training_keys = [k for k in current if k not in ("device", "name", "on_unhealthy", "reuse")]
             # a key the stored spec lacks is newer than the experiment; what it sets was stored explicitly then
             changed = [k for k in training_keys if k in stored and stored[k] != current[k]]
@@ -171,20 +171,22 @@ class ExperimentRun(ExperimentData):
 
     def network(self, stage: str) -> str:
         """The registered network a stage trains: the spec's, or the reference recipe's own."""
-        return REFERENCE_NETWORK if stage == REFERENCE else self.spec.model
+        return REFERENCE_NETWORK if stage == REFERENCE else self.spec.network
 
-    def model_kwargs(self, stage: str) -> dict[str, Any]:
+    def network_kwargs(self, stage: str) -> dict[str, Any]:
+        """The arguments of a stage's network: the spec's (the teacher without skips where the network can drop
+        them), or the reference recipe's own widths."""
         if stage == REFERENCE:
-            return {"filters": reference_filters(self.spec.model, self.spec.model_kwargs, self.spec.image_size)}
-        kw = dict(self.spec.model_kwargs)
-        if stage == "teacher" and model_info(self.spec.model).skip_switch and not self.spec.teacher_skip_connections:
+            return {"filters": reference_filters(self.spec.network, self.spec.network_kwargs, self.spec.image_size)}
+        kw = dict(self.spec.network_kwargs)
+        if stage == "teacher" and model_info(self.spec.network).skip_switch and not self.spec.teacher_skip_connections:
             kw["skip_connections"] = False
         return kw
 
     def build_model(self, stage: str, seed: int) -> torch.nn.Module:
         # Baseline and student start from identical weights (same seed): the comparison is paired.
         torch.manual_seed(seed)
-        return create_model(self.network(stage), self.in_channels, self.num_classes, **self.model_kwargs(stage))
+        return create_model(self.network(stage), self.in_channels, self.num_classes, **self.network_kwargs(stage))
 
     def teacher_input_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
         k, c = self.num_classes, self.in_channels
@@ -257,7 +259,7 @@ class ExperimentRun(ExperimentData):
                                     head_from_teacher=self.spec.student_head_init == "teacher", **common)
         t0 = time.monotonic()
         result = trainer.fit()
-        info = dict(model=self.network(stage), model_kwargs=self.model_kwargs(stage), in_channels=self.in_channels,
+        info = dict(network=self.network(stage), network_kwargs=self.network_kwargs(stage), in_channels=self.in_channels,
                     num_classes=self.num_classes, class_names=self.class_names, image_size=self.spec.image_size,
                     normalization={"method": "percentile", "lower": 0.5, "upper": 99.5},
                     method=method_of_stage(stage) or stage, stage=stage, seed=seed,

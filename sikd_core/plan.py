@@ -139,7 +139,7 @@ def plan_widths(image_size: list[int], dev: dict[str, Any]) -> tuple[list[int], 
     return widths, f"{levels} levels (bottleneck {side // 2 ** (levels - 1)} px), base width {base} for {dev['kind']}"
 
 
-def measure_steps(model_name: str, model_kwargs: dict[str, Any], in_channels: int, num_classes: int,
+def measure_steps(network: str, network_kwargs: dict[str, Any], in_channels: int, num_classes: int,
                   image_size: list[int], batch: int, device: str, steps: int = 5) -> dict[str, float]:
     """Seconds per training step of the baseline/teacher and of the SIKD student (teacher forward + feature MSE),
     per no-grad forward of a batch, and the peak GPU memory of a step, measured on ``device``."""
@@ -148,8 +148,8 @@ def measure_steps(model_name: str, model_kwargs: dict[str, Any], in_channels: in
 
     dev = torch.device(device)
     torch.manual_seed(0)
-    model = create_model(model_name, in_channels, num_classes, **model_kwargs).to(dev)
-    teacher = create_model(model_name, in_channels, num_classes, **model_kwargs).to(dev).eval()
+    model = create_model(network, in_channels, num_classes, **network_kwargs).to(dev)
+    teacher = create_model(network, in_channels, num_classes, **network_kwargs).to(dev).eval()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     seg, mse = build_seg_loss("dice_ce", num_classes), FeatureDistillationLoss(2.0)
     x = torch.rand(batch, in_channels, *image_size, device=dev)
@@ -232,8 +232,8 @@ def plan(dataset: str | os.PathLike[str] | int, *, eval_datasets: list[Any] | No
         "name": name or f"{fp['name']}-planned",
         "train_dataset": dataset if isinstance(dataset, int) else str(dataset),
         "eval_datasets": [d if isinstance(d, int) else str(d) for d in eval_datasets or []],
-        "model": "unet",
-        "model_kwargs": kwargs,
+        "network": "unet",
+        "network_kwargs": kwargs,
         "image_size": image_size,
         "epochs": epochs,
         "batch_size": batch,

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from sikd_core.health import BELOW_REFERENCE_DICE, health_markdown
+from sikd_core.spec import with_current_names
 
 #: The per-class metrics every result carries, in this order (:mod:`sikd_core.metrics` computes them; defined
 #: here so results are read and reported without PyTorch).
@@ -332,7 +333,7 @@ def strength_markdown(report: dict[str, Any]) -> list[str]:
 
 def render_markdown(report: dict[str, Any]) -> str:
     """The human-readable report: the paper's table layout (intra vs cross, baseline vs SIKD, delta)."""
-    spec = report["spec"]
+    spec = with_current_names(report["spec"])  # a report written before the rename names the network "model"
     summary = report["summary"]
     present = {s["method"] for s in summary}
     order = list(report.get("methods") or ["baseline", "sikd"]) + sorted(present)
@@ -346,7 +347,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# SIKD Studio report: {spec['name']}",
         "",
-        f"Model `{spec['model']}` {spec.get('model_kwargs') or ''} · image size {spec['image_size'][0]}×"
+        f"Network `{spec['network']}` {spec.get('network_kwargs') or ''} · image size {spec['image_size'][0]}×"
         f"{spec['image_size'][1]} · {spec['epochs']} epochs (teacher {spec.get('teacher_epochs') or spec['epochs']})"
         f" · batch {spec['batch_size']} · lr {spec['lr']:g} · loss {spec['loss']} · α = {spec['alpha']:g} · "
         f"teacher input `{spec['teacher_input']}` · seeds {spec['seeds']}",

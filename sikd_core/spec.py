@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -48,8 +49,12 @@ class ExperimentSpec(BaseModel):
     eval_datasets: list[str] = Field(
         default_factory=list, description="Datasets of the same task never seen in training (cross-dataset)."
     )
-    model: str = Field("unet", description="Registered network name (see `sikd models`).")
-    model_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra network arguments, e.g. widths.")
+    network: str = Field("unet", validation_alias=AliasChoices("network", "model"),
+                         description="Registered network name (see `sikd networks`); read under its old name "
+                         "`model` too.")
+    network_kwargs: dict[str, Any] = Field(
+        default_factory=dict, validation_alias=AliasChoices("network_kwargs", "model_kwargs"),
+        description="Extra network arguments, e.g. widths; read under its old name `model_kwargs` too.")
     image_size: tuple[StrictInt, StrictInt] = Field((256, 256), description="Training size H,W (an int means square).")
     epochs: StrictInt = Field(50, ge=1, le=10000, description="Epochs of the baseline and the student.")
     teacher_epochs: StrictInt | None = Field(None, ge=1, le=10000, description="Teacher epochs (default: epochs).")
@@ -107,6 +112,13 @@ class ExperimentSpec(BaseModel):
                 data = {**RECIPES[recipe], **given}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        """A key may come under its old name (:data:`RENAMED_KEYS`; the field's alias reads it, so an error names
+        the key the caller sent); under both names it must hold one value."""
+        return with_current_names(data, rename=False) if isinstance(data, dict) else data
+
     @field_validator("image_size", mode="before")
     @classmethod
     def _square(cls, v: Any) -> Any:
@@ -148,11 +160,11 @@ class ExperimentSpec(BaseModel):
                 parse_method(name)
             except SpecError as e:
                 raise ValueError(str(e)) from None
-        model = info.data.get("model")  # absent when the model itself was invalid (and is reported)
-        for name in v if model else ():
-            allowed = method_info(parse_method(name)[0]).models
-            if allowed and model not in allowed:
-                raise ValueError(f"method {name!r} needs model {' or '.join(allowed)}; got {model!r}")
+        network = info.data.get("network")  # absent when the network itself was invalid (and is reported)
+        for name in v if network else ():
+            allowed = method_info(parse_method(name)[0]).networks
+            if allowed and network not in allowed:
+                raise ValueError(f"method {name!r} needs network {' or '.join(allowed)}; got {network!r}")
         return v
 
     @field_validator("eval_datasets")
@@ -180,9 +192,9 @@ class ExperimentSpec(BaseModel):
             raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps; got {v!r}")
         return v
 
-    @field_validator("model")
+    @field_validator("network")
     @classmethod
-    def _known_model(cls, v: str) -> str:
+    def _known_network(cls, v: str) -> str:
         from sikd_core.errors import UnknownModelError
         from sikd_core.models import model_info
 
@@ -192,15 +204,15 @@ class ExperimentSpec(BaseModel):
             raise ValueError(str(e)) from None
         return v
 
-    @field_validator("model_kwargs")
+    @field_validator("network_kwargs")
     @classmethod
     def _buildable(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         """The network must build with these arguments (checked on the meta device: no weights)."""
         from sikd_core.models import check_model_kwargs
 
-        if "model" in info.data:  # else the model name itself was invalid and is reported
+        if "network" in info.data:  # else the network name itself was invalid and is reported
             try:
-                check_model_kwargs(info.data["model"], v)
+                check_model_kwargs(info.data["network"], v)
             except SpecError as e:
                 raise ValueError(str(e)) from None
         return v
@@ -258,6 +270,43 @@ def method_of_stage(stage: str) -> str | None:
     return rule(stage)
 
 
+#: Spec keys renamed since specs were first stored, old name -> current name: ``model`` named the network, and
+#: means a trained model now. Request bodies, spec files, reports, bundles and rows written before the rename are
+#: read all the same (the database's rows are rewritten by migration 0008); specs are written with the new names.
+RENAMED_KEYS: dict[str, str] = {"model": "network", "model_kwargs": "network_kwargs"}
+
+
+def with_current_names(data: dict[str, Any], *, rename: bool = True) -> dict[str, Any]:
+    """A copy of ``data`` (a spec as a dict) with every key of :data:`RENAMED_KEYS` under its current name. Given
+    under both names, the key must hold one value: else a :class:`SpecError` naming both (``rename=False``, for the
+    spec's own validation: only a repeated old key is dropped, and one that differs is left for the unknown-key
+    check, whose message :func:`spec_error_message` words with both names)."""
+    out = dict(data)
+    for old, new in RENAMED_KEYS.items():
+        if old in out and new in out:
+            if out[old] != out[new]:
+                if rename:
+                    raise SpecError(f"{old}: {renamed_conflict(old, out[old])}")
+                continue
+            del out[old]
+        elif old in out and rename:
+            out[new] = out.pop(old)
+    return out
+
+
+def stored_spec(data: dict[str, Any]) -> ExperimentSpec:
+    """A spec stored as JSON after it was validated (an experiment's row), without validating it again: a status
+    read must not rebuild the network to check its arguments. Old key names are read (:data:`RENAMED_KEYS`)."""
+    current = with_current_names(data)
+    return ExperimentSpec.model_construct(**{k: v for k, v in current.items() if k in ExperimentSpec.model_fields})
+
+
+def renamed_conflict(old: str, value: Any) -> str:
+    """The message for an old key given beside its new name with another value."""
+    new = RENAMED_KEYS[old]
+    return f"the old name of {new}; both are given, with different values ({old}: {value!r}): give {new} only"[:300]
+
+
 #: What each recipe sets where the spec does not say (``recipe: paper`` is the SIKD authors' setting exactly).
 RECIPES: dict[str, dict[str, Any]] = {
     "standard": {"loss": "dice_ce"},
@@ -265,7 +314,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 #: The spec keys a size preset sets.
-PRESET_KEYS: tuple[str, ...] = ("model", "model_kwargs", "image_size", "epochs", "batch_size", "lr")
+PRESET_KEYS: tuple[str, ...] = ("network", "network_kwargs", "image_size", "epochs", "batch_size", "lr")
 
 
 def spec_defaults(keys: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -288,7 +337,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
               "2 CPU cores with the demo phantoms. Adam 5e-3 with the standard recipe's Dice + CE: the setting that "
               "put this U-Net's baseline within 0.02 Dice of the reference recipe on Kvasir-SEG and BUSI "
               "(bench/recipe_defaults.py).",
-              {"model": "unet", "model_kwargs": {"widths": [16, 32, 64, 128]}, "image_size": [96, 96],
+              {"network": "unet", "network_kwargs": {"widths": [16, 32, 64, 128]}, "image_size": [96, 96],
                "epochs": 30, "batch_size": 8, "lr": 5e-3}),
 }
 
@@ -312,6 +361,8 @@ SPEC_ERROR_TITLE = "invalid experiment spec"
 def spec_error_message(err: dict[str, Any], known: Any = None) -> str:
     """A pydantic error's message as a user reads it: no ``Value error,`` prefix; an unknown key lists the known
     ones (``known``: the fields, default the spec's); a missing one says ``required``."""
+    if err.get("type") == "extra_forbidden" and tuple(err.get("loc", ()))[-1:] in [(k,) for k in RENAMED_KEYS]:
+        return renamed_conflict(err["loc"][-1], err.get("input"))
     if err.get("type") == "extra_forbidden":
         return "unknown key; known keys: " + ", ".join(known if known is not None else ExperimentSpec.model_fields)
     if err.get("type") == "missing":
@@ -354,5 +405,12 @@ def load_spec(path: str | Path, **overrides: Any) -> ExperimentSpec:
         data = {}
     if not isinstance(data, dict):
         raise SpecError(f"spec file {path} must hold a mapping of keys to values")
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        for old, new in RENAMED_KEYS.items():  # an override under either name replaces the file's key
+            if k in (old, new):
+                data.pop(old, None)
+                data.pop(new, None)
+        data[k] = v
     return parse_spec(data)

@@ -382,7 +382,7 @@ def create_model_row(session: Session, *, stage: Stage, owner_id: int, name: str
         session.add(row)
     row.name, row.path, row.size_bytes = name, path, size_bytes
     row.method, row.seed = info["method"], int(info["seed"])
-    row.architecture, row.image_size = info["model"], list(info["image_size"])
+    row.architecture, row.image_size = info["network"], list(info["image_size"])
     row.num_classes, row.class_names = int(info["num_classes"]), list(info["class_names"])
     row.best_val_dice = info.get("best_val_dice")
     session.flush()

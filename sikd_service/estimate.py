@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from sikd_core.methods.plan import PlannedStage, stage_plan
-from sikd_core.spec import ExperimentSpec
+from sikd_core.spec import ExperimentSpec, stored_spec
 from sikd_service import crud
 from sikd_service.config import Settings
 from sikd_service.tables import ACTIVE_EXPERIMENT, Dataset, Experiment, Stage
@@ -76,7 +76,7 @@ def shape_of(spec: ExperimentSpec, train_pairs: Sequence[int], cross_pairs: Sequ
 
 def network_key(spec: ExperimentSpec, p: PlannedStage) -> str:
     """The network a stage trains with its arguments (the reference recipe's network has its own)."""
-    kwargs = spec.model_kwargs if p.network == spec.model else {}
+    kwargs = spec.network_kwargs if p.network == spec.network else {}
     return f"{p.network} {json.dumps(kwargs, sort_keys=True)}"
 
 
@@ -87,11 +87,6 @@ def cost_kind(p: PlannedStage) -> str:
 
 def _seconds(a: datetime | None, b: datetime | None) -> float | None:
     return (b - a).total_seconds() if a and b else None
-
-
-def planned_spec(stored: dict[str, Any]) -> ExperimentSpec:
-    """A stored (validated) spec without validating it again."""
-    return ExperimentSpec.model_construct(**{k: v for k, v in stored.items() if k in ExperimentSpec.model_fields})
 
 
 def calibrate(session: Session, settings: Settings) -> Costs:
@@ -106,7 +101,7 @@ def calibrate(session: Session, settings: Settings) -> Costs:
     ds_ids = {lk.dataset_id for e in exps for lk in e.dataset_links}
     pairs = {d.id: d.num_pairs for d in crud.get_datasets_by_id(session, ids=list(ds_ids)).values()} if ds_ids else {}
     for e in exps:
-        spec = planned_spec(e.spec)
+        spec = stored_spec(e.spec)
         train = [pairs.get(lk.dataset_id, 0) for lk in e.dataset_links if lk.role == "train"]
         cross = [pairs.get(lk.dataset_id, 0) for lk in e.dataset_links if lk.role == "eval"]
         if not all(train) or not train:
@@ -153,7 +148,7 @@ def model_step(spec: ExperimentSpec, p: PlannedStage, in_channels: int, num_clas
     from sikd_core.plan import measure_steps
 
     batch = min(spec.batch_size, 2)
-    kwargs = spec.model_kwargs if p.network == spec.model else {}
+    kwargs = spec.network_kwargs if p.network == spec.network else {}
     key = (p.network, json.dumps(kwargs, sort_keys=True), in_channels, num_classes, tuple(spec.image_size), batch)
     with _LOCK:  # one measurement at a time: two would slow each other down
         if key not in _MEASURED:
@@ -236,7 +231,7 @@ def estimate_spec(costs: Costs, spec: ExperimentSpec, shape: Shape, *, in_channe
 def time_left(costs: Costs, exp: Experiment, pairs: dict[int, Dataset]) -> float:
     """Seconds of work left in an active experiment: its unfinished stages at their estimated cost (a running
     one: its own ETA when it has one, else the unfinished share)."""
-    spec = planned_spec(exp.spec)
+    spec = stored_spec(exp.spec)
     train = [pairs[lk.dataset_id] for lk in exp.dataset_links if lk.role == "train" and lk.dataset_id in pairs]
     cross = [pairs[lk.dataset_id].num_pairs for lk in exp.dataset_links if lk.role == "eval" and lk.dataset_id in pairs]
     if not train:

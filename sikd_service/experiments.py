@@ -202,7 +202,7 @@ def warm_up() -> float:
 
     t = time.perf_counter()
     spec = parse_spec({"name": "warm-up", "train_dataset": "1", "image_size": 32, "batch_size": 2,
-                       "model_kwargs": {"widths": [4, 8]}})
+                       "network_kwargs": {"widths": [4, 8]}})
     estimate_cost(spec, in_channels=1, num_classes=2, num_pairs=4)
     return time.perf_counter() - t
 

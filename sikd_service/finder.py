@@ -152,7 +152,7 @@ def conditions(session: Session, *, user: User, f: Filters) -> list[Any]:
         cond.append(select(literal(1)).where(ExperimentDataset.experiment_id == Experiment.id,
                                              ExperimentDataset.dataset_id == f.dataset).exists())
     if f.network:
-        cond.append(Experiment.spec["model"].as_string() == f.network)
+        cond.append(Experiment.spec["network"].as_string() == f.network)  # rows before 0008 are migrated
     if f.method:
         cond.append(_json_list_has(session, Experiment.spec, f.method, path="methods"))
     if f.health:

@@ -206,7 +206,7 @@ def upload(client: Any, headers: dict[str, str], data: bytes, name: str = "data"
 
 def tiny_spec(datasets: dict[str, int], **kw: Any) -> dict[str, Any]:
     spec = dict(name="tiny", train_dataset=datasets["vendor_a"], eval_datasets=[datasets["vendor_b"]],
-                model_kwargs={"widths": [4, 8, 16]}, image_size=32, epochs=2, batch_size=4, lr=5e-3, seeds=[0],
+                network_kwargs={"widths": [4, 8, 16]}, image_size=32, epochs=2, batch_size=4, lr=5e-3, seeds=[0],
                 device="cpu", feature_maps=1)
     spec.update(kw)
     return spec

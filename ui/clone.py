@@ -17,15 +17,15 @@ from ui.formatting import train_ids
 
 #: Spec field -> the form's widget key (image_size, the datasets and the extras are handled on their own).
 WIDGETS = {
-    "model": "ne_model", "loss": "ne_loss", "epochs": "ne_epochs", "batch_size": "ne_batch", "lr": "ne_lr",
+    "network": "ne_network", "loss": "ne_loss", "epochs": "ne_epochs", "batch_size": "ne_batch", "lr": "ne_lr",
     "alpha": "ne_alpha", "teacher_input": "ne_tin", "student_head_init": "ne_head", "teacher_epochs": "ne_tepochs",
     "weight_decay": "ne_wd", "steps_per_epoch": "ne_steps", "val_fraction": "ne_val", "test_fraction": "ne_test",
     "split_seed": "ne_split", "mask_mode": "ne_mask", "device": "ne_device", "feature_maps": "ne_feat",
     "augment": "ne_aug", "amp": "ne_amp", "save_predictions": "ne_save", "teacher_skip_connections": "ne_skips",
     "on_unhealthy": "ne_unhealthy", "reuse": "ne_reuse",
 }
-#: Fields the form sets itself (the name, datasets, sizes, seeds, methods, model arguments; recipe follows loss).
-OWN = {"name", "train_dataset", "eval_datasets", "image_size", "seeds", "methods", "model_kwargs", "recipe"}
+#: Fields the form sets itself (the name, datasets, sizes, seeds, methods, network arguments; recipe follows loss).
+OWN = {"name", "train_dataset", "eval_datasets", "image_size", "seeds", "methods", "network_kwargs", "recipe"}
 _FLOAT = {"lr", "alpha", "weight_decay", "val_fraction", "test_fraction"}
 _INT = {"epochs", "batch_size", "teacher_epochs", "steps_per_epoch", "split_seed", "feature_maps"}
 
@@ -35,9 +35,9 @@ def clone_name(name: str) -> str:
 
 
 def form_state(spec: dict[str, Any], *, datasets: list[int], method_names: list[str],
-               models: list[str]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+               networks: list[str]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """``(widget values by key, spec fields the form has no widget for, notes)`` for the form filled with
-    ``spec``. ``datasets``: the ids the user may choose; ``method_names``/``models``: what the API offers."""
+    ``spec``. ``datasets``: the ids the user may choose; ``method_names``/``networks``: what the API offers."""
     state: dict[str, Any] = {"ne_name": clone_name(str(spec.get("name") or "experiment"))}
     notes: list[str] = []
     train = [int(i) for i in train_ids(spec) if str(i).isdigit()]
@@ -58,7 +58,7 @@ def form_state(spec: dict[str, Any], *, datasets: list[int], method_names: list[
     if unknown:
         notes.append("method(s) " + ", ".join(unknown) + " are not offered any more: left out")
     state["ne_methods"] = [m for m in methods if m in method_names]
-    state["ne_kwargs"] = json.dumps(spec.get("model_kwargs") or {})
+    state["ne_kwargs"] = json.dumps(spec.get("network_kwargs") or {})
     for field, key in WIDGETS.items():
         if field not in spec:
             continue
@@ -70,9 +70,9 @@ def form_state(spec: dict[str, Any], *, datasets: list[int], method_names: list[
         elif field in ("augment", "amp", "save_predictions", "teacher_skip_connections", "reuse"):
             v = bool(v)
         state[key] = v
-    if state.get("ne_model") not in models:
-        notes.append(f"network {spec.get('model')!r} is not installed any more: choose another")
-        state.pop("ne_model", None)
+    if state.get("ne_network") not in networks:
+        notes.append(f"network {spec.get('network')!r} is not installed any more: choose another")
+        state.pop("ne_network", None)
     derived = "paper" if spec.get("loss") == "ce" else "standard"
     if spec.get("recipe") and spec["recipe"] != derived:
         notes.append(f"its recipe was {spec['recipe']!r}; the form sets {derived!r} for loss {spec.get('loss')!r}")
@@ -80,7 +80,7 @@ def form_state(spec: dict[str, Any], *, datasets: list[int], method_names: list[
     return state, extra, notes
 
 
-def apply_clone(api: Client, *, datasets: list[int], method_names: list[str], models: list[str],
+def apply_clone(api: Client, *, datasets: list[int], method_names: list[str], networks: list[str],
                 presets: dict[str, dict[str, Any]]) -> None:
     """With ``?clone=<id>``: fill the form from that experiment's spec (once per id, so the user's edits stay),
     and say so above the form."""
@@ -97,7 +97,7 @@ def apply_clone(api: Client, *, datasets: list[int], method_names: list[str], mo
         except ApiError as e:
             st.warning(f"Cannot clone experiment #{exp_id}: {e.message}")
             return
-        state, extra, notes = form_state(exp["spec"], datasets=datasets, method_names=method_names, models=models)
+        state, extra, notes = form_state(exp["spec"], datasets=datasets, method_names=method_names, networks=networks)
         st.session_state.update(state)
         fitting = [n for n, p in presets.items() if all(exp["spec"].get(k) == v for k, v in p["values"].items())]
         st.session_state["ne_preset"] = fitting[0] if fitting else next(iter(presets), None)

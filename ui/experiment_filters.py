@@ -37,7 +37,7 @@ def filter_bar(api: Client) -> dict[str, Any]:
     except ApiError as e:
         st.caption(f"Filters unavailable: {e.message}")
         return {}
-    networks = sorted(m["name"] for m in options.get("models") or [])
+    networks = sorted(m["name"] for m in options.get("networks") or [])
     methods = list(options.get("method_names") or [])
     for key, known in (("exp_f_dataset", [ANY, *datasets]), ("exp_f_network", [ANY, *networks]),
                        ("exp_f_method", [ANY, *methods])):

@@ -162,13 +162,13 @@ def experiments_frame(exps: Sequence[dict[str, Any]], etas: dict[int, float | No
             **{k.capitalize(): None if prog[k] is None else 100 * prog[k] for k in STAGE_KINDS},
             "Now": current_activity(e), "ETA": (fmt_seconds(etas[e["id"]] if etas is not None and e["id"] in etas else experiment_eta(e))
                     if e["status"] in ACTIVE else ""),
-            "Model": spec.get("model", ""), "Epochs": spec.get("epochs"),
+            "Network": spec.get("network", ""), "Epochs": spec.get("epochs"),
             "Created": created.strftime("%Y-%m-%d %H:%M") if created else "",
             **headline_scores(e.get("summary"), e.get("plan") or []),
             "Open": f"experiment?id={e['id']}",
         })
     cols = ["ID", "Name", "Tags", "Status", "Health", "Progress", "Headline model", "Dice intra", "Dice cross", "Δ intra",
-            "Δ cross", "Baseline", "Teacher", "Student", "Evaluation", "Now", "ETA", "Model", "Epochs", "Created",
+            "Δ cross", "Baseline", "Teacher", "Student", "Evaluation", "Now", "ETA", "Network", "Epochs", "Created",
             "Open"]
     return pd.DataFrame(rows, columns=cols)
 

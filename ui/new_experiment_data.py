@@ -9,7 +9,7 @@ from typing import Any
 from ui.formatting import fmt_seconds
 
 #: The spec keys a size choice (the dataset's plan, or a preset) sets.
-SIZE_KEYS = ("model", "model_kwargs", "image_size", "epochs", "batch_size", "lr")
+SIZE_KEYS = ("network", "network_kwargs", "image_size", "epochs", "batch_size", "lr")
 
 
 def field_errors(body: dict[str, Any] | None, detail: Any = None) -> tuple[dict[str, list[str]], list[str]]:

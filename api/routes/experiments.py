@@ -21,7 +21,7 @@ from api.schemas import (
     ExperimentResults,
     FeaturePublic,
     MethodOption,
-    ModelOption,
+    NetworkOption,
     OptionsPublic,
     OverlayPublic,
     Page,
@@ -69,10 +69,11 @@ def public(exp: Experiment) -> ExperimentPublic:
 def options(user: CurrentUser) -> OptionsPublic:
     """What an experiment can be made of: networks, methods, teacher inputs, spec defaults and schema."""
     from sikd_core.models import available_models, model_info  # PyTorch: not imported at the API's start
+    networks = [NetworkOption(name=m.name, description=m.description, skip_switch=m.skip_switch, defaults=m.defaults,
+                              teacher_note=m.teacher_note, plugin=m.plugin)
+                for m in map(model_info, available_models())]  # available_models loads the plug-ins first
     return OptionsPublic(
-        models=[ModelOption(name=m.name, description=m.description, skip_switch=m.skip_switch, defaults=m.defaults,
-                            teacher_note=m.teacher_note, plugin=m.plugin)
-                for m in map(model_info, available_models())],  # available_models loads the plug-ins first
+        networks=networks, models=networks,  # "models": the deprecated old name, for older clients
         presets=[PresetOption(name=k, description=d, values=v) for k, (d, v) in PRESETS.items()],
         methods=[MethodOption(**m) for m in method_options()], method_names=method_names(),
         teacher_inputs=list(TEACHER_INPUTS),

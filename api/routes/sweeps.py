@@ -17,7 +17,7 @@ from sikd_service.errors import not_found
 router = APIRouter(tags=["sweeps"])
 
 _EXAMPLE = {"name": "alpha", "train_dataset": 1, "eval_datasets": [2], "image_size": 64, "epochs": 10,
-            "model_kwargs": {"widths": [8, 16, 32]}, "sweep": {"alpha": [0.5, 1, 2, 5]}}
+            "network_kwargs": {"widths": [8, 16, 32]}, "sweep": {"alpha": [0.5, 1, 2, 5]}}
 SweepId = Annotated[Id, id_path("sweep")]
 
 

@@ -75,7 +75,7 @@ def make_recipe(loaded: LoadedModel, fmt: str, check: dict[str, Any] | None = No
             "argmax": "over classes (axis 1), first maximum on ties",
             "mask": "uint8 class indices; predict.py writes 0/255 for one foreground class",
         },
-        "source": {k: info.get(k) for k in ("model", "model_kwargs", "method", "stage", "seed", "train_dataset",
+        "source": {k: info.get(k) for k in ("network", "network_kwargs", "method", "stage", "seed", "train_dataset",
                                             "best_val_dice")},
         "check": check,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

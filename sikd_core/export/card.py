@@ -260,7 +260,7 @@ def build_card(info: dict[str, Any], *, record: dict[str, Any] | None = None, re
     card = {
         "card": CARD_FORMAT,
         "name": name or f"{spec.get('name', 'model')} {method} seed {seed}",
-        "model": {k: info.get(k) for k in ("model", "model_kwargs", "method", "stage", "seed", "in_channels",
+        "model": {k: info.get(k) for k in ("network", "network_kwargs", "method", "stage", "seed", "in_channels",
                                            "num_classes", "class_names", "image_size", "normalization",
                                            "best_val_dice", "best_epoch", "format")},
         "method": method_section(method, spec),
@@ -337,7 +337,7 @@ def render_card_markdown(card: dict[str, Any]) -> str:
         lines += ["> **RESEARCH ONLY**: trained on data whose terms forbid commercial use.", ""]
     lines += [
         "## Model",
-        f"- Network: `{m.get('model')}` {json.dumps(m.get('model_kwargs') or {})}; "
+        f"- Network: `{m.get('network')}` {json.dumps(m.get('network_kwargs') or {})}; "
         f"{m.get('in_channels')} input channel(s), classes {', '.join(map(str, m.get('class_names') or []))}",
         f"- Method: **{card['method']['name']}** ({card['method']['description']})"
         + (f"; alpha {card['method']['alpha']}" if card['method'].get('teacher_input') else ""),

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sikd_core.errors import SIKDError
+from sikd_core.spec import with_current_names
 from sikd_core.training.callbacks import Callback
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -211,7 +212,8 @@ def _log_evaluation(tracking_uri: str, label: str, workdir: Path, spec: Mapping[
                             tags={"sikd.stage": "evaluation"})
     rid = run.info.run_id
     try:
-        for k, v in sorted(flatten(dict(spec or report.get("spec") or {}), "spec.").items())[:500]:
+        params = with_current_names(dict(spec or report.get("spec") or {}))  # an older report says "model"
+        for k, v in sorted(flatten(params, "spec.").items())[:500]:
             client.log_param(rid, k, v)
         for s in report.get("summary", []):
             for m in ("dice", "iou", "hd95"):

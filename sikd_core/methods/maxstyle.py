@@ -80,7 +80,7 @@ class ImageDecoder(nn.Module):
     "maxstyle", "MaxStyle: an auxiliary image decoder whose feature styles are mixed and perturbed "
     "adversarially; the network also trains on the hardest styled images. Train-time only.",
     "Chen et al., MaxStyle: Adversarial style composition for robust medical image segmentation, MICCAI 2022",
-    models=("unet",))
+    networks=("unet",))
 class MaxStyleMethod(TrainingMethod):
     name = "maxstyle"
 

@@ -9,7 +9,7 @@ Every other part reads it: the spec's :meth:`~sikd_core.spec.ExperimentSpec.stag
   one ``teacher`` per seed shared by every distilled method;
 * **role**: ``plain`` (trained alone), ``teacher`` (on class-mean images; never evaluated: it needs labels at
   inference) or ``student`` (distilled from its seed's teacher: it waits for the teacher);
-* **network**: the registered architecture a stage trains (the spec's ``model``; the reference recipe's own);
+* **network**: the registered architecture a stage trains (the spec's ``network``; the reference recipe's own);
 * **stage key**: what identifies a finished stage (:func:`stage_key`): a stage with the same key is not trained
   again, its model is reused (the service and the CLI's output folders).
 """
@@ -84,24 +84,23 @@ def stage_plan(spec: ExperimentSpec) -> list[PlannedStage]:
         parsed = [(m, *parse_method(m)) for m in spec.methods]
         for m, base, _ in (p for p in parsed if not p[2]):
             out.append(PlannedStage(m, seed, "plain", m, base, None, spec.epochs,
-                                    REFERENCE_NETWORK if m == REFERENCE else spec.model))
+                                    REFERENCE_NETWORK if m == REFERENCE else spec.network))
         distilled = [p for p in parsed if p[2]]
         if distilled:
             out.append(PlannedStage(TEACHER, seed, "teacher", None, None, None, spec.effective_teacher_epochs,
-                                    spec.model))
+                                    spec.network))
             for m, base, _ in distilled:
                 out.append(PlannedStage(stage_of_method(m), seed, "student", m, base, TEACHER, spec.epochs,
-                                        spec.model))
+                                        spec.network))
     return out
 
 
 def stored_stage_plan(spec: dict[str, Any]) -> list[PlannedStage]:
     """The stage plan of a spec stored as JSON after it was validated (an experiment's ``spec``), without
     validating it again: a status read must not rebuild the network to check its arguments."""
-    from sikd_core.spec import ExperimentSpec
+    from sikd_core.spec import stored_spec
 
-    fields = ExperimentSpec.model_fields
-    return stage_plan(ExperimentSpec.model_construct(**{k: v for k, v in spec.items() if k in fields}))
+    return stage_plan(stored_spec(spec))
 
 
 # ------------------------------------------------------------------------------------------ stage keys
@@ -111,7 +110,10 @@ TRAINING_CODE_VERSION = 1
 
 #: Settings every training stage depends on: the data as read and split, the network, the optimiser's budget.
 _DATA_KEYS = ("image_size", "mask_mode", "val_fraction", "test_fraction", "split_seed")
-_NETWORK_KEYS = ("model", "model_kwargs", "amp")
+_NETWORK_KEYS = ("network", "network_kwargs", "amp")
+#: The names the settings of a key carry, where a key was renamed since stage keys were first computed: a stage
+#: key must not change with a name, or every stage trained before would be trained again.
+_KEY_NAMES = {"network": "model", "network_kwargs": "model_kwargs"}
 _RECIPE_KEYS = ("batch_size", "lr", "weight_decay", "loss", "augment", "steps_per_epoch")
 #: The teacher's own settings (its students depend on them too, through the teacher they learn from).
 _TEACHER_KEYS = ("teacher_input", "teacher_skip_connections")
@@ -133,7 +135,7 @@ def stage_settings(spec: ExperimentSpec, planned: PlannedStage) -> dict[str, Any
         keys += _TEACHER_KEYS
     if planned.role == "student":
         keys += _STUDENT_KEYS
-    out = {k: d[k] for k in keys}
+    out = {_KEY_NAMES.get(k, k): d[k] for k in keys}
     out.update(stage=planned.stage, role=planned.role, method=planned.method, network=planned.network,
                seed=planned.seed, epochs=planned.epochs)
     if planned.role == "student":  # the teacher it distils from, by what determines it

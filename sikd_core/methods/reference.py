@@ -57,17 +57,17 @@ RECIPE: dict[str, Any] = {
 }
 
 
-def reference_filters(model: str, model_kwargs: dict[str, Any], image_size: tuple[int, int] | list[int]) -> list[int]:
+def reference_filters(network: str, network_kwargs: dict[str, Any], image_size: tuple[int, int] | list[int]) -> list[int]:
     """The reference DynUNet's filters for a spec: nnU-Net's depth plan for ``image_size``, with the width
     range and depth of the compared network when it has a width list (``widths``, ``features`` or
     ``channels``), else nnU-Net's 32-512."""
     try:
-        defaults = model_info(model).defaults
+        defaults = model_info(network).defaults
     except Exception:  # noqa: BLE001 - an unknown network: nnU-Net's own widths
         defaults = {}
     widths = None
     for key in ("widths", "channels", "features", "filters"):
-        value = model_kwargs.get(key, defaults.get(key))
+        value = network_kwargs.get(key, defaults.get(key))
         if isinstance(value, (list, tuple)) and value and all(isinstance(v, int) for v in value):
             widths = [int(v) for v in value]
             if key == "features":  # MONAI BasicUNet: five encoder widths and the decoder's last

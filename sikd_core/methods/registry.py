@@ -31,20 +31,20 @@ class MethodInfo:
     #: Builds the training-time part ``fn(model, in_channels=, num_classes=)``; None for baseline and sikd.
     builder: Callable[..., TrainingMethod] | None = None
     #: Registered network names this method can train (None: every network).
-    models: tuple[str, ...] | None = None
+    networks: tuple[str, ...] | None = None
 
 
 METHODS: dict[str, MethodInfo] = {}
 
 
 def register_method(name: str, description: str, reference: str, *, composable: bool = True,
-                    models: tuple[str, ...] | None = None) -> Callable[[Any], Any]:
+                    networks: tuple[str, ...] | None = None) -> Callable[[Any], Any]:
     """Decorator adding a :class:`TrainingMethod` class (or builder) to the registry."""
 
     def wrap(fn: Any) -> Any:
         if name in METHODS or "+" in name:
             raise ValueError(f"method name {name!r} is taken or invalid")
-        METHODS[name] = MethodInfo(name, description, reference, composable, fn, models)
+        METHODS[name] = MethodInfo(name, description, reference, composable, fn, networks)
         return fn
 
     return wrap
@@ -114,9 +114,14 @@ def parse_method(name: str) -> tuple[str, bool]:
 
 
 def method_options() -> list[dict[str, Any]]:
-    """What ``GET /options`` lists: name, one-line description, reference and whether ``+sikd`` composes."""
-    return [{"name": i.name, "description": i.description, "reference": i.reference, "composable": i.composable,
-             "models": list(i.models) if i.models else None} for i in (method_info(n) for n in available_methods())]
+    """What ``GET /options`` lists: name, one-line description, reference, whether ``+sikd`` composes and the
+    networks it can train (also under ``models``, their old name, for older clients)."""
+    out = []
+    for i in (method_info(n) for n in available_methods()):
+        networks = list(i.networks) if i.networks else None
+        out.append({"name": i.name, "description": i.description, "reference": i.reference,
+                    "composable": i.composable, "networks": networks, "models": networks})
+    return out
 
 
 def create_method(name: str, model: Any, *, in_channels: int, num_classes: int) -> TrainingMethod:

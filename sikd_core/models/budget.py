@@ -94,10 +94,10 @@ def estimate_cost(spec: ExperimentSpec, *, in_channels: int, num_classes: int, n
     kept), which the estimate ignores.
     """
     try:
-        params, acts = _network_size(spec.model, json.dumps(spec.model_kwargs, sort_keys=True), in_channels,
+        params, acts = _network_size(spec.network, json.dumps(spec.network_kwargs, sort_keys=True), in_channels,
                                      num_classes, spec.batch_size, tuple(spec.image_size))
     except (ValueError, RuntimeError) as e:  # e.g. an input smaller than the network's depth allows
-        raise SpecError(f"model {spec.model!r} with model_kwargs {json.dumps(spec.model_kwargs)[:200]} cannot run on images of "
+        raise SpecError(f"network {spec.network!r} with network_kwargs {json.dumps(spec.network_kwargs)[:200]} cannot run on images of "
                         f"{spec.image_size[0]}x{spec.image_size[1]} px: {e}") from None
     train_fraction = max(0.0, 1.0 - spec.val_fraction - spec.test_fraction)
     n_train = max(1, int(num_pairs * train_fraction))

@@ -26,7 +26,7 @@ class ModelInfo:
     #: The SIKD teacher drops skip connections (``skip_connections=False``) when the model has the switch.
     skip_switch: bool = False
     defaults: dict[str, Any] = field(default_factory=dict)
-    #: What the SIKD teacher keeps or drops, for ``sikd models`` (empty: nothing to say).
+    #: What the SIKD teacher keeps or drops, for ``sikd networks`` (empty: nothing to say).
     teacher_note: str = ""
     #: The distribution a plug-in network comes from (``""``: built into SIKD Studio).
     plugin: str = ""
@@ -48,7 +48,7 @@ def register_model(name: str, description: str, *, skip_switch: bool = False, te
 
     def wrap(fn: Callable[..., SegmentationModel]) -> Callable[..., SegmentationModel]:
         if name in MODELS:
-            raise ValueError(f"model {name!r} is already registered")
+            raise ValueError(f"network {name!r} is already registered")
         # Defaults: the builder's keyword defaults (JSON-friendly: tuples as lists), then explicit ones.
         sig = {p.name: list(p.default) if isinstance(p.default, tuple) else p.default
                for p in inspect.signature(fn).parameters.values()
@@ -77,7 +77,7 @@ def model_info(name: str) -> ModelInfo:
         return MODELS[name]
     except KeyError:
         raise UnknownModelError(
-            f"unknown model {name!r}; known models: {', '.join(available_models())}"
+            f"unknown network {name!r}; known networks: {', '.join(available_models())}"
         ) from None
 
 
@@ -98,9 +98,9 @@ def check_model_kwargs(name: str, kwargs: dict[str, Any]) -> None:
             create_model(name, 3, 2, **kwargs)
     except (SpecError, UnknownModelError):
         raise
-    except Exception as e:  # noqa: BLE001 - any constructor error is a bad model_kwargs
+    except Exception as e:  # noqa: BLE001 - any constructor error is a bad network_kwargs
         shown = repr(kwargs) if len(repr(kwargs)) <= 200 else repr(kwargs)[:200] + "...}"
-        raise SpecError(f"model {name!r} cannot be built with model_kwargs {shown}: {type(e).__name__}: {e}") from None
+        raise SpecError(f"network {name!r} cannot be built with network_kwargs {shown}: {type(e).__name__}: {e}") from None
 
 
 def create_model(name: str, in_channels: int, num_classes: int, **kwargs: Any) -> SegmentationModel:
@@ -111,20 +111,20 @@ def create_model(name: str, in_channels: int, num_classes: int, **kwargs: Any) -
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise SpecError(
-            f"model {name!r} does not take {', '.join(map(repr, unknown))}; it accepts: {', '.join(accepted)}"
+            f"network {name!r} does not take {', '.join(map(repr, unknown))}; it accepts: {', '.join(accepted)}"
         )
     check_kwarg_types(name, info.builder, kwargs)
     model = info.builder(in_channels, num_classes, **{**info.defaults, **kwargs})
     if isinstance(model, SegmentationModel):
         return model
     if not isinstance(model, nn.Module) or not info.head:
-        raise SpecError(f"model {name!r}{' (plug-in ' + info.plugin + ')' if info.plugin else ''} returned a "
+        raise SpecError(f"network {name!r}{' (plug-in ' + info.plugin + ')' if info.plugin else ''} returned a "
                         f"{type(model).__name__}; a builder must return a SegmentationModel, or an nn.Module with "
                         "the name of its final 1x1 conv declared as `head`")
     try:
         head = model.get_submodule(info.head)
     except AttributeError:
-        raise SpecError(f"model {name!r}: its declared head {info.head!r} is not a submodule of the network") from None
+        raise SpecError(f"network {name!r}: its declared head {info.head!r} is not a submodule of the network") from None
     return HookedSegmenter(model, head, in_channels, num_classes, size_multiple=info.size_multiple)
 
 
@@ -152,7 +152,7 @@ def check_kwarg_types(name: str, builder: Any, kwargs: dict[str, Any]) -> None:
             adapter.validate_json(text, strict=True)
         except ValidationError as e:
             msg = "; ".join(err["msg"] for err in e.errors()[:3])
-            raise SpecError(f"model {name!r} cannot be built: model_kwargs.{key} = {value!r} has the wrong type "
+            raise SpecError(f"network {name!r} cannot be built: network_kwargs.{key} = {value!r} has the wrong type "
                             f"(expected {hints[key]}): {msg}") from None
 
 

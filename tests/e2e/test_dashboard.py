@@ -294,13 +294,13 @@ def test_upload_train_and_read_the_results_in_the_browser(browser, stack, tmp_pa
     page.click_text("[data-testid=stExpander] summary", "Advanced options")
     page.type("Device", "cpu")
     page.type("Feature-map images per dataset", "1")
-    page.type("Model arguments (JSON)", '{"widths": [8, 16, 32]}')
+    page.type("Network arguments (JSON)", '{"widths": [8, 16, 32]}')
     page.shot("new-experiment")
     page.click_button("Start experiment")
     page.wait(lambda: "experiment?id=" in browser.current_url, 30, "the experiment's page")
     exp = stack.admin.get("/experiments")["data"][0]
     assert exp["name"] == "phantom demo" and exp["spec"]["image_size"] == [32, 32] and exp["spec"]["epochs"] == 3
-    assert exp["spec"]["model_kwargs"] == {"widths": [8, 16, 32]} and exp["spec"]["eval_datasets"] == [
+    assert exp["spec"]["network_kwargs"] == {"widths": [8, 16, 32]} and exp["spec"]["eval_datasets"] == [
         str(datasets[1]["id"])]
     page.wait_text(f"#{exp['id']} phantom demo", "Stages")
     try:  # for the picture: a stage running with its first curves (it may also be done already)

@@ -55,7 +55,7 @@ def test_sikd_serve_runs_a_demo_experiment(tmp_path):
         assert [d["num_pairs"] for d in demo["data"]] == [120, 40, 40]
         ids = [d["id"] for d in demo["data"]]
         spec = {"name": "serve-demo", "train_dataset": ids[0], "eval_datasets": ids[1:], "image_size": 32,
-                "model_kwargs": {"widths": [4, 8, 16]}, "epochs": 1, "batch_size": 16, "seeds": [0],
+                "network_kwargs": {"widths": [4, 8, 16]}, "epochs": 1, "batch_size": 16, "seeds": [0],
                 "feature_maps": 1}
         r = api.post("/experiments", json=spec)
         assert r.status_code == 201, r.text

@@ -84,7 +84,7 @@ def test_killing_the_worker_keeps_the_api_up_and_the_experiment_finishes(tmp_pat
         assert health["components"]["api"]["state"] == "up"
         ids = [d["id"] for d in api.get("/datasets").json()["data"]]
         spec = {"name": "heal", "train_dataset": ids[0], "eval_datasets": ids[1:2], "image_size": 32,
-                "model_kwargs": {"widths": [4, 8, 16]}, "epochs": 3, "batch_size": 8, "seeds": [0],
+                "network_kwargs": {"widths": [4, 8, 16]}, "epochs": 3, "batch_size": 8, "seeds": [0],
                 "methods": ["baseline"], "feature_maps": 0}
         r = api.post("/experiments", json=spec)
         assert r.status_code == 201, r.text

@@ -101,7 +101,7 @@ def trained(services, zips) -> dict[str, Any]:
     cross = [ids["vendor_b"], ids["vendor_c"]]
     # big enough to learn something in seconds, so SIKD and the baseline differ (both ways) and the
     # dashboard's Δ colours are really exercised
-    learn = dict(image_size=40, epochs=4, lr=1e-2, model_kwargs={"widths": [8, 16, 32]}, seeds=[0, 1])
+    learn = dict(image_size=40, epochs=4, lr=1e-2, network_kwargs={"widths": [8, 16, 32]}, seeds=[0, 1])
     sweep = [api.post("/experiments", json=tiny_spec(ids["vendor_a"], cross, name=f"alpha {a:g}", alpha=a,
                                                      **learn))["id"] for a in (1.0, 2.0)]
     fragile = api.upload(zips["vendor_a"], "fragile")["id"]

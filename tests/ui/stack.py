@@ -144,7 +144,7 @@ def phantom_zip(root: Path, domain: str, n: int, seed: int, size: int = 48) -> b
 def tiny_spec(train: int | str | list[str], cross: list[int], **kw: Any) -> dict[str, Any]:
     """The smallest experiment that exercises everything (a few seconds on a CPU)."""
     spec: dict[str, Any] = dict(name="tiny", train_dataset=train, eval_datasets=cross, image_size=32, epochs=2,
-                                model_kwargs={"widths": [4, 8, 16]}, batch_size=4, lr=5e-3, seeds=[0],
+                                network_kwargs={"widths": [4, 8, 16]}, batch_size=4, lr=5e-3, seeds=[0],
                                 device="cpu", feature_maps=1)
     spec.update(kw)
     return spec

@@ -23,7 +23,7 @@ def test_the_list_shows_tags_and_filters_by_name_tag_dataset_network_method_and_
     a, b = queue_data["vendor_a"], queue_data["vendor_b"]
     e1 = queue_user.post("/experiments", json=tiny_spec(a, [b], name="alpha one"))["id"]
     e2 = queue_user.post("/experiments", json=tiny_spec(b, [], name="Alpha two", methods=["baseline"],
-                                                        model="attention_unet", model_kwargs={}))["id"]
+                                                        network="attention_unet", network_kwargs={}))["id"]
     e3 = queue_user.post("/experiments", json=tiny_spec(a, [], name="other", methods=["baseline", "gin"]))["id"]
     queue_user.call("PATCH", f"/experiments/{e1}", json={"tags": ["sweep", "fig8"]})
     queue_user.call("PATCH", f"/experiments/{e2}", json={"tags": ["sweep"]})
@@ -85,7 +85,7 @@ def test_clone_and_edit_fills_the_form_with_the_spec_and_starts_a_new_experiment
                      teacher_input="label_map", student_head_init="random", teacher_skip_connections=True,
                      loss="ce", recipe="paper", augment=False, val_fraction=0.15, test_fraction=0.25, split_seed=7,
                      mask_mode="label", steps_per_epoch=5, amp=False, save_predictions=False, feature_maps=0,
-                     on_unhealthy="stop", model_kwargs={"widths": [4, 8]})
+                     on_unhealthy="stop", network_kwargs={"widths": [4, 8]})
     original = queue_user.post("/experiments", json=spec)
     at = dashboard("experiment", url=services.queue.url, token=queue_user.token, query={"id": str(original["id"])})
     at.button(key="detail_clone").click().run()
@@ -164,11 +164,11 @@ def test_form_state_says_what_the_form_cannot_take_over():
     the form has no field for: the form takes the rest, names each of these, and carries the unknown settings."""
     from ui.clone import form_state
 
-    spec = tiny_spec("3", [4, 99], name="x" * 200, methods=["baseline", "retired"], model="gone_net", loss="dice_ce",
+    spec = tiny_spec("3", [4, 99], name="x" * 200, methods=["baseline", "retired"], network="gone_net", loss="dice_ce",
                      recipe="paper", sweep={"alpha": [1, 2]}, teacher_epochs=None, steps_per_epoch=None)
-    state, extra, notes = form_state(spec, datasets=[3, 4], method_names=["baseline", "sikd"], models=["unet"])
+    state, extra, notes = form_state(spec, datasets=[3, 4], method_names=["baseline", "sikd"], networks=["unet"])
     assert state["ne_train"] == [3] and state["ne_cross"] == [4] and state["ne_cross_for"] == [3]
-    assert state["ne_methods"] == ["baseline"] and "ne_model" not in state
+    assert state["ne_methods"] == ["baseline"] and "ne_network" not in state
     assert state["ne_tepochs"] == 0 and state["ne_steps"] == 0  # None is the form's 0
     assert len(state["ne_name"]) <= 200 and state["ne_name"].endswith(" (clone)")
     assert extra == {"sweep": {"alpha": [1, 2]}}

@@ -164,11 +164,11 @@ def test_eta_adds_waiting_stages_at_the_running_rate():
 
 
 def test_spec_differences():
-    a = {"name": "x", "alpha": 1.0, "seeds": [0], "model_kwargs": {"widths": [4, 8]}, "loss": "ce"}
-    b = {"name": "y", "alpha": 2.0, "seeds": [0], "model_kwargs": {"widths": [4, 8]}, "loss": "ce"}
-    c = {"name": "z", "alpha": 1.0, "seeds": [0], "model_kwargs": {"widths": [8, 16]}, "loss": "ce"}
+    a = {"name": "x", "alpha": 1.0, "seeds": [0], "network_kwargs": {"widths": [4, 8]}, "loss": "ce"}
+    b = {"name": "y", "alpha": 2.0, "seeds": [0], "network_kwargs": {"widths": [4, 8]}, "loss": "ce"}
+    c = {"name": "z", "alpha": 1.0, "seeds": [0], "network_kwargs": {"widths": [8, 16]}, "loss": "ce"}
     assert spec_differences([a, b]) == ["alpha"]
-    assert spec_differences([a, b, c]) == ["alpha", "model_kwargs"]
+    assert spec_differences([a, b, c]) == ["alpha", "network_kwargs"]
     assert spec_differences([a, dict(a, name="other")]) == []
     assert spec_differences([a]) == []
 
@@ -196,11 +196,11 @@ def test_parse_seeds():
 
 
 def test_readable_spec_names_datasets():
-    spec = {"train_dataset": "3", "eval_datasets": [5, "1"], "seeds": [0, 1], "model_kwargs": {"widths": [8, 16]},
+    spec = {"train_dataset": "3", "eval_datasets": [5, "1"], "seeds": [0, 1], "network_kwargs": {"widths": [8, 16]},
             "alpha": 2.0}
     out = readable_spec(spec, {"3": "kvasir-seg", "5": "cvc-clinicdb"})
     assert out == {"train_dataset": "kvasir-seg", "eval_datasets": "cvc-clinicdb, #1", "seeds": "0, 1",
-                   "model_kwargs": "widths=[8, 16]", "alpha": 2.0}
+                   "network_kwargs": "widths=[8, 16]", "alpha": 2.0}
     assert readable_spec({"train_dataset": ["3", "5"]}, {"3": "kvasir-seg"}) == {"train_dataset": "kvasir-seg + #5"}
 
 

@@ -32,7 +32,7 @@ def test_degenerate_run_shows_banners_above_the_scores(dashboard, services, zips
     cross = api.upload(zips["vendor_b"], "vendor_b")["id"]
     spec = tiny_spec(train, [cross], name="degenerate", lr=1.0, epochs=2, steps_per_epoch=2, augment=False,
                      student_head_init="random",  # the student collapses to one class everywhere
-                     feature_maps=0, model_kwargs={"widths": [4, 8]})
+                     feature_maps=0, network_kwargs={"widths": [4, 8]})
     exp_id = api.post("/experiments", json=spec)["id"]
     api.wait_experiment(exp_id, timeout=240)
     health = api.get(f"/experiments/{exp_id}/results")["health"]

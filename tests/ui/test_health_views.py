@@ -17,7 +17,7 @@ FUTURE = {"code": "a_check_added_later", "severity": "warning", "stage": "gin", 
 
 def experiment(eid: int, status: str, by_model: dict[str, list[dict]], **kw) -> dict:
     findings = [f for v in by_model.values() for f in v]
-    return {"id": eid, "name": f"exp {eid}", "status": status, "progress": 1.0, "spec": {"model": "unet", "epochs": 2},
+    return {"id": eid, "name": f"exp {eid}", "status": status, "progress": 1.0, "spec": {"network": "unet", "epochs": 2},
             "created_at": "2026-01-01T00:00:00Z", "stages": kw.pop("stages", []),
             "plan": [{"stage": "baseline", "seed": 0, "role": "plain", "method": "baseline", "epochs": 2},
                      {"stage": "teacher", "seed": 0, "role": "teacher", "method": None, "epochs": 2},

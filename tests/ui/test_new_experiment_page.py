@@ -68,14 +68,14 @@ def test_defaults_are_the_papers_and_mirror_the_spec(dashboard, services, queue_
     # the size fields are the training dataset's plan (GET /datasets/{id}/plan), not the spec's defaults
     planned = queue_user.get(f"/datasets/{queue_data['vendor_a']}/plan", params={"measure": "false"})["spec"]
     assert at.radio(key="ne_preset").value == "plan"
-    assert at.selectbox(key="ne_model").value == planned["model"] == "unet" == d["model"]
-    assert at.selectbox(key="ne_model").options[0].startswith("attention_unet")  # every model of /options
-    assert len(at.selectbox(key="ne_model").options) == len(options["models"])
+    assert at.selectbox(key="ne_network").value == planned["network"] == "unet" == d["network"]
+    assert at.selectbox(key="ne_network").options[0].startswith("attention_unet")  # every network of /options
+    assert len(at.selectbox(key="ne_network").options) == len(options["networks"])
     assert [at.number_input(key="ne_h").value, at.number_input(key="ne_w").value] == planned["image_size"]
     assert at.number_input(key="ne_epochs").value == planned["epochs"]
     assert at.number_input(key="ne_batch").value == planned["batch_size"]
     assert at.number_input(key="ne_lr").value == planned["lr"]
-    assert json.loads(at.text_area(key="ne_kwargs").value) == planned["model_kwargs"]
+    assert json.loads(at.text_area(key="ne_kwargs").value) == planned["network_kwargs"]
     assert at.text_input(key="ne_seeds").value == "0" and d["seeds"] == [0]
     assert at.number_input(key="ne_val").value == d["val_fraction"]
     assert at.number_input(key="ne_test").value == d["test_fraction"]
@@ -85,7 +85,7 @@ def test_defaults_are_the_papers_and_mirror_the_spec(dashboard, services, queue_
     assert at.checkbox(key="ne_skips").value is d["teacher_skip_connections"] is False
     assert at.selectbox(key="ne_head").value == d["student_head_init"] == "teacher"
     # every spec field has a widget (train/eval datasets are the two pickers above the form)
-    shown = {"name", "train_dataset", "eval_datasets", "model", "model_kwargs", "image_size", "epochs",
+    shown = {"name", "train_dataset", "eval_datasets", "network", "network_kwargs", "image_size", "epochs",
              "teacher_epochs", "batch_size", "lr", "weight_decay", "seeds", "methods", "alpha", "teacher_input",
              "teacher_skip_connections", "student_head_init", "loss", "augment", "val_fraction", "test_fraction",
              "split_seed", "mask_mode", "steps_per_epoch", "device", "amp", "save_predictions", "feature_maps",
@@ -126,7 +126,7 @@ def test_local_errors_are_caught_before_sending(dashboard, services, queue_user,
     at = submit(at)
     no_exceptions(at)
     assert previous_widget_label(at, "'one' is not a whole number") == "Seeds"
-    assert previous_widget_label(at, "not valid JSON") == "Model arguments (JSON)"
+    assert previous_widget_label(at, "not valid JSON") == "Network arguments (JSON)"
     assert queue_user.get("/experiments")["count"] == 0
 
 
@@ -180,7 +180,7 @@ def test_submit_creates_the_experiment_and_opens_its_page(dashboard, services, q
     s = e["spec"]
     assert s["image_size"] == [32, 48] and s["epochs"] == 2 and s["batch_size"] == 4 and s["seeds"] == [0, 3]
     assert s["alpha"] == 0.5 and s["teacher_input"] == "label_map" and s["teacher_epochs"] == 3
-    assert s["device"] == "cpu" and s["model_kwargs"] == {"widths": [4, 8, 16]}
+    assert s["device"] == "cpu" and s["network_kwargs"] == {"widths": [4, 8, 16]}
     assert s["train_dataset"] == str(queue_data["vendor_a"]) and s["eval_datasets"] == [str(queue_data["vendor_b"])]
     assert s["methods"] == ["baseline", "sikd", "reference"] and s["steps_per_epoch"] is None
     assert s["loss"] == "dice_ce" and s["recipe"] == "standard"
@@ -239,7 +239,7 @@ def test_size_preset_fills_the_form_and_is_what_is_sent(dashboard, services, que
     [e] = [x for x in queue_user.get("/experiments")["data"] if x["name"] == "quick one"]
     s = e["spec"]
     assert s["image_size"] == quick["image_size"] and s["epochs"] == quick["epochs"] and s["lr"] == quick["lr"]
-    assert s["model_kwargs"] == quick["model_kwargs"] and s["batch_size"] == quick["batch_size"]
+    assert s["network_kwargs"] == quick["network_kwargs"] and s["batch_size"] == quick["batch_size"]
 
 
 

@@ -18,7 +18,7 @@ def sweep(services, zips):
     api = services.work.admin.new_user("sweeper")
     ids = {name: api.upload(data, name)["id"] for name, data in zips.items()}
     body = tiny_spec(ids["vendor_a"], [ids["vendor_b"]], name="sw", epochs=1, feature_maps=0,
-                     save_predictions=False, model_kwargs={"widths": [4, 8]}, sweep={"alpha": [1, 2]})
+                     save_predictions=False, network_kwargs={"widths": [4, 8]}, sweep={"alpha": [1, 2]})
     out = api.post("/sweeps", json=body)
     for e in out["experiments"]:
         api.wait_experiment(e["id"], timeout=180)

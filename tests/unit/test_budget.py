@@ -10,7 +10,7 @@ from sikd_core.spec import parse_spec
 
 
 def _spec(**kw):
-    return parse_spec({"train_dataset": "a", "model": "unet", "model_kwargs": {"widths": [4, 8, 16]},
+    return parse_spec({"train_dataset": "a", "network": "unet", "network_kwargs": {"widths": [4, 8, 16]},
                        "image_size": 32, "batch_size": 4, "epochs": 2, **kw})
 
 
@@ -25,7 +25,7 @@ def test_cost_counts_the_real_networks_parameters_and_is_measured_once_per_netwo
     again = estimate_cost(_spec(alpha=1.0, epochs=3), in_channels=3, num_classes=2, num_pairs=40)
     assert _network_size.cache_info().hits == 1 and again.parameters == cost.parameters
     # another width, batch or size is another network / input: counted anew, and bigger
-    wider = estimate_cost(_spec(model_kwargs={"widths": [8, 16, 32]}), in_channels=3, num_classes=2, num_pairs=40)
+    wider = estimate_cost(_spec(network_kwargs={"widths": [8, 16, 32]}), in_channels=3, num_classes=2, num_pairs=40)
     bigger = estimate_cost(_spec(batch_size=8), in_channels=3, num_classes=2, num_pairs=40)
     assert wider.parameters > cost.parameters and bigger.activation_elements == 2 * cost.activation_elements
     assert _network_size.cache_info().misses == 3

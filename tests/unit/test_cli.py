@@ -22,7 +22,7 @@ def polyp_run(tmp_path_factory):
     kv = copy_polyp_pairs(root / "kvasir", "kvasir-seg", polyp_names("kvasir-seg", 12))
     cvc = copy_polyp_pairs(root / "cvc", "cvc-clinicdb", CVC)
     spec = {"name": "polyp-smoke", "train_dataset": str(kv), "eval_datasets": [str(cvc)],
-            "model_kwargs": {"widths": [4, 8, 16]}, "image_size": 32, "epochs": 1, "batch_size": 4,
+            "network_kwargs": {"widths": [4, 8, 16]}, "image_size": 32, "epochs": 1, "batch_size": 4,
             "seeds": [0], "device": "cpu", "test_fraction": 0.25, "val_fraction": 0.17,
             "methods": ["baseline", "sikd", "reference"]}
     (root / "spec.yaml").write_text(yaml.safe_dump(spec))
@@ -79,15 +79,18 @@ def test_phantoms_and_models(tmp_path, capsys):
     assert main(["phantoms", str(tmp_path / "p"), "--domain", "vendor_b", "-n", "3", "--size", "48"]) == 0
     assert len(list((tmp_path / "p" / "images").glob("*.png"))) == 3
     assert "SYNTHETIC" in capsys.readouterr().out
-    assert main(["models"]) == 0
-    assert "swin_unetr" in capsys.readouterr().out
+    assert main(["networks"]) == 0
+    listed = capsys.readouterr().out
+    assert "swin_unetr" in listed
+    assert main(["models"]) == 0  # the verb's old name, kept as an alias
+    assert capsys.readouterr().out == listed
 
 
 @pytest.mark.parametrize(
     "spec,message",
     [
         ({"train_dataset": "x", "modle": "unet"}, "modle: unknown key"),
-        ({"train_dataset": "x", "model": "vit"}, "unknown model 'vit'; known models: attention_unet"),
+        ({"train_dataset": "x", "network": "vit"}, "unknown network 'vit'; known networks: attention_unet"),
         ({"train_dataset": "/does/not/exist"}, "dataset not found: /does/not/exist"),
     ],
 )

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.slow(seconds=60)  # two tiny trainings and an ONNX expo
 
 
 def _spec(train: Path, evaluate: Path) -> object:
-    return parse_spec(dict(name="dicom", train_dataset=str(train), eval_datasets=[str(evaluate)], model="unet",
-                           model_kwargs={"widths": [4, 8, 16]}, image_size=32, epochs=2, batch_size=4, lr=5e-3,
+    return parse_spec(dict(name="dicom", train_dataset=str(train), eval_datasets=[str(evaluate)], network="unet",
+                           network_kwargs={"widths": [4, 8, 16]}, image_size=32, epochs=2, batch_size=4, lr=5e-3,
                            seeds=[0], methods=["baseline"], device="cpu", feature_maps=0))
 
 

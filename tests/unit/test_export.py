@@ -58,7 +58,7 @@ def make_bundle(path, name: str, images: list[np.ndarray] | None = None, in_chan
             lg = net(x)
             head.bias -= lg.transpose(0, 1).reshape(num_classes, -1).median(1).values
     classes = ["background", "polyp"] if num_classes == 2 else ["background"] + [f"c{i}" for i in range(1, num_classes)]
-    return save_bundle(path, net, model=name, model_kwargs=TINY[name], in_channels=in_channels,
+    return save_bundle(path, net, network=name, network_kwargs=TINY[name], in_channels=in_channels,
                        num_classes=num_classes, image_size=list(size), class_names=classes,
                        normalization={"method": "percentile", "lower": 0.5, "upper": 99.5}, method="sikd", seed=seed,
                        spec={"name": "parity"})

@@ -285,7 +285,7 @@ def degenerate(phantom_sets, tmp_path_factory):
     from sikd_core.spec import parse_spec
 
     spec = parse_spec(dict(name="degenerate", train_dataset=str(phantom_sets["vendor_a"]),
-                           eval_datasets=[str(phantom_sets["vendor_b"])], model_kwargs={"widths": [4, 8]},
+                           eval_datasets=[str(phantom_sets["vendor_b"])], network_kwargs={"widths": [4, 8]},
                            image_size=32, epochs=2, steps_per_epoch=2, batch_size=4, lr=1.0, seeds=[0],
                            device="cpu", feature_maps=0, save_predictions=False, augment=False,
                            student_head_init="random"))  # the student collapses to one class everywhere
@@ -315,7 +315,7 @@ def test_cli_stops_on_unhealthy(phantom_sets, tmp_path, capsys):
 
     spec = tmp_path / "spec.yaml"
     spec.write_text(json.dumps(dict(name="stop", train_dataset=str(phantom_sets["vendor_a"]), methods=["baseline"],
-                                    model_kwargs={"widths": [4, 8]}, image_size=32, epochs=2, steps_per_epoch=2,
+                                    network_kwargs={"widths": [4, 8]}, image_size=32, epochs=2, steps_per_epoch=2,
                                     batch_size=4, lr=1.0, device="cpu", augment=False, on_unhealthy="stop")))
     assert main(["run", str(spec), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err

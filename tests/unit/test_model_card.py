@@ -34,7 +34,7 @@ def test_card_of_a_student(finished, phantom_sets):
     exp, report = finished
     card = card_for_bundle(exp.stage_dir("student", 0) / "model.pt")
     assert card["card"] == "sikd-model-card/1" and card["name"] == "tiny sikd seed 0"
-    assert card["model"]["model"] == "unet" and card["model"]["model_kwargs"] == {"widths": [4, 8, 16]}
+    assert card["model"]["network"] == "unet" and card["model"]["network_kwargs"] == {"widths": [4, 8, 16]}
     assert card["method"]["name"] == "sikd" and card["method"]["alpha"] == 2.0 and card["seed"] == 0
     assert card["spec"] == exp.spec.to_json_dict()
     ds = {d["name"]: d for d in card["datasets"]}
@@ -144,7 +144,7 @@ def test_mlflow_logs_every_stage(phantom_sets, tmp_path, monkeypatch):
         run = runs[name]
         assert run.info.status == "FINISHED"
         assert run.data.params["spec.name"] == "tracked" and run.data.params["train.epochs"] == "2"
-        assert run.data.params["seed"] == "0" and run.data.params["spec.model_kwargs.widths"] == "[4, 8, 16]"
+        assert run.data.params["seed"] == "0" and run.data.params["spec.network_kwargs.widths"] == "[4, 8, 16]"
         history = client.get_metric_history(run.info.run_id, "loss")
         assert [m.step for m in history] == [1, 2]
         assert len(client.get_metric_history(run.info.run_id, "val_dice")) == 2

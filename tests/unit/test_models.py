@@ -154,7 +154,7 @@ def test_unet_without_skips_is_a_different_network():
 
 
 def test_unknown_model_lists_known():
-    with pytest.raises(UnknownModelError, match="known models: attention_unet, basic_unet, basic_unet_pp, dynunet, flexible_unet_efficientnet"):
+    with pytest.raises(UnknownModelError, match="known networks: attention_unet, basic_unet, basic_unet_pp, dynunet, flexible_unet_efficientnet"):
         create_model("resnet", 1, 2)
 
 

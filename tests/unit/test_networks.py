@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow(seconds=60)  # one training step of three stages f
 
 
 def spec_for(sets, name: str, kwargs: dict, **kw):
-    base = dict(name=f"net-{name}", train_dataset=str(sets["vendor_a"]), eval_datasets=[], model=name,
-                model_kwargs={k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()},
+    base = dict(name=f"net-{name}", train_dataset=str(sets["vendor_a"]), eval_datasets=[], network=name,
+                network_kwargs={k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()},
                 image_size=32, epochs=1, steps_per_epoch=1, batch_size=2, lr=1e-3, seeds=[0],
                 methods=["baseline", "sikd"], device="cpu", feature_maps=1, augment=False)
     base.update(kw)
@@ -33,7 +33,7 @@ def train_one_step_each(exp: ExperimentRun) -> dict[str, dict]:
         assert rec["epochs"] == 1 and rec["model_path"], rec
         trained = torch.load(rec["model_path"], map_location="cpu", weights_only=False)["state_dict"]
         moved = [k for k, v in init.items() if v.is_floating_point() and not torch.equal(v, trained[k].to(v.dtype))]
-        assert moved, f"{exp.spec.model} {stage}: no weight changed after a training step"
+        assert moved, f"{exp.spec.network} {stage}: no weight changed after a training step"
     return records
 
 
@@ -59,8 +59,8 @@ def test_network_trains_baseline_and_sikd_with_the_papers_skip_rule(phantom_sets
     torch.manual_seed(0)
     exp = ExperimentRun(spec_for(phantom_sets, name, SMALL[name]), tmp_path / name)
     info = model_info(name)
-    teacher_kw, baseline_kw = exp.model_kwargs("teacher"), exp.model_kwargs("baseline")
-    assert info.teacher_note, f"{name}: sikd models must say what its teacher keeps or drops"
+    teacher_kw, baseline_kw = exp.network_kwargs("teacher"), exp.network_kwargs("baseline")
+    assert info.teacher_note, f"{name}: sikd networks must say what its teacher keeps or drops"
     if info.skip_switch:
         assert teacher_kw == {**baseline_kw, "skip_connections": False}
         assert perturbed_skips_change_output(exp.build_model("baseline", 0))
@@ -70,7 +70,7 @@ def test_network_trains_baseline_and_sikd_with_the_papers_skip_rule(phantom_sets
         assert "keeps its skip connections" in info.teacher_note
     records = train_one_step_each(exp)
     teacher = torch.load(records["teacher"]["model_path"], map_location="cpu", weights_only=False)
-    assert teacher["model"] == name and teacher["model_kwargs"] == teacher_kw
+    assert teacher["network"] == name and teacher["network_kwargs"] == teacher_kw
 
 
 def test_the_papers_skip_switch_networks():
@@ -153,5 +153,5 @@ def test_a_spec_with_mismatched_encoder_weights_is_refused_before_training(phant
 
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "other.pt")
     kw = {**SMALL["flexible_unet_resnet"], "pretrained_path": str(tmp_path / "other.pt")}
-    with pytest.raises(SpecError, match="model_kwargs: .*does not match the encoder"):
+    with pytest.raises(SpecError, match="network_kwargs: .*does not match the encoder"):
         spec_for(phantom_sets, "flexible_unet_resnet", kw)

@@ -19,8 +19,8 @@ from sikd_core.training import Callback
 
 def tiny_spec(sets, **kw):
     base = dict(name="tiny", train_dataset=str(sets["vendor_a"]),
-                eval_datasets=[str(sets["vendor_b"]), str(sets["vendor_c"])], model="unet",
-                model_kwargs={"widths": [4, 8, 16]}, image_size=32, epochs=2, batch_size=4, lr=5e-3,
+                eval_datasets=[str(sets["vendor_b"]), str(sets["vendor_c"])], network="unet",
+                network_kwargs={"widths": [4, 8, 16]}, image_size=32, epochs=2, batch_size=4, lr=5e-3,
                 seeds=[0], methods=["baseline", "sikd"], device="cpu", feature_maps=1)
     base.update(kw)
     return parse_spec(base)

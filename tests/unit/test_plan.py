@@ -23,14 +23,14 @@ def test_plan_on_kvasir_writes_a_spec_sikd_run_accepts(tmp_path, capsys):
     assert "sikd run" in capsys.readouterr().err
     text = out.read_text()
     spec = load_spec(out)  # what `sikd run` does first
-    assert spec.model == "unet" and spec.train_dataset.endswith("kvasir-seg") and spec.device == "cpu"
+    assert spec.network == "unet" and spec.train_dataset.endswith("kvasir-seg") and spec.device == "cpu"
     h, w = spec.image_size
     assert h % 32 == 0 and w % 32 == 0 and max(h, w) <= 192 and w > h  # Kvasir's images are wider than tall
     assert 2 <= spec.batch_size <= 8 and 5 <= spec.epochs <= 300
     assert "# estimated run time:" in text and "foreground" in text and "500 pairs" in text
     est = float(text.split("# estimated run time: ")[1].split(" min")[0])
     assert 0 < est <= 20 * 1.25  # fitted to the budget (the images' read time is an estimate of its own)
-    create_model(spec.model, 3, 2, **spec.model_kwargs)(__import__("torch").rand(1, 3, h, w))  # it builds and runs
+    create_model(spec.network, 3, 2, **spec.network_kwargs)(__import__("torch").rand(1, 3, h, w))  # it builds and runs
     with pytest.raises(SystemExit) as e:
         main(["run", "--help"])
     assert e.value.code == 0
@@ -43,7 +43,7 @@ def test_plan_on_busi_without_measuring(capsys):
     spec = parse_spec(data)
     assert spec.seeds == [0, 1] and spec.train_dataset.endswith("busi") and spec.eval_datasets == []
     assert "estimated run time" not in text and "# network:" in text
-    assert len(spec.model_kwargs["widths"]) >= 3
+    assert len(spec.network_kwargs["widths"]) >= 3
 
 
 def test_the_estimate_is_within_2x_of_a_measured_stage(tmp_path):

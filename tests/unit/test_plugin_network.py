@@ -62,10 +62,10 @@ def test_plugin_trains_with_sikd_and_its_teacher_drops_the_skip(installed, phant
     assert info.plugin == "sikd-example-network" and info.skip_switch and info.head == "head"
     assert info.defaults == {"width": 16, "skip_connections": True}
     spec = parse_spec(dict(name="plugin", train_dataset=str(phantom_sets["vendor_a"]), eval_datasets=[],
-                           model="lab_unet", model_kwargs={"width": 4}, image_size=32, epochs=1, steps_per_epoch=1,
+                           network="lab_unet", network_kwargs={"width": 4}, image_size=32, epochs=1, steps_per_epoch=1,
                            batch_size=2, seeds=[0], methods=["baseline", "sikd"], device="cpu", feature_maps=1))
     exp = ExperimentRun(spec, tmp_path)
-    assert exp.model_kwargs("teacher") == {"width": 4, "skip_connections": False}
+    assert exp.network_kwargs("teacher") == {"width": 4, "skip_connections": False}
     teacher = exp.build_model("teacher", 0)
     assert teacher.net.skip_connections is False and teacher.net.dec[0].in_channels == 4
     feats = teacher.forward_features(torch.rand(1, exp.in_channels, 31, 33))
@@ -74,14 +74,14 @@ def test_plugin_trains_with_sikd_and_its_teacher_drops_the_skip(installed, phant
         rec = exp.run_stage(stage, 0)
         assert rec["epochs"] == 1
     bundle = torch.load(exp.stage_dir("student", 0) / "model.pt", map_location="cpu", weights_only=False)
-    assert bundle["model"] == "lab_unet" and bundle["model_kwargs"] == {"width": 4}
+    assert bundle["network"] == "lab_unet" and bundle["network_kwargs"] == {"width": 4}
 
 
 def test_options_lists_the_plugin(installed):
     from api.routes.experiments import options
 
     load_plugins(reload=True)
-    names = {m.name: m for m in options(user=None).models}
+    names = {m.name: m for m in options(user=None).networks}
     assert names["lab_unet"].plugin == "sikd-example-network" and names["lab_unet"].skip_switch
     assert "transunet" in names and names["unetr"].teacher_note.startswith("keeps its skip connections")
 

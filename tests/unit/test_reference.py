@@ -119,7 +119,7 @@ def test_no_reference_no_strength_and_the_report_says_so():
 # ------------------------------------------------------------------------------------------------ end to end
 def _spec(sets, **kw):
     base = dict(name="with reference", train_dataset=str(sets["vendor_a"]), eval_datasets=[str(sets["vendor_b"])],
-                model="unet", model_kwargs={"widths": [4, 8, 16]}, image_size=32, epochs=3, steps_per_epoch=3,
+                network="unet", network_kwargs={"widths": [4, 8, 16]}, image_size=32, epochs=3, steps_per_epoch=3,
                 batch_size=4, lr=5e-3, seeds=[0], methods=["baseline", "sikd", "reference"], device="cpu",
                 feature_maps=0, save_predictions=False)
     base.update(kw)
@@ -152,7 +152,7 @@ def test_run_with_reference_writes_its_rows_and_the_baseline_strength(with_refer
 def test_the_reference_trains_its_own_planned_network_on_the_same_budget(with_reference):
     exp, _ = with_reference
     bundle = load_bundle(exp.stage_dir("reference", 0) / "model.pt")
-    assert bundle.info["model"] == "dynunet" and bundle.info["model_kwargs"] == {"filters": [4, 8, 16]}
+    assert bundle.info["network"] == "dynunet" and bundle.info["network_kwargs"] == {"filters": [4, 8, 16]}
     base = json.loads((exp.stage_dir("baseline", 0) / "done.json").read_text())
     ref = json.loads((exp.stage_dir("reference", 0) / "done.json").read_text())
     assert ref["epochs"] == base["epochs"] == 3 and ref["method"] == "reference"
@@ -186,7 +186,7 @@ def test_with_the_default_recipe_the_baseline_stands_within_003_of_the_reference
     from sikd_core.spec import PRESETS
 
     quick = PRESETS["quick"][1]
-    spec = _spec(phantom_sets, model_kwargs={"widths": [8, 16, 32]}, image_size=48, epochs=10, steps_per_epoch=10,
+    spec = _spec(phantom_sets, network_kwargs={"widths": [8, 16, 32]}, image_size=48, epochs=10, steps_per_epoch=10,
                  batch_size=8, lr=quick["lr"], methods=["baseline", "reference"])
     assert spec.recipe == "standard" and spec.loss == "dice_ce"
     report = ExperimentRun(spec, tmp_path).run()

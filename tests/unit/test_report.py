@@ -78,7 +78,7 @@ def test_markdown_table_layout():
              for m, d in (("baseline", 0.5), ("sikd", 0.6)) for ds, sp in (("A", "intra"), ("B", "cross"))
              for i in range(30)]
     rows = aggregate_rows(cases, ["background", "polyp"])
-    report = {"spec": {"name": "t", "model": "unet", "model_kwargs": {}, "image_size": [64, 64], "epochs": 1,
+    report = {"spec": {"name": "t", "network": "unet", "network_kwargs": {}, "image_size": [64, 64], "epochs": 1,
                        "teacher_epochs": None, "batch_size": 2, "lr": 0.001, "loss": "ce", "alpha": 2.0,
                        "teacher_input": "class_mean", "seeds": [0]},
               "train_dataset": "A", "n_test_cases": 30, "class_names": ["background", "polyp"], "units": "px",

@@ -10,7 +10,7 @@ from sikd_core.spec import ExperimentSpec, load_spec, parse_spec
 
 def test_defaults_follow_the_paper_with_the_standard_recipe():
     s = parse_spec({"train_dataset": "a"})
-    assert s.model == "unet" and s.alpha == 2.0 and s.teacher_input == "class_mean"
+    assert s.network == "unet" and s.alpha == 2.0 and s.teacher_input == "class_mean"
     assert s.methods == ["baseline", "sikd"] and s.teacher_skip_connections is False
     assert s.recipe == "standard" and s.loss == "dice_ce"  # measured: bench/recipe_defaults.py
     assert s.stages() == [("baseline", 0), ("teacher", 0), ("student", 0)]
@@ -45,7 +45,7 @@ def test_image_size_int_or_pair_and_ids_as_strings():
     [
         ({"train_dataset": "a", "epohcs": 3}, "epohcs: unknown key; known keys: name, train_dataset"),
         ({}, "train_dataset: required"),
-        ({"train_dataset": "a", "model": "resnet"}, "known models: attention_unet"),
+        ({"train_dataset": "a", "network": "resnet"}, "known networks: attention_unet"),
         ({"train_dataset": "a", "methods": ["sikd", "sikd"]}, "duplicates"),
         ({"train_dataset": "a", "methods": []}, "methods"),
         ({"train_dataset": "a", "alpha": -1}, "alpha"),
@@ -54,10 +54,10 @@ def test_image_size_int_or_pair_and_ids_as_strings():
         ({"train_dataset": "a", "eval_datasets": ["a"]}, "must not contain the training dataset"),
         ({"train_dataset": "a", "val_fraction": 0.5, "test_fraction": 0.5}, "leave data to train"),
         ({"train_dataset": "a", "device": "gpu"}, "device must be"),
-        ({"train_dataset": "a", "model_kwargs": {"widths": "wide"}}, "model_kwargs: model 'unet' cannot be built"),
-        ({"train_dataset": "a", "model_kwargs": {"widths": [8]}}, "model_kwargs: .*at least 2"),
-        ({"train_dataset": "a", "model_kwargs": {"depth": 4}}, "model_kwargs: .*accepts: widths"),
-        ({"train_dataset": "a", "model": "swin_unetr", "model_kwargs": {"feature_size": 20}}, "multiple of 12"),
+        ({"train_dataset": "a", "network_kwargs": {"widths": "wide"}}, "network_kwargs: network 'unet' cannot be built"),
+        ({"train_dataset": "a", "network_kwargs": {"widths": [8]}}, "network_kwargs: .*at least 2"),
+        ({"train_dataset": "a", "network_kwargs": {"depth": 4}}, "network_kwargs: .*accepts: widths"),
+        ({"train_dataset": "a", "network": "swin_unetr", "network_kwargs": {"feature_size": 20}}, "multiple of 12"),
     ],
 )
 def test_bad_specs_explained(data, err):
@@ -79,5 +79,5 @@ def test_load_yaml_and_json(tmp_path):
 
 
 def test_json_roundtrip():
-    s = parse_spec({"train_dataset": "a", "model_kwargs": {"widths": [8, 16]}, "image_size": [64, 80]})
+    s = parse_spec({"train_dataset": "a", "network_kwargs": {"widths": [8, 16]}, "image_size": [64, 80]})
     assert ExperimentSpec.model_validate(s.to_json_dict()) == s

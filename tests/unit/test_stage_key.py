@@ -17,7 +17,7 @@ from sikd_core.spec import parse_spec
 
 DATA = ["f" * 64]
 BASE = dict(train_dataset="a", methods=["baseline", "sikd", "reference", "gin", "gin+sikd"], seeds=[0],
-            model_kwargs={"widths": [4, 8]}, image_size=32, epochs=3, alpha=2.0)
+            network_kwargs={"widths": [4, 8]}, image_size=32, epochs=3, alpha=2.0)
 
 
 def keys(data=DATA, **kw):
@@ -44,8 +44,8 @@ STUDENTS = ["gin+sikd", "student"]
     ({"batch_size": 4}, ALL), ({"augment": False}, ["baseline", "gin", "gin+sikd", "student", "teacher"]),
     ({"split_seed": 1}, ALL), ({"val_fraction": 0.2}, ALL), ({"test_fraction": 0.3}, ALL),
     ({"image_size": 48}, ALL), ({"mask_mode": "binary"}, ALL),
-    ({"model_kwargs": {"widths": [8, 16]}}, ALL),  # the network's arguments
-    ({"model": "attention_unet", "model_kwargs": {}}, ALL),
+    ({"network_kwargs": {"widths": [8, 16]}}, ALL),  # the network's arguments
+    ({"network": "attention_unet", "network_kwargs": {}}, ALL),
     # what never reaches training: labels, devices, the evaluation, the other methods and seeds, health policy
     ({"name": "other", "device": "cpu", "eval_datasets": ["b"], "save_predictions": False, "feature_maps": 0,
       "on_unhealthy": "stop", "reuse": False, "recipe": "standard"}, []),
@@ -94,8 +94,8 @@ def test_fingerprint_is_the_content_not_the_name_or_place(phantom_sets, tmp_path
 def test_cli_folders_reuse_stages_by_key(phantom_sets, tmp_path):
     """A second experiment beside the first, differing only in alpha, trains only its student; reuse: false
     retrains; a changed split retrains all."""
-    base = dict(name="k", train_dataset=str(phantom_sets["vendor_a"]), model="unet", image_size=32, epochs=1,
-                model_kwargs={"widths": [4, 8]}, batch_size=4, device="cpu", feature_maps=0, save_predictions=False,
+    base = dict(name="k", train_dataset=str(phantom_sets["vendor_a"]), network="unet", image_size=32, epochs=1,
+                network_kwargs={"widths": [4, 8]}, batch_size=4, device="cpu", feature_maps=0, save_predictions=False,
                 methods=["baseline", "sikd"])
     first = ExperimentRun(parse_spec(base), tmp_path / "a", reuse_roots=[tmp_path])
     recs = {st: first.run_stage(st, 0) for st, _ in first.spec.stages()}

@@ -85,7 +85,7 @@ def dataset_names(ids: list) -> str:
 # ------------------------------------------------------------------------------------------ header
 st.title(f"#{exp['id']} {exp['name']}")
 st.markdown(f"{status_badge(display_status(exp))}  "
-            f"Model **{spec.get('model')}** {json.dumps(spec.get('model_kwargs')) if spec.get('model_kwargs') else ''}"
+            f"Network **{spec.get('network')}** {json.dumps(spec.get('network_kwargs')) if spec.get('network_kwargs') else ''}"
             f" · {spec['image_size'][0]}×{spec['image_size'][1]} px · {spec.get('epochs')} epochs"
             f"{' (teacher ' + str(spec['teacher_epochs']) + ')' if spec.get('teacher_epochs') else ''}"
             f" · batch {spec.get('batch_size')} · lr {spec.get('lr'):g} · loss {spec.get('loss')}"

@@ -38,9 +38,9 @@ if not datasets:
 
 D: dict[str, Any] = options["spec_defaults"]
 by_id = {d["id"]: d for d in datasets}
-models = {m["name"]: m for m in options["models"]}
+networks = {m["name"]: m for m in options["networks"]}
 
-apply_clone(api, datasets=list(by_id), models=list(models), presets={p["name"]: p for p in options.get("presets", [])},
+apply_clone(api, datasets=list(by_id), networks=list(networks), presets={p["name"]: p for p in options.get("presets", [])},
             method_names=options.get("method_names") or [])  # ?clone=<id>: the form filled with its spec
 
 
@@ -89,14 +89,14 @@ if first is not None:
     except ApiError as e:
         st.caption(f"No plan for dataset #{first}: {e.message}")
 PRESET_LABELS = {"plan": "Planned for the dataset", "paper": "Paper (GPU)", "quick": "Quick look (CPU)"}
-WIDGET_OF = {"model": "ne_model", "epochs": "ne_epochs", "batch_size": "ne_batch", "lr": "ne_lr"}
+WIDGET_OF = {"network": "ne_network", "epochs": "ne_epochs", "batch_size": "ne_batch", "lr": "ne_lr"}
 
 
 def apply_preset() -> None:
     for field, value in presets[st.session_state["ne_preset"]]["values"].items():
         if field == "image_size":
             st.session_state["ne_h"], st.session_state["ne_w"] = int(value[0]), int(value[1])
-        elif field == "model_kwargs":
+        elif field == "network_kwargs":
             st.session_state["ne_kwargs"] = json.dumps(value)
         elif field in WIDGET_OF:
             st.session_state[WIDGET_OF[field]] = float(value) if field == "lr" else value
@@ -111,7 +111,7 @@ if st.session_state.get("ne_preset") == "plan" and st.session_state.get("ne_plan
 if presets:
     preset = st.radio("Size", list(presets), horizontal=True, key="ne_preset", on_change=apply_preset,
                       format_func=lambda n: PRESET_LABELS.get(n, n),
-                      help="Fills model, image size, epochs, batch size and learning rate; edit them after. The plan "
+                      help="Fills network, image size, epochs, batch size and learning rate; edit them after. The plan "
                            "is worked out from the training dataset (sizes, classes, pairs) and the device.")
     st.caption(presets[preset]["description"])
 if train_ids and not same_task:
@@ -123,16 +123,16 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
     def slot(key: str, where: Any = None) -> None:
         slots[key] = (where or st).empty()
 
-    st.subheader("Model and training")
+    st.subheader("Network and training")
     c = st.columns(3)
     name = c[0].text_input("Name", value=str(D.get("name", "experiment")), max_chars=200, key="ne_name")
     slot("name", c[0])
-    model_names = sorted(models)
-    model = c[1].selectbox("Model", model_names, index=model_names.index(D.get("model", "unet"))
-                           if D.get("model", "unet") in model_names else 0, key="ne_model",
-                           help="The network the baseline, the teacher and the students train (the paper's U-Net "
-                                "by default); each one is described under **About the networks** below.")
-    slot("model", c[1])
+    network_names = sorted(networks)
+    network = c[1].selectbox("Network", network_names, index=network_names.index(D.get("network", "unet"))
+                             if D.get("network", "unet") in network_names else 0, key="ne_network",
+                             help="The network the baseline, the teacher and the students train (the paper's U-Net "
+                                  "by default); each one is described under **About the networks** below.")
+    slot("network", c[1])
     loss = c[2].selectbox("Loss (recipe)", ["dice_ce", "ce"], index=["dice_ce", "ce"].index(D.get("loss", "dice_ce")),
                           format_func=lambda v: LOSS_LABELS[v], key="ne_loss",
                           help="Dice + cross-entropy is the standard recipe's loss: measured to make the baseline as "
@@ -191,7 +191,7 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
     slot("student_head_init", c[1])
 
     with st.expander("About the networks"):  # eleven descriptions: too long for a tooltip over the fields
-        st.markdown("\n".join(f"- **{n}**: {models[n]['description']}" for n in model_names))
+        st.markdown("\n".join(f"- **{n}**: {networks[n]['description']}" for n in network_names))
     with st.expander("Advanced options"):
         a = st.columns(3)
         teacher_epochs = a[0].number_input("Teacher epochs (0 = same as epochs)", value=int(D.get("teacher_epochs") or 0),
@@ -246,9 +246,9 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
                                  "of trained again, and says so; clear it to retrain every stage.")
         slot("reuse")
         kwargs_text = st.text_area(
-            "Model arguments (JSON)", json.dumps(D.get("model_kwargs") or {}), key="ne_kwargs", height=68,
+            "Network arguments (JSON)", json.dumps(D.get("network_kwargs") or {}), key="ne_kwargs", height=68,
             help='Extra arguments of the network, e.g. {"widths": [16, 32, 64, 128]} for a smaller U-Net.')
-        slot("model_kwargs")
+        slot("network_kwargs")
 
     general = st.empty()
     plan_slot = st.empty()
@@ -259,24 +259,24 @@ def form_body() -> tuple[dict[str, Any], dict[str, list[str]]]:
     """The spec the form holds, and the errors found before sending (seeds, JSON, no training dataset)."""
     local: dict[str, list[str]] = {}
     seeds: list[int] = []
-    model_kwargs: Any = {}
+    network_kwargs: Any = {}
     try:
         seeds = parse_seeds(seeds_text)
     except ValueError as e:
         local["seeds"] = [str(e)]
     try:
-        model_kwargs = json.loads(kwargs_text or "{}")
-        if not isinstance(model_kwargs, dict):
+        network_kwargs = json.loads(kwargs_text or "{}")
+        if not isinstance(network_kwargs, dict):
             raise ValueError("give a JSON object, e.g. {\"widths\": [16, 32, 64, 128]}")
     except ValueError as e:
-        local["model_kwargs"] = [f"not valid JSON: {e}"]
+        local["network_kwargs"] = [f"not valid JSON: {e}"]
     if not train_ids:
         local["train_dataset"] = ["choose at least one training dataset"]
     body = {
         **clone_extra(),  # a cloned spec's settings the form has no field for
         "name": name, "train_dataset": [str(i) for i in train_ids] if len(train_ids) > 1 else
-        str(train_ids[0]) if train_ids else "", "eval_datasets": [str(i) for i in cross_ids], "model": model,
-        "model_kwargs": model_kwargs, "image_size": [int(height), int(width)], "epochs": int(epochs),
+        str(train_ids[0]) if train_ids else "", "eval_datasets": [str(i) for i in cross_ids], "network": network,
+        "network_kwargs": network_kwargs, "image_size": [int(height), int(width)], "epochs": int(epochs),
         "teacher_epochs": int(teacher_epochs) or None, "batch_size": int(batch), "lr": float(lr),
         "weight_decay": float(weight_decay), "seeds": seeds, "methods": methods, "alpha": float(alpha),
         "teacher_input": teacher_input, "teacher_skip_connections": bool(skips), "loss": loss,

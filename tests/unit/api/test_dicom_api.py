@@ -100,7 +100,7 @@ def test_a_model_answers_a_series_with_a_dicom_seg_that_references_it(client, al
     from sikd_core.inference import load_bundle, predict_volume
 
     ds = upload(client, alice, dicom_zip, name="hospital").json()["id"]
-    spec = dict(name="dicom", train_dataset=ds, eval_datasets=[], model_kwargs={"widths": [4, 8, 16]},
+    spec = dict(name="dicom", train_dataset=ds, eval_datasets=[], network_kwargs={"widths": [4, 8, 16]},
                 image_size=32, epochs=1, batch_size=4, lr=5e-3, seeds=[0], methods=["baseline"], device="cpu",
                 feature_maps=0)
     r = client.post("/experiments", json=spec, headers=alice)

@@ -49,8 +49,8 @@ def test_spec_errors_are_readable_422(client, alice, datasets, jobs):
     detail = r.json()["detail"]
     assert "invalid experiment spec" in detail and "epochz: unknown key; known keys:" in detail
     assert "lr: Input should be greater than 0" in detail
-    r = client.post("/experiments", json={**tiny_spec(datasets), "model": "nope"}, headers=alice)
-    assert r.status_code == 422 and "unknown model 'nope'; known models:" in r.json()["detail"]
+    r = client.post("/experiments", json={**tiny_spec(datasets), "network": "nope"}, headers=alice)
+    assert r.status_code == 422 and "unknown network 'nope'; known networks:" in r.json()["detail"]
     r = client.post("/experiments", json={"name": "x"}, headers=alice)
     assert r.status_code == 422 and "train_dataset: required" in r.json()["detail"]
     assert client.post("/experiments", json=[1, 2], headers=alice).status_code == 422
@@ -171,8 +171,9 @@ def test_broker_down_is_503_and_the_experiment_is_marked_failed(client, alice, d
 
 def test_options_describe_models_and_the_spec(client, alice):
     opts = client.get("/options", headers=alice).json()
-    names = [m["name"] for m in opts["models"]]
-    assert "unet" in names and all(m["description"] for m in opts["models"])
+    names = [m["name"] for m in opts["networks"]]
+    assert "unet" in names and all(m["description"] for m in opts["networks"])
+    assert opts["models"] == opts["networks"]  # the deprecated old name, for older clients
     assert [m["name"] for m in opts["methods"]] == ["baseline", "sikd", "sdm", "gin", "maxstyle", "reference"]
     assert "reference+sikd" not in opts["method_names"]  # the yardstick is never distilled
     assert all(m["description"] and m["reference"] for m in opts["methods"])

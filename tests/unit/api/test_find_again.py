@@ -113,7 +113,7 @@ def test_search_and_filters_narrow_the_list_in_sql_and_page_it(client, alice, bo
     e1 = make(client, alice, datasets, name="alpha 1 sweep", alpha=1.0)["id"]
     e2 = make(client, alice, datasets, name="Alpha 2 SWEEP", alpha=2.0, methods=["baseline"])["id"]
     e3 = make(client, alice, datasets, name="gin_50%", methods=["baseline", "gin", "gin+sikd"],
-              model="attention_unet", model_kwargs={}, train_dataset=b, eval_datasets=[])["id"]
+              network="attention_unet", network_kwargs={}, train_dataset=b, eval_datasets=[])["id"]
     e4 = make(client, alice, datasets, name="ginX50 reference", methods=["baseline", "reference"],
               train_dataset=b, eval_datasets=[a])["id"]
     patch(client, alice, e1, {"tags": ["sweep", "fig8"]})

@@ -147,8 +147,8 @@ def test_is_admin_is_a_strict_boolean(client, admin, value):
     ("epochs", HUGE, "epochs"), ("steps_per_epoch", 10**12, "steps_per_epoch"),
     ("train_dataset", BIG, "not an id"), ("train_dataset", HUGE, "not an id"),
     ("epochs", True, "epochs"), ("batch_size", "4", "batch_size"), ("lr", True, "lr"), ("augment", "yes", "augment"),
-    ("amp", 1, "amp"), ("model_kwargs", {"widths": [4, 8, 16], "skip_connections": "maybe"}, "skip_connections"),
-    ("model_kwargs", {"widths": ["4", 8, 16]}, "widths"),
+    ("amp", 1, "amp"), ("network_kwargs", {"widths": [4, 8, 16], "skip_connections": "maybe"}, "skip_connections"),
+    ("network_kwargs", {"widths": ["4", 8, 16]}, "widths"),
     ("train_dataset", " 4", "not an id"), ("train_dataset", "05", "not an id"),
     ("train_dataset", "\u0664", "not an id"), ("train_dataset", "+4", "not an id"),
 ])
@@ -267,7 +267,7 @@ def test_decode_limits_follow_the_settings(tmp_path):
 
 # ----------------------------------------------------------------------------- specs no worker can run
 @pytest.mark.parametrize("override,words", [
-    ({"model_kwargs": {"widths": [65536] * 5}}, "SIKD_MAX_MODEL_PARAMETERS"),
+    ({"network_kwargs": {"widths": [65536] * 5}}, "SIKD_MAX_MODEL_PARAMETERS"),
     ({"image_size": 4096, "batch_size": 1024}, "SIKD_MAX_TRAINING_MEMORY_BYTES"),
     ({"steps_per_epoch": 10**9}, "SIKD_MAX_TRAINING_STEPS"),
 ])
@@ -281,11 +281,11 @@ def test_specs_beyond_any_worker_are_refused(client, alice, datasets, jobs, over
 
 
 @pytest.mark.parametrize("override,words", [
-    ({"model_kwargs": {"widths": [8] * 40}}, "widths has 40 levels; at most 13"),
-    ({"model_kwargs": {"widths": [8] * 2000}}, "widths has 2000 levels; at most 13"),
-    ({"model_kwargs": {"widths": [8] * 13}}, "needs inputs of at least 4096 px"),
-    ({"model": "attention_unet", "model_kwargs": {"channels": [8] * 40}}, "channels has 40 levels"),
-    ({"model": "swin_unetr", "model_kwargs": {"depths": [2000, 2, 2, 2]}}, "at most 32 blocks per stage"),
+    ({"network_kwargs": {"widths": [8] * 40}}, "widths has 40 levels; at most 13"),
+    ({"network_kwargs": {"widths": [8] * 2000}}, "widths has 2000 levels; at most 13"),
+    ({"network_kwargs": {"widths": [8] * 13}}, "needs inputs of at least 4096 px"),
+    ({"network": "attention_unet", "network_kwargs": {"channels": [8] * 40}}, "channels has 40 levels"),
+    ({"network": "swin_unetr", "network_kwargs": {"depths": [2000, 2, 2, 2]}}, "at most 32 blocks per stage"),
 ])
 def test_absurd_depths_are_refused_early(client, alice, datasets, jobs, override, words):
     """A 40-level U-Net was a 500 (ValueError in the cost estimate); 2 000 levels held a thread 24 s first."""
@@ -376,7 +376,7 @@ def model_id(client, alice) -> int:
         plan = [PlannedStage("baseline", 0, "plain", "baseline", "baseline", None, 1, "unet")]
         exp = crud.create_experiment(db, owner=user, name="m", spec={}, plan=plan, datasets=[])
         db.flush()
-        info = {"model": "unet", "model_kwargs": {"widths": [4, 8]}, "in_channels": 1, "num_classes": 2,
+        info = {"network": "unet", "network_kwargs": {"widths": [4, 8]}, "in_channels": 1, "num_classes": 2,
                 "image_size": [32, 32], "class_names": ["background", "fg"], "method": "baseline", "seed": 0}
         save_bundle(settings.storage_dir / "m.pt", create_model("unet", 1, 2, widths=[4, 8]), **info)
         return crud.create_model_row(db, stage=exp.stages[0], owner_id=user.id, name="m", path="m.pt", info=info,

@@ -40,7 +40,7 @@ def test_tags_notes_migration_keeps_rows_and_indexes_the_tags(tmp_path, backend)
         engine = get_engine(s)
         with Session(engine) as session:
             old = session.scalars(select(Experiment)).one()
-            assert (old.name, old.tags, old.note, old.spec) == ("old", [], None, {"model": "unet"})
+            assert (old.name, old.tags, old.note, old.spec) == ("old", [], None, {"network": "unet"})  # 0008: renamed
             old.tags, old.note = ["kept"], "a note"
             session.add(Experiment(owner_id=1, name="new", status="queued", spec={}))  # the default: no tags
             session.commit()

@@ -15,7 +15,7 @@ def test_plan_of_a_stored_dataset_posts_as_an_experiment(client, alice, datasets
     assert r.status_code == 200, r.text
     body = r.json()
     spec = body["spec"]
-    assert spec["train_dataset"] == a and spec["eval_datasets"] == [b] and spec["model"] == "unet"
+    assert spec["train_dataset"] == a and spec["eval_datasets"] == [b] and spec["network"] == "unet"
     assert spec["image_size"] == [32, 32]  # the phantoms are 32 px: never planned above the median image
     fp = body["fingerprint"]
     assert fp["pairs"] == 16 and fp["num_classes"] == 4 and fp["name"] == "vendor_a" and fp["median_size"] == [32, 32]

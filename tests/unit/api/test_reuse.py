@@ -11,7 +11,7 @@ from tests.service_helpers import drain, new_user, tiny_spec, upload
 
 pytestmark = pytest.mark.timeout(240)
 
-FAST = dict(epochs=1, feature_maps=0, save_predictions=False, model_kwargs={"widths": [4, 8]})
+FAST = dict(epochs=1, feature_maps=0, save_predictions=False, network_kwargs={"widths": [4, 8]})
 
 
 def post(client, headers, datasets, **kw):
@@ -132,7 +132,7 @@ def test_a_sweep_creates_its_experiments_sharing_their_stages(client, alice, bob
 
 
 @pytest.mark.parametrize(("sweep", "needle"), [
-    ({"alpha": []}, "non-empty list"), ({"model": ["unet"]}, "cannot sweep 'model'"), ([1], "mapping"),
+    ({"alpha": []}, "non-empty list"), ({"network": ["unet"]}, "cannot sweep 'network'"), ([1], "mapping"),
     ({"alpha": [1, 1]}, "duplicate"), ({"alpha": list(range(1, 8)), "lr": [0.1, 0.01]}, "at most 12"),
     ({"alpha": [1, -1]}, "alpha=-1"),
 ])

@@ -12,7 +12,7 @@ from tests.service_helpers import drain, tiny_spec
 pytestmark = pytest.mark.timeout(180)
 
 DEGENERATE = dict(lr=1.0, epochs=2, steps_per_epoch=2, augment=False, feature_maps=0, save_predictions=False,
-                  model_kwargs={"widths": [4, 8]}, student_head_init="random")  # the student collapses to one class
+                  network_kwargs={"widths": [4, 8]}, student_head_init="random")  # the student collapses to one class
 KEYS = {"code", "severity", "stage", "seed", "method", "epoch", "message", "values"}
 
 

@@ -28,11 +28,11 @@ def test_spec_errors_name_their_fields(client, alice, datasets, jobs):
     assert "\n  lr: Input should be greater than 0" in body["detail"]
     # checks across fields name the field they refuse, not the whole spec
     r = client.post("/experiments", json=tiny_spec(datasets, val_fraction=0.5, test_fraction=0.5,
-                                                   methods=["maxstyle"], model="basic_unet", model_kwargs={},
+                                                   methods=["maxstyle"], network="basic_unet", network_kwargs={},
                                                    eval_datasets=[datasets["vendor_a"]]), headers=alice)
     fields = _by_field(r.json())
     assert fields["test_fraction"] == "val_fraction + test_fraction must leave data to train on (< 0.95)"
-    assert fields["methods"] == "method 'maxstyle' needs model unet; got 'basic_unet'"
+    assert fields["methods"] == "method 'maxstyle' needs network unet; got 'basic_unet'"
     assert fields["eval_datasets"].startswith("eval_datasets must not contain the training dataset")
     r = client.post("/experiments", json={"name": "x"}, headers=alice)
     assert _by_field(r.json()) == {"train_dataset": "required"}
@@ -79,3 +79,50 @@ def test_every_experiment_comes_with_its_stage_plan(client, alice, datasets, job
                        "teacher": "teacher", "epochs": 3, "network": "unet"}
     listed = client.get("/experiments", headers=alice).json()["data"][0]
     assert listed["plan"] == plan and exp["plan"] == plan
+
+
+def test_the_old_names_of_network_are_accepted_and_the_new_ones_written(client, alice, datasets, jobs):
+    """``model``/``model_kwargs`` (the names before ``network``/``network_kwargs``) are still taken by every body
+    that holds a spec; responses and stored rows say ``network``; an error names the key the client sent, and both
+    names with different values are refused naming both."""
+    old = tiny_spec(datasets, name="old names", model="attention_unet", model_kwargs={"channels": [4, 8]})
+    del old["network_kwargs"]
+    r = client.post("/experiments", json=old, headers=alice)
+    assert r.status_code == 201, r.text
+    spec = r.json()["spec"]
+    assert (spec["network"], spec["network_kwargs"]) == ("attention_unet", {"channels": [4, 8]})
+    assert "model" not in spec and "model_kwargs" not in spec
+    assert {p["network"] for p in r.json()["plan"]} == {"attention_unet"}
+    found = client.get("/experiments", params={"network": "attention_unet"}, headers=alice).json()
+    assert [e["id"] for e in found["data"]] == [r.json()["id"]]
+    est = client.post("/experiments/estimate", json=old, headers=alice)
+    assert est.status_code == 200 and {p["network"] for p in est.json()["plan"]} == {"attention_unet"}
+    sweep = client.post("/sweeps", json={**old, "name": "old sweep", "sweep": {"alpha": [1, 2]}}, headers=alice)
+    assert sweep.status_code == 201, sweep.text
+    assert {e["spec"]["network"] for e in sweep.json()["experiments"]} == {"attention_unet"}
+
+    r = client.post("/experiments", json={**old, "model": "nope"}, headers=alice)
+    assert r.status_code == 422 and _by_field(r.json()) == {"model": r.json()["errors"][0]["msg"]}
+    assert r.json()["errors"][0]["msg"].startswith("unknown network 'nope'; known networks:")
+    r = client.post("/experiments", json={**old, "model_kwargs": {"depth": 3}}, headers=alice)
+    assert list(_by_field(r.json())) == ["model_kwargs"]
+    r = client.post("/experiments", json={**old, "network": "unet", "model_kwargs": {}}, headers=alice)
+    assert r.status_code == 422 and r.json()["errors"] == [{
+        "loc": ["body", "model"], "type": "extra_forbidden",
+        "msg": "the old name of network; both are given, with different values (model: 'attention_unet'): give "
+               "network only"}]
+    assert client.post("/experiments", json={**old, "network": "attention_unet"}, headers=alice).status_code == 201
+    r = client.post("/sweeps", json={**old, "network": "unet", "sweep": {"alpha": [1, 2]}}, headers=alice)
+    assert r.status_code == 422 and "model: the old name of network" in r.json()["detail"]
+
+
+def test_options_list_networks_and_the_deprecated_models(client, alice):
+    opts = client.get("/options", headers=alice).json()
+    assert opts["networks"] == opts["models"] and "unet" in {n["name"] for n in opts["networks"]}
+    maxstyle = next(m for m in opts["methods"] if m["name"] == "maxstyle")
+    assert maxstyle["networks"] == maxstyle["models"] == ["unet"]
+    assert opts["presets"][1]["values"]["network"] == "unet" and "model" not in opts["presets"][1]["values"]
+    assert {"network", "network_kwargs"} <= set(opts["spec_defaults"]) and "model" not in opts["spec_defaults"]
+    doc = client.get("/openapi.json").json()["components"]["schemas"]
+    assert doc["OptionsPublic"]["properties"]["models"]["deprecated"] is True
+    assert "old name" in doc["ExperimentCreate"]["properties"]["network"]["description"]

@@ -14,7 +14,7 @@ SEVEN = ["baseline", "sikd", "sdm", "gin", "gin+sikd", "maxstyle", "maxstyle+sik
 
 def test_sikd_run_with_seven_methods_and_two_training_sources(phantom_sets, tmp_path):
     spec = dict(name="seven", train_dataset=[str(phantom_sets["vendor_a"]), str(phantom_sets["vendor_b"])],
-                eval_datasets=[str(phantom_sets["vendor_c"])], model="unet", model_kwargs={"widths": [4, 8, 16]},
+                eval_datasets=[str(phantom_sets["vendor_c"])], network="unet", network_kwargs={"widths": [4, 8, 16]},
                 image_size=32, epochs=1, batch_size=4, lr=5e-3, seeds=[0], methods=SEVEN, device="cpu",
                 feature_maps=0, val_fraction=0.2, test_fraction=0.34)
     path = tmp_path / "spec.yaml"

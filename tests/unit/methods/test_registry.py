@@ -49,8 +49,8 @@ def test_bad_names_and_compositions_name_the_known_methods(bad):
 
 
 def test_maxstyle_needs_the_unet():
-    with pytest.raises(SpecError, match="maxstyle.*needs model unet"):
-        parse_spec({"train_dataset": "x", "model": "basic_unet", "methods": ["maxstyle"]})
+    with pytest.raises(SpecError, match="maxstyle.*needs network unet"):
+        parse_spec({"train_dataset": "x", "network": "basic_unet", "methods": ["maxstyle"]})
 
 
 def _tiny_data(n=6, size=32):
@@ -85,7 +85,7 @@ def test_every_method_trains_a_step_and_deploys_only_the_plain_network(name, dis
     assert changed  # the step updated the network
     assert calls or name == "gin"  # the training-only modules did run in training (GIN has none)
     bundle = tmp_path / "model.pt"
-    save_bundle(bundle, model, model="unet", model_kwargs={"widths": [4, 8, 16]}, in_channels=1, num_classes=3,
+    save_bundle(bundle, model, network="unet", network_kwargs={"widths": [4, 8, 16]}, in_channels=1, num_classes=3,
                 image_size=(32, 32))
     loaded = load_bundle(bundle, device="cpu").model
     assert set(loaded.state_dict()) == set(model.state_dict())  # no heads or decoders in the deployed model
