@@ -14,13 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sikd_core.health import convergence_findings, reference_convergence, still_rising
 from sikd_core.inference import load_bundle
 from sikd_core.methods import method_names, parse_method
 from sikd_core.methods.reference import DiceCELossNNUNet, ReferenceAugmenter, reference_filters
 from sikd_core.models import create_model
 from sikd_core.models.registry import plan_dynunet_filters
 from sikd_core.pipeline import ExperimentRun
-from sikd_core.health import convergence_findings, reference_convergence, still_rising
 from sikd_core.report import baseline_strength, comparison_pairs, render_markdown, strength_markdown
 from sikd_core.spec import parse_spec
 
