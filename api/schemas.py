@@ -334,6 +334,10 @@ class ExperimentResults(Page[ResultRow]):
         "dice: {mean_diff, ci_low, ci_high, p_value, p_holm}, below_reference}); [] when the experiment trains no "
         "reference (nothing then measures the baseline's strength), null for reports made before it existed. "
         "Comparisons against the baseline carry the same figures as baseline_strength.")
+    reused_scores: list[dict[str, Any]] = Field(
+        default_factory=list, description="Per model and evaluation set whose per-case scores were taken from an "
+        "earlier evaluation of the same model on the same data ({method, seed, dataset, split, reused_from: "
+        "{experiment: N}}); the rest were computed")
 
 
 class OverlayPublic(BaseModel):

@@ -10,6 +10,9 @@
   experiment and go with the last one that holds them), copies its epoch curve, and succeeds with
   ``reused_from`` and the message "reused from experiment N"; what follows (students released, evaluation
   queued, a model row) is what a trained stage gets.
+* **Evaluation** (:func:`score_sources`): the experiments whose evaluations scored the same models (a shared
+  stage key) and that the owner may reuse are handed to the evaluation, which takes their per-case scores where
+  the evaluation data is the same content too, and computes the rest.
 * **Waiting stages** are released (:func:`release_waiting`) when what they wait for ends: they then reuse it, or
   train themselves if it failed, was cancelled or deleted. The worker calls it after each stage, the API after a
   cancel or delete, and the worker's reconciler every pass (for any path that was missed).
@@ -21,6 +24,7 @@ experiment is shared (the SYNTHETIC demo): never a stage trained on someone's pr
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -29,6 +33,7 @@ from sqlalchemy.orm import Session
 from sikd_core.data.fingerprint import manifest_fingerprint
 from sikd_core.methods.plan import is_student_stage, stage_keys
 from sikd_core.reuse import finished_record, link_stage
+from sikd_core.score_reuse import reuse_message
 from sikd_core.spec import ExperimentSpec
 from sikd_service import crud, dispatch
 from sikd_service.config import Settings
@@ -122,6 +127,30 @@ def reuse_stage(settings: Settings, *, stage_id: int, owner_id: int) -> tuple[di
             s.expunge(src_stage)
             return record, src_stage
     return None
+
+
+def score_sources(settings: Settings, *, experiment_id: int, owner_id: int, limit: int = 50) -> dict[Path, dict[str, Any]]:
+    """Folders of succeeded experiments the owner may reuse that share a stage key with this one (their
+    evaluations scored the same models): the evaluation takes their per-case scores where the data is the same
+    too (:mod:`sikd_core.score_reuse`). The newest ``limit`` of them."""
+    with session_scope(settings) as s:
+        keys = select(Stage.reuse_key).where(Stage.experiment_id == experiment_id, Stage.reuse_key.is_not(None))
+        ids = s.scalars(select(Stage.experiment_id).join(Experiment)
+                        .where(Stage.reuse_key.in_(keys), Stage.experiment_id != experiment_id,
+                               Experiment.status == "succeeded").distinct()
+                        .order_by(Stage.experiment_id.desc()).limit(4 * limit)).all()
+        exps = [e for e in (s.get(Experiment, i) for i in ids)
+                if e is not None and _may_reuse(s, owner_id=owner_id, source=e)][:limit]
+        return {experiment_dir(settings, e.id): {"experiment": e.id} for e in exps}
+
+
+def evaluation_reuse(report: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation stage's ``message`` saying which scores were reused (:func:`sikd_core.score_reuse.reuse_message`)
+    and its ``reused_from``: the experiment every score came from, when they all came from one."""
+    message = reuse_message(report)
+    whole = message is not None and message.startswith("evaluation reused")
+    return {"message": message if message is None else message[:300],
+            "reused_from": report["reused_scores"][0]["reused_from"].get("experiment") if whole else None}
 
 
 def release_waiting(settings: Settings) -> list[int]:

@@ -80,6 +80,56 @@ def test_never_another_users_private_stage(client, admin, alice, bob, datasets, 
     c = post(client, carol, bob_data, name="carol on shared", methods=["baseline"])
     drain(jobs)
     assert stages(client, carol, c)["baseline"]["reused_from"] == b
+    # the same for scores: bob's evaluation computed its own, carol's took bob's (shared data, the same models)
+    assert stages(client, bob, b)["evaluation"]["message"] is None
+    assert stages(client, carol, c)["evaluation"]["message"] == f"evaluation reused from experiment {b}"
+
+
+def results(client, headers, eid):
+    r = client.get(f"/experiments/{eid}/results", headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+def test_evaluation_reuses_the_scores_of_reused_models(client, alice, datasets, jobs, settings):
+    a = post(client, alice, datasets, name="a", save_predictions=True)
+    drain(jobs)
+    b = post(client, alice, datasets, name="b", alpha=0.5, save_predictions=True)
+    drain(jobs)
+    ev = stages(client, alice, b)["evaluation"]
+    assert ev["message"] == f"scores reused: baseline (seed 0) from experiment {a}; computed: sikd (seed 0)"
+    assert ev["reused_from"] is None and ev["status"] == "succeeded"
+    reused = client.get(f"/experiments/{b}/results", headers=alice).json()["reused_scores"]
+    assert {(r["method"], r["split"], r["reused_from"]["experiment"]) for r in reused} == {
+        ("baseline", "intra", a), ("baseline", "cross", a)}
+    assert [r for r in results(client, alice, a) if r["method"] == "baseline"] == [
+        r for r in results(client, alice, b) if r["method"] == "baseline"]
+    # everything identical but the name: the whole evaluation is reused, and says from where
+    c = post(client, alice, datasets, name="c", save_predictions=True)
+    drain(jobs)
+    ev = stages(client, alice, c)["evaluation"]
+    assert ev["message"] == f"evaluation reused from experiment {a}" and ev["reused_from"] == a
+    assert results(client, alice, c) == results(client, alice, a)
+    cases = client.get(f"/experiments/{c}/cases", headers=alice).json()["data"]
+    assert cases == client.get(f"/experiments/{a}/cases", headers=alice).json()["data"]
+    assert client.get(f"/experiments/{c}/overlays", headers=alice).json()["data"]  # its masks, linked
+    # b's report equals its evaluation computed again from scratch (reuse off, on the same models)
+    from sikd_service.db import session_scope
+    from sikd_service.tables import Experiment
+    from worker.tasks import Claimed, build_experiment
+
+    before = client.get(f"/experiments/{b}/results", headers=alice).json()
+    with session_scope(settings) as s:
+        e = s.get(Experiment, b)
+        claimed = Claimed(stage_id=0, kind="evaluation", seed=None, attempt=1, experiment_id=b, owner_id=e.owner_id,
+                          spec={**e.spec, "reuse": False}, datasets={x.key: x.dataset_id for x in e.dataset_links},
+                          token="")
+    again = build_experiment(settings, claimed, evaluation=True).evaluate()
+    assert again["reused_scores"] == []
+    after = client.get(f"/experiments/{b}/results", headers=alice).json()
+    assert after["reused_scores"] == [] and before["reused_scores"]
+    assert {k: v for k, v in after.items() if k != "reused_scores"} == {
+        k: v for k, v in before.items() if k != "reused_scores"}
 
 
 def test_a_sweep_stage_waits_for_its_identical_one_and_trains_if_that_is_cancelled(client, alice, datasets, jobs):
