@@ -381,6 +381,8 @@ class ModelPublic(ORM):
     best_val_dice: float | None
     size_bytes: int
     created_at: datetime
+    reused_from: int | None = Field(None, description="the experiment that trained this model, when this one's stage "
+                                    "reused it (the same weights; the card says 'trained in experiment N (reused)')")
 
 
 class PredictionPublic(BaseModel):

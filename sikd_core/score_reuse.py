@@ -155,34 +155,3 @@ def experiment_folders(roots: Sequence[Path], *, exclude: Path | None = None) ->
             if skip is None or folder.resolve() != skip:
                 out[folder] = {"folder": str(folder)}
     return out
-
-
-def origin_label(origin: dict[str, Any]) -> str:
-    """``experiment 5`` (the service) or the folder (the CLI)."""
-    return f"experiment {origin['experiment']}" if "experiment" in origin else str(origin.get("folder", origin))
-
-
-def reuse_message(report: dict[str, Any]) -> str | None:
-    """What an evaluation reused, in words: "evaluation reused from experiment 5" when every score came from one
-    place, else per model ("scores reused: baseline (seed 0) from experiment 5; computed: sikd (seed 0)"); None
-    when nothing was reused."""
-    reused = report.get("reused_scores") or []
-    if not reused:
-        return None
-    pairs = {(r["method"], r["seed"], r["dataset"], r["split"]) for r in report.get("rows") or []}
-    origins = {origin_label(r["reused_from"]) for r in reused}
-    if len(origins) == 1 and len(reused) == len(pairs):
-        return f"evaluation reused from {origins.pop()}"
-    got = {(r["method"], r["seed"], r["dataset"], r["split"]): origin_label(r["reused_from"]) for r in reused}
-    models = list(dict.fromkeys((m, s) for m, s, _, _ in sorted(pairs)))
-    parts, computed = [], []
-    for m, s in models:
-        mine = sorted(p for p in pairs if p[:2] == (m, s))
-        hits = [p for p in mine if p in got]
-        if not hits:
-            computed.append(f"{m} (seed {s})")
-            continue
-        where = ", ".join(sorted({got[p] for p in hits}))
-        on = "" if len(hits) == len(mine) else " on " + ", ".join(f"{p[2]} ({p[3]})" for p in hits)
-        parts.append(f"{m} (seed {s}){on} from {where}")
-    return "scores reused: " + "; ".join(parts) + (f"; computed: {', '.join(computed)}" if computed else "")

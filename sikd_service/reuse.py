@@ -32,8 +32,7 @@ from sqlalchemy.orm import Session
 
 from sikd_core.data.fingerprint import manifest_fingerprint
 from sikd_core.methods.plan import is_student_stage, stage_keys
-from sikd_core.reuse import finished_record, link_stage
-from sikd_core.score_reuse import reuse_message
+from sikd_core.reuse import finished_record, link_stage, reuse_message
 from sikd_core.spec import ExperimentSpec
 from sikd_service import crud, dispatch
 from sikd_service.config import Settings
@@ -115,7 +114,7 @@ def reuse_stage(settings: Settings, *, stage_id: int, owner_id: int) -> tuple[di
             if finished_record(src) is None:
                 continue
             try:
-                record = link_stage(src, dst, reused_from={"experiment": src_exp.id, "stage": src_stage.id})
+                record = link_stage(src, dst, reused_from={"experiment": src_stage.reused_from or src_exp.id})
             except OSError as e:  # deleted meanwhile: try the next one, or train
                 log.warning("stage %d: cannot reuse stage %d (%s)", stage_id, src_stage.id, e)
                 continue
@@ -145,7 +144,7 @@ def score_sources(settings: Settings, *, experiment_id: int, owner_id: int, limi
 
 
 def evaluation_reuse(report: dict[str, Any]) -> dict[str, Any]:
-    """The evaluation stage's ``message`` saying which scores were reused (:func:`sikd_core.score_reuse.reuse_message`)
+    """The evaluation stage's ``message`` saying which scores were reused (:func:`sikd_core.reuse.reuse_message`)
     and its ``reused_from``: the experiment every score came from, when they all came from one."""
     message = reuse_message(report)
     whole = message is not None and message.startswith("evaluation reused")

@@ -104,3 +104,23 @@ def test_scores_are_computed_when_the_earlier_masks_are_gone_or_reuse_is_off(pha
     later = ExperimentRun(parse_spec({**base, "save_predictions": False, "name": "x"}), root / "d",
                           reuse_roots=[root]).run()
     assert [r["method"] for r in later["reused_scores"]] == ["baseline"]
+
+
+def test_the_message_says_what_was_reused_from_where():
+    from sikd_core.reuse import reuse_message
+
+    rows = [{"method": m, "seed": 0, "dataset": d, "split": s} for m in ("baseline", "sikd")
+            for d, s in (("a", "intra"), ("b", "cross"))]
+
+    def reused(*pairs):
+        return [{"method": m, "seed": 0, "dataset": d, "split": s, "reused_from": o} for m, d, s, o in pairs]
+
+    five, six = {"experiment": 5}, {"experiment": 6}
+    assert reuse_message({"rows": rows, "reused_scores": []}) is None
+    every = reused(*((m, d, s, five) for m in ("baseline", "sikd") for d, s in (("a", "intra"), ("b", "cross"))))
+    assert reuse_message({"rows": rows, "reused_scores": every}) == "evaluation reused from experiment 5"
+    assert reuse_message({"rows": rows, "reused_scores": every[:2] + reused(("sikd", "a", "intra", six),
+                                                                            ("sikd", "b", "cross", six))}) == (
+        "scores reused: baseline (seed 0) from experiment 5; sikd (seed 0) from experiment 6")
+    assert reuse_message({"rows": rows, "reused_scores": reused(("baseline", "a", "intra", {"folder": "/x/a"}))}) == (
+        "scores reused: baseline (seed 0) on a (intra) from /x/a; computed: sikd (seed 0)")

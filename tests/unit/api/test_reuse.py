@@ -44,6 +44,16 @@ def test_second_experiment_differing_in_alpha_trains_only_its_student(client, al
     rows = {e: [r for r in client.get(f"/experiments/{e}/results", headers=alice).json()["data"]
                 if r["method"] == "baseline"] for e in (a, b)}
     assert rows[a] == rows[b] and rows[a]
+    # the models and their cards describe b (its name, its alpha) and say where the reused one was trained
+    models = {m["method"]: m for m in client.get("/models", params={"experiment_id": b}, headers=alice).json()["data"]}
+    assert models["baseline"]["reused_from"] == a and models["sikd"]["reused_from"] is None
+    card = client.get(f"/models/{models['baseline']['id']}/card", headers=alice).json()
+    assert card["spec"]["name"] == "b" and card["spec"]["alpha"] == 0.5 and card["name"].startswith(f"b #{b} ")
+    assert card["provenance"] == f"trained in experiment {a} (reused)" and card["links"]["experiment_id"] == b
+    md = client.get(f"/models/{models['baseline']['id']}/card", params={"format": "md"}, headers=alice).text
+    assert f"Provenance: trained in experiment {a} (reused)" in md
+    own = client.get(f"/models/{models['sikd']['id']}/card", headers=alice).json()
+    assert own["provenance"] == "trained in this experiment" and own["method"]["alpha"] == 0.5
     # deleting the first experiment keeps what the second shares; a third reuses it from the second's files
     assert client.delete(f"/experiments/{a}", headers=alice).status_code == 204
     drain(jobs)
@@ -52,6 +62,10 @@ def test_second_experiment_differing_in_alpha_trains_only_its_student(client, al
     drain(jobs)
     sc = stages(client, alice, c)
     assert sc["baseline"]["reused_from"] == a and sc["baseline"]["status"] == "succeeded"  # a trained it
+    [base_c] = [m for m in client.get("/models", params={"experiment_id": c}, headers=alice).json()["data"]
+                if m["method"] == "baseline"]
+    card = client.get(f"/models/{base_c['id']}/card", headers=alice).json()
+    assert card["provenance"] == f"trained in experiment {a} (reused)" and card["spec"]["alpha"] == 5.0
     assert client.get(f"/experiments/{c}", headers=alice).json()["status"] == "succeeded"
     # reuse: false retrains; so does another split (a setting every stage depends on)
     d = post(client, alice, datasets, name="d", alpha=5.0, reuse=False)
