@@ -54,11 +54,10 @@ from sikd_core.methods.reference import (
 from sikd_core.models import create_model, model_info
 from sikd_core.render import render_features, render_overlays
 from sikd_core.report import aggregate_rows, baseline_strength, method_comparisons, render_markdown, summarise
-from sikd_core.reuse import find_stage, link_stage
+from sikd_core.reuse import experiment_folders, find_stage, link_stage
 from sikd_core.score_reuse import (
     ScoreIndex,
     case_order,
-    experiment_folders,
     link_predictions,
     merge_cases,
     score_key,

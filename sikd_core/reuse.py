@@ -4,8 +4,9 @@ A stage folder (``seed_<s>/<stage>/``: ``model.pt``, ``history.json``, ``done.js
 experiment's folder: its files are hard links where the file system allows (the same bytes, counted by the file
 system: deleting either experiment's folder keeps them for the other, and they go with the last one), else copies.
 The new ``done.json`` says where the stage was trained (``reused_from``) and points at its own ``model.pt``. The
-CLI finds earlier stages in the sibling folders of its output folder; the service finds them by key in its
-database and links the same way.
+CLI finds earlier stages in the sibling folders of its output folder and in ``--reuse-from`` folders (any folder of
+experiment folders: the service's ``<storage>/experiments`` too); the service finds them by key in its database,
+then in the operator's ``reuse_folders`` (CLI folders), and links the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +26,23 @@ log = logging.getLogger("sikd_core.reuse")
 #: Files of a finished stage that are not linked: checkpoints a finished stage no longer has, and its record
 #: (rewritten for the new place).
 _NOT_LINKED = ("done.json", "latest.pt", "best.pt")
+#: An evaluation's score keys, ``eval/scores.json`` (:mod:`sikd_core.score_reuse`).
+SCORE_INDEX = "scores.json"
+
+
+def experiment_folders(roots: Iterable[Path], *, exclude: Path | None = None) -> dict[Path, dict[str, Any]]:
+    """The experiment folders under ``roots`` whose evaluation wrote a score index (:mod:`sikd_core.score_reuse`),
+    each with its origin ``{"folder": ...}``: where the CLI and the service's ``reuse_folders`` take scores from."""
+    skip = exclude.resolve() if exclude is not None else None
+    out: dict[Path, dict[str, Any]] = {}
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for index in sorted(root.glob(f"*/eval/{SCORE_INDEX}")):
+            folder = index.parents[1]
+            if skip is None or folder.resolve() != skip:
+                out[folder] = {"folder": str(folder)}
+    return out
 
 
 def origin_label(origin: dict[str, Any]) -> str:

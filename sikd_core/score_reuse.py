@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from sikd_core.data import Manifest, iter_cases
+from sikd_core.reuse import SCORE_INDEX
 from sikd_core.workdir import safe_name
 
 log = logging.getLogger("sikd_core.score_reuse")
 
 #: Bump when a change to the evaluation (prediction, resizing, metrics) changes a per-case score.
 EVAL_CODE_VERSION = 1
-INDEX = "scores.json"
+INDEX = SCORE_INDEX
 FORMAT = "sikd-scores/1"
 
 
@@ -141,17 +142,3 @@ def write_index(eval_dir: Path, entries: list[dict[str, Any]]) -> None:
     from sikd_core.workdir import write_json
 
     write_json(eval_dir / INDEX, {"format": FORMAT, "entries": entries})
-
-
-def experiment_folders(roots: Sequence[Path], *, exclude: Path | None = None) -> dict[Path, dict[str, Any]]:
-    """The experiment folders under ``roots`` that hold a score index (the CLI's sources), by origin."""
-    skip = exclude.resolve() if exclude is not None else None
-    out: dict[Path, dict[str, Any]] = {}
-    for root in roots:
-        if not root.is_dir():
-            continue
-        for index in sorted(root.glob(f"*/eval/{INDEX}")):
-            folder = index.parents[1]
-            if skip is None or folder.resolve() != skip:
-                out[folder] = {"folder": str(folder)}
-    return out

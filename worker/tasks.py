@@ -25,7 +25,14 @@ from sikd_service.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN, app
 from sikd_service.config import Settings, get_settings
 from sikd_service.db import session_scope
 from sikd_service.experiments import headline
-from sikd_service.reuse import evaluation_reuse, fingerprints, release_waiting, reuse_stage, score_sources
+from sikd_service.reuse import (
+    evaluation_reuse,
+    fingerprints,
+    release_waiting,
+    reuse_stage,
+    score_sources,
+    wait_at_claim,
+)
 from sikd_service.storage import dataset_dir, discard, experiment_dir, manifest_from_stored
 from sikd_service.tables import utcnow
 from worker.progress import DbProgressCallback, StageRecorder, finite
@@ -172,19 +179,17 @@ def mlflow_tracker(settings: Settings, c: Claimed) -> Any:
 
 
 def run_training_stage(stage_id: int, *, worker: str = "local") -> str:
-    """Train one stage; returns the outcome (succeeded, failed, cancelled, skipped or lost)."""
+    """Train one stage; returns the outcome (succeeded, failed, cancelled, skipped, lost, or waiting: an identical
+    stage trains elsewhere)."""
     settings = get_settings()
     c = claim(settings, stage_id, worker, TRAIN_STAGES, any_method=True)
     if c is None:
         return "skipped"
     reused = reuse_stage(settings, stage_id=stage_id, owner_id=c.owner_id)
+    if reused is None and wait_at_claim(settings, stage_id=stage_id, token=c.token, owner_id=c.owner_id):
+        return "waiting"  # an identical stage trains elsewhere: released (and sent again) when it ends
     if reused is not None:  # an identical stage has finished: its model and scores, not a second training
-        record, src = reused
-        origin = src.reused_from or src.experiment_id
-        done: dict[str, Any] = dict(best_val_dice=src.best_val_dice, epoch=src.epoch, warnings=list(src.warnings or []),
-                                    health=list(src.health or []), reused_from=origin,
-                                    message=f"reused from experiment {origin}")
-        log.info("stage %d reused stage %d of experiment %d", stage_id, src.id, src.experiment_id)
+        record, done = reused.record, reused.done
     else:
         outcome = _train(settings, c)
         if isinstance(outcome, str):

@@ -146,6 +146,63 @@ def test_evaluation_reuses_the_scores_of_reused_models(client, alice, datasets, 
         k: v for k, v in before.items() if k != "reused_scores"}
 
 
+def test_a_separate_request_waits_for_an_identical_stage_still_training(client, alice, bob, datasets, jobs,
+                                                                       phantom_zips):
+    a = post(client, alice, datasets, name="a")
+    sent_a = list(jobs)
+    b = post(client, alice, datasets, name="b", alpha=0.5)  # its baseline and teacher are a's, still queued
+    sa, sb = stages(client, alice, a), stages(client, alice, b)
+    for kind in ("baseline", "teacher"):
+        assert sb[kind]["status"] == "pending" and sb[kind]["reuse_wait"] == sa[kind]["id"]
+        assert sb[kind]["message"] == f"waiting for experiment {a}'s identical {kind} stage"
+    assert sb["student"]["reuse_wait"] is None  # its alpha differs: its own
+    assert jobs == sent_a  # nothing of b was sent: no worker holds it while it waits
+    # another user's identical data is private: bob's stages do not wait for alice's
+    bob_data = {k: upload(client, bob, z, name=k).json()["id"] for k, z in phantom_zips.items()}
+    c = post(client, bob, bob_data, name="bob", methods=["baseline"])
+    assert stages(client, bob, c)["baseline"]["status"] == "queued"
+    outcomes = drain(jobs)
+    assert "waiting" not in [out for _, _, out in outcomes]
+    sb = stages(client, alice, b)
+    assert {k: s["reused_from"] for k, s in sb.items()} == {"baseline": a, "teacher": a, "student": None,
+                                                            "evaluation": None}
+    assert all(client.get(f"/experiments/{e}", headers=h).json()["status"] == "succeeded"
+               for e, h in ((a, alice), (b, alice), (c, bob)))
+    assert stages(client, bob, c)["baseline"]["reused_from"] is None
+    # the stage waited for is cancelled: the waiting one trains itself
+    d = post(client, alice, datasets, name="d", split_seed=5, methods=["baseline"])
+    e = post(client, alice, datasets, name="e", split_seed=5, methods=["baseline"])
+    assert stages(client, alice, e)["baseline"]["reuse_wait"] == stages(client, alice, d)["baseline"]["id"]
+    jobs.clear()
+    assert client.post(f"/experiments/{d}/cancel", headers=alice).status_code == 200
+    assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 2  # e's baseline, then its evaluation
+    se = stages(client, alice, e)
+    assert se["baseline"]["reused_from"] is None and se["baseline"]["status"] == "succeeded"
+
+
+def test_two_requests_stored_at_once_train_their_shared_stage_once(client, alice, datasets, jobs, settings):
+    """Neither saw the other when it was stored: the later stage, claimed first, gives its claim back and waits."""
+    from sikd_service.db import session_scope
+    from sikd_service.tables import Stage
+    from worker.tasks import run_training_stage
+
+    a = post(client, alice, datasets, name="a", methods=["baseline"])
+    b = post(client, alice, datasets, name="b", methods=["baseline"])
+    first, later = stages(client, alice, a)["baseline"]["id"], stages(client, alice, b)["baseline"]["id"]
+    with session_scope(settings) as s:  # as if stored concurrently: b's baseline queued, waiting for nothing
+        st = s.get(Stage, later)
+        st.status, st.reuse_wait, st.message = "queued", None, None
+    assert run_training_stage(later) == "waiting"  # claimed before a's: it waits instead of training
+    sb = stages(client, alice, b)["baseline"]
+    assert (sb["status"], sb["reuse_wait"], sb["attempts"]) == ("pending", first, 0)
+    assert f"waiting for experiment {a}'s identical baseline stage" == sb["message"]
+    jobs.clear()
+    assert run_training_stage(first) == "succeeded"  # a trains; b is released and sent ...
+    assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 3  # ... reuses it; both evaluations
+    assert stages(client, alice, b)["baseline"]["reused_from"] == a
+    assert run_training_stage(first) == "skipped"  # the first never waits for the later one
+
+
 def test_a_sweep_stage_waits_for_its_identical_one_and_trains_if_that_is_cancelled(client, alice, datasets, jobs):
     r = client.post("/sweeps", json=tiny_spec(datasets, name="w", **FAST, methods=["baseline"],
                                               sweep={"lr": [0.01, 0.02]}), headers=alice)
