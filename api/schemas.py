@@ -335,6 +335,10 @@ class ExperimentResults(Page[ResultRow]):
         "reference recipe was still improving at the end of its budget (a lower bound only)}); [] when the experiment trains no "
         "reference (nothing then measures the baseline's strength), null for reports made before it existed. "
         "Comparisons against the baseline carry the same figures as baseline_strength.")
+    reused_scores: list[dict[str, Any]] = Field(
+        default_factory=list, description="Per model and evaluation set whose per-case scores were taken from an "
+        "earlier evaluation of the same model on the same data ({method, seed, dataset, split, reused_from: "
+        "{experiment: N}}); the rest were computed")
 
 
 class OverlayPublic(BaseModel):
@@ -378,6 +382,8 @@ class ModelPublic(ORM):
     best_val_dice: float | None
     size_bytes: int
     created_at: datetime
+    reused_from: int | None = Field(None, description="the experiment that trained this model, when this one's stage "
+                                    "reused it (the same weights; the card says 'trained in experiment N (reused)')")
 
 
 class PredictionPublic(BaseModel):

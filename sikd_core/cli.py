@@ -68,9 +68,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sikd_core.training import LoggingCallback, ProgressBar
 
     spec = load_spec(args.spec, **_parse_override(args.set or []))
-    # earlier experiments in the output folder's parent: their finished stages with the same key are reused
+    # earlier experiments in the output folder's parent (and --reuse-from): finished stages with the same key are
+    # reused, and their scores where the evaluation data is the same
     exp = ExperimentRun(spec, args.out, cache_dir=args.cache, device=args.device,
-                     reuse_roots=[Path(args.out).resolve().parent])
+                        reuse_roots=[Path(args.out).resolve().parent, *reuse_from(args.reuse_from)])
     stages = spec.stages()
     mlflow_uri = getattr(args, "mlflow", None) or os.environ.get("SIKD_MLFLOW_TRACKING_URI")
     trackers: dict[tuple[str, int], Any] = {}
@@ -104,6 +105,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     print((exp.workdir / "report.md").read_text())
     print(f"report: {exp.workdir / 'report.md'} and {exp.workdir / 'report.json'}", file=sys.stderr)
     return 0 if report["rows"] else 1
+
+
+def reuse_from(dirs: list[str]) -> list[Path]:
+    """``--reuse-from`` folders as folders of experiment folders: a service's storage root means its
+    ``experiments/``; a folder that does not exist is an error."""
+    out = []
+    for d in dirs:
+        path = Path(d).expanduser().resolve()
+        if not path.is_dir():
+            raise SIKDError(f"--reuse-from {d}: not a folder")
+        out.append(path / "experiments" if (path / "experiments").is_dir() else path)
+    return out
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -294,6 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec key (YAML value)")
     r.add_argument("--mlflow", metavar="URI", help="log every stage to this MLflow tracking server "
                    "(default $SIKD_MLFLOW_TRACKING_URI; needs the mlflow extra)")
+    r.add_argument("--reuse-from", action="append", metavar="DIR", default=[],
+                   help="also reuse finished stages and scores (same key: same data content, settings, code) from "
+                        "the experiment folders in DIR: another CLI folder, or a service's storage root (its "
+                        "experiments/); repeatable. The output folder's siblings are always searched")
     r.set_defaults(func=cmd_run)
 
     e = sub.add_parser("eval", help="evaluate an experiment folder, or a model on datasets")

@@ -54,8 +54,8 @@ def score_cases(
         data = (prepared or {}).get(manifest.name) or prepare(manifest, image_size, cache_dir, in_channels=in_channels)
         row_of = {m: p for p, m in enumerate(data.indices)}
         case_list = list(iter_cases(manifest, indices))
-        has_mm = all(manifest.samples[i].spacing is not None for _, members in case_list for i in members)
-        units[manifest.name] = "mm" if has_mm else "px"
+        units[manifest.name] = dataset_unit(manifest, indices)
+        has_mm = units[manifest.name] == "mm"
         for chunk in _chunks(case_list, max_items=32):
             flat = [i for _, members in chunk for i in members]
             x = torch.from_numpy(np.ascontiguousarray(data.images[[row_of[i] for i in flat]])).to(device)
@@ -92,6 +92,11 @@ def score_cases(
             for cb in callbacks:
                 cb.on_eval_progress(done / total, f"evaluated {done}/{total} images")
     return cases, units
+
+
+def dataset_unit(manifest: Manifest, indices: Sequence[int]) -> str:
+    """The distance unit of a set's scores: "mm" when every sample has a spacing, else "px"."""
+    return "mm" if all(manifest.samples[int(i)].spacing is not None for i in indices) else "px"
 
 
 def _chunks(cases: list[tuple[str, list[int]]], max_items: int) -> list[list[tuple[str, list[int]]]]:

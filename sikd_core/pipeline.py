@@ -25,7 +25,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from sikd_core.classmean import class_mean_image, label_map_image
 from sikd_core.data import Augmenter, Manifest
 from sikd_core.data.fingerprint import manifest_fingerprint
 from sikd_core.errors import SIKDError, SpecError
-from sikd_core.evaluation import score_cases
+from sikd_core.evaluation import dataset_unit, score_cases
 from sikd_core.experiment_data import DatasetRef, ExperimentData, path_resolver
 from sikd_core.health import (
     convergence_findings,
@@ -61,8 +61,16 @@ from sikd_core.methods.reference import (
 from sikd_core.models import create_model, model_info
 from sikd_core.render import render_features, render_overlays
 from sikd_core.report import aggregate_rows, baseline_strength, method_comparisons, render_markdown, summarise
-from sikd_core.reuse import find_stage, link_stage
-from sikd_core.spec import ExperimentSpec, method_of_stage, with_current_names
+from sikd_core.reuse import experiment_folders, find_stage, link_stage
+from sikd_core.score_reuse import (
+    ScoreIndex,
+    case_order,
+    link_predictions,
+    merge_cases,
+    score_key,
+    write_index,
+)
+from sikd_core.spec import ExperimentSpec, method_of_stage, stage_of_method, with_current_names
 from sikd_core.training import (
     Callback,
     DistillationTrainer,
@@ -111,6 +119,9 @@ class ExperimentRun(ExperimentData):
             is linked instead of trained (:mod:`sikd_core.reuse`; not when the spec says ``reuse: false``).
         fingerprints: the training datasets' content fingerprints, when the caller knows them (the service
             stores them); else computed from the files when a stage key is first needed.
+        eval_fingerprints: the same for the evaluation datasets, by spec key (else computed when needed).
+        score_sources: earlier experiment folders whose per-case scores the evaluation may reuse, each with the
+            origin a reused score records (:mod:`sikd_core.score_reuse`); default: those under ``reuse_roots``.
     """
 
     def __init__(
@@ -124,8 +135,12 @@ class ExperimentRun(ExperimentData):
         checkpoint_interval_s: float = 30.0,
         reuse_roots: Sequence[str | Path] = (),
         fingerprints: Sequence[str] | None = None,
+        eval_fingerprints: Mapping[str, str] | None = None,
+        score_sources: Mapping[Path, dict[str, Any]] | None = None,
     ):
         self.spec = spec
+        self._eval_fingerprints = dict(eval_fingerprints or {})
+        self._score_sources = score_sources
         self.reuse_roots = [Path(r) for r in reuse_roots]
         self._fingerprints = list(fingerprints) if fingerprints is not None else None
         self.checkpoint_interval_s = checkpoint_interval_s
@@ -317,13 +332,12 @@ class ExperimentRun(ExperimentData):
             def saver(method: str, seed: int, manifest: Manifest, members: list[int], masks: list[np.ndarray]) -> None:
                 if seed == first_seed:
                     self._save_prediction(eval_dir, method, manifest.name, manifest, members, masks)
-        cases, units = score_cases(models, sets, image_size=self.spec.image_size, in_channels=self.in_channels,
-                                   num_classes=self.num_classes, cache_dir=self.cache_dir, device=self.device,
-                                   prepared={m.name: d for m, d in zip(self.train_manifests, self.source_data,
-                                                                       strict=True)},
-                                   on_prediction=saver, callbacks=callbacks)
+        cases, units, entries = self._score(models, sets, saver=saver, callbacks=callbacks)
         write_json(eval_dir / "cases.json", cases)
+        write_index(eval_dir, entries)
         report = self._report(cases, units)
+        report["reused_scores"] = [{k: e[k] for k in ("method", "seed", "dataset", "split", "reused_from")}
+                                   for e in entries if e["reused_from"]]
         for cb in callbacks:
             cb.on_eval_progress(1.0, "rendering overlays and feature maps")
         report["overlays"] = (render_overlays(eval_dir, cases, sets, first_seed, in_channels=self.in_channels)
@@ -335,12 +349,74 @@ class ExperimentRun(ExperimentData):
         (self.workdir / "report.md").write_text(render_markdown(report), encoding="utf-8")
         return report
 
+    def _score(self, models: dict[tuple[str, int], LoadedModel], sets: list[tuple[str, Manifest, list[int]]], *,
+               saver: Any, callbacks: Sequence[Callback]) -> tuple[list[dict[str, Any]], dict[str, str],
+                                                                   list[dict[str, Any]]]:
+        """Per-case scores of every model on every set: those an earlier evaluation made of the same model on the
+        same data are taken from it (:mod:`sikd_core.score_reuse`), the rest computed. Returns the records (in
+        :func:`score_cases`' order), the unit per dataset and the score index entries."""
+        first_seed = self.spec.seeds[0]
+        sources = self._score_sources
+        if sources is None:
+            sources = experiment_folders(self.reuse_roots, exclude=self.workdir)
+        index = ScoreIndex(sources) if self.spec.reuse and sources else None
+        unique_names = len({(sp, m.name) for sp, m, _ in sets}) == len(sets)
+        cross = sets[len(self.train_manifests):]  # the eval datasets' sets, in eval_refs' order
+        fps = [*self.fingerprints, *(self._eval_fingerprints.get(r.key) or manifest_fingerprint(m)
+                                     for r, (_, m, _) in zip(self.eval_refs, cross, strict=True))]
+        settings = {"image_size": list(self.spec.image_size), "in_channels": self.in_channels,
+                    "num_classes": self.num_classes}
+        entries: list[dict[str, Any]] = []
+        reused: list[dict[str, Any]] = []
+        todo: list[dict[tuple[str, int], LoadedModel]] = []
+        for (split, manifest, indices), fp in zip(sets, fps, strict=True):
+            sample_keys = [manifest.samples[i].key for i in indices]
+            cases = case_order(manifest, indices)
+            todo.append({})
+            for (method, seed), lm in models.items():
+                rec = self.stage_record(stage_of_method(method), seed) or {}
+                key = score_key(rec["key"], fp, split, sample_keys, settings) if rec.get("key") else None
+                need = saver is not None and seed == first_seed
+                found = (index.find(key, case_ids=cases, need_predictions=need)
+                         if index is not None and key is not None and unique_names else None)
+                if found is not None and need and not link_predictions(
+                        found.predictions, self.workdir / "eval" / "predictions" / method / safe_name(manifest.name),
+                        sample_keys):
+                    found = None
+                if found is None:
+                    todo[-1][(method, seed)] = lm
+                else:
+                    reused += [{**c, "dataset": manifest.name, "split": split} for c in found.cases]
+                    log.info("scores of %s (seed %d) on %s reused from %s", method, seed, manifest.name, found.origin)
+                if key is not None:
+                    entries.append({"key": key, "method": method, "seed": seed, "dataset": manifest.name,
+                                    "split": split, "predictions": need,
+                                    "reused_from": found.origin if found is not None else None})
+        computed: list[dict[str, Any]] = []
+        units = {m.name: dataset_unit(m, idx) for _, m, idx in sets}
+        images = [len(idx) * bool(t) for (_, _, idx), t in zip(sets, todo, strict=True)]
+        done = 0
+        for s, (one, chosen) in enumerate(zip(sets, todo, strict=True)):
+            if not chosen:
+                continue
+            progress = [_Share(callbacks, done / sum(images), images[s] / sum(images))] if callbacks else []
+            out, _ = score_cases(chosen, [one], image_size=self.spec.image_size, in_channels=self.in_channels,
+                                 num_classes=self.num_classes, cache_dir=self.cache_dir, device=self.device,
+                                 prepared={m.name: d for m, d in zip(self.train_manifests, self.source_data,
+                                                                     strict=True)},
+                                 on_prediction=saver, callbacks=progress)
+            computed += out
+            done += images[s]
+        return merge_cases(sets, list(models), computed + reused), units, entries
+
     def _save_prediction(self, eval_dir: Path, method: str, dataset: str, manifest: Manifest,
                          members: list[int], masks: list[np.ndarray]) -> None:
         folder = eval_dir / "predictions" / method / safe_name(dataset)
         folder.mkdir(parents=True, exist_ok=True)
         for i, mask in zip(members, masks, strict=True):
-            save_png(folder / f"{safe_name(manifest.samples[i].key)}.png", mask)
+            path = folder / f"{safe_name(manifest.samples[i].key)}.png"
+            path.unlink(missing_ok=True)  # a reused one is a hard link: never write through it
+            save_png(path, mask)
 
     def _report(self, cases: list[dict[str, Any]], units: dict[str, str]) -> dict[str, Any]:
         rows = aggregate_rows(cases, self.class_names)
@@ -410,3 +486,14 @@ class ExperimentRun(ExperimentData):
         return self.evaluate(eval_callbacks)
 
 
+
+
+class _Share(Callback):
+    """Evaluation progress of one part (``share`` of the whole, from ``start``) reported as the whole's."""
+
+    def __init__(self, callbacks: Sequence[Callback], start: float, share: float):
+        self.callbacks, self.start, self.share = list(callbacks), start, share
+
+    def on_eval_progress(self, fraction: float, message: str) -> None:
+        for cb in self.callbacks:
+            cb.on_eval_progress(self.start + self.share * fraction, message)

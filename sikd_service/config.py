@@ -8,12 +8,15 @@ transport under ``<storage>/broker/``), which needs no extra process.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -112,11 +115,28 @@ class Settings(BaseSettings):
         60.0, gt=0, description="`sikd serve`: a component up this long starts again from the first delay.")
     mlflow_tracking_uri: str | None = Field(
         None, description="Log every stage to this MLflow tracking server (needs the mlflow extra); unset: off.")
+    reuse_folders: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folders of CLI experiments (each holds experiment folders, as the parent of `sikd run --out`) "
+                    "whose finished stages and evaluations the worker reuses by key, for every user: same data "
+                    "content, same settings, same model. Separated by ':' (or a JSON list); unset: none.")
 
     @field_validator("storage_dir")
     @classmethod
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
+
+    @field_validator("reuse_folders", mode="before")
+    @classmethod
+    def _folders(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = json.loads(v) if v.strip().startswith("[") else [p for p in v.split(os.pathsep) if p.strip()]
+        if isinstance(v, list):
+            v = [Path(str(p).strip()).expanduser().resolve() for p in v]
+            missing = [str(p) for p in v if not p.is_dir()]
+            if missing:
+                raise ValueError(f"reuse_folders: not a folder: {', '.join(missing)}")
+        return v
 
     @field_validator("celery_namespace", "train_queue", "default_queue")
     @classmethod

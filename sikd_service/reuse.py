@@ -2,14 +2,19 @@
 
 * **At creation** (:func:`plan_reuse`) every training stage gets its key (:func:`sikd_core.methods.plan.stage_key`:
   the training datasets' content fingerprints, kept on the dataset rows, and the settings that reach the stage).
-  In a sweep, a stage identical to one of an earlier experiment of the same sweep waits for it (``pending``,
-  ``reuse_wait``) instead of training the same thing side by side: what a sweep's experiments share trains once.
-  (Separate requests reuse what has finished; they do not wait for each other.)
+  A stage identical to one still queued or running in an earlier experiment the owner may reuse (a sweep's first
+  experiment, or a separate request) waits for it (``pending``, ``reuse_wait``) instead of training the same
+  thing side by side: what experiments share trains once. No worker is held while a stage waits.
+* **At claim** (:func:`wait_at_claim`) a stage with an identical one queued or running, of a lower id (two requests
+  stored at the same moment: neither saw the other), gives its claim back and waits for it.
 * **At claim** (:func:`reuse_stage`, by the worker) a stage whose key matches a succeeded stage the owner may
   reuse links that stage's files (:func:`sikd_core.reuse.link_stage`: hard links, so the files outlive the first
   experiment and go with the last one that holds them), copies its epoch curve, and succeeds with
   ``reused_from`` and the message "reused from experiment N"; what follows (students released, evaluation
   queued, a model row) is what a trained stage gets.
+* **Evaluation** (:func:`score_sources`): the experiments whose evaluations scored the same models (a shared
+  stage key) and that the owner may reuse are handed to the evaluation, which takes their per-case scores where
+  the evaluation data is the same content too, and computes the rest.
 * **Waiting stages** are released (:func:`release_waiting`) when what they wait for ends: they then reuse it, or
   train themselves if it failed, was cancelled or deleted. The worker calls it after each stage, the API after a
   cancel or delete, and the worker's reconciler every pass (for any path that was missed).
@@ -21,6 +26,8 @@ experiment is shared (the SYNTHETIC demo): never a stage trained on someone's pr
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -28,7 +35,14 @@ from sqlalchemy.orm import Session
 
 from sikd_core.data.fingerprint import manifest_fingerprint
 from sikd_core.methods.plan import is_student_stage, stage_keys
-from sikd_core.reuse import finished_record, link_stage
+from sikd_core.reuse import (
+    experiment_folders,
+    find_stage,
+    finished_record,
+    link_stage,
+    origin_label,
+    reuse_message,
+)
 from sikd_core.spec import ExperimentSpec
 from sikd_service import crud, dispatch
 from sikd_service.config import Settings
@@ -63,19 +77,33 @@ def _may_reuse(session: Session, *, owner_id: int, source: Experiment) -> bool:
 
 
 def _candidates(session: Session, *, key: str, owner_id: int, statuses: tuple[str, ...],
-                not_experiment: int, sweep_id: int | None = None) -> list[tuple[Stage, Experiment]]:
-    cond = [Experiment.sweep_id == sweep_id] if sweep_id else []
+                not_experiment: int) -> list[tuple[Stage, Experiment]]:
     rows = session.execute(select(Stage, Experiment).join(Experiment)
-                           .where(Stage.reuse_key == key, Stage.status.in_(statuses), *cond,
+                           .where(Stage.reuse_key == key, Stage.status.in_(statuses),
                                   Stage.experiment_id != not_experiment, Experiment.cancel_requested.is_(False))
                            .order_by(Stage.id)).all()
     return [(st, e) for st, e in rows if _may_reuse(session, owner_id=owner_id, source=e)]
 
 
+def _leader(session: Session, *, key: str, owner_id: int, experiment_id: int,
+            below: int | None = None) -> tuple[Stage, Experiment] | None:
+    """The first identical stage, queued or running (or pending) in another experiment the owner may reuse, that
+    waits for nothing itself (of an id below ``below``): what a stage with ``key`` waits for. A waiting stage waits
+    for a stage of a lower id that waits for nothing, so waits never form a cycle."""
+    for st, e in _candidates(session, key=key, owner_id=owner_id, statuses=ACTIVE_STAGE, not_experiment=experiment_id):
+        if st.reuse_wait is None and (below is None or st.id < below):
+            return st, e
+    return None
+
+
+def _waiting_message(leader: Stage, exp: Experiment) -> str:
+    return f"waiting for experiment {exp.id}'s identical {leader.kind} stage"
+
+
 def plan_reuse(session: Session, settings: Settings, *, exp: Experiment, spec: ExperimentSpec,
                train: list[Dataset]) -> None:
-    """Key the new experiment's training stages; in a sweep, one identical to a stage of an earlier experiment of
-    the sweep waits for it."""
+    """Key the new experiment's training stages; one identical to a stage still queued or running in an earlier
+    experiment waits for it."""
     if not spec.reuse:
         return
     keys = stage_keys(spec, fingerprints(settings, train))
@@ -83,22 +111,50 @@ def plan_reuse(session: Session, settings: Settings, *, exp: Experiment, spec: E
         if st.kind == "evaluation":
             continue
         st.reuse_key = keys[(st.kind, int(st.seed or 0))]
-        if not exp.sweep_id or _candidates(session, key=st.reuse_key, owner_id=exp.owner_id,
-                                           statuses=("succeeded",), not_experiment=exp.id):
+        if _candidates(session, key=st.reuse_key, owner_id=exp.owner_id, statuses=("succeeded",),
+                       not_experiment=exp.id):
             continue  # a finished one is reused when the worker claims the stage
-        leaders = [(s, e) for s, e in _candidates(session, key=st.reuse_key, owner_id=exp.owner_id,
-                                                  statuses=ACTIVE_STAGE, not_experiment=exp.id, sweep_id=exp.sweep_id)
-                   if s.reuse_wait is None]
-        if leaders:
-            leader, owner_exp = leaders[0]
-            st.status, st.reuse_wait = "pending", leader.id
-            st.message = f"waiting for experiment {owner_exp.id}'s identical {leader.kind} stage"
+        found = _leader(session, key=st.reuse_key, owner_id=exp.owner_id, experiment_id=exp.id)
+        if found is not None:
+            st.status, st.reuse_wait, st.message = "pending", found[0].id, _waiting_message(*found)
     session.flush()
 
 
-def reuse_stage(settings: Settings, *, stage_id: int, owner_id: int) -> tuple[dict[str, Any], Stage] | None:
-    """Link a succeeded identical stage into this (claimed) stage: its record and the source stage row, or None
-    when there is none to reuse (or its files are gone)."""
+def wait_at_claim(settings: Settings, *, stage_id: int, token: str, owner_id: int) -> int | None:
+    """A claimed stage with an identical one of a lower id still queued or running elsewhere (two requests stored
+    at once) gives its claim back and waits for it: returns that stage's id, else None (train or reuse)."""
+    with session_scope(settings) as s:
+        stage = crud.get_stage(s, stage_id=stage_id)
+        if stage is None or stage.reuse_key is None:
+            return None
+        found = _leader(s, key=stage.reuse_key, owner_id=owner_id, experiment_id=stage.experiment_id,
+                        below=stage.id)
+        if found is None:
+            return None
+        leader = found[0].id
+        n = s.execute(update(Stage).where(Stage.id == stage_id, Stage.claim_token == token, Stage.status == "running")
+                      .values(status="pending", reuse_wait=leader, message=_waiting_message(*found),
+                              claim_token=None, worker=None, heartbeat_at=None,
+                              attempts=Stage.attempts - 1)).rowcount  # waiting is not an attempt
+    if not n:
+        return None
+    release_waiting(settings)  # it may have finished meanwhile: then this one goes on at once
+    return leader
+
+
+@dataclass
+class Reused:
+    """A stage linked from an identical finished one: its record and what its row records."""
+
+    record: dict[str, Any]
+    #: Stage row fields: best_val_dice, epoch, warnings, health, reused_from (the experiment that trained it; None
+    #: for a CLI folder), message.
+    done: dict[str, Any]
+
+
+def reuse_stage(settings: Settings, *, stage_id: int, owner_id: int) -> Reused | None:
+    """Link a succeeded identical stage into this (claimed) stage, from the database (one the owner may reuse) or
+    else from the operator's CLI folders (``reuse_folders``); None when there is none (or its files are gone)."""
     with session_scope(settings) as s:
         stage = crud.get_stage(s, stage_id=stage_id)
         if stage is None or stage.reuse_key is None:
@@ -109,8 +165,9 @@ def reuse_stage(settings: Settings, *, stage_id: int, owner_id: int) -> tuple[di
             src = experiment_dir(settings, src_exp.id) / f"seed_{int(src_stage.seed or 0)}" / src_stage.kind
             if finished_record(src) is None:
                 continue
+            origin = src_stage.reused_from or src_exp.id  # the experiment that trained it
             try:
-                record = link_stage(src, dst, reused_from={"experiment": src_exp.id, "stage": src_stage.id})
+                record = link_stage(src, dst, reused_from={"experiment": origin})
             except OSError as e:  # deleted meanwhile: try the next one, or train
                 log.warning("stage %d: cannot reuse stage %d (%s)", stage_id, src_stage.id, e)
                 continue
@@ -119,9 +176,54 @@ def reuse_stage(settings: Settings, *, stage_id: int, owner_id: int) -> tuple[di
             s.execute(EpochMetric.__table__.delete().where(EpochMetric.stage_id == stage_id))
             for m in s.scalars(select(EpochMetric).where(EpochMetric.stage_id == src_stage.id)):
                 s.add(EpochMetric(stage_id=stage_id, **{f: getattr(m, f) for f in fields}))
-            s.expunge(src_stage)
-            return record, src_stage
-    return None
+            log.info("stage %d reused stage %d of experiment %d", stage_id, src_stage.id, src_exp.id)
+            return Reused(record, dict(best_val_dice=src_stage.best_val_dice, epoch=src_stage.epoch,
+                                       warnings=list(src_stage.warnings or []), health=list(src_stage.health or []),
+                                       reused_from=origin, message=f"reused from experiment {origin}"))
+        found = find_stage(settings.reuse_folders, stage.reuse_key) if settings.reuse_folders else None
+        if found is None:
+            return None
+        try:
+            record = link_stage(found, dst, reused_from={"folder": str(found.parents[1])})
+        except OSError as e:
+            log.warning("stage %d: cannot reuse %s (%s)", stage_id, found, e)
+            return None
+        from sikd_service.experiments import json_safe  # (it imports this module)
+
+        s.execute(EpochMetric.__table__.delete().where(EpochMetric.stage_id == stage_id))
+        for logs in record.get("history") or []:  # the curve, from the stage's own record
+            if isinstance(logs, dict) and "epoch" in logs:
+                crud.record_epoch(s, stage_id=stage_id, attempt=1, logs=json_safe(logs))
+        log.info("stage %d reused %s", stage_id, found)
+        return Reused(record, dict(best_val_dice=json_safe(record.get("best_val_dice")), epoch=int(record["epochs"]),
+                                   warnings=list(record.get("warnings") or []),
+                                   health=json_safe(list(record.get("health") or [])), reused_from=None,
+                                   message=f"reused from {origin_label(record['reused_from'])}"[:300]))
+
+
+def score_sources(settings: Settings, *, experiment_id: int, owner_id: int, limit: int = 50) -> dict[Path, dict[str, Any]]:
+    """Folders of succeeded experiments the owner may reuse that share a stage key with this one (their
+    evaluations scored the same models): the evaluation takes their per-case scores where the data is the same
+    too (:mod:`sikd_core.score_reuse`). The newest ``limit`` of them."""
+    with session_scope(settings) as s:
+        keys = select(Stage.reuse_key).where(Stage.experiment_id == experiment_id, Stage.reuse_key.is_not(None))
+        ids = s.scalars(select(Stage.experiment_id).join(Experiment)
+                        .where(Stage.reuse_key.in_(keys), Stage.experiment_id != experiment_id,
+                               Experiment.status == "succeeded").distinct()
+                        .order_by(Stage.experiment_id.desc()).limit(4 * limit)).all()
+        exps = [e for e in (s.get(Experiment, i) for i in ids)
+                if e is not None and _may_reuse(s, owner_id=owner_id, source=e)][:limit]
+        out = {experiment_dir(settings, e.id): {"experiment": e.id} for e in exps}
+    return {**out, **experiment_folders(settings.reuse_folders)}  # and the operator's CLI folders
+
+
+def evaluation_reuse(report: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation stage's ``message`` saying which scores were reused (:func:`sikd_core.reuse.reuse_message`)
+    and its ``reused_from``: the experiment every score came from, when they all came from one."""
+    message = reuse_message(report)
+    whole = message is not None and message.startswith("evaluation reused")
+    return {"message": message if message is None else message[:300],
+            "reused_from": report["reused_scores"][0]["reused_from"].get("experiment") if whole else None}
 
 
 def release_waiting(settings: Settings) -> list[int]:

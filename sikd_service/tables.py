@@ -18,9 +18,10 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    select,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, deferred, mapped_column, relationship
 
 EXPERIMENT_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 STAGE_STATUSES = ("pending", "queued", "running", "succeeded", "failed", "cancelled")
@@ -251,3 +252,6 @@ class TrainedModel(Base):
     path: Mapped[str] = mapped_column(String(500))
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The experiment that trained it, when its stage reused that experiment's (read in the same SELECT).
+    reused_from: Mapped[int | None] = column_property(
+        select(Stage.reused_from).where(Stage.id == stage_id).correlate_except(Stage).scalar_subquery())

@@ -76,7 +76,8 @@ def sweep_figure(frame: pd.DataFrame, settings: list[str]) -> go.Figure:
     numeric = all(isinstance(_x(v), (int, float)) for v in frame[x_key])
     fig.update_layout(xaxis_title=x_key, yaxis_title="Dice (mean, 95% CI)", legend_title="model, split",
                       margin={"t": 30})
-    if numeric:
+    if numeric:  # a tick at each swept value (a log axis would put its own between them)
+        values = sorted({_x(v) for v in frame[x_key]})
         fig.update_xaxes(type="log" if x_key in ("alpha", "lr", "weight_decay") and frame[x_key].min() > 0
-                         else "linear")
+                         else "linear", tickvals=values, ticktext=[f"{v:g}" for v in values])
     return fig

@@ -25,7 +25,14 @@ from sikd_service.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN, app
 from sikd_service.config import Settings, get_settings
 from sikd_service.db import session_scope
 from sikd_service.experiments import headline
-from sikd_service.reuse import release_waiting, reuse_stage
+from sikd_service.reuse import (
+    evaluation_reuse,
+    fingerprints,
+    release_waiting,
+    reuse_stage,
+    score_sources,
+    wait_at_claim,
+)
 from sikd_service.storage import dataset_dir, discard, experiment_dir, manifest_from_stored
 from sikd_service.tables import utcnow
 from worker.progress import DbProgressCallback, StageRecorder, finite
@@ -88,13 +95,18 @@ def claim(settings: Settings, stage_id: int, worker: str, kinds: tuple[str, ...]
                        datasets={link.key: link.dataset_id for link in exp.dataset_links}, token=token)
 
 
-def build_experiment(settings: Settings, c: Claimed) -> ExperimentRun:
-    """sikd_core's ExperimentRun on the stored spec, resolving dataset ids to the stored manifests."""
+def build_experiment(settings: Settings, c: Claimed, *, evaluation: bool = False) -> ExperimentRun:
+    """sikd_core's ExperimentRun on the stored spec, resolving dataset ids to the stored manifests. For the
+    evaluation, with the evaluation datasets' fingerprints and the earlier evaluations it may take scores from."""
     spec = parse_spec(c.spec)
+    eval_hashes: dict[str, str] = {}
     with session_scope(settings) as s:
         rows = crud.get_datasets_by_id(s, ids=list(c.datasets.values()), with_manifest=True)
         train_rows = [rows.get(c.datasets.get(k, -1)) for k in spec.train_datasets]
         hashes = [r.content_hash for r in train_rows if r is not None and r.content_hash]
+        if evaluation and spec.reuse:
+            found = [(k, rows[c.datasets[k]]) for k in spec.eval_datasets if c.datasets.get(k) in rows]
+            eval_hashes = dict(zip([k for k, _ in found], fingerprints(settings, [r for _, r in found]), strict=True))
         refs = {key: DatasetRef(key=key, path=dataset_dir(settings, ds_id), name=rows[ds_id].name,
                                 manifest=manifest_from_stored(rows[ds_id].manifest, dataset_dir(settings, ds_id)))
                 for key, ds_id in c.datasets.items() if ds_id in rows}
@@ -106,7 +118,10 @@ def build_experiment(settings: Settings, c: Claimed) -> ExperimentRun:
 
     return ExperimentRun(spec, experiment_dir(settings, c.experiment_id), resolver=resolver,
                       cache_dir=settings.cache_dir, checkpoint_interval_s=settings.checkpoint_interval_seconds,
-                      fingerprints=hashes if len(hashes) == len(spec.train_datasets) else None)
+                      fingerprints=hashes if len(hashes) == len(spec.train_datasets) else None,
+                      eval_fingerprints=eval_hashes,
+                      score_sources=score_sources(settings, experiment_id=c.experiment_id, owner_id=c.owner_id)
+                      if evaluation and spec.reuse else {})
 
 
 def _stopped(settings: Settings, c: Claimed, rec: StageRecorder, e: BaseException) -> str:
@@ -164,19 +179,17 @@ def mlflow_tracker(settings: Settings, c: Claimed) -> Any:
 
 
 def run_training_stage(stage_id: int, *, worker: str = "local") -> str:
-    """Train one stage; returns the outcome (succeeded, failed, cancelled, skipped or lost)."""
+    """Train one stage; returns the outcome (succeeded, failed, cancelled, skipped, lost, or waiting: an identical
+    stage trains elsewhere)."""
     settings = get_settings()
     c = claim(settings, stage_id, worker, TRAIN_STAGES, any_method=True)
     if c is None:
         return "skipped"
     reused = reuse_stage(settings, stage_id=stage_id, owner_id=c.owner_id)
+    if reused is None and wait_at_claim(settings, stage_id=stage_id, token=c.token, owner_id=c.owner_id):
+        return "waiting"  # an identical stage trains elsewhere: released (and sent again) when it ends
     if reused is not None:  # an identical stage has finished: its model and scores, not a second training
-        record, src = reused
-        origin = src.reused_from or src.experiment_id
-        done: dict[str, Any] = dict(best_val_dice=src.best_val_dice, epoch=src.epoch, warnings=list(src.warnings or []),
-                                    health=list(src.health or []), reused_from=origin,
-                                    message=f"reused from experiment {origin}")
-        log.info("stage %d reused stage %d of experiment %d", stage_id, src.id, src.experiment_id)
+        record, done = reused.record, reused.done
     else:
         outcome = _train(settings, c)
         if isinstance(outcome, str):
@@ -234,8 +247,9 @@ def run_evaluation_stage(stage_id: int, *, worker: str = "local") -> str:
     with StageRecorder(settings, stage_id, c.token) as rec:
         cb = DbProgressCallback(rec, experiment_id=c.experiment_id, attempt=c.attempt)
         try:
-            exp = build_experiment(settings, c)
-            summary = headline(exp.evaluate([cb]))
+            exp = build_experiment(settings, c, evaluation=True)
+            report = exp.evaluate([cb])
+            summary = headline(report)
         except Exception as e:  # noqa: BLE001
             return _stopped(settings, c, rec, e)
         if settings.mlflow_tracking_uri:
@@ -244,7 +258,8 @@ def run_evaluation_stage(stage_id: int, *, worker: str = "local") -> str:
             log_evaluation(settings.mlflow_tracking_uri,
                            experiment_label(str(c.spec.get("name", "experiment")), c.experiment_id), exp.workdir)
     with session_scope(settings) as s:
-        if not crud.finish_stage(s, stage_id=stage_id, token=c.token, status="succeeded"):
+        if not crud.finish_stage(s, stage_id=stage_id, token=c.token, status="succeeded",
+                                 **evaluation_reuse(report)):
             return "lost"
         crud.finish_experiment(s, experiment_id=c.experiment_id, summary=summary)
     return "succeeded"

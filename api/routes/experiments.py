@@ -165,7 +165,7 @@ async def experiment_results(experiment_id: ExperimentId, session: SessionDep, s
             warnings=rep.get("warnings", []), health=health,
             methods=rep.get("methods") or list(rep["spec"].get("methods", [])),
             train_datasets=rep.get("train_datasets") or [rep.get("train_dataset", "")],
-            baseline_strength=rep.get("baseline_strength"))
+            baseline_strength=rep.get("baseline_strength"), reused_scores=rep.get("reused_scores") or [])
 
     return await _read(session, read)
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from sikd_core.report import bootstrap_ci
+from sikd_core.reuse import origin_label
 
 CARD_FORMAT = "sikd-model-card/1"
 UNKNOWN_TERMS = "unknown: check your data's licence before any use beyond research"
@@ -216,11 +217,14 @@ def build_card(info: dict[str, Any], *, record: dict[str, Any] | None = None, re
                cases: Sequence[dict[str, Any]] | None = None, datasets: Sequence[dict[str, Any]] = (),
                name: str | None = None, links: dict[str, Any] | None = None,
                teacher_record: dict[str, Any] | None = None,
-               health: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+               health: Sequence[dict[str, Any]] | None = None,
+               spec: dict[str, Any] | None = None) -> dict[str, Any]:
     """The model card as a JSON-safe dict (see the module docstring for the sources; ``health``: this model's
-    findings when the caller knows them, see :func:`model_card_health`)."""
+    findings when the caller knows them, see :func:`model_card_health`). ``spec``: the experiment the card
+    describes, when it is not the one that trained the model (a reused stage: the bundle holds the trainer's)."""
     method, seed = str(info.get("method", "model")), int(info.get("seed", 0))
-    spec = dict(info.get("spec") or {})
+    spec = dict(spec if spec is not None else info.get("spec") or {})
+    reused_from = (record or {}).get("reused_from")
     if cases:
         scores = model_scores(cases, method, seed)
     elif report:
@@ -283,6 +287,9 @@ def build_card(info: dict[str, Any], *, record: dict[str, Any] | None = None, re
         "research_only": research_only,
         "citation": CITATION,
         "links": links or {},
+        "reused_from": reused_from,
+        "provenance": (f"trained in {origin_label(reused_from)} (reused)" if reused_from
+                       else "trained in this experiment"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     return json.loads(json.dumps(_clean(card), default=str))
@@ -343,6 +350,7 @@ def render_card_markdown(card: dict[str, Any]) -> str:
         + (f"; alpha {card['method']['alpha']}" if card['method'].get('teacher_input') else ""),
         f"- Seed: {card['seed']}; input size {m.get('image_size')}; best validation Dice "
         f"{_n(m.get('best_val_dice'))} (epoch {m.get('best_epoch')})",
+        f"- Provenance: {card.get('provenance') or 'trained in this experiment'}",
         "", "## Training and evaluation data", "",
         "| Dataset | Role | Pairs | Content hash | Terms |", "|---|---|---|---|---|",
     ]
@@ -395,13 +403,14 @@ def card_for_bundle(model_path: str | os.PathLike[str], datasets: Sequence[dict[
     stage_dir = model_path.parent
     workdir = stage_dir.parent.parent
     in_experiment = (workdir / "spec.json").is_file()
+    spec = _read_json(workdir / "spec.json") if in_experiment else None  # this experiment's, reused or not
     record = _read_json(stage_dir / "done.json")
     teacher_record = _read_json(stage_dir.parent / "teacher" / "done.json") if stage_dir.name != "teacher" else None
     report = _read_json(workdir / "report.json") if in_experiment else None
     cases = _read_json(workdir / "eval" / "cases.json") if in_experiment else None
     if datasets is None:
-        spec = info.get("spec") or {}
-        keys = [("train", spec.get("train_dataset"))] + [("eval", k) for k in spec.get("eval_datasets") or []]
+        keys_of = spec or info.get("spec") or {}
+        keys = [("train", keys_of.get("train_dataset"))] + [("eval", k) for k in keys_of.get("eval_datasets") or []]
         datasets = []
         for role, key in keys:
             if not key:
@@ -410,4 +419,4 @@ def card_for_bundle(model_path: str | os.PathLike[str], datasets: Sequence[dict[
             ds_name = (info.get("train_dataset") if role == "train" else None) or p.name or str(key)
             datasets.append(dataset_facts(ds_name, role, p if p.is_dir() else None))
     return build_card(info, record=record, report=report, cases=cases, datasets=datasets, name=name, links=links,
-                      teacher_record=teacher_record, health=health)
+                      teacher_record=teacher_record, health=health, spec=spec)

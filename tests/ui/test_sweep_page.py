@@ -43,6 +43,9 @@ def test_sweep_page_shows_shared_stages_and_the_chart(dashboard, services, sweep
     point = next(p for p in sw["points"] if p["method"] == "sikd" and p["split"] == "cross" and p["values"] == {"alpha": 2})
     sikd = next(t for t in traces if t["name"] == "SIKD, cross")
     assert sikd["y"][1] == point["dice"] and sikd["error_y"]["array"][1] == pytest.approx(point["ci_high"] - point["dice"])
+    shown = at.dataframe[1].value  # every point with its CI and health
+    assert len(shown) == len(sw["points"]) and {"Dice", "CI low", "CI high", "Health"} <= set(shown.columns)
+    assert set(shown["Health"]) == {p["health"] for p in sw["points"]}
     labels = [b.label for b in at.get("download_button")]
     assert {"PNG", "SVG", "CSV"} <= set(labels)
     # the experiment page names what was reused and links to the sweep
@@ -66,6 +69,6 @@ def test_sweep_figure_and_tables_from_json():
     fig = sweep_figure(frame, ["alpha"])
     [t] = fig.data
     assert list(t.x) == [0.5] and list(t.error_y.array) == pytest.approx([0.2]) and list(t.marker.symbol) == ["x"]
-    assert fig.layout.xaxis.type == "log"
+    assert fig.layout.xaxis.type == "log" and list(fig.layout.xaxis.tickvals) == [0.5]  # a tick per swept value
     assert frame.to_csv(index=False).splitlines()[0].startswith("Experiment,alpha,Method")
     assert not sweep_figure(points_frame({"settings": ["alpha"], "points": []}), ["alpha"]).data

@@ -10,6 +10,7 @@ from PIL import Image
 
 from sikd_core.data import load_dataset
 from sikd_core.data.fingerprint import manifest_fingerprint
+from sikd_core.export.card import card_for_bundle
 from sikd_core.methods import plan as plan_mod
 from sikd_core.methods.plan import stage_keys, stage_settings
 from sikd_core.pipeline import ExperimentRun
@@ -107,6 +108,9 @@ def test_cli_folders_reuse_stages_by_key(phantom_sets, tmp_path):
     assert (tmp_path / "b/seed_0/baseline/model.pt").samefile(tmp_path / "a/seed_0/baseline/model.pt")
     assert got["baseline"]["model_path"] == str(tmp_path / "b/seed_0/baseline/model.pt")
     assert got["baseline"]["best_val_dice"] == recs["baseline"]["best_val_dice"]
+    card = card_for_bundle(tmp_path / "b/seed_0/baseline/model.pt")  # describes b, says where it was trained
+    assert card["spec"]["alpha"] == 0.5 and card["provenance"] == f"trained in {tmp_path / 'a'} (reused)"
+    assert card_for_bundle(tmp_path / "b/seed_0/student/model.pt")["provenance"] == "trained in this experiment"
     shutil.rmtree(tmp_path / "a")  # the linked files stay with the second experiment
     assert second.evaluate()["rows"]
     third = ExperimentRun(parse_spec({**base, "alpha": 0.5, "reuse": False}), tmp_path / "c", reuse_roots=[tmp_path])

@@ -36,4 +36,6 @@ st.plotly_chart(fig, key="sweep_plot")
 st.caption("Lines: intra (solid, the training data's test split) and cross (dashed, unseen datasets); bars: 95% "
            "bootstrap CI over the cases; a cross marks a point whose model has health findings.")
 figure_downloads(fig, f"sweep_{sweep['id']}", key="sweep_fig")
+st.dataframe(points.drop(columns=["method"]), hide_index=True, key="sweep_points",
+             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("Dice", "CI low", "CI high")})
 table_downloads(points.drop(columns=["method"]), f"sweep_{sweep['id']}", key="sweep_table", index=False, latex=False)

@@ -260,8 +260,9 @@ def test_queued_stages_are_sent_again_at_start(client, alice, datasets, jobs, se
     from sikd_service.db import session_scope
 
     first = client.post("/experiments", json=tiny_spec(datasets), headers=alice).json()
-    second = client.post("/experiments", json=tiny_spec(datasets), headers=alice).json()
-    third = client.post("/experiments", json=tiny_spec(datasets), headers=alice).json()
+    # reuse off: identical stages would wait for the first's (tests/unit/api/test_reuse.py)
+    second = client.post("/experiments", json=tiny_spec(datasets, reuse=False), headers=alice).json()
+    third = client.post("/experiments", json=tiny_spec(datasets, reuse=False), headers=alice).json()
     assert client.post(f"/experiments/{third['id']}/cancel", headers=alice).status_code == 200
     ids = {(s["kind"]): s["id"] for s in first["stages"]}
     with session_scope(settings) as s:  # a worker took the first experiment's baseline

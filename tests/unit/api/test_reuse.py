@@ -44,6 +44,16 @@ def test_second_experiment_differing_in_alpha_trains_only_its_student(client, al
     rows = {e: [r for r in client.get(f"/experiments/{e}/results", headers=alice).json()["data"]
                 if r["method"] == "baseline"] for e in (a, b)}
     assert rows[a] == rows[b] and rows[a]
+    # the models and their cards describe b (its name, its alpha) and say where the reused one was trained
+    models = {m["method"]: m for m in client.get("/models", params={"experiment_id": b}, headers=alice).json()["data"]}
+    assert models["baseline"]["reused_from"] == a and models["sikd"]["reused_from"] is None
+    card = client.get(f"/models/{models['baseline']['id']}/card", headers=alice).json()
+    assert card["spec"]["name"] == "b" and card["spec"]["alpha"] == 0.5 and card["name"].startswith(f"b #{b} ")
+    assert card["provenance"] == f"trained in experiment {a} (reused)" and card["links"]["experiment_id"] == b
+    md = client.get(f"/models/{models['baseline']['id']}/card", params={"format": "md"}, headers=alice).text
+    assert f"Provenance: trained in experiment {a} (reused)" in md
+    own = client.get(f"/models/{models['sikd']['id']}/card", headers=alice).json()
+    assert own["provenance"] == "trained in this experiment" and own["method"]["alpha"] == 0.5
     # deleting the first experiment keeps what the second shares; a third reuses it from the second's files
     assert client.delete(f"/experiments/{a}", headers=alice).status_code == 204
     drain(jobs)
@@ -52,6 +62,10 @@ def test_second_experiment_differing_in_alpha_trains_only_its_student(client, al
     drain(jobs)
     sc = stages(client, alice, c)
     assert sc["baseline"]["reused_from"] == a and sc["baseline"]["status"] == "succeeded"  # a trained it
+    [base_c] = [m for m in client.get("/models", params={"experiment_id": c}, headers=alice).json()["data"]
+                if m["method"] == "baseline"]
+    card = client.get(f"/models/{base_c['id']}/card", headers=alice).json()
+    assert card["provenance"] == f"trained in experiment {a} (reused)" and card["spec"]["alpha"] == 5.0
     assert client.get(f"/experiments/{c}", headers=alice).json()["status"] == "succeeded"
     # reuse: false retrains; so does another split (a setting every stage depends on)
     d = post(client, alice, datasets, name="d", alpha=5.0, reuse=False)
@@ -80,6 +94,113 @@ def test_never_another_users_private_stage(client, admin, alice, bob, datasets, 
     c = post(client, carol, bob_data, name="carol on shared", methods=["baseline"])
     drain(jobs)
     assert stages(client, carol, c)["baseline"]["reused_from"] == b
+    # the same for scores: bob's evaluation computed its own, carol's took bob's (shared data, the same models)
+    assert stages(client, bob, b)["evaluation"]["message"] is None
+    assert stages(client, carol, c)["evaluation"]["message"] == f"evaluation reused from experiment {b}"
+
+
+def results(client, headers, eid):
+    r = client.get(f"/experiments/{eid}/results", headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+def test_evaluation_reuses_the_scores_of_reused_models(client, alice, datasets, jobs, settings):
+    a = post(client, alice, datasets, name="a", save_predictions=True)
+    drain(jobs)
+    b = post(client, alice, datasets, name="b", alpha=0.5, save_predictions=True)
+    drain(jobs)
+    ev = stages(client, alice, b)["evaluation"]
+    assert ev["message"] == f"scores reused: baseline (seed 0) from experiment {a}; computed: sikd (seed 0)"
+    assert ev["reused_from"] is None and ev["status"] == "succeeded"
+    reused = client.get(f"/experiments/{b}/results", headers=alice).json()["reused_scores"]
+    assert {(r["method"], r["split"], r["reused_from"]["experiment"]) for r in reused} == {
+        ("baseline", "intra", a), ("baseline", "cross", a)}
+    assert [r for r in results(client, alice, a) if r["method"] == "baseline"] == [
+        r for r in results(client, alice, b) if r["method"] == "baseline"]
+    # everything identical but the name: the whole evaluation is reused, and says from where
+    c = post(client, alice, datasets, name="c", save_predictions=True)
+    drain(jobs)
+    ev = stages(client, alice, c)["evaluation"]
+    assert ev["message"] == f"evaluation reused from experiment {a}" and ev["reused_from"] == a
+    assert results(client, alice, c) == results(client, alice, a)
+    cases = client.get(f"/experiments/{c}/cases", headers=alice).json()["data"]
+    assert cases == client.get(f"/experiments/{a}/cases", headers=alice).json()["data"]
+    assert client.get(f"/experiments/{c}/overlays", headers=alice).json()["data"]  # its masks, linked
+    # b's report equals its evaluation computed again from scratch (reuse off, on the same models)
+    from sikd_service.db import session_scope
+    from sikd_service.tables import Experiment
+    from worker.tasks import Claimed, build_experiment
+
+    before = client.get(f"/experiments/{b}/results", headers=alice).json()
+    with session_scope(settings) as s:
+        e = s.get(Experiment, b)
+        claimed = Claimed(stage_id=0, kind="evaluation", seed=None, attempt=1, experiment_id=b, owner_id=e.owner_id,
+                          spec={**e.spec, "reuse": False}, datasets={x.key: x.dataset_id for x in e.dataset_links},
+                          token="")
+    again = build_experiment(settings, claimed, evaluation=True).evaluate()
+    assert again["reused_scores"] == []
+    after = client.get(f"/experiments/{b}/results", headers=alice).json()
+    assert after["reused_scores"] == [] and before["reused_scores"]
+    assert {k: v for k, v in after.items() if k != "reused_scores"} == {
+        k: v for k, v in before.items() if k != "reused_scores"}
+
+
+def test_a_separate_request_waits_for_an_identical_stage_still_training(client, alice, bob, datasets, jobs,
+                                                                       phantom_zips):
+    a = post(client, alice, datasets, name="a")
+    sent_a = list(jobs)
+    b = post(client, alice, datasets, name="b", alpha=0.5)  # its baseline and teacher are a's, still queued
+    sa, sb = stages(client, alice, a), stages(client, alice, b)
+    for kind in ("baseline", "teacher"):
+        assert sb[kind]["status"] == "pending" and sb[kind]["reuse_wait"] == sa[kind]["id"]
+        assert sb[kind]["message"] == f"waiting for experiment {a}'s identical {kind} stage"
+    assert sb["student"]["reuse_wait"] is None  # its alpha differs: its own
+    assert jobs == sent_a  # nothing of b was sent: no worker holds it while it waits
+    # another user's identical data is private: bob's stages do not wait for alice's
+    bob_data = {k: upload(client, bob, z, name=k).json()["id"] for k, z in phantom_zips.items()}
+    c = post(client, bob, bob_data, name="bob", methods=["baseline"])
+    assert stages(client, bob, c)["baseline"]["status"] == "queued"
+    outcomes = drain(jobs)
+    assert "waiting" not in [out for _, _, out in outcomes]
+    sb = stages(client, alice, b)
+    assert {k: s["reused_from"] for k, s in sb.items()} == {"baseline": a, "teacher": a, "student": None,
+                                                            "evaluation": None}
+    assert all(client.get(f"/experiments/{e}", headers=h).json()["status"] == "succeeded"
+               for e, h in ((a, alice), (b, alice), (c, bob)))
+    assert stages(client, bob, c)["baseline"]["reused_from"] is None
+    # the stage waited for is cancelled: the waiting one trains itself
+    d = post(client, alice, datasets, name="d", split_seed=5, methods=["baseline"])
+    e = post(client, alice, datasets, name="e", split_seed=5, methods=["baseline"])
+    assert stages(client, alice, e)["baseline"]["reuse_wait"] == stages(client, alice, d)["baseline"]["id"]
+    jobs.clear()
+    assert client.post(f"/experiments/{d}/cancel", headers=alice).status_code == 200
+    assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 2  # e's baseline, then its evaluation
+    se = stages(client, alice, e)
+    assert se["baseline"]["reused_from"] is None and se["baseline"]["status"] == "succeeded"
+
+
+def test_two_requests_stored_at_once_train_their_shared_stage_once(client, alice, datasets, jobs, settings):
+    """Neither saw the other when it was stored: the later stage, claimed first, gives its claim back and waits."""
+    from sikd_service.db import session_scope
+    from sikd_service.tables import Stage
+    from worker.tasks import run_training_stage
+
+    a = post(client, alice, datasets, name="a", methods=["baseline"])
+    b = post(client, alice, datasets, name="b", methods=["baseline"])
+    first, later = stages(client, alice, a)["baseline"]["id"], stages(client, alice, b)["baseline"]["id"]
+    with session_scope(settings) as s:  # as if stored concurrently: b's baseline queued, waiting for nothing
+        st = s.get(Stage, later)
+        st.status, st.reuse_wait, st.message = "queued", None, None
+    assert run_training_stage(later) == "waiting"  # claimed before a's: it waits instead of training
+    sb = stages(client, alice, b)["baseline"]
+    assert (sb["status"], sb["reuse_wait"], sb["attempts"]) == ("pending", first, 0)
+    assert f"waiting for experiment {a}'s identical baseline stage" == sb["message"]
+    jobs.clear()
+    assert run_training_stage(first) == "succeeded"  # a trains; b is released and sent ...
+    assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 3  # ... reuses it; both evaluations
+    assert stages(client, alice, b)["baseline"]["reused_from"] == a
+    assert run_training_stage(first) == "skipped"  # the first never waits for the later one
 
 
 def test_a_sweep_stage_waits_for_its_identical_one_and_trains_if_that_is_cancelled(client, alice, datasets, jobs):

@@ -184,8 +184,9 @@ def test_cancel_stops_a_running_stage_within_a_step(client, alice, datasets, job
 
 def test_recovery_requeues_stages_of_dead_workers(client, alice, datasets, jobs, settings):
     a = create(client, alice, datasets)
-    b = create(client, alice, datasets, methods=["baseline"])
-    c = create(client, alice, datasets, methods=["baseline"])
+    # reuse off: their baselines, identical to a's, would wait for it (tests/unit/api/test_reuse.py)
+    b = create(client, alice, datasets, methods=["baseline"], reuse=False)
+    c = create(client, alice, datasets, methods=["baseline"], reuse=False)
     jobs.clear()
     ta, bb, cb = stage_ids(a)["teacher", 0], stage_ids(b)["baseline", 0], stage_ids(c)["baseline", 0]
     long_ago = utcnow() - timedelta(hours=1)
