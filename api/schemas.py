@@ -136,9 +136,12 @@ class PlanPublic(BaseModel):
 
     spec: dict[str, Any] = Field(description="network, widths, image size, batch, epochs: a spec for POST /experiments")
     fingerprint: dict[str, Any] = Field(description="pairs, median size, aspect, channels, classes, foreground")
-    device: dict[str, Any] = Field(description="the device planned for (this API host's GPU, else its CPU)")
+    device: dict[str, Any] = Field(description="kind (cuda, cpu), name, memory_gib or cores; source: the live worker "
+                                              "planned for, 'described in the request' or 'API host (no worker has "
+                                              "reported)'")
     reasons: dict[str, Any] = Field(description="why each value was chosen")
-    estimate: dict[str, Any] | None = Field(description="estimated run time from training steps timed on the device")
+    estimate: dict[str, Any] | None = Field(description="seconds, minutes and basis (steps measured on the workers; "
+                                                        "'not measured yet': seconds null); null with measure=false")
     yaml: str = Field(description="the spec as YAML for `sikd run`, the reasons as comments")
 
 
@@ -183,21 +186,21 @@ class EstimatePublic(BaseModel):
 
     plan: list[PlannedStagePublic]
     planned_epochs: int = Field(description="epochs of every training stage together (the plan's sum)")
-    seconds: float = Field(description="queue + training + evaluation")
+    seconds: float | None = Field(description="queue + training + evaluation; null while a step is not measured yet")
     queue_seconds: float = Field(description="the work left of the experiments ahead, shared among the workers")
-    training_seconds: float = Field(description="the training stages as the workers' slots run them")
-    evaluation_seconds: float
+    training_seconds: float | None = Field(description="the training stages as the workers' slots run them")
+    evaluation_seconds: float | None
     evaluation_basis: str = Field(description="measured (on the workers), or the model's guess")
     stages: list[dict[str, Any]] = Field(description="{stage, seed, epochs, step_seconds, seconds, basis}: basis "
-                                         "'measured' (this network, size and batch ran here), 'measured, scaled' (by "
-                                         "pixels x batch), 'measured, other stage kind', or 'model' (timed on the "
-                                         "API host)")
+                                         "'measured' (ran here; ', scaled' by the work per step), 'timed on worker "
+                                         "W', 'a-priori: ...' or 'not measured yet' (null figures)")
     slots: int = Field(description="stages the workers run at once")
     steps_per_epoch: int
     fixed_seconds: float = Field(description="a stage's time outside its epochs (measured median)")
     images: dict[str, int] = Field(description="train, val, test, cross")
     measured_stages: int = Field(description="finished stages the step costs were measured on")
     ahead: int = Field(description="queued or running experiments")
+    timing: str | None = Field(None, description="step timings asked of the workers, and where they stand")
 
 
 class StagePublic(ORM):

@@ -9,8 +9,9 @@ to what it took (queue wait, training, evaluation, from the stages' times), and 
 
     PYTHONPATH=$PWD python bench/estimate_check.py --train 40 --cross 30
 
-The first run of a configuration is estimated from sikd_core.plan's model (steps timed on the API host); later
-ones from the stages that ran (measured). The "ahead" run of the pair can exceed its estimate: the workers take
+The first estimate of a configuration never run has no figure ("not measured yet"): the API sends its steps to the
+worker to be timed, and the estimate is asked again until it rests on that timing (the wait is printed); later ones
+rest on the stages that ran (measured). The "ahead" run of the pair can exceed its estimate: the workers take
 stages first come, first served, so the stages of the experiment started just after it run before its students
 and its evaluation; an estimate cannot foresee later submissions. Data: ../shared/datasets/polyp (research use only; see its README).
 """
@@ -74,7 +75,7 @@ def main() -> int:
         try:
             stack.wait_ready(timeout=180)
             api = stack.admin
-            api.http.timeout = 900  # a network's first estimate times its steps on the API host (seconds, once)
+            api.http.timeout = 120
             kv = api.upload(polyp_zip("kvasir-seg", args.train, "kvasir"), "kvasir")["id"]
             cvc = api.upload(polyp_zip("cvc-clinicdb", args.cross, "cvc"), "cvc")["id"]
             presets = {p["name"]: p["values"] for p in api.get("/options")["presets"]}
@@ -96,19 +97,30 @@ def main() -> int:
                         return e
                     time.sleep(1.0)
 
-            runs: list[tuple[str, dict, dict]] = []  # (label, estimate, experiment)
-            for name in args.presets.split(","):
-                spec = spec_of(name, "alone")
+            def estimate(spec: dict, name: str) -> dict:
+                """The estimate, asked again while its steps are being timed on the worker."""
                 t = time.monotonic()
                 est = api.post("/experiments/estimate", json=spec)
                 print(f"estimate of {name}: {time.monotonic() - t:.1f} s to answer", flush=True)
+                while est["seconds"] is None and time.monotonic() - t < 900:
+                    time.sleep(2.0)
+                    est = api.post("/experiments/estimate", json=spec)
+                if est["seconds"] is None:
+                    raise SystemExit(f"the worker did not time the steps of {name}: {est.get('timing')}")
+                print(f"estimate of {name}: rests on measured steps after {time.monotonic() - t:.1f} s", flush=True)
+                return est
+
+            runs: list[tuple[str, dict, dict]] = []  # (label, estimate, experiment)
+            for name in args.presets.split(","):
+                spec = spec_of(name, "alone")
+                est = estimate(spec, name)
                 exp = api.post("/experiments", json=spec)
                 runs.append((f"{name} (alone)", est, wait(exp["id"])))
             # two at once: the second waits for the first (one worker), its estimate includes that queue
             pair = []
             for name in ("quick", "plan"):
                 spec = spec_of(name, "queued")
-                est = api.post("/experiments/estimate", json=spec)
+                est = estimate(spec, name)
                 pair.append((f"{name} (queued behind)" if pair else f"{name} (ahead)", est,
                              api.post("/experiments", json=spec)["id"]))
             runs += [(label, est, wait(i)) for label, est, i in pair]

@@ -8,7 +8,8 @@
     sikd phantoms OUT --domain NAME -n N synthetic phantom dataset (SYNTHETIC, not patients)
     sikd demo [--out DIR]                phantoms + a small experiment, end to end
     sikd networks                        the registered networks (`sikd models`: its old name)
-    sikd plan DATASET [--out SPEC.yaml]  a spec planned from the dataset and this machine (nnU-Net's way)
+    sikd plan DATASET [--out SPEC.yaml]  a spec planned from the dataset and this machine (nnU-Net's way), or
+                                         another one (--device-memory-gb GIB, --cpu-cores N)
     sikd methods                         the training methods (and X+sikd compositions)
     sikd serve                           the whole service (API, worker, dashboard)
     sikd api | worker | ui               one part of it (the container entry points)
@@ -247,9 +248,13 @@ def cmd_networks(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from sikd_core.plan import plan, plan_yaml
+    from sikd_core.plan import describe_device, plan, plan_yaml
 
-    result = plan(args.dataset, eval_datasets=args.eval or [], device=args.device, seeds=args.seeds,
+    dev = None  # this machine's device (and steps timed here), unless another machine's is described
+    if args.device_memory_gb is not None or args.cpu_cores is not None:
+        dev = describe_device(memory_gib=args.device_memory_gb, cores=args.cpu_cores,
+                              source="described on the command line")
+    result = plan(args.dataset, eval_datasets=args.eval or [], device=args.device, dev=dev, seeds=args.seeds,
                   budget_minutes=args.budget_minutes, target_steps=args.target_steps, name=args.name,
                   measure=not args.no_measure)
     text = plan_yaml(result)
@@ -361,6 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("dataset", help="the training dataset (folder, nnU-Net dataset or MONAI datalist)")
     pl.add_argument("--eval", nargs="*", metavar="DATASET", help="cross-evaluation datasets for the spec")
     pl.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
+    other = pl.add_mutually_exclusive_group()
+    other.add_argument("--device-memory-gb", type=float, default=None, metavar="GIB",
+                       help="plan for another machine's GPU with this much memory (no step timing: no estimate)")
+    other.add_argument("--cpu-cores", type=int, default=None, metavar="N",
+                       help="plan for another machine's CPU with N cores (no step timing: no estimate)")
     pl.add_argument("--seeds", type=int, nargs="+", default=[0])
     pl.add_argument("--budget-minutes", type=float, default=None,
                     help="fit the epochs into this wall time (default: 30 on a CPU, 240 on a GPU)")

@@ -3,7 +3,8 @@
 Broker: Redis when ``SIKD_REDIS_URL``/``REDIS_URL`` is set, else the embedded filesystem broker under
 ``<storage>/broker`` (see :mod:`sikd_service.broker`). No result backend: state lives in the database.
 
-Queues: ``train`` (teacher, student, baseline, evaluation) and ``default`` (light work such as removing
+Queues: ``train`` (teacher, student, baseline, evaluation, and the few training steps timed for a plan or an
+estimate) and ``default`` (light work such as removing
 deleted datasets). One training job per worker (``-c 1``, prefetch 1); run one worker per GPU::
 
     CUDA_VISIBLE_DEVICES=0 celery -A worker.app worker -Q train -c 1 -n gpu0@%h
@@ -26,6 +27,7 @@ from sikd_service.config import Settings, get_settings
 TASK_TRAIN = "sikd.train_stage"
 TASK_EVALUATE = "sikd.evaluate"
 TASK_REMOVE = "sikd.remove_paths"
+TASK_TIME_STEPS = "sikd.time_steps"
 
 app = Celery("sikd")  # the tasks are registered by worker.app, the worker processes' entry point
 
@@ -66,6 +68,7 @@ def configure(settings: Settings) -> None:
         task_queues=(Queue(settings.train_queue), Queue(settings.default_queue)),
         task_routes={TASK_TRAIN: {"queue": settings.train_queue},
                      TASK_EVALUATE: {"queue": settings.train_queue},
+                     TASK_TIME_STEPS: {"queue": settings.train_queue},  # timed on the device that trains
                      TASK_REMOVE: {"queue": settings.default_queue}},
         control_exchange=settings.celery_namespace,
         worker_send_task_events=False,

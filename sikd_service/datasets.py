@@ -58,12 +58,17 @@ def numbering(keys: list[str]) -> dict[str, Any] | None:
 
 
 def plan(session: Session, settings: Settings, *, user: User, dataset_id: int, eval_datasets: list[int] | None = None,
-         device: str = "auto", budget_minutes: float | None = None, measure: bool = True) -> dict[str, Any]:
+         device: str = "auto", device_memory_gb: float | None = None, budget_minutes: float | None = None,
+         measure: bool = True) -> dict[str, Any]:
     """``sikd plan`` for a stored dataset: its fingerprint (the upload's full statistics, plus a timed read of a
-    sample of its files), this host's device, and a spec naming the datasets by id, as POST /experiments takes."""
+    sample of its files), the device of the most capable live worker (:func:`sikd_service.devices.plan_device`)
+    and a spec naming the datasets by id, as POST /experiments takes. The run time rests on steps measured on the
+    workers (:mod:`sikd_service.steptimes`); a configuration not measured yet is sent to a worker to be timed and
+    answered a-priori or "not measured yet" meanwhile. No PyTorch here."""
     from sikd_core.errors import SIKDError
     from sikd_core.plan import fingerprint_of, plan_yaml
     from sikd_core.plan import plan as make_plan
+    from sikd_service import devices, estimate, steptimes
     from sikd_service.ingest import dataset_manifest
 
     ds = crud.get_dataset(session, user=user, dataset_id=dataset_id, with_manifest=True)
@@ -77,9 +82,28 @@ def plan(session: Session, settings: Settings, *, user: User, dataset_id: int, e
         eval_pairs += e.num_pairs
     fp = fingerprint_of(dataset_manifest(settings, ds), ds.stats)
     fp["name"] = ds.name
+    costs = estimate.calibrate(session, settings) if measure else None
+
+    def timings(config: dict[str, Any]) -> dict[str, Any]:
+        assert costs is not None
+        cfg = steptimes.StepConfig.of(config["network"], config["network_kwargs"], config["in_channels"],
+                                      config["num_classes"], config["image_size"], config["batch"])
+        step, basis = steptimes.step_cost(costs, cfg, student=False, kind="baseline")
+        student, _ = steptimes.step_cost(costs, cfg, student=True, kind="student")
+        if step is None or student is None:
+            return {"basis": basis}
+        return {"step_s": step, "student_step_s": student, "forward_s": step / 3, "basis": basis}
+
     try:
-        result = make_plan(ds.id, eval_datasets=list(eval_datasets or []), device=device, budget_minutes=budget_minutes,
-                           measure=measure, fp=fp, eval_pairs=eval_pairs, name=f"{ds.name} (planned)")
+        dev = devices.plan_device(session, settings, device=device, memory_gib=device_memory_gb)
+        result = make_plan(ds.id, eval_datasets=list(eval_datasets or []), dev=dev, budget_minutes=budget_minutes,
+                           measure=measure, fp=fp, eval_pairs=eval_pairs, name=f"{ds.name} (planned)",
+                           timings=timings)
     except SIKDError as e:
         raise ServiceError(422, str(e)) from None
+    if costs is not None and costs.missing:
+        steptimes.request(session, costs.missing)
+        note = steptimes.pending_note(session, costs.missing)
+        if note and result["estimate"] is not None:
+            result["estimate"]["timing"] = note
     return {**result, "yaml": plan_yaml(result)}

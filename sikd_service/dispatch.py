@@ -13,7 +13,7 @@ from pathlib import Path
 from celery import chain
 from celery.canvas import Signature
 
-from sikd_service.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN, app
+from sikd_service.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TIME_STEPS, TASK_TRAIN, app
 from sikd_service.config import Settings
 from sikd_service.storage import move_to_trash
 
@@ -37,6 +37,11 @@ def enqueue_training(stage_id: int, *, then_student_ids: Sequence[int] = ()) -> 
 
 def enqueue_evaluation(stage_id: int) -> None:
     _send(_sig(TASK_EVALUATE, stage_id))
+
+
+def enqueue_step_timing(timing_id: int) -> None:
+    """Ask a training worker to time a few steps of a configuration (a ``step_timings`` row)."""
+    _send(_sig(TASK_TIME_STEPS, timing_id))
 
 
 def enqueue_removal(paths: list[str]) -> None:

@@ -255,3 +255,58 @@ class TrainedModel(Base):
     #: The experiment that trained it, when its stage reused that experiment's (read in the same SELECT).
     reused_from: Mapped[int | None] = column_property(
         select(Stage.reused_from).where(Stage.id == stage_id).correlate_except(Stage).scalar_subquery())
+
+
+class WorkerDevice(Base):
+    """The device a worker trains on, as the worker reports it at start and refreshes while it runs (``last_seen``);
+    plans are made for the most capable live one (sikd_service.devices)."""
+
+    __tablename__ = "worker_devices"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    #: The Celery node name (``gpu0@host``), as stages record their ``worker``.
+    worker: Mapped[str] = mapped_column(String(200), unique=True)
+    host: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(10))  # "cuda" | "cpu": the device its training runs on
+    name: Mapped[str] = mapped_column(String(200))
+    memory_gib: Mapped[float | None] = mapped_column(Float)  # the GPU's memory (None on a CPU)
+    gpus: Mapped[int] = mapped_column(Integer, default=0)
+    cpu_cores: Mapped[int] = mapped_column(Integer)
+    cpu_threads: Mapped[int] = mapped_column(Integer)
+    torch_version: Mapped[str] = mapped_column(String(50))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    stopped_at: Mapped[datetime | None]
+
+
+class StepTiming(Base):
+    """Training steps of one configuration (network, arguments, channels, classes, image size, batch) timed on a
+    worker by ``worker.tasks.run_step_timing``: the measured basis of plans and estimates, kept and reused."""
+
+    __tablename__ = "step_timings"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    #: sikd_service.steptimes.config_key: the configuration's digest.
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    network: Mapped[str] = mapped_column(String(100))
+    network_kwargs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    in_channels: Mapped[int] = mapped_column(Integer)
+    num_classes: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    batch: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued | measuring | measured | failed
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    measured_at: Mapped[datetime | None]
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    worker: Mapped[str | None] = mapped_column(String(200))
+    device_kind: Mapped[str | None] = mapped_column(String(10))
+    device_name: Mapped[str | None] = mapped_column(String(200))
+    step_seconds: Mapped[float | None] = mapped_column(Float)
+    student_step_seconds: Mapped[float | None] = mapped_column(Float)
+    forward_seconds: Mapped[float | None] = mapped_column(Float)
+    peak_gib: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -223,11 +223,12 @@ def storage_listing(settings: Any) -> list[str]:
 def drain(jobs: list, worker: str = "worker-1") -> list[tuple[str, tuple, Any]]:
     """Run recorded jobs in order, as a worker would (a chain's next task follows when one returns);
     jobs they enqueue are run too. Returns ``(task, args, outcome)``."""
-    from sikd_service.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN
+    from sikd_service.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TIME_STEPS, TASK_TRAIN
     from worker import tasks
 
     run = {TASK_TRAIN: lambda i: tasks.run_training_stage(i, worker=worker),
            TASK_EVALUATE: lambda i: tasks.run_evaluation_stage(i, worker=worker),
+           TASK_TIME_STEPS: lambda i: tasks.run_step_timing(i, worker=worker),
            TASK_REMOVE: tasks.remove_paths}
     done = []
     while jobs:

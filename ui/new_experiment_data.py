@@ -52,9 +52,12 @@ def plan_choice(plan: dict[str, Any]) -> dict[str, Any]:
     reasons = plan.get("reasons") or {}
     why = "; ".join(f"{k.replace('_', ' ')}: {'; '.join(v) if isinstance(v, list) else v}" for k, v in reasons.items())
     fp = plan.get("fingerprint") or {}
+    dev = plan.get("device") or {}
+    where = (f"{dev.get('name', 'a GPU')} ({dev.get('memory_gib')} GiB)" if dev.get("kind") == "cuda"
+             else f"a CPU with {dev.get('cores', '?')} cores")
     head = (f"Planned from {fp.get('name', 'the dataset')} ({fp.get('pairs', '?')} pairs, median "
-            f"{'x'.join(str(v) for v in fp.get('median_size', []))} px) for the API host's "
-            f"{(plan.get('device') or {}).get('kind', 'device')}")
+            f"{'x'.join(str(v) for v in fp.get('median_size', []))} px) for {where}: "
+            f"{dev.get('source', 'the device')}")
     return {"values": {k: spec[k] for k in SIZE_KEYS if k in spec}, "description": f"{head}. {why}"}
 
 
@@ -62,6 +65,11 @@ def estimate_text(est: dict[str, Any]) -> str:
     """The API's estimate (POST /experiments/estimate) in words: the total, its parts, and what it rests on."""
     bases = sorted({s["basis"] for s in est.get("stages", [])})
     stages = len(est.get("plan", []))
+    if est.get("seconds") is None:  # a step not measured yet: a worker is timing it
+        text = (f"**Estimated run time:** not known yet: {stages} training stages of {est['planned_epochs']} epochs "
+                "in all, whose training step has not been measured on the workers yet"
+                + (f" ({est['timing']})" if est.get("timing") else "") + "; it is known once a worker has timed it")
+        return text + ". Step costs: " + ", ".join(bases) + "."
     text = (f"**Estimated run time:** about {fmt_seconds(est['seconds'])}: {stages} training stages of "
             f"{est['planned_epochs']} epochs in all ({fmt_seconds(est['training_seconds'])}), evaluation "
             f"{fmt_seconds(est['evaluation_seconds'])}")

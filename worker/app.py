@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sikd_service.celery_app import app
 
-# importing registers the tasks and the sikd_devices control command on ``app``
-from worker import control, recovery, tasks  # noqa: F401
+# importing registers the tasks, the sikd_devices control command and the device profile's signals on ``app``
+from worker import control, devices, recovery, tasks  # noqa: F401
 
 __all__ = ["app"]

@@ -17,6 +17,8 @@ A thread of the worker's main process (no celery beat needed) runs every ``SIKD_
 * **Stages waiting for an identical stage** (:mod:`sikd_service.reuse`) whose stage ended (it succeeded, failed,
   was cancelled or deleted) are queued and sent, every pass: the paths that end a stage release them at once,
   this catches any that did not.
+* **This worker is live**: its device profile's ``last_seen`` is refreshed with the dead-worker check below
+  (:mod:`worker.devices`), so plans are made for live workers' devices.
 * **Dead workers.** Stages marked ``running`` whose heartbeat has gone stale (``stale_heartbeat_seconds``:
   the whole worker or its machine died), or held by an earlier life of this same worker name (checked
   at start), are requeued, every ``stale_heartbeat_seconds / 2``.
@@ -44,6 +46,7 @@ from sikd_service.db import session_scope
 from sikd_service.reuse import release_waiting
 from sikd_service.storage import empty_trash, ensure_layout
 from sikd_service.tables import Stage, utcnow
+from worker import devices as worker_devices
 
 log = logging.getLogger("sikd.worker.recovery")
 
@@ -178,6 +181,10 @@ def reconcile_forever(settings: Settings) -> None:
                 recover(settings)
             except Exception:  # noqa: BLE001
                 log.exception("stale-stage recovery failed")
+            try:  # this worker is live: plans are made for its device (worker.devices)
+                worker_devices.refresh(settings)
+            except Exception:  # noqa: BLE001
+                log.exception("reconciler: refreshing this worker's device profile failed")
         try:  # stages waiting for an identical one that ended by a path that did not release them
             release_waiting(settings)
         except Exception:  # noqa: BLE001

@@ -8,6 +8,7 @@ both), so running a stage again after a crash is safe.
 
 from __future__ import annotations
 
+import json
 import logging
 import traceback
 import uuid
@@ -20,8 +21,8 @@ from sikd_core.errors import SIKDError, SpecError, TrainingCancelled
 from sikd_core.inference import load_bundle
 from sikd_core.pipeline import TRAIN_STAGES, DatasetRef, ExperimentRun, is_train_stage
 from sikd_core.spec import method_of_stage, parse_spec
-from sikd_service import crud, dispatch
-from sikd_service.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TRAIN, app
+from sikd_service import crud, dispatch, steptimes
+from sikd_service.celery_app import TASK_EVALUATE, TASK_REMOVE, TASK_TIME_STEPS, TASK_TRAIN, app
 from sikd_service.config import Settings, get_settings
 from sikd_service.db import session_scope
 from sikd_service.experiments import headline
@@ -265,6 +266,33 @@ def run_evaluation_stage(stage_id: int, *, worker: str = "local") -> str:
     return "succeeded"
 
 
+def run_step_timing(timing_id: int, *, worker: str = "local", steps: int = 3) -> str:
+    """Time a few training steps of a ``step_timings`` row's configuration on this worker's training device and
+    record them (and this worker's device profile); returns succeeded, failed or skipped (claimed elsewhere)."""
+    from sikd_core.steptime import measure_steps
+    from worker.devices import device_profile, record, training_device
+
+    settings = get_settings()
+    claimed = steptimes.claim(settings, timing_id, worker)
+    if claimed is None:
+        return "skipped"
+    cfg, token = claimed
+    profile = device_profile()
+    record(settings, worker, profile)
+    try:
+        t = measure_steps(cfg.network, json.loads(cfg.kwargs_json), cfg.in_channels, cfg.num_classes,
+                          [cfg.height, cfg.width], cfg.batch, training_device(), steps=steps)
+    except Exception as e:  # noqa: BLE001 - recorded on the row: the API says why there is no figure
+        log.warning("step timing %d failed: %s", timing_id, describe_error(e))
+        steptimes.finish(settings, timing_id, token, device=profile, error=describe_error(e))
+        return "failed"
+    if not steptimes.finish(settings, timing_id, token, device=profile, timings=t):
+        return "lost"
+    log.info("step timing %d: %s %dx%d batch %d: %.4f s per step on %s", timing_id, cfg.network, cfg.height,
+             cfg.width, cfg.batch, t["step_s"], profile["name"])
+    return "succeeded"
+
+
 def remove_paths(paths: list[str]) -> int:
     """Delete folders under the storage root (never outside it)."""
     settings = get_settings()
@@ -286,6 +314,11 @@ def train_stage(self: Any, stage_id: int) -> str:
 @app.task(name=TASK_EVALUATE, bind=True)
 def evaluate(self: Any, stage_id: int) -> str:
     return run_evaluation_stage(stage_id, worker=self.request.hostname or "worker")
+
+
+@app.task(name=TASK_TIME_STEPS, bind=True)
+def time_steps(self: Any, timing_id: int) -> str:
+    return run_step_timing(timing_id, worker=self.request.hostname or "worker")
 
 
 @app.task(name=TASK_REMOVE)

@@ -101,13 +101,19 @@ def read_dataset(dataset_id: DatasetId, request: Request, session: SessionDep, s
 @router.get("/datasets/{dataset_id}/plan", response_model=PlanPublic, responses=error_responses(404, 422))
 def plan_dataset(dataset_id: DatasetId, session: SessionDep, settings: SettingsDep, user: CurrentUser,
                  eval_datasets: Annotated[list[Id] | None, Query(max_length=20)] = None, device: str = "auto",
+                 device_memory_gb: Annotated[float | None, Query(gt=0, le=4096)] = None,
                  budget_minutes: Annotated[float | None, Query(gt=0, le=10080)] = None,
                  measure: bool = True) -> PlanPublic:
     """``sikd plan`` on a stored dataset: network, widths, image size, batch and epochs planned from the dataset's
-    fingerprint and the device (this host's GPU when it has one, else its CPU), with the run time estimated from
-    training steps timed here (a few seconds; ``measure=false`` skips it). ``spec`` is ready for POST /experiments."""
+    fingerprint and a device: the most capable live worker's as the workers reported them (``device``: auto, cpu
+    or cuda), or a GPU described by ``device_memory_gb``; this API host's CPU only when no worker has ever
+    reported (``device.source`` says which). The run time rests on training steps measured on the workers; a
+    configuration not measured yet is sent to a worker to be timed, and answered at once a-priori (labelled) or
+    "not measured yet" (``measure=false``: no estimate). Nothing is trained or timed in the API. ``spec`` is ready
+    for POST /experiments."""
     return PlanPublic(**datasets.plan(session, settings, user=user, dataset_id=dataset_id, eval_datasets=eval_datasets,
-                                      device=device, budget_minutes=budget_minutes, measure=measure))
+                                      device=device, device_memory_gb=device_memory_gb, budget_minutes=budget_minutes,
+                                      measure=measure))
 
 
 @router.get("/datasets/{dataset_id}/samples/{index}.png", name="dataset_sample", response_class=Response,

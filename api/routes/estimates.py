@@ -15,10 +15,11 @@ router = APIRouter(tags=["experiments"])
 @router.post("/experiments/estimate", response_model=EstimatePublic, responses=error_responses(422))
 def estimate_experiment(body: ExperimentCreate, session: SessionDep, settings: SettingsDep,
                         user: CurrentUser) -> EstimatePublic:
-    """The spec's stage plan and estimated run time, nothing stored: each stage at the step cost measured on the
-    workers for its network, size and batch (scaled from a measured size, or timed on this host for a network
-    never run here), the evaluation at its measured cost per image and model, and the queue ahead. The same
-    body as ``POST /experiments``, with the same 422s."""
+    """The spec's stage plan and estimated run time, no experiment stored: each stage at the step cost measured on
+    the workers for its network, size and batch (scaled from a measured size; a configuration never measured is
+    sent to a worker to be timed and answered a-priori, labelled, or null "not measured yet" meanwhile), the
+    evaluation at its measured cost per image and model, and the queue ahead. The same body as
+    ``POST /experiments``, with the same 422s."""
     found = svc.datasets_of(session, user=user, spec=body)
     est = estimate.estimate(session, settings, body, [found[k] for k in body.train_datasets],
                             [found[k] for k in body.eval_datasets])

@@ -151,3 +151,31 @@ def test_killed_worker_is_replaced_and_the_stage_resumes_from_its_checkpoint(api
     after = [e["epoch"] for e in rows if e["attempt"] == 2]
     assert after and min(after) == t["resumed_from_epoch"] + 1 > 1  # continued, not restarted
     assert "requeued" in second.tail(400) or "requeueing" in second.tail(400)
+
+
+@pytest.mark.timeout(240)
+def test_a_real_worker_reports_its_device_and_times_the_plans_steps(api, user, datasets, start_worker):
+    """A started worker records its device; GET /datasets/{id}/plan is then made for it, answers at once while
+    the worker (over Redis) times the planned configuration, and a later call reads that timing."""
+    a = datasets["vendor_a"]
+    worker = start_worker()
+
+    def planned_for_the_worker():
+        dev = api.get(f"/datasets/{a}/plan", params={"measure": False}, headers=user).json()["device"]
+        return dev if dev.get("worker", "").startswith(worker.name) else None
+
+    dev = wait_for(planned_for_the_worker, 120, 0.5, what="the worker's device profile")
+    assert "(the only device of 1 live worker)" in dev["source"] and dev["kind"] in ("cpu", "cuda")
+    first = api.get(f"/datasets/{a}/plan", headers=user).json()["estimate"]
+    assert first["seconds"] is None and first["basis"].startswith("not measured yet")
+
+    def timed():
+        est = api.get(f"/datasets/{a}/plan", headers=user).json()["estimate"]
+        return est if est["seconds"] is not None else None
+
+    try:
+        est = wait_for(timed, 120, 0.5, what="the worker to time the planned steps")
+    except BaseException:
+        print(worker.tail())
+        raise
+    assert est["basis"].startswith(f"timed on worker {worker.name}@") and est["step_seconds"] > 0

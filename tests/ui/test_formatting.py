@@ -18,7 +18,7 @@ from ui.experiments_data import (
     split_sizes,
 )
 from ui.formatting import comparison_pair, fmt_p
-from ui.new_experiment_data import field_errors, parse_seeds
+from ui.new_experiment_data import estimate_text, field_errors, parse_seeds, plan_choice
 from ui.scores_data import (
     cases_long,
     cases_wide,
@@ -244,6 +244,24 @@ def test_plan_helpers():
     plan = [{"stage": st, "seed": seed, "epochs": 4 if st == "teacher" else 10}
             for seed in (0, 1) for st in ("baseline", "gin", "teacher", "student", "gin+sikd")]
     assert planned_epochs(plan) == 2 * (4 * 10 + 4) == 88
+
+
+def test_estimate_and_plan_texts_say_where_the_figures_come_from():
+    plan = [{"stage": "baseline", "seed": 0}]
+    unknown = {"seconds": None, "training_seconds": None, "evaluation_seconds": None, "planned_epochs": 5,
+               "plan": plan, "stages": [{"basis": "not measured yet (being timed on a worker)"}],
+               "timing": "unet 32x32 batch 4 is queued for timing since 10:00:00 UTC"}
+    text = estimate_text(unknown)
+    assert text.startswith("**Estimated run time:** not known yet: 1 training stages of 5 epochs in all")
+    assert "(unet 32x32 batch 4 is queued for timing since 10:00:00 UTC)" in text and "about" not in text
+    known = {**unknown, "seconds": 90.0, "training_seconds": 60.0, "evaluation_seconds": 30.0, "timing": None,
+             "stages": [{"basis": "timed on worker w1 (NVIDIA H100)"}], "evaluation_basis": "measured"}
+    assert "about 1 min 30 s" in estimate_text(known) and "timed on worker w1 (NVIDIA H100)" in estimate_text(known)
+    spec = {"image_size": [64, 64], "batch_size": 8, "epochs": 5, "network": "unet", "lr": 1e-3,
+            "network_kwargs": {"widths": [16, 32]}}
+    choice = plan_choice({"spec": spec, "reasons": {}, "fingerprint": {"name": "d", "pairs": 10, "median_size": [64, 64]},
+                          "device": {"kind": "cuda", "name": "H100", "memory_gib": 79.1, "source": "worker gpu0@box"}})
+    assert "for H100 (79.1 GiB): worker gpu0@box" in choice["description"]
 
 
 def test_frames_warning():

@@ -45,5 +45,6 @@ def test_the_estimate_counts_the_plans_epochs(dashboard, services, queue_user, q
     no_exceptions(at)
     info = "\n".join(texts(at, "info"))
     assert "10 training stages of 88 epochs in all" in info, info  # 2 seeds x (4 methods + a teacher)
-    assert "model (timed on the API host)" in info  # nothing ran on this service yet
+    # nothing ran on this worker-less service: no figure, the step sent to be timed on a worker
+    assert "not known yet" in info and "not measured yet (being timed on a worker)" in info and "queued" in info
     assert previous_widget_label(at, "not allowed") == "Name"

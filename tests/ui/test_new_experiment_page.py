@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from tests.service_helpers import wait_for
 from tests.ui.apptest_helpers import no_exceptions, texts
 
 #: Generous: the first test of a session also starts the services (and trains the sweep).
@@ -245,7 +246,8 @@ def test_size_preset_fills_the_form_and_is_what_is_sent(dashboard, services, que
 
 def test_the_plan_is_the_default_and_the_estimate_is_measured(dashboard, services, trained):
     """On the stack whose worker trained the sweep: the form starts from the training dataset's plan, and the
-    estimate before Start rests on the stages that ran there."""
+    estimate before Start rests on the stages that ran there and on the steps its worker times for the
+    configurations that never ran (not known until then: the API times nothing itself)."""
     api = trained["api"]
     at = dashboard("new_experiment", url=services.work.url, token=api.token)
     no_exceptions(at)
@@ -256,6 +258,15 @@ def test_the_plan_is_the_default_and_the_estimate_is_measured(dashboard, service
     assert at.number_input(key="ne_batch").value == planned["batch_size"]
     plan = "\n".join(texts(at, "info"))
     assert "**Splits** of vendor_a (20 pairs): about 14 train · 2 validation · 4 test" in plan
+    if "**Estimated run time:** not known yet" in plan:  # the plan's network and the reference's: being timed
+        assert "queued for timing" in plan or "being timed on" in plan, plan
+
+        def known() -> str | None:
+            text = "\n".join(texts(at.run(), "info"))
+            return text if "run time:** about" in text else None
+
+        plan = wait_for(known, 180, 2.0, what="the worker to time the form's configurations")
     assert "**Estimated run time:** about " in plan
+    assert "timed on worker" in plan, plan  # the network and the reference recipe's, timed on the stack's worker
     measured = re.search(r"from (\d+) finished stage\(s\)", plan)
     assert measured and int(measured.group(1)) >= 4, plan  # the sweep's stages

@@ -1,10 +1,12 @@
 """POST /experiments/estimate: a spec's stage plan and its run time, from costs measured on stages that ran here
-(sikd_service.estimate), falling back to sikd_core.plan's timed steps for a network never run."""
+(sikd_service.estimate), else from steps a worker timed for it (sikd_service.steptimes; the worker's task runs for
+real here), a-priori or "not measured yet" meanwhile: the API never times a step."""
 
 from __future__ import annotations
 
 import pytest
 
+from sikd_service.celery_app import TASK_TIME_STEPS
 from tests.service_helpers import drain, tiny_spec
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow(seconds=25)]
@@ -15,10 +17,29 @@ def test_the_estimate_is_calibrated_by_the_stages_that_ran(client, alice, datase
     first = client.post("/experiments/estimate", json=spec, headers=alice)
     assert first.status_code == 200, first.text
     est = first.json()
-    assert [s["basis"] for s in est["stages"]] == ["model (timed on the API host)"] * 3
+    # nothing measured yet: no figure, and one timing (the three stages share a configuration) sent to a worker
+    assert [s["basis"] for s in est["stages"]] == ["not measured yet (being timed on a worker)"] * 3
+    assert est["seconds"] is None and est["training_seconds"] is None and [s["seconds"] for s in est["stages"]] == [None] * 3
+    assert "unet 32x32 batch 4 is queued for timing" in est["timing"] and jobs.names() == [[TASK_TIME_STEPS]]
     assert est["evaluation_basis"].startswith("model") and est["measured_stages"] == 0
     assert est["planned_epochs"] == 6 and [p["stage"] for p in est["plan"]] == ["baseline", "teacher", "student"]
     assert client.get("/experiments", headers=alice).json()["count"] == 0  # nothing stored
+    assert [out for _, _, out in drain(jobs)] == ["succeeded"]  # timed on the worker
+    timed = client.post("/experiments/estimate", json=spec, headers=alice).json()
+    assert all(s["basis"].startswith("timed on worker worker-1 (") for s in timed["stages"])
+    assert timed["seconds"] > 0 and timed["timing"] is None and not jobs  # reused: nothing sent again
+    assert all(s["step_seconds"] > 0 for s in timed["stages"])
+    # another width of the timed network: a-priori, scaled by the U-Net's work per step, while it is timed
+    wider = client.post("/experiments/estimate", json={**spec, "network_kwargs": {"widths": [8, 16, 32]}},
+                        headers=alice).json()
+    assert all(s["basis"].startswith('a-priori: scaled from unet {"widths": [4, 8, 16]} timed on worker worker-1')
+               for s in wider["stages"]) and wider["seconds"] > timed["seconds"]
+    from sikd_core.plan import unet_size
+
+    ratio = unet_size([8, 16, 32], [32, 32], 1, 4)[2] / unet_size([4, 8, 16], [32, 32], 1, 4)[2]
+    assert wider["stages"][0]["step_seconds"] == pytest.approx(ratio * timed["stages"][0]["step_seconds"], rel=0.01)
+    assert jobs.names() == [[TASK_TIME_STEPS]]
+    jobs.clear()
 
     exp = client.post("/experiments", json=spec, headers=alice).json()
     assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 4
@@ -43,6 +64,9 @@ def test_the_estimate_is_calibrated_by_the_stages_that_ran(client, alice, datase
     queued = client.post("/experiments/estimate", json=spec, headers=alice).json()
     assert queued["ahead"] == 1 and queued["queue_seconds"] == pytest.approx(
         est["training_seconds"] + est["evaluation_seconds"], rel=0.05, abs=0.3)  # figures rounded to 0.1 s
+    assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 4
+    again = client.post("/experiments/estimate", json=spec, headers=alice).json()  # calibrated on both experiments
+    assert again["measured_stages"] == 6 and [s["basis"] for s in again["stages"]] == ["measured"] * 3
 
 
 def test_estimate_refuses_a_bad_spec_as_create_does(client, alice, datasets, jobs):

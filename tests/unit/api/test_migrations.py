@@ -111,3 +111,25 @@ def test_bigint_ids_migration_keeps_rows(tmp_path, backend):
         dispose_engines()
         if backend == "postgres":
             drop_pg_database(url)
+
+
+def test_worker_devices_migration_keeps_rows_and_downgrades(tmp_path):
+    """0009 adds worker_devices and step_timings and changes nothing else; downgrading drops exactly them."""
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    from sikd_service.config import Settings
+    from sikd_service.db import alembic_config, get_engine
+
+    s = Settings(storage_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'w.db'}")
+    cfg = alembic_config(s)
+    command.upgrade(cfg, "0008_spec_network")
+    before = set(inspect(get_engine(s)).get_table_names())
+    with get_engine(s).begin() as conn:
+        conn.execute(text("INSERT INTO users (name, is_admin, created_at) VALUES ('u', 0, '2026-01-01')"))
+    command.upgrade(cfg, "0009_worker_devices")
+    assert set(inspect(get_engine(s)).get_table_names()) == before | {"worker_devices", "step_timings"}
+    with get_engine(s).begin() as conn:
+        assert conn.execute(text("SELECT name FROM users")).scalar_one() == "u"
+    command.downgrade(cfg, "0008_spec_network")
+    assert set(inspect(get_engine(s)).get_table_names()) == before
