@@ -20,18 +20,15 @@ from api.schemas import (
     ExperimentPublic,
     ExperimentResults,
     FeaturePublic,
-    MethodOption,
-    NetworkOption,
-    OptionsPublic,
     OverlayPublic,
     Page,
     PlannedStagePublic,
-    PresetOption,
     ResultRow,
     StageMetrics,
     StagePublic,
     error_responses,
 )
+from api.schemas_service import MethodOption, NetworkOption, OptionsPublic, PresetOption
 from api.status_cache import drop as drop_status
 from api.status_cache import status_cache
 from sikd_core.methods import method_names, method_options

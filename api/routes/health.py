@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import APIRouter, Request
 from sqlalchemy import text
 
-from api.schemas import CheckPublic, ComponentPublic, HealthPublic, WorkersPublic
+from api.schemas_service import CheckPublic, ComponentPublic, HealthPublic, WorkersPublic
 from sikd_service.config import Settings
 from sikd_service.db import get_engine
 from sikd_service.supervisor import read_status

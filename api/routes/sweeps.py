@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 
 from api.deps import CurrentUser, Id, SessionDep, SettingsDep, id_path
 from api.routes.experiments import public
-from api.schemas import SweepPublic, error_responses
+from api.schemas import error_responses
+from api.schemas_service import SweepPublic
 from sikd_service import experiments as svc
 from sikd_service import sweeps
 from sikd_service.errors import not_found
