@@ -24,13 +24,16 @@ from sqlalchemy.orm import Session, selectinload
 
 from sikd_core.methods.plan import PlannedStage, stage_plan
 from sikd_core.spec import ExperimentSpec, stored_spec
-from sikd_service import crud, steptimes
+from sikd_service import crud, reuse, steptimes
 from sikd_service.config import Settings
 from sikd_service.steptimes import StepConfig
 from sikd_service.tables import ACTIVE_EXPERIMENT, Dataset, Experiment, Stage
 
 #: A stage's time outside its epochs when nothing has been measured yet (data preparation, model build, saving).
 DEFAULT_FIXED_SECONDS = 5.0
+#: A stage reused from a finished identical one (its files hard-linked, its record copied) before any reuse was
+#: measured here; then the median of the measured ones.
+REUSED_STAGE_SECONDS = 1.0
 #: How many recent finished experiments calibrate the costs.
 HISTORY = 40
 
@@ -59,6 +62,8 @@ class Costs:
     fixed: list[float] = field(default_factory=list)  # a stage's seconds outside its epochs
     #: evaluation seconds per image and model beyond the network's forward pass (metrics, files, overlays)
     eval_image: list[float] = field(default_factory=list)
+    #: wall seconds of stages reused from a finished identical one (files linked, record copied)
+    reused: list[float] = field(default_factory=list)
     slots: int = 1
 
 
@@ -113,6 +118,9 @@ def calibrate(session: Session, settings: Settings) -> Costs:
         for s in e.stages:
             wall = _seconds(s.started_at, s.finished_at)
             if s.status != "succeeded" or wall is None:
+                continue
+            if s.reused_from is not None:  # linked, not trained: its own (tiny) cost, not a step's
+                costs.reused.append(wall)
                 continue
             if s.kind == "evaluation":
                 models = sum(1 for p in plan.values() if p.method is not None)
@@ -174,14 +182,28 @@ def _round1(v: float | None) -> float | None:
 
 
 def estimate_spec(costs: Costs, spec: ExperimentSpec, shape: Shape, *, in_channels: int, num_classes: int,
-                  queue_seconds: float = 0.0) -> dict[str, Any]:
+                  queue_seconds: float = 0.0, reused: dict[tuple[str, int], tuple[str, int]] | None = None
+                  ) -> dict[str, Any]:
     """The run time of ``spec``: each planned stage (its steps, validation passes and time outside the epochs),
     the training as the workers' slots run it (students after their teacher), the evaluation, and the queue.
-    Figures resting on a step not measured yet are None, and so are the totals they are part of."""
+    Figures resting on a step not measured yet are None, and so are the totals they are part of. A stage in
+    ``reused`` (:func:`sikd_service.reuse.reuse_preview`) costs :data:`REUSED_STAGE_SECONDS` (its files are linked)
+    (the median of the reused stages measured here, once there are some) or nothing of its own when it waits for an
+    identical stage still training (that stage's time is in the queue)."""
     fixed = statistics.median(costs.fixed) if costs.fixed else DEFAULT_FIXED_SECONDS
     plan = stage_plan(spec)
     stages, per = [], {}
     for p in plan:
+        how = (reused or {}).get((p.stage, p.seed))
+        if how is not None:
+            link = statistics.median(costs.reused) if costs.reused else REUSED_STAGE_SECONDS
+            seconds = round(link, 2) if how[0] == "reused" else 0.0
+            basis = (f"reused from experiment {how[1]}" if how[0] == "reused" else
+                     f"waits for experiment {how[1]}'s identical stage (its time is in the queue)")
+            per[(p.stage, p.seed)] = seconds
+            stages.append({"stage": p.stage, "seed": p.seed, "epochs": p.epochs, "step_seconds": None,
+                           "seconds": seconds, "basis": basis})
+            continue
         step, basis = step_seconds(costs, spec, p, in_channels, num_classes)
         seconds = None if step is None else fixed + p.epochs * (shape.steps_per_epoch * step + shape.val_batches * step / 3)
         per[(p.stage, p.seed)] = seconds
@@ -240,7 +262,7 @@ def time_left(costs: Costs, exp: Experiment, pairs: dict[int, Dataset]) -> float
 
 
 def estimate(session: Session, settings: Settings, spec: ExperimentSpec, train: Sequence[Dataset],
-             cross: Sequence[Dataset]) -> dict[str, Any]:
+             cross: Sequence[Dataset], *, owner_id: int | None = None) -> dict[str, Any]:
     """The estimate for a new experiment of ``spec`` on these datasets (see :func:`estimate_spec`), with the
     queue: the work left of every queued or running experiment, shared among the workers' slots. Configurations
     without a measured step of their own are sent to a worker to be timed (``timing`` says where they stand)."""
@@ -251,8 +273,11 @@ def estimate(session: Session, settings: Settings, spec: ExperimentSpec, train: 
     pairs = crud.get_datasets_by_id(session, ids=list(ids)) if ids else {}
     queue = sum(time_left(costs, e, pairs) for e in active) / costs.slots
     costs.missing.clear()  # only this spec's configurations are sent to be timed
+    reused = ({} if owner_id is None else
+              reuse.reuse_preview(session, settings, spec=spec, train=list(train), owner_id=owner_id))
     out = estimate_spec(costs, spec, shape_of(spec, [d.num_pairs for d in train], [d.num_pairs for d in cross]),
-                        in_channels=train[0].in_channels, num_classes=train[0].num_classes, queue_seconds=queue)
+                        in_channels=train[0].in_channels, num_classes=train[0].num_classes, queue_seconds=queue,
+                        reused=reused)
     out["ahead"] = len(active)
     steptimes.request(session, costs.missing)
     out["timing"] = steptimes.pending_note(session, costs.missing) or None

@@ -120,6 +120,25 @@ def plan_reuse(session: Session, settings: Settings, *, exp: Experiment, spec: E
     session.flush()
 
 
+def reuse_preview(session: Session, settings: Settings, *, spec: ExperimentSpec, train: list[Dataset],
+                  owner_id: int) -> dict[tuple[str, int], tuple[str, int]]:
+    """What a new experiment of ``spec`` would reuse, for the estimate: per training stage ``(kind, seed)``,
+    ``("reused", N)`` when a finished identical stage of experiment N may be linked, ``("waits", N)`` when an
+    identical one is still queued or running in experiment N; stages absent train. Nothing is stored."""
+    if not spec.reuse:
+        return {}
+    out = {}
+    for (kind, seed), key in stage_keys(spec, fingerprints(settings, train)).items():
+        done = _candidates(session, key=key, owner_id=owner_id, statuses=("succeeded",), not_experiment=-1)
+        if done:
+            out[(kind, seed)] = ("reused", done[0][1].id)
+            continue
+        found = _leader(session, key=key, owner_id=owner_id, experiment_id=-1)
+        if found is not None:
+            out[(kind, seed)] = ("waits", found[1].id)
+    return out
+
+
 def wait_at_claim(settings: Settings, *, stage_id: int, token: str, owner_id: int) -> int | None:
     """A claimed stage with an identical one of a lower id still queued or running elsewhere (two requests stored
     at once) gives its claim back and waits for it: returns that stage's id, else None (train or reuse)."""

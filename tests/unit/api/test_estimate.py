@@ -13,7 +13,8 @@ pytestmark = [pytest.mark.timeout(240), pytest.mark.slow(seconds=25)]
 
 
 def test_the_estimate_is_calibrated_by_the_stages_that_ran(client, alice, datasets, jobs):
-    spec = tiny_spec(datasets, methods=["baseline", "sikd"], epochs=2)
+    # reuse off: each experiment below trains (and measures) its stages; reuse is checked on its own at the end
+    spec = tiny_spec(datasets, methods=["baseline", "sikd"], epochs=2, reuse=False)
     first = client.post("/experiments/estimate", json=spec, headers=alice)
     assert first.status_code == 200, first.text
     est = first.json()
@@ -60,13 +61,32 @@ def test_the_estimate_is_calibrated_by_the_stages_that_ran(client, alice, datase
     assert {s["basis"] for s in bigger["stages"]} == {"measured, scaled"}
     assert bigger["stages"][0]["step_seconds"] == pytest.approx(4 * est["stages"][0]["step_seconds"], rel=0.01)
     # a queued experiment is ahead of the next one
-    client.post("/experiments", json=spec, headers=alice)
+    second = client.post("/experiments", json={**spec, "reuse": True}, headers=alice).json()  # keys its stages
     queued = client.post("/experiments/estimate", json=spec, headers=alice).json()
     assert queued["ahead"] == 1 and queued["queue_seconds"] == pytest.approx(
         est["training_seconds"] + est["evaluation_seconds"], rel=0.05, abs=0.3)  # figures rounded to 0.1 s
     assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 4
     again = client.post("/experiments/estimate", json=spec, headers=alice).json()  # calibrated on both experiments
     assert again["measured_stages"] == 6 and [s["basis"] for s in again["stages"]] == ["measured"] * 3
+    # with reuse (the default), a spec identical but for alpha reuses the finished baseline and teacher: they cost a
+    # second each, only the student trains; the total falls accordingly
+    alpha = client.post("/experiments/estimate", json={**spec, "reuse": True, "alpha": 1.0}, headers=alice).json()
+    by = {s["stage"]: s for s in alpha["stages"]}
+    assert by["baseline"]["basis"] == f"reused from experiment {second['id']}" and by["baseline"]["seconds"] == 1.0  # not yet measured
+    assert by["teacher"]["basis"] == f"reused from experiment {second['id']}" and by["student"]["basis"] == "measured"
+    assert by["student"]["seconds"] == again["stages"][2]["seconds"]
+    assert alpha["training_seconds"] <= again["training_seconds"] + 2.0  # at most the link's default second each
+    # once a reuse ran here, it is costed at the measured link time (milliseconds), below a trained stage's
+    reusing = client.post("/experiments", json={**spec, "reuse": True, "alpha": 1.0}, headers=alice).json()
+    assert [out for _, _, out in drain(jobs)] == ["succeeded"] * 4
+    got = client.get(f"/experiments/{reusing['id']}", headers=alice).json()
+    assert [s["reused_from"] for s in got["stages"][:2]] == [second["id"]] * 2
+    alpha2 = client.post("/experiments/estimate", json={**spec, "reuse": True, "alpha": 5.0}, headers=alice).json()
+    by2 = {s["stage"]: s for s in alpha2["stages"]}
+    assert by2["baseline"]["seconds"] < min(s["seconds"] for s in again["stages"]), alpha2
+    assert alpha2["training_seconds"] < again["training_seconds"]
+    off = client.post("/experiments/estimate", json={**spec, "alpha": 1.0}, headers=alice).json()  # reuse: false
+    assert [s["basis"] for s in off["stages"]] == ["measured"] * 3
 
 
 def test_estimate_refuses_a_bad_spec_as_create_does(client, alice, datasets, jobs):
