@@ -125,7 +125,8 @@ def build_experiments(data: Path, out: Path, s: dict[str, Any], device: str,
 
 
 def run_all(exps: dict[str, ExperimentRun], seeds: list[int]) -> None:
-    """Train seed by seed across tasks (a partial run covers both tasks), then evaluate."""
+    """Train seed by seed across the experiments (a partial run covers every task or network), then evaluate
+    each; a stage linked from an identical finished one says so."""
     todo = [(task, exp, st, sd) for sd in seeds for task, exp in exps.items()
             for st, s2 in exp.spec.stages() if s2 == sd]
     t0 = time.monotonic()
@@ -135,12 +136,21 @@ def run_all(exps: dict[str, ExperimentRun], seeds: list[int]) -> None:
         tag = f"{task}/{stage}/{seed}"
         print(f"[{k}/{len(todo)}] {tag} (elapsed {(time.monotonic() - t0) / 60:.1f} min)", flush=True)
         ts = time.monotonic()
-        exp.run_stage(stage, seed, [EpochPrinter(tag)])
-        print(f"  done in {time.monotonic() - ts:.0f}s", flush=True)
+        record = exp.run_stage(stage, seed, [EpochPrinter(tag)])
+        how = f"reused from {record['reused_from']}" if record.get("reused_from") else "trained"
+        print(f"  {how} in {time.monotonic() - ts:.0f}s", flush=True)
     for task, exp in exps.items():
         if not (exp.workdir / "report.json").exists():
             print(f"[evaluation] {task} {exp.spec.name}", flush=True)
             exp.evaluate()
+
+
+def banner(kind: str, smoke: bool, exps: dict[str, ExperimentRun], s: dict[str, Any], what: str) -> str:
+    """The run's first lines: the benchmark, the device and machine, the settings and ``what`` it compares."""
+    dev = next(iter(exps.values())).device
+    return (f"SIKD Studio {kind} benchmark{' (SMOKE: tiny settings, not evidence)' if smoke else ''}; device {dev} "
+            f"({platform.processor() or platform.machine()}), {os.cpu_count()} CPUs, torch {torch.__version__}, "
+            f"threads {torch.get_num_threads()}\nsettings: {json.dumps(s)}\n{what}")
 
 
 def _cell(summary: dict[tuple[str, str], dict[str, Any]], method: str, dataset: str, metric: str) -> str:
@@ -288,10 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings_path.write_text(json.dumps(s, indent=1))
     exps = build_experiments(data, out, s, args.device, args.tasks)
-    dev = next(iter(exps.values())).device
-    print(f"SIKD Studio methods benchmark{' (SMOKE: tiny settings, not evidence)' if args.smoke else ''}; device "
-          f"{dev} ({platform.processor() or platform.machine()}), {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}\nsettings: {json.dumps(s)}\nmethods: {METHODS}", flush=True)
+    print(banner("methods", args.smoke, exps, s, f"methods: {METHODS}"), flush=True)
     t0 = time.monotonic()
     run_all(exps, s["seeds"])
     if args.publish:

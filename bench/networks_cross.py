@@ -28,22 +28,20 @@ import argparse
 import json
 import logging
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from methods_cross import (  # noqa: E402
     SETTINGS,
-    EpochPrinter,
     _p,
+    banner,
     convergence_lines,
     health_lines,
     reference_trends,
+    run_all,
     subset_folder,
 )
 
@@ -98,26 +96,6 @@ def build(data: Path, out: Path, s: dict[str, Any], networks: dict[str, dict[str
                            methods=["reference"]))
     exps["reference"] = ExperimentRun(spec, out / "reference", reuse_roots=roots)
     return exps
-
-
-def run_all(exps: dict[str, ExperimentRun], seeds: list[int]) -> None:
-    """Seed by seed (a partial run covers every network), then evaluate each experiment."""
-    todo = [(name, exp, st, sd) for sd in seeds for name, exp in exps.items() for st, s2 in exp.spec.stages()
-            if s2 == sd]
-    t0 = time.monotonic()
-    for k, (name, exp, stage, seed) in enumerate(todo, 1):
-        if exp.is_done(stage, seed):
-            continue
-        tag = f"{name}/{stage}/{seed}"
-        print(f"[{k}/{len(todo)}] {tag} (elapsed {(time.monotonic() - t0) / 60:.1f} min)", flush=True)
-        ts = time.monotonic()
-        record = exp.run_stage(stage, seed, [EpochPrinter(tag)])
-        how = f"reused from {record['reused_from']}" if record.get("reused_from") else "trained"
-        print(f"  {how} in {time.monotonic() - ts:.0f}s", flush=True)
-    for name, exp in exps.items():
-        if not (exp.workdir / "report.json").exists():
-            print(f"[evaluation] {name}", flush=True)
-            exp.evaluate()
 
 
 def _cases(exp: ExperimentRun, method: str, label: str) -> list[dict[str, Any]]:
@@ -204,11 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings_path.write_text(json.dumps(recorded, indent=1))
     exps = build(data, out, s, networks, args.device, [Path(r) for r in args.reuse])
-    dev = next(iter(exps.values())).device
-    print(f"SIKD Studio networks benchmark{' (SMOKE: tiny settings, not evidence)' if args.smoke else ''}; device "
-          f"{dev} ({platform.processor() or platform.machine()}), {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}\nsettings: {json.dumps(s)}\nnetworks: {json.dumps(networks)}",
-          flush=True)
+    print(banner("networks", args.smoke, exps, s, f"networks: {json.dumps(networks)}"), flush=True)
     t0 = time.monotonic()
     run_all(exps, s["seeds"])
     text = tables(exps)

@@ -48,6 +48,20 @@ def _find_polyp() -> Path:
 SHARED = _find_polyp()
 
 
+def load_bench(name: str):
+    """The benchmark script ``bench/<name>.py`` as a module (bench/ on the path for its sibling imports)."""
+    import importlib.util
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    if str(bench) not in sys.path:
+        sys.path.insert(0, str(bench))
+    spec = importlib.util.spec_from_file_location(name, bench / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def polyp_names(source: str, n: int) -> list[str]:
     """The first ``n`` file names of a polyp source, failing with a clear message if the data is missing."""
     folder = SHARED / source / "images"

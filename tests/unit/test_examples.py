@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from sikd_core.spec import load_spec
+from tests.conftest import load_bench
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("polyp_cross", ROOT / "bench" / "polyp_cross.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("polyp_cross")
 
 
 def test_there_are_examples():

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED
+from tests.conftest import SHARED, load_bench
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow(seconds=15)
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("methods_cross", ROOT / "bench" / "methods_cross.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("methods_cross")
 
 
 def test_smoke_mode_runs_both_tasks_and_prints_every_table(tmp_path, capsys):

@@ -3,25 +3,19 @@ every stage of the first instead of training it."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED
+from tests.conftest import SHARED, load_bench
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow(seconds=15)
 
 
 def _bench():
-    sys.path.insert(0, str(ROOT / "bench"))
-    spec = importlib.util.spec_from_file_location("networks_cross", ROOT / "bench" / "networks_cross.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("networks_cross")
 
 
 def test_smoke_mode_trains_each_network_and_compares_each_baseline_with_the_reference(tmp_path, capsys):
