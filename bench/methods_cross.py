@@ -145,6 +145,32 @@ def run_all(exps: dict[str, ExperimentRun], seeds: list[int]) -> None:
             exp.evaluate()
 
 
+def missing_folder(data: Path, rels: list[str]) -> str | None:
+    """The error for the first dataset folder under ``data`` that is not there, or None."""
+    for rel in rels:
+        if not (data / rel / "images").is_dir():
+            return f"error: dataset folder {data / rel} not found (see shared/datasets/README.md)"
+    return None
+
+
+def record_settings(out: Path, recorded: Any) -> str | None:
+    """Keep the run's settings in ``out/settings.json``; the error when ``out`` was started with others."""
+    out.mkdir(parents=True, exist_ok=True)
+    settings_path = out / "settings.json"
+    if settings_path.exists() and json.loads(settings_path.read_text()) != recorded:
+        return f"error: {out} was started with other settings ({settings_path}); use a new --out"
+    settings_path.write_text(json.dumps(recorded, indent=1))
+    return None
+
+
+def write_tables(out: Path, text: str, t0: float, where: str = "") -> None:
+    """``out/tables.md``, the tables printed, and this run's wall time."""
+    (out / "tables.md").write_text(text + "\n", encoding="utf-8")
+    print("\n" + text)
+    print(f"\nwall time {(time.monotonic() - t0) / 60:.1f} min this run (finished stages are not retrained); "
+          f"tables: {out / 'tables.md'}{where}")
+
+
 def banner(kind: str, smoke: bool, exps: dict[str, ExperimentRun], s: dict[str, Any], what: str) -> str:
     """The run's first lines: the benchmark, the device and machine, the settings and ``what`` it compares."""
     dev = next(iter(exps.values())).device
@@ -283,20 +309,12 @@ def main(argv: list[str] | None = None) -> int:
         print(tables(reports, trends))
         return 0
     data, out = Path(args.data), Path(args.out)
-    for task, (train_rel, cross_rel) in TASKS.items():
-        if args.tasks and task not in args.tasks:
-            continue
-        for rel in (train_rel, cross_rel):
-            if not (data / rel / "images").is_dir():
-                print(f"error: dataset folder {data / rel} not found (see shared/datasets/README.md)", file=sys.stderr)
-                return 2
     s = SMOKE if args.smoke else SETTINGS
-    out.mkdir(parents=True, exist_ok=True)
-    settings_path = out / "settings.json"
-    if settings_path.exists() and json.loads(settings_path.read_text()) != s:
-        print(f"error: {out} was started with other settings ({settings_path}); use a new --out", file=sys.stderr)
+    error = (missing_folder(data, [rel for task, pair in TASKS.items() if not args.tasks or task in args.tasks
+                                   for rel in pair]) or record_settings(out, s))
+    if error:
+        print(error, file=sys.stderr)
         return 2
-    settings_path.write_text(json.dumps(s, indent=1))
     exps = build_experiments(data, out, s, args.device, args.tasks)
     print(banner("methods", args.smoke, exps, s, f"methods: {METHODS}"), flush=True)
     t0 = time.monotonic()
@@ -305,10 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         publish(exps, Path(args.publish))
     reports = {task: json.loads((exp.workdir / "report.json").read_text()) for task, exp in exps.items()}
     text = tables(reports, {task: reference_trends(exp) for task, exp in exps.items()})
-    (out / "tables.md").write_text(text + "\n", encoding="utf-8")
-    print("\n" + text)
-    print(f"\nwall time {(time.monotonic() - t0) / 60:.1f} min this run (finished stages are not retrained); "
-          f"tables: {out / 'tables.md'}; reports: {out}/<task>/methods/report.md")
+    write_tables(out, text, t0, f"; reports: {out}/<task>/methods/report.md")
     return 0
 
 

@@ -40,9 +40,12 @@ from methods_cross import (  # noqa: E402
     banner,
     convergence_lines,
     health_lines,
+    missing_folder,
+    record_settings,
     reference_trends,
     run_all,
     subset_folder,
+    write_tables,
 )
 
 from sikd_core.pipeline import ExperimentRun  # noqa: E402
@@ -168,28 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     data, out = Path(args.data), Path(args.out)
-    for rel in (TRAIN, CROSS):
-        if not (data / rel / "images").is_dir():
-            print(f"error: dataset folder {data / rel} not found (see shared/datasets/README.md)", file=sys.stderr)
-            return 2
     s = settings(args.smoke)
     networks = SMOKE_NETWORKS if args.smoke else NETWORKS
-    out.mkdir(parents=True, exist_ok=True)
-    settings_path = out / "settings.json"
-    recorded = {"settings": s, "networks": networks}
-    if settings_path.exists() and json.loads(settings_path.read_text()) != recorded:
-        print(f"error: {out} was started with other settings ({settings_path}); use a new --out", file=sys.stderr)
+    error = missing_folder(data, [TRAIN, CROSS]) or record_settings(out, {"settings": s, "networks": networks})
+    if error:
+        print(error, file=sys.stderr)
         return 2
-    settings_path.write_text(json.dumps(recorded, indent=1))
     exps = build(data, out, s, networks, args.device, [Path(r) for r in args.reuse])
     print(banner("networks", args.smoke, exps, s, f"networks: {json.dumps(networks)}"), flush=True)
     t0 = time.monotonic()
     run_all(exps, s["seeds"])
-    text = tables(exps)
-    (out / "tables.md").write_text(text + "\n", encoding="utf-8")
-    print("\n" + text)
-    print(f"\nwall time {(time.monotonic() - t0) / 60:.1f} min this run (finished stages are not retrained); "
-          f"tables: {out / 'tables.md'}")
+    write_tables(out, tables(exps), t0)
     return 0
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from sikd_core.methods.registry import REFERENCE
 from sikd_core.training.health import make_finding
 
 #: A student more than this much Dice below its baseline (intra test, or best validation) is flagged.
@@ -51,8 +52,6 @@ BELOW_REFERENCE_DICE = 0.02
 REFERENCE_STILL_RISING = 0.01
 #: Which training stage produced the model a method names (for findings on evaluated models).
 METHOD_STAGE = {"baseline": "baseline", "sikd": "student"}
-#: The reference recipe's stage (and method) name (sikd_core.methods.registry.REFERENCE).
-REFERENCE_STAGE = "reference"
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -191,7 +190,7 @@ def reference_convergence(records: dict[tuple[str, int], dict[str, Any]]) -> dic
     """Per reference seed: its :func:`still_rising` trend and whether it counts as converged."""
     out = {}
     for (stage, seed), rec in sorted(records.items()):
-        trend = still_rising(rec.get("history") or []) if stage == REFERENCE_STAGE else None
+        trend = still_rising(rec.get("history") or []) if stage == REFERENCE else None
         if trend is not None:
             out[seed] = dict(trend, converged=trend["gain"] <= REFERENCE_STILL_RISING)
     return out
@@ -209,7 +208,7 @@ def convergence_findings(trends: dict[int, dict[str, Any]]) -> list[dict[str, An
             f"-> {t['last']:.3f} over its last {2 * t['epochs']} epochs, more than {REFERENCE_STILL_RISING:g}): an "
             "unconverged reference bounds the baseline from below only; a baseline 'not below' it is not shown to "
             "be as strong as the standard recipe makes it. Train longer (more epochs) to make it the upper bar.",
-            stage=REFERENCE_STAGE, seed=seed, method=REFERENCE_STAGE, epoch=None,
+            stage=REFERENCE, seed=seed, method=REFERENCE, epoch=None,
             values={"last_quarter_val_dice": t["last"], "previous_quarter_val_dice": t["before"],
                     "gain": t["gain"], "threshold": REFERENCE_STILL_RISING}))
     return out

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from sikd_core.health import BELOW_REFERENCE_DICE, health_markdown
+from sikd_core.methods.registry import REFERENCE
 from sikd_core.spec import with_current_names
 
 #: The per-class metrics every result carries, in this order (:mod:`sikd_core.metrics` computes them; defined
@@ -27,8 +28,6 @@ METRIC_NAMES = ("dice", "iou", "hd95", "hd")
 
 METHOD_LABELS = {"baseline": "Baseline", "sikd": "SIKD", "sdm": "U-Net w/ SDM", "gin": "GIN",
                  "maxstyle": "MaxStyle", "reference": "Reference (nnU-Net-like)"}
-#: The independent standard recipe the baseline is measured against (sikd_core.methods.reference).
-REFERENCE = "reference"
 
 
 
