@@ -1,0 +1,152 @@
+"""At what budget has the reference recipe converged, and is our baseline as strong as it there? Side by side.
+
+A comparison is evidence only when its baseline is as strong as the field's standard recipe makes it, and the
+product's ``reference`` method is that yardstick only once it has converged: an unconverged reference bounds
+the baseline from below, nothing more (the health finding ``reference_not_converged``). This trains, per
+training dataset (Kvasir-SEG and BUSI) and per budget (``--epochs``, 20 steps each), one experiment with our
+baseline under the standard recipe (Dice+CE, Adam 5e-3, the dashboard preset's) and the reference, on the same
+split, and prints per budget:
+
+- the intra-dataset test Dice of each, and baseline minus reference (paired per case, bootstrap 95% CI);
+- each model's validation-Dice trend at the end of its budget (mean of the last quarter of epochs minus the
+  quarter before; the reference counts as converged at a gain of at most 0.01, ``sikd_core.health``);
+- every model's health and the training time.
+
+Only the training dataset's own splits are used: cross-dataset sets are never looked at (they are the evidence,
+not the tuning set).
+
+    python bench/reference_budget.py --out runs/reference_budget                 # the documented configuration
+    python bench/reference_budget.py --out /tmp/rb --smoke                        # tiny: proves the script
+
+Data: ../shared/datasets (or --data / SIKD_SHARED_DATASETS). Re-running with the same --out resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from methods_cross import (DEFAULT_DATA, EpochPrinter, banner, missing_folder,  # noqa: E402
+                           record_settings, subset_folder, write_tables)
+
+from sikd_core.health import REFERENCE_STILL_RISING, still_rising  # noqa: E402
+from sikd_core.methods.registry import REFERENCE  # noqa: E402
+from sikd_core.pipeline import ExperimentRun  # noqa: E402
+from sikd_core.spec import parse_spec  # noqa: E402
+
+DATASETS = {"kvasir-seg": "polyp/kvasir-seg", "busi": "breast-us/busi"}
+#: The benchmark size of bench/methods_cross.py, at longer budgets (epochs of 20 steps).
+SETTINGS: dict[str, Any] = {
+    "image_size": 64, "widths": [16, 32, 64, 128], "epochs": [20, 50, 100], "steps_per_epoch": 20, "batch_size": 8,
+    "lr": 5e-3, "recipe": "standard", "augment": True, "seeds": [0], "train_limit": None,
+}
+SMOKE: dict[str, Any] = {
+    "image_size": 32, "widths": [4, 8, 16], "epochs": [4, 8], "steps_per_epoch": 2, "batch_size": 4,
+    "lr": 5e-3, "recipe": "standard", "augment": True, "seeds": [0], "train_limit": 30,
+}
+METHODS = ["baseline", REFERENCE]
+
+
+def build(data: Path, out: Path, s: dict[str, Any], device: str) -> list[tuple[str, int, ExperimentRun]]:
+    """One experiment (baseline and reference) per dataset and budget."""
+    runs = []
+    for name, rel in DATASETS.items():
+        folder = subset_folder(data / rel, out / "data" / name, s["train_limit"])
+        for epochs in s["epochs"]:
+            spec = parse_spec(dict(
+                name=f"reference budget {name} {epochs}x{s['steps_per_epoch']}", train_dataset=str(folder),
+                image_size=s["image_size"], epochs=epochs, steps_per_epoch=s["steps_per_epoch"],
+                batch_size=s["batch_size"], lr=s["lr"], augment=s["augment"], recipe=s["recipe"], device=device,
+                network="unet", network_kwargs={"widths": s["widths"]}, seeds=s["seeds"], methods=METHODS,
+                feature_maps=0, save_predictions=False))
+            runs.append((name, epochs, ExperimentRun(spec, out / name / f"e{epochs}")))
+    return runs
+
+
+def row(name: str, epochs: int, exp: ExperimentRun) -> dict[str, Any]:
+    """The figures of one finished experiment (its report and stage records)."""
+    report = json.loads((exp.workdir / "report.json").read_text())
+    intra = {s["method"]: s for s in report["summary"] if s["split"] == "intra"}
+    strength = [b for b in report["baseline_strength"] if b["split"] == "intra"][0]
+    trends: dict[str, list[dict[str, float] | None]] = {m: [] for m in METHODS}
+    seconds = dict.fromkeys(METHODS, 0.0)
+    for stage, seed in exp.spec.stages():
+        rec = exp.stage_record(stage, seed) or {}
+        trends[stage].append(still_rising(rec.get("history") or []))
+        seconds[stage] += float(rec.get("seconds") or 0.0)
+    d = strength["dice"]
+    return {"dataset": name, "epochs": epochs, "steps": epochs * exp.spec.steps_per_epoch,
+            "dice": {m: intra[m]["dice_mean"] for m in METHODS},
+            "baseline_minus_reference": {k: d[k] for k in ("mean_diff", "ci_low", "ci_high", "p_value")},
+            "below_reference": strength["below_reference"], "reference_converged": strength["reference_converged"],
+            "trend_gain": {m: [t["gain"] if t else None for t in ts] for m, ts in trends.items()},
+            "health": report["health"]["models"], "findings": [f["code"] for f in report["health"]["findings"]],
+            "seconds": seconds}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    def gains(v: list[float | None]) -> str:
+        return ", ".join("–" if g is None else f"{g:+.3f}" for g in v)
+
+    lines = [f"Trend = validation Dice of the last quarter of epochs minus the quarter before, per seed (the reference "
+             f"counts as converged at <= {REFERENCE_STILL_RISING:g}).", "",
+             "| Dataset | Steps | Reference Dice | Reference trend | Converged | Baseline Dice | Baseline trend | "
+             "Baseline − reference [95% CI] | Within 0.02 | Health | Training s (baseline / reference) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        d = r["baseline_minus_reference"]
+        unhealthy = sorted(k for k, v in r["health"].items() if v != "healthy")
+        lines.append(
+            f"| {r['dataset']} | {r['steps']} | {r['dice'][REFERENCE]:.3f} | {gains(r['trend_gain'][REFERENCE])} | "
+            f"{'yes' if r['reference_converged'] else 'no'} | {r['dice']['baseline']:.3f} | "
+            f"{gains(r['trend_gain']['baseline'])} | {d['mean_diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] | "
+            f"{'yes' if d['mean_diff'] >= -0.02 else 'no'} | "
+            f"{'all healthy' if not unhealthy else 'unhealthy: ' + ', '.join(unhealthy)} | "
+            f"{r['seconds']['baseline']:.0f} / {r['seconds'][REFERENCE]:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="folder holding breast-us/ and polyp/")
+    p.add_argument("--out", required=True)
+    p.add_argument("--smoke", action="store_true", help="tiny settings: proves the script, measures nothing")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--epochs", type=int, nargs="+", help="budgets to train (epochs of steps_per_epoch steps)")
+    p.add_argument("--seeds", type=int, nargs="+")
+    args = p.parse_args(argv)
+    s = dict(SMOKE if args.smoke else SETTINGS)
+    for key in ("epochs", "seeds"):
+        if getattr(args, key):
+            s[key] = sorted(set(getattr(args, key)))
+    data, out = Path(args.data), Path(args.out)
+    error = missing_folder(data, list(DATASETS.values())) or record_settings(out, s)
+    if error:
+        print(error, file=sys.stderr)
+        return 2
+    runs = build(data, out, s, args.device)
+    print(banner("reference budget", args.smoke, {n: e for n, _, e in runs}, s, f"methods: {METHODS}"), flush=True)
+    t0 = time.monotonic()
+    rows = []
+    for name, epochs, exp in runs:
+        for stage, seed in exp.spec.stages():
+            if not exp.is_done(stage, seed):
+                tag = f"{name}/{epochs * s['steps_per_epoch']} steps/{stage}/{seed}"
+                print(f"{tag} (elapsed {(time.monotonic() - t0) / 60:.1f} min)", flush=True)
+                exp.run_stage(stage, seed, [EpochPrinter(tag)])
+        if not (exp.workdir / "report.json").exists():
+            exp.evaluate()
+        rows.append(row(name, epochs, exp))
+    (out / "results.json").write_text(json.dumps({"settings": s, "rows": rows}, indent=1))
+    write_tables(out, table(rows), t0, f"; results: {out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
