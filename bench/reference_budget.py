@@ -32,8 +32,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from methods_cross import (DEFAULT_DATA, EpochPrinter, banner, missing_folder,  # noqa: E402
-                           record_settings, subset_folder, write_tables)
+from methods_cross import (  # noqa: E402
+    DEFAULT_DATA,
+    EpochPrinter,
+    banner,
+    missing_folder,
+    record_settings,
+    subset_folder,
+    write_tables,
+)
 
 from sikd_core.health import REFERENCE_STILL_RISING, still_rising  # noqa: E402
 from sikd_core.methods.registry import REFERENCE  # noqa: E402
