@@ -21,7 +21,8 @@ class WorkersPublic(BaseModel):
     count: int
     names: list[str]
     #: Per worker name: ``{"accelerator": "cuda"|"cpu", "gpus": N, "gpu_names": [...]}`` (absent for a worker
-    #: that does not answer the ``sikd_devices`` command).
+    #: that does not answer the ``sikd_devices`` command, and in a worker's first seconds, while its device
+    #: profile is read in a child process).
     devices: dict[str, dict[str, Any]] = {}
 
 

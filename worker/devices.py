@@ -28,7 +28,11 @@ log = logging.getLogger("sikd.worker.devices")
 
 #: This worker's node name once it is ready (``gpu0@host``); None before.
 NODE: str | None = None
-_PROBE = "import json; from worker.devices import device_profile; print(json.dumps(device_profile()))"
+#: This worker's profile (:func:`device_profile` and ``gpu_names``) once the child process has read it; None before.
+#: The ``sikd_devices`` control command answers from it, so the main process never touches CUDA.
+PROFILE: dict[str, Any] | None = None
+_PROBE = ("import json; from worker.devices import device_profile, gpu_names; "
+          "print(json.dumps({**device_profile(), 'gpu_names': gpu_names()}))")
 
 
 def _cpu_name() -> str:
@@ -58,6 +62,14 @@ def device_profile() -> dict[str, Any]:
             "torch_version": torch.__version__.split("+")[0]}
 
 
+def gpu_names() -> list[str]:
+    """The name of every GPU this process sees (honours ``CUDA_VISIBLE_DEVICES``)."""
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [torch.cuda.get_device_name(i) for i in range(n)]
+
+
 def training_device() -> str:
     import torch
 
@@ -65,7 +77,7 @@ def training_device() -> str:
 
 
 def probe_profile(timeout: float = 300.0) -> dict[str, Any]:
-    """:func:`device_profile` read in a child process (with this process's environment)."""
+    """:func:`device_profile` and :func:`gpu_names` read in a child process (with this process's environment)."""
     out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=timeout,
                          env=os.environ.copy(), check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -84,8 +96,10 @@ def refresh(settings: Settings) -> None:
 
 
 def _record_at_start(settings: Settings, worker: str) -> None:
+    global PROFILE
     try:
         profile = probe_profile()
+        PROFILE = profile  # known to the control command even if the database is away
         record(settings, worker, profile, started=True)
         log.info("worker %s trains on %s (%s)", worker, profile["kind"], profile["name"])
     except Exception:  # noqa: BLE001 - plans then use another worker's device, or the API host's

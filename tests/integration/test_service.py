@@ -68,7 +68,9 @@ def finished(api, headers, eid, timeout: float, worker) -> dict:
 @pytest.mark.timeout(240)
 def test_upload_train_evaluate_download_predict(api, user, datasets, start_worker, tmp_path):
     worker = start_worker()
-    health = wait_for(lambda: (h := api.get("/health").json())["status"] == "ok" and h, 30, what="health ok")
+    # ok once the worker answers; its device is known once the child process started with it has read it
+    health = wait_for(lambda: (h := api.get("/health").json())["status"] == "ok" and h["workers"]["devices"] and h,
+                      60, what="health ok with the worker's device")
     assert health["workers"]["count"] == 1 and health["workers"]["names"][0].startswith(worker.name)
     # the worker says what it trains on (this machine has no GPU): the dashboard picks its size preset from it
     assert health["workers"]["devices"][health["workers"]["names"][0]] == {"accelerator": "cpu", "gpus": 0,

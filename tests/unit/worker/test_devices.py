@@ -26,8 +26,10 @@ def test_the_profile_read_in_a_child_process_is_this_machines():
     import torch
 
     profile = worker_devices.probe_profile()  # what a worker records at its start (its main process loads no CUDA)
-    assert set(profile) == set(devices.PROFILE_KEYS)
-    assert profile == {**worker_devices.device_profile(), "cpu_threads": profile["cpu_threads"]}
+    assert set(profile) == {*devices.PROFILE_KEYS, "gpu_names"}
+    assert profile == {**worker_devices.device_profile(), "cpu_threads": profile["cpu_threads"],
+                       "gpu_names": worker_devices.gpu_names()}
+    assert len(profile["gpu_names"]) == profile["gpus"]
     assert profile["kind"] == ("cuda" if torch.cuda.is_available() else "cpu") and profile["cpu_cores"] >= 1
     assert profile["torch_version"] == torch.__version__.split("+")[0] and profile["cpu_threads"] >= 1
 
@@ -61,3 +63,32 @@ def test_refresh_before_the_profile_is_recorded_does_nothing(settings, monkeypat
     worker_devices.refresh(settings)
     with session_scope(settings) as s:
         assert devices.profiles(s) == []
+
+
+def test_the_control_command_answers_from_the_profile_and_never_touches_cuda(monkeypatch):
+    """``sikd_devices`` runs in the worker's main process (its pool is forked from it): it answers from the profile
+    read in a child process at start, 'pending' before that, and never calls into torch.cuda."""
+    import torch
+
+    from worker import control
+
+    def forbidden(*_a, **_k):
+        raise AssertionError("sikd_devices touched CUDA in the worker's main process")
+
+    for name in ("is_available", "device_count", "get_device_name", "get_device_properties", "init"):
+        monkeypatch.setattr(torch.cuda, name, forbidden)
+    monkeypatch.setattr(worker_devices, "PROFILE", None)
+    assert control.sikd_devices(None) == control.PENDING and "accelerator" not in control.PENDING
+    monkeypatch.setattr(worker_devices, "PROFILE", {"kind": "cuda", "gpus": 2, "gpu_names": ["NVIDIA H200"] * 2,
+                                                    "name": "NVIDIA H200", "memory_gib": 139.8})
+    assert control.sikd_devices(None) == {"accelerator": "cuda", "gpus": 2, "gpu_names": ["NVIDIA H200"] * 2}
+
+
+def test_the_profile_read_at_start_is_kept_for_the_control_command(settings, monkeypatch):
+    from worker import control
+
+    monkeypatch.setattr(worker_devices, "PROFILE", None)
+    worker_devices._record_at_start(settings, "w9@h")  # what worker_ready starts in a thread
+    assert worker_devices.PROFILE is not None and row(settings, "w9@h").kind == worker_devices.PROFILE["kind"]
+    reply = control.describe_devices()
+    assert reply["accelerator"] == worker_devices.PROFILE["kind"] and reply["gpus"] == worker_devices.PROFILE["gpus"]
