@@ -128,3 +128,29 @@ def test_plan_errors(client, alice, bob, datasets, jobs, settings):
     assert r.status_code == 404
     r = client.get(f"/datasets/{a}/plan", params={"measure": False}, headers=alice)
     assert r.status_code == 200 and r.json()["estimate"] is None and not jobs
+
+
+def test_a_pairs_read_time_is_measured_once_per_stored_dataset(client, alice, datasets, jobs, settings, monkeypatch):
+    """The first plan of a dataset reads a sample of its pairs to time a read (about a second on a real dataset);
+    the next plans reuse that figure (their sizes and classes come from the upload's full scan anyway)."""
+    from sikd_core.data import scan
+    from sikd_service import datasets as service_datasets
+
+    monkeypatch.setattr(service_datasets, "_READ_SECONDS", {})  # (this process planned these datasets before)
+    reads: list[str] = []
+    real = scan.sampled_stats
+
+    def counted(manifest):
+        reads.append(manifest.name)
+        return real(manifest)
+
+    monkeypatch.setattr(scan, "sampled_stats", counted)
+    a, b = datasets["vendor_a"], datasets["vendor_b"]
+    first = client.get(f"/datasets/{a}/plan", headers=alice)
+    assert first.status_code == 200, first.text
+    assert len(reads) == 1 and first.json()["fingerprint"]["read_seconds_per_pair"] > 0
+    again = client.get(f"/datasets/{a}/plan", headers=alice)
+    assert again.status_code == 200, again.text
+    assert len(reads) == 1 and again.json()["fingerprint"] == first.json()["fingerprint"]
+    assert client.get(f"/datasets/{b}/plan", headers=alice).status_code == 200
+    assert len(reads) == 2  # another dataset is timed on its own first plan
