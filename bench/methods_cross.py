@@ -44,6 +44,7 @@ import torch
 from sikd_core.health import reference_convergence
 from sikd_core.pipeline import ExperimentRun
 from sikd_core.report import method_label
+from sikd_core.reuse import origin_label
 from sikd_core.spec import parse_spec
 from sikd_core.training import Callback
 
@@ -137,7 +138,7 @@ def run_all(exps: dict[str, ExperimentRun], seeds: list[int]) -> None:
         print(f"[{k}/{len(todo)}] {tag} (elapsed {(time.monotonic() - t0) / 60:.1f} min)", flush=True)
         ts = time.monotonic()
         record = exp.run_stage(stage, seed, [EpochPrinter(tag)])
-        how = f"reused from {record['reused_from']}" if record.get("reused_from") else "trained"
+        how = f"reused from {origin_label(record['reused_from'])}" if record.get("reused_from") else "trained"
         print(f"  {how} in {time.monotonic() - ts:.0f}s", flush=True)
     for task, exp in exps.items():
         if not (exp.workdir / "report.json").exists():

@@ -10,7 +10,12 @@ advance for 2 CPU cores (~1 hour) and were not tuned to favour either method.
     python bench/polyp_cross.py --device cuda --size 256 --widths 64 128 256 512 1024 --epochs 100
 
 Data: ../shared/datasets/polyp (research/educational use only; see its README). Re-running with the
-same --out resumes finished stages.
+same --out resumes finished stages. As ``sikd run`` does, a stage identical (by stage key) to a finished one in
+a sibling folder of --out is linked, not retrained: seeds trained side by side in sibling folders combine into
+one report with every seed (per-case CIs over all of them) at no training cost:
+
+    python bench/polyp_cross.py --seeds 0 --out runs/pc/seed0 &  python bench/polyp_cross.py --seeds 1 --out runs/pc/seed1
+    python bench/polyp_cross.py --seeds 0 1 --out runs/pc/all
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 import torch
 
 from sikd_core.pipeline import ExperimentRun
+from sikd_core.reuse import origin_label
 from sikd_core.spec import ExperimentSpec, parse_spec
 from sikd_core.training import Callback
 
@@ -90,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: dataset folder {d} not found (see shared/datasets/README.md)", file=sys.stderr)
             return 2
     spec = build_spec(args, train, cross)
-    exp = ExperimentRun(spec, args.out)
+    exp = ExperimentRun(spec, args.out, reuse_roots=[Path(args.out).resolve().parent])
     dev = exp.device
     dev_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{platform.processor() or 'cpu'}"
     print(f"SIKD Studio polyp benchmark: {spec.name}; device {dev} ({dev_name}), {os.cpu_count()} CPUs, "
@@ -101,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     for stage, seed in spec.stages():
         print(f"[{stage} seed {seed}]", flush=True)
         ts = time.monotonic()
-        exp.run_stage(stage, seed, [EpochPrinter(f"{stage}/{seed}")])
+        record = exp.run_stage(stage, seed, [EpochPrinter(f"{stage}/{seed}")])
         stage_times[(stage, seed)] = time.monotonic() - ts
+        if record.get("reused_from"):
+            print(f"  reused from {origin_label(record['reused_from'])}", flush=True)
     print("[evaluation]", flush=True)
     exp.evaluate()
     wall = time.monotonic() - t0

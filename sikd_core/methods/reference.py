@@ -60,7 +60,7 @@ RECIPE: dict[str, Any] = {
 def reference_filters(network: str, network_kwargs: dict[str, Any], image_size: tuple[int, int] | list[int]) -> list[int]:
     """The reference DynUNet's filters for a spec: nnU-Net's depth plan for ``image_size``, with the width
     range and depth of the compared network when it has a width list (``widths``, ``features`` or
-    ``channels``), else nnU-Net's 32-512."""
+    ``channels``; at least three levels, DynUNet's least), else nnU-Net's 32-512."""
     try:
         defaults = model_info(network).defaults
     except Exception:  # noqa: BLE001 - an unknown network: nnU-Net's own widths
@@ -76,7 +76,7 @@ def reference_filters(network: str, network_kwargs: dict[str, Any], image_size: 
     if widths is None:
         return plan_dynunet_filters(image_size)
     planned = plan_dynunet_filters(image_size, base=widths[0], max_filters=max(widths))
-    return planned[: max(2, min(len(planned), len(widths)))]
+    return planned[: min(len(planned), max(3, len(widths)))]  # DynUNet needs 3 levels (a spec's image >= 16 px has them)
 
 
 class DiceCELossNNUNet(nn.Module):

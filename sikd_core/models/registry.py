@@ -277,8 +277,8 @@ def _dynunet(
     from monai.networks.nets import DynUNet
 
     filters = [int(f) for f in filters]
-    if not 2 <= len(filters) <= 8 or min(filters) < 1 or max(filters) > 4096:
-        raise SpecError(f"dynunet filters must be 2 to 8 widths in [1, 4096]; got {filters}")
+    if not 3 <= len(filters) <= 8 or min(filters) < 1 or max(filters) > 4096:  # MONAI's DynUNet: 3 levels at least
+        raise SpecError(f"dynunet filters must be 3 to 8 widths in [1, 4096]; got {filters}")
     strides = [1] + [2] * (len(filters) - 1)
     net = DynUNet(2, in_channels, num_classes, kernel_size=[3] * len(filters), strides=strides,
                   upsample_kernel_size=strides[1:], filters=filters, dropout=dropout or None,

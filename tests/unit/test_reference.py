@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sikd_core.errors import SpecError
 from sikd_core.health import convergence_findings, reference_convergence, still_rising
 from sikd_core.inference import load_bundle
 from sikd_core.methods import method_names, parse_method
@@ -39,10 +40,19 @@ def test_dynunet_depth_is_planned_from_the_image_size(size, kw, expected):
 
 def test_reference_widths_follow_the_compared_network():
     assert reference_filters("unet", {"widths": [16, 32, 64, 128]}, (64, 64)) == [16, 32, 64, 128]
-    assert reference_filters("unet", {"widths": [8, 16]}, (256, 256)) == [8, 16]
+    # a two-level U-Net: the reference keeps DynUNet's least depth, three levels (two crashed in MONAI)
+    assert reference_filters("unet", {"widths": [8, 16]}, (256, 256)) == [8, 16, 16]
+    assert reference_filters("unet", {"widths": [4, 8]}, (16, 16)) == [4, 8, 8]
+    net = create_model("dynunet", 1, 2, filters=reference_filters("unet", {"widths": [4, 8]}, (16, 16)))
+    assert net(torch.rand(1, 1, 16, 16)).shape == (1, 2, 16, 16)
     assert reference_filters("unet", {}, (256, 256)) == [64, 128, 256, 512, 1024]  # the paper U-Net's defaults
     assert reference_filters("basic_unet", {"features": [16, 16, 32, 64, 128, 16]}, (64, 64)) == [16, 32, 64, 128, 128]
     assert reference_filters("swin_unetr", {}, (64, 64)) == [32, 64, 128, 256, 512]  # no width list: nnU-Net's
+
+
+def test_dynunet_with_fewer_than_three_levels_is_a_clear_spec_error():
+    with pytest.raises(SpecError, match="dynunet filters must be 3 to 8 widths"):
+        create_model("dynunet", 1, 2, filters=[8, 16])
 
 
 def test_dynunet_is_a_registered_network_with_features_at_any_size():
