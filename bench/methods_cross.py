@@ -61,12 +61,12 @@ TASKS = {
 }
 #: Fixed before the first run (see the module docstring); --smoke replaces them with SMOKE.
 SETTINGS: dict[str, Any] = {
-    "image_size": 64, "widths": [16, 32, 64, 128], "epochs": 20, "steps_per_epoch": 20, "batch_size": 8,
-    "lr": 5e-3, "alpha": 2.0, "recipe": "standard", "augment": True, "seeds": [0, 1, 2], "cross_limit": 600,
+    "image_size": 64, "widths": [16, 32, 64, 128], "epochs": 20, "teacher_epochs": 60, "steps_per_epoch": 20,
+    "batch_size": 8, "lr": 5e-3, "alpha": 2.0, "recipe": "standard", "augment": True, "seeds": [0, 1, 2], "cross_limit": 600,
     "train_limit": None,
 }
 SMOKE: dict[str, Any] = {
-    "image_size": 32, "widths": [4, 8, 16], "epochs": 1, "steps_per_epoch": 2, "batch_size": 4,
+    "image_size": 32, "widths": [4, 8, 16], "epochs": 1, "teacher_epochs": 2, "steps_per_epoch": 2, "batch_size": 4,
     "lr": 2e-3, "alpha": 2.0, "recipe": "standard", "augment": True, "seeds": [0], "cross_limit": 6,
     "train_limit": 30,
 }
@@ -107,8 +107,9 @@ def subset_folder(src: Path, dest: Path, limit: int | None, seed: int = 0) -> Pa
 
 
 def build_experiments(data: Path, out: Path, s: dict[str, Any], device: str,
-                      tasks: list[str] | None = None) -> dict[str, ExperimentRun]:
-    """Per task (all, or ``tasks``): the seven methods and the reference recipe, in one experiment."""
+                      tasks: list[str] | None = None, reuse: list[Path] | None = None) -> dict[str, ExperimentRun]:
+    """Per task (all, or ``tasks``): the seven methods and the reference recipe, in one experiment; a stage
+    identical (by stage key) to a finished one under ``reuse`` (folders of experiment folders) is linked."""
     exps = {}
     for task, (train_rel, cross_rel) in TASKS.items():
         if tasks and task not in tasks:
@@ -116,12 +117,13 @@ def build_experiments(data: Path, out: Path, s: dict[str, Any], device: str,
         train = subset_folder(data / train_rel, out / "data" / task / "train", s["train_limit"])
         cross = subset_folder(data / cross_rel, out / "data" / task / "cross", s["cross_limit"])
         common = dict(train_dataset=str(train), eval_datasets=[str(cross)], image_size=s["image_size"],
-                      epochs=s["epochs"], steps_per_epoch=s["steps_per_epoch"], batch_size=s["batch_size"],
+                      epochs=s["epochs"], teacher_epochs=s.get("teacher_epochs"), steps_per_epoch=s["steps_per_epoch"],
+                      batch_size=s["batch_size"],
                       lr=s["lr"], augment=s["augment"], device=device, feature_maps=0, save_predictions=False)
         spec = parse_spec(dict(common, name=f"methods {task}", network="unet", network_kwargs={"widths": s["widths"]},
                                seeds=s["seeds"], methods=[*METHODS, REFERENCE], alpha=s["alpha"],
                                recipe=s["recipe"]))
-        exps[task] = ExperimentRun(spec, out / task / "methods")
+        exps[task] = ExperimentRun(spec, out / task / "methods", reuse_roots=list(reuse or []))
     return exps
 
 
@@ -298,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--publish", help="also write each task's report.json, report.md and convergence.json here")
     p.add_argument("--tables-from", help="no training: print the tables of the tasks published in this folder")
+    p.add_argument("--reuse", nargs="*", default=[], help="folders of experiment folders (e.g. an earlier --out's "
+                   "<task>/) whose finished stages with the same stage key are linked instead of trained")
     p.add_argument("--tasks", nargs="+", choices=list(TASKS), help="run only these tasks (the others' tables are "
                    "left out; a task's report can be published and combined later)")
     args = p.parse_args(argv)
@@ -316,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     if error:
         print(error, file=sys.stderr)
         return 2
-    exps = build_experiments(data, out, s, args.device, args.tasks)
+    exps = build_experiments(data, out, s, args.device, args.tasks, [Path(r) for r in args.reuse])
     print(banner("methods", args.smoke, exps, s, f"methods: {METHODS}"), flush=True)
     t0 = time.monotonic()
     run_all(exps, s["seeds"])

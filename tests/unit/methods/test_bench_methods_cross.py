@@ -45,3 +45,10 @@ def test_smoke_mode_runs_both_tasks_and_prints_every_table(tmp_path, capsys):
     assert len(list((tmp_path / "polyp" / "methods").glob("seed_0/teacher/done.json"))) == 1
     assert bench.main(["--data", str(data), "--out", str(tmp_path), "--smoke", "--device", "cpu"]) == 0
     assert "[1/" not in capsys.readouterr().out
+    # another folder with --reuse of the first: every stage (7 methods, teacher, reference) is linked, none trained
+    second = tmp_path.parent / f"{tmp_path.name}-second"
+    assert bench.main(["--data", str(data), "--out", str(second), "--smoke", "--device", "cpu", "--tasks", "polyp",
+                       "--reuse", str(tmp_path / "polyp")]) == 0
+    out = capsys.readouterr().out
+    assert out.count(f"reused from {tmp_path / 'polyp' / 'methods'}") == 9 and "trained in" not in out
+    assert len(list((second / "polyp" / "methods").glob("seed_0/teacher/done.json"))) == 1
