@@ -45,6 +45,7 @@ from methods_cross import (  # noqa: E402
 from sikd_core.health import REFERENCE_STILL_RISING, still_rising  # noqa: E402
 from sikd_core.methods.registry import REFERENCE  # noqa: E402
 from sikd_core.pipeline import ExperimentRun  # noqa: E402
+from sikd_core.reuse import origin_label  # noqa: E402
 from sikd_core.spec import parse_spec  # noqa: E402
 
 DATASETS = {"kvasir-seg": "polyp/kvasir-seg", "busi": "breast-us/busi"}
@@ -60,8 +61,10 @@ SMOKE: dict[str, Any] = {
 METHODS = ["baseline", REFERENCE]
 
 
-def build(data: Path, out: Path, s: dict[str, Any], device: str) -> list[tuple[str, int, ExperimentRun]]:
-    """One experiment (baseline and reference) per dataset and budget."""
+def build(data: Path, out: Path, s: dict[str, Any], device: str,
+          reuse: list[Path] | None = None) -> list[tuple[str, int, ExperimentRun]]:
+    """One experiment (baseline and reference) per dataset and budget; stages and scores identical (by key) to
+    finished ones in earlier --out folders (``reuse``) are linked, not trained."""
     runs = []
     for name, rel in DATASETS.items():
         folder = subset_folder(data / rel, out / "data" / name, s["train_limit"])
@@ -72,7 +75,8 @@ def build(data: Path, out: Path, s: dict[str, Any], device: str) -> list[tuple[s
                 batch_size=s["batch_size"], lr=s["lr"], augment=s["augment"], recipe=s["recipe"], device=device,
                 network="unet", network_kwargs={"widths": s["widths"]}, seeds=s["seeds"], methods=METHODS,
                 feature_maps=0, save_predictions=False))
-            runs.append((name, epochs, ExperimentRun(spec, out / name / f"e{epochs}")))
+            roots = [r / name for r in reuse or []]
+            runs.append((name, epochs, ExperimentRun(spec, out / name / f"e{epochs}", reuse_roots=roots)))
     return runs
 
 
@@ -127,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--epochs", type=int, nargs="+", help="budgets to train (epochs of steps_per_epoch steps)")
     p.add_argument("--seeds", type=int, nargs="+")
+    p.add_argument("--reuse", nargs="*", default=[], help="earlier --out folders of this script whose finished "
+                   "stages are linked instead of trained (e.g. to add a longer budget to a finished run)")
     args = p.parse_args(argv)
     s = dict(SMOKE if args.smoke else SETTINGS)
     for key in ("epochs", "seeds"):
@@ -137,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     if error:
         print(error, file=sys.stderr)
         return 2
-    runs = build(data, out, s, args.device)
+    runs = build(data, out, s, args.device, [Path(r) for r in args.reuse])
     print(banner("reference budget", args.smoke, {n: e for n, _, e in runs}, s, f"methods: {METHODS}"), flush=True)
     t0 = time.monotonic()
     rows = []
@@ -146,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             if not exp.is_done(stage, seed):
                 tag = f"{name}/{epochs * s['steps_per_epoch']} steps/{stage}/{seed}"
                 print(f"{tag} (elapsed {(time.monotonic() - t0) / 60:.1f} min)", flush=True)
-                exp.run_stage(stage, seed, [EpochPrinter(tag)])
+                rec = exp.run_stage(stage, seed, [EpochPrinter(tag)])
+                if rec.get("reused_from"):
+                    print(f"  reused from {origin_label(rec['reused_from'])}", flush=True)
         if not (exp.workdir / "report.json").exists():
             exp.evaluate()
         rows.append(row(name, epochs, exp))

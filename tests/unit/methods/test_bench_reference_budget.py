@@ -4,6 +4,7 @@ paired difference to the reference, both trends and the reference's convergence 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -40,3 +41,13 @@ def test_smoke_mode_trains_baseline_and_reference_at_each_budget(tmp_path, capsy
     assert "steps/baseline" not in capsys.readouterr().out
     # other settings in the same folder are refused
     assert bench.main(["--data", str(data), "--out", str(out), "--smoke", "--device", "cpu", "--epochs", "3"]) == 2
+    # a longer budget added in a new folder: the finished budgets are linked from the first, only the new trains
+    more = tmp_path / "rb-more"
+    assert bench.main(["--data", str(data), "--out", str(more), "--smoke", "--device", "cpu", "--epochs", "4", "8",
+                       "12", "--reuse", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("reused from") == 8  # 2 datasets x 2 budgets x (baseline, reference)
+    trained = {m.group(1) for m in re.finditer(r"/(\d+) steps/\w+/0 epoch", printed)}
+    assert trained == {"24"}
+    rows = json.loads((more / "results.json").read_text())["rows"]
+    assert [r["steps"] for r in rows] == [8, 16, 24, 8, 16, 24]
