@@ -61,12 +61,14 @@ SMOKE: dict[str, Any] = {
 METHODS = ["baseline", REFERENCE]
 
 
-def build(data: Path, out: Path, s: dict[str, Any], device: str,
-          reuse: list[Path] | None = None) -> list[tuple[str, int, ExperimentRun]]:
+def build(data: Path, out: Path, s: dict[str, Any], device: str, reuse: list[Path] | None = None,
+          datasets: list[str] | None = None) -> list[tuple[str, int, ExperimentRun]]:
     """One experiment (baseline and reference) per dataset and budget; stages and scores identical (by key) to
     finished ones in earlier --out folders (``reuse``) are linked, not trained."""
     runs = []
     for name, rel in DATASETS.items():
+        if datasets and name not in datasets:
+            continue
         folder = subset_folder(data / rel, out / "data" / name, s["train_limit"])
         for epochs in s["epochs"]:
             spec = parse_spec(dict(
@@ -131,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--epochs", type=int, nargs="+", help="budgets to train (epochs of steps_per_epoch steps)")
     p.add_argument("--seeds", type=int, nargs="+")
+    p.add_argument("--datasets", nargs="+", choices=list(DATASETS), help="only these training datasets")
     p.add_argument("--reuse", nargs="*", default=[], help="earlier --out folders of this script whose finished "
                    "stages are linked instead of trained (e.g. to add a longer budget to a finished run)")
     args = p.parse_args(argv)
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     if error:
         print(error, file=sys.stderr)
         return 2
-    runs = build(data, out, s, args.device, [Path(r) for r in args.reuse])
+    runs = build(data, out, s, args.device, [Path(r) for r in args.reuse], args.datasets)
     print(banner("reference budget", args.smoke, {n: e for n, _, e in runs}, s, f"methods: {METHODS}"), flush=True)
     t0 = time.monotonic()
     rows = []
