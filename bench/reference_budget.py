@@ -110,17 +110,17 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = [f"Trend = validation Dice of the last quarter of epochs minus the quarter before, per seed (the reference "
              f"counts as converged at <= {REFERENCE_STILL_RISING:g}).", "",
              "| Dataset | Steps | Reference Dice | Reference trend | Converged | Baseline Dice | Baseline trend | "
-             "Baseline − reference [95% CI] | Within 0.02 | Health | Training s (baseline / reference) |",
+             "Baseline − reference [95% CI] | Within 0.02 | Health findings | Training s (baseline / reference) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         d = r["baseline_minus_reference"]
-        unhealthy = sorted(k for k, v in r["health"].items() if v != "healthy")
+        codes = sorted(set(r["findings"]))  # e.g. reference_not_converged, baseline_below_reference
         lines.append(
             f"| {r['dataset']} | {r['steps']} | {r['dice'][REFERENCE]:.3f} | {gains(r['trend_gain'][REFERENCE])} | "
             f"{'yes' if r['reference_converged'] else 'no'} | {r['dice']['baseline']:.3f} | "
             f"{gains(r['trend_gain']['baseline'])} | {d['mean_diff']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}] | "
             f"{'yes' if d['mean_diff'] >= -0.02 else 'no'} | "
-            f"{'all healthy' if not unhealthy else 'unhealthy: ' + ', '.join(unhealthy)} | "
+            f"{', '.join(codes) if codes else 'no finding'} | "
             f"{r['seconds']['baseline']:.0f} / {r['seconds'][REFERENCE]:.0f} |")
     return "\n".join(lines)
 
