@@ -62,8 +62,8 @@ TASKS = {
 #: Fixed before the first run (see the module docstring); --smoke replaces them with SMOKE.
 SETTINGS: dict[str, Any] = {
     "image_size": 64, "widths": [16, 32, 64, 128], "epochs": 20, "teacher_epochs": 60, "steps_per_epoch": 20,
-    "batch_size": 8, "lr": 5e-3, "alpha": 2.0, "recipe": "standard", "augment": True, "seeds": [0, 1, 2], "cross_limit": 600,
-    "train_limit": None,
+    "batch_size": 8, "lr": 5e-3, "alpha": 2.0, "recipe": "standard", "augment": True, "seeds": [0, 1, 2],
+    "cross_limit": 600, "train_limit": None,
 }
 SMOKE: dict[str, Any] = {
     "image_size": 32, "widths": [4, 8, 16], "epochs": 1, "teacher_epochs": 2, "steps_per_epoch": 2, "batch_size": 4,
@@ -118,8 +118,8 @@ def build_experiments(data: Path, out: Path, s: dict[str, Any], device: str,
         cross = subset_folder(data / cross_rel, out / "data" / task / "cross", s["cross_limit"])
         common = dict(train_dataset=str(train), eval_datasets=[str(cross)], image_size=s["image_size"],
                       epochs=s["epochs"], teacher_epochs=s.get("teacher_epochs"), steps_per_epoch=s["steps_per_epoch"],
-                      batch_size=s["batch_size"],
-                      lr=s["lr"], augment=s["augment"], device=device, feature_maps=0, save_predictions=False)
+                      batch_size=s["batch_size"], lr=s["lr"], augment=s["augment"], device=device, feature_maps=0,
+                      save_predictions=False)
         spec = parse_spec(dict(common, name=f"methods {task}", network="unet", network_kwargs={"widths": s["widths"]},
                                seeds=s["seeds"], methods=[*METHODS, REFERENCE], alpha=s["alpha"],
                                recipe=s["recipe"]))

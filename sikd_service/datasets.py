@@ -5,6 +5,7 @@ content, how the keys are numbered (names: :mod:`sikd_service.names`), and plann
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -61,6 +62,7 @@ def numbering(keys: list[str]) -> dict[str, Any] | None:
 #: (a sample of 32 pairs, about a second) and reused by the next plans (the statistics come from the upload's scan).
 _READ_SECONDS: dict[tuple[int, str | None, int], float] = {}
 _READ_SECONDS_KEPT = 512
+_READ_SECONDS_LOCK = threading.Lock()
 
 
 def plan(session: Session, settings: Settings, *, user: User, dataset_id: int, eval_datasets: list[int] | None = None,
@@ -88,9 +90,10 @@ def plan(session: Session, settings: Settings, *, user: User, dataset_id: int, e
         eval_pairs += e.num_pairs
     key = (ds.id, ds.content_hash, ds.num_pairs)  # a pair's read time, measured once per stored content
     fp = fingerprint_of(dataset_manifest(settings, ds), ds.stats, _READ_SECONDS.get(key))
-    _READ_SECONDS[key] = fp["read_seconds_per_pair"]
-    while len(_READ_SECONDS) > _READ_SECONDS_KEPT:
-        _READ_SECONDS.pop(next(iter(_READ_SECONDS)))
+    with _READ_SECONDS_LOCK:  # (requests run in a thread pool)
+        _READ_SECONDS[key] = fp["read_seconds_per_pair"]
+        while len(_READ_SECONDS) > _READ_SECONDS_KEPT:
+            _READ_SECONDS.pop(next(iter(_READ_SECONDS)))
     fp["name"] = ds.name
     costs = estimate.calibrate(session, settings) if measure else None
 
