@@ -336,7 +336,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "quick": ("A small U-Net (16-128) at 96 px for 30 epochs: a first look, about 3 minutes per experiment on "
               "2 CPU cores with the demo phantoms. Adam 5e-3 with the standard recipe's Dice + CE. Trained this long "
               "(30 full epochs: about 1 300 steps on Kvasir-SEG, 2 000 on BUSI) this U-Net's baseline stood within "
-              "0.02 Dice of the reference recipe or above it on both (bench/reference_budget.py, 64 px, one seed); "
+              "0.02 Dice of the reference recipe or above it on both (bench/reference_budget.py, 64 px, two seeds); "
               "at 400 steps it trailed it by 0.04-0.07 on Kvasir-SEG. Keep the reference in the experiment to see "
               "where yours stands.",
               {"network": "unet", "network_kwargs": {"widths": [16, 32, 64, 128]}, "image_size": [96, 96],
