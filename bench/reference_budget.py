@@ -36,10 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from methods_cross import (  # noqa: E402
     DEFAULT_DATA,
-    EpochPrinter,
     banner,
     missing_folder,
     record_settings,
+    run_all,
     subset_folder,
     write_tables,
 )
@@ -47,7 +47,6 @@ from methods_cross import (  # noqa: E402
 from sikd_core.health import REFERENCE_STILL_RISING, still_rising  # noqa: E402
 from sikd_core.methods.registry import REFERENCE  # noqa: E402
 from sikd_core.pipeline import ExperimentRun  # noqa: E402
-from sikd_core.reuse import origin_label  # noqa: E402
 from sikd_core.spec import parse_spec  # noqa: E402
 
 DATASETS = {"kvasir-seg": "polyp/kvasir-seg", "busi": "breast-us/busi"}
@@ -156,18 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     runs = build(data, out, s, args.device, [Path(r) for r in args.reuse], args.datasets)
     print(banner("reference budget", args.smoke, {n: e for n, _, e in runs}, s, f"methods: {METHODS}"), flush=True)
     t0 = time.monotonic()
-    rows = []
-    for name, epochs, exp in runs:
-        for stage, seed in exp.spec.stages():
-            if not exp.is_done(stage, seed):
-                tag = f"{name}/{epochs * s['steps_per_epoch']} steps/{stage}/{seed}"
-                print(f"{tag} (elapsed {(time.monotonic() - t0) / 60:.1f} min)", flush=True)
-                rec = exp.run_stage(stage, seed, [EpochPrinter(tag)])
-                if rec.get("reused_from"):
-                    print(f"  reused from {origin_label(rec['reused_from'])}", flush=True)
-        if not (exp.workdir / "report.json").exists():
-            exp.evaluate()
-        rows.append(row(name, epochs, exp))
+    # methods_cross's loop: seed by seed over every budget, each stage trained or linked (said), then evaluated
+    run_all({f"{name}/{epochs * s['steps_per_epoch']} steps": exp for name, epochs, exp in runs}, s["seeds"])
+    rows = [row(name, epochs, exp) for name, epochs, exp in runs]
     (out / "results.json").write_text(json.dumps({"settings": s, "rows": rows}, indent=1))
     write_tables(out, table(rows), t0, f"; results: {out / 'results.json'}")
     return 0
