@@ -5,3 +5,7 @@ The floor between the pure library and the processes: it imports ``sikd_core`` a
 ``api`` (HTTP), ``worker`` (Celery tasks) and the ``sikd serve|api|worker|ui`` commands; it imports
 none of them.
 """
+
+from sikd_service.threadsafe_ast import install as _install_threadsafe_ast
+
+_install_threadsafe_ast()  # before any thread of a service process starts (see sikd_service/threadsafe_ast.py)
