@@ -22,6 +22,12 @@ baseline's strength (baseline minus reference, paired, with its CI) from each re
     python bench/methods_cross.py --out runs/methods_cross          # the documented configuration
     python bench/methods_cross.py --out /tmp/smoke --smoke          # tiny: proves the script end to end
 
+Seeds and tasks can train side by side (one process per core) and combine without retraining, since a stage
+identical by key to a finished one under --reuse is linked:
+
+    python bench/methods_cross.py --tasks polyp --seeds 0 --out runs/mc/s0 &  # ... --seeds 1 --out runs/mc/s1
+    python bench/methods_cross.py --tasks polyp --out runs/mc/all --reuse runs/mc/s0/polyp runs/mc/s1/polyp ...
+
 Data: ../shared/datasets (or --data / SIKD_SHARED_DATASETS); research use only, see its README.
 Re-running with the same --out resumes: finished stages are not retrained, finished reports not redone.
 """
@@ -304,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
                    "<task>/) whose finished stages with the same stage key are linked instead of trained")
     p.add_argument("--tasks", nargs="+", choices=list(TASKS), help="run only these tasks (the others' tables are "
                    "left out; a task's report can be published and combined later)")
+    p.add_argument("--seeds", type=int, nargs="+", help="train only these seeds (default: the settings' three); "
+                   "seeds trained side by side in separate --out folders combine into one report with --reuse")
+    p.add_argument("--epochs", type=int, help="epochs of steps_per_epoch steps for every stage but the teacher "
+                   "(which keeps teacher_epochs), instead of the settings': the budget")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.tables_from:
@@ -314,7 +324,14 @@ def main(argv: list[str] | None = None) -> int:
         print(tables(reports, trends))
         return 0
     data, out = Path(args.data), Path(args.out)
-    s = SMOKE if args.smoke else SETTINGS
+    s = dict(SMOKE if args.smoke else SETTINGS)
+    if args.seeds:
+        s["seeds"] = sorted(set(args.seeds))
+    if args.epochs is not None:
+        if args.epochs < 1:
+            print("error: --epochs must be at least 1", file=sys.stderr)
+            return 2
+        s["epochs"] = args.epochs
     error = (missing_folder(data, [rel for task, pair in TASKS.items() if not args.tasks or task in args.tasks
                                    for rel in pair]) or record_settings(out, s))
     if error:

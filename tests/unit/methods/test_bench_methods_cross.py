@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,30 @@ def test_smoke_mode_runs_both_tasks_and_prints_every_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count(f"reused from {tmp_path / 'polyp' / 'methods'}") == 9 and "trained in" not in out
     assert len(list((second / "polyp" / "methods").glob("seed_0/teacher/done.json"))) == 1
+
+
+def test_seeds_and_budget_can_be_chosen_and_combine_by_reuse(tmp_path, capsys):
+    """--seeds and --epochs reach the experiment and its recorded settings; a seed trained in its own folder is
+    linked, not retrained, by a run over more seeds that reuses that folder."""
+    data = SHARED.parent
+    if not (data / "polyp" / "kvasir-seg" / "images").is_dir():
+        pytest.fail(f"shared polyp data missing under {data}; set SIKD_SHARED_DATASETS")
+    bench = _bench()
+    one = tmp_path / "seed1"
+    assert bench.main(["--data", str(data), "--out", str(one), "--smoke", "--device", "cpu", "--tasks", "polyp",
+                       "--seeds", "1", "--epochs", "2"]) == 0
+    recorded = json.loads((one / "settings.json").read_text())
+    assert recorded["seeds"] == [1] and recorded["epochs"] == 2 and recorded["teacher_epochs"] == 2
+    methods = one / "polyp" / "methods"
+    assert not (methods / "seed_0").exists()
+    done = json.loads((methods / "seed_1" / "baseline" / "done.json").read_text())
+    assert len(done["history"]) == 2
+    capsys.readouterr()
+    both = tmp_path / "both"
+    assert bench.main(["--data", str(data), "--out", str(both), "--smoke", "--device", "cpu", "--tasks", "polyp",
+                       "--seeds", "0", "1", "--epochs", "2", "--reuse", str(one / "polyp")]) == 0
+    out = capsys.readouterr().out
+    assert out.count(f"reused from {methods}") == 9  # seed 1's nine stages linked; seed 0's trained
+    assert out.count("trained in") == 9
+    assert bench.main(["--data", str(data), "--out", str(both), "--smoke", "--epochs", "0"]) == 2
+    assert "--epochs must be at least 1" in capsys.readouterr().err
