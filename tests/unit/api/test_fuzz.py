@@ -25,6 +25,8 @@ from schemathesis.checks import not_a_server_error
 # schemathesis imports this module lazily, inside a hypothesis draw, deep in the stack; pytest rewrites it (a plugin's
 # module) and CPython 3.11's AST constructor failed there once in the suite ("AST constructor recursion depth
 # mismatch"), making the whole fuzz run "flaky". Imported here, at the top of the stack, it is never imported late.
+# (The cause, two threads parsing at once, is closed for every parse of a service process by
+# sikd_service/threadsafe_ast.py: it later failed GET /health the same way.)
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
