@@ -233,7 +233,7 @@ def tables(reports: dict[str, dict[str, Any]], trends: dict[str, dict[int, dict[
     for task, rep in reports.items():
         cols += [(task, rep["train_dataset"], "intra")] + [(task, d, "cross") for d in rep["eval_datasets"]]
     head = ["Method"] + [f"{d} ({sp}) {m}" for _, d, sp in cols for m in ("Dice", "IoU")]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = settings_lines(reports) + ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     summ = {task: {(s["method"], s["dataset"]): s for s in rep["summary"]} for task, rep in reports.items()}
     for m in [*METHODS, REFERENCE]:
         cells = [method_label(m)] + [_cell(summ[t], m, d, metric) for t, d, _ in cols for metric in ("dice", "iou")]
@@ -271,6 +271,35 @@ def tables(reports: dict[str, dict[str, Any]], trends: dict[str, dict[int, dict[
     for task, tr in trends.items():
         lines.extend(convergence_lines(task, tr))
     return "\n".join(lines)
+
+
+def budget_steps(spec: dict[str, Any]) -> int:
+    """The training steps of every stage but the teacher, from a report's spec."""
+    return int(spec["epochs"]) * int(spec["steps_per_epoch"])
+
+
+def settings_lines(reports: dict[str, dict[str, Any]]) -> list[str]:
+    """What each task's report was trained with, read from its spec (tasks published in different sessions may
+    differ); a warning first when their budgets differ, since methods then compare within a task only."""
+    out = ["Settings, from each task's report:", ""]
+    steps = {task: budget_steps(rep["spec"]) for task, rep in reports.items()}
+    if len(set(steps.values())) > 1:
+        out += ["**The tasks were trained at different budgets ("
+                + ", ".join(f"{t} {_thousands(n)} steps" for t, n in steps.items())
+                + "): compare methods within a task, not across tasks.**", ""]
+    for task, rep in reports.items():
+        sp = rep["spec"]
+        size = sp["image_size"] if isinstance(sp["image_size"], list) else [sp["image_size"]] * 2
+        out.append(f"- {task}: {sp['network']} {json.dumps(sp.get('network_kwargs') or {})} at {size[0]}×{size[1]}; "
+                   f"{sp['epochs']} epochs × {sp['steps_per_epoch']} steps of batch {sp['batch_size']} "
+                   f"({_thousands(steps[task])} steps), teachers {sp.get('teacher_epochs') or sp['epochs']} epochs; "
+                   f"recipe {sp.get('recipe')} (loss {sp.get('loss')}), lr {sp['lr']:g}, α {sp['alpha']:g}, "
+                   f"augmentation {'on' if sp.get('augment') else 'off'}; seeds {', '.join(map(str, sp['seeds']))}")
+    return out
+
+
+def _thousands(n: int) -> str:
+    return f"{n:,}".replace(",", " ")
 
 
 def convergence_lines(label: str, trends: dict[int, dict[str, Any]]) -> list[str]:

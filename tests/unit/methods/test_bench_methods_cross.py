@@ -36,6 +36,9 @@ def test_smoke_mode_runs_both_tasks_and_prints_every_table(tmp_path, capsys):
                   "| MaxStyle + SIKD |", "| Reference (nnU-Net-like) |"):
         assert label in text
     assert "busi (intra) Dice" in text and "bus-bra (cross) Dice" in text and "cvc-clinicdb (cross) Dice" in text
+    # what each task was trained with is stated from its report (tasks may be published in different sessions)
+    assert "- polyp: unet {\"widths\": [4, 8, 16]} at 32×32; 1 epochs × 2 steps of batch 4 (2 steps)" in text
+    assert "different budgets" not in text
     assert "GIN + SIKD − GIN" in text and "Baseline strength" in text and "| polyp | kvasir-seg (intra) |" in text
     assert "Reference (nnU-Net-like) − Baseline" not in text  # the reference measures the baseline, is not compared
     assert "| breast-us | bus-bra (cross) |" in text
@@ -80,3 +83,23 @@ def test_seeds_and_budget_can_be_chosen_and_combine_by_reuse(tmp_path, capsys):
     assert out.count("trained in") == 9
     assert bench.main(["--data", str(data), "--out", str(both), "--smoke", "--epochs", "0"]) == 2
     assert "--epochs must be at least 1" in capsys.readouterr().err
+
+
+def test_tables_say_when_the_tasks_were_trained_at_different_budgets():
+    """Tasks published in different sessions combine into one table; when their budgets differ, the tables say
+    so before anything else, with each task's steps read from its own report."""
+    bench = _bench()
+    published = ROOT / "docs" / "benchmarks" / "methods_cross"
+    reports, trends = bench.load_published(published)
+    assert set(reports) == {"breast-us", "polyp"}
+    def at(task: str, epochs: int) -> dict:
+        rep = json.loads(json.dumps(reports[task]))
+        rep["spec"]["epochs"] = epochs
+        return rep
+
+    text = bench.tables({"breast-us": at("breast-us", 20), "polyp": at("polyp", 50)}, trends)
+    head = text.split("| Method |")[0]
+    assert "trained at different budgets (breast-us 400 steps, polyp 1 000 steps)" in head
+    assert "- polyp: unet" in head and "50 epochs × 20 steps of batch 8 (1 000 steps), teachers 60 epochs" in head
+    assert "different budgets" not in bench.tables({"breast-us": at("breast-us", 50), "polyp": at("polyp", 50)},
+                                                   trends)
