@@ -3,6 +3,7 @@ every stage of the first instead of training it."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -24,6 +25,12 @@ def test_smoke_mode_trains_each_network_and_compares_each_baseline_with_the_refe
         pytest.fail(f"shared polyp data missing under {data}; set SIKD_SHARED_DATASETS")
     bench = _bench()
     assert len([n for n in bench.NETWORKS if n != "unet"]) >= 3 and bench.settings(False)["seeds"] == [0, 1]
+    # the documented configuration is the published run's (its budget kept when methods_cross's grew)
+    published = json.loads((ROOT / "docs" / "benchmarks" / "networks_cross" / "settings.json").read_text())
+    assert bench.settings(False) == published["settings"] and bench.settings(False)["epochs"] == bench.EPOCHS
+    assert bench.settings(False, epochs=50)["epochs"] == 50
+    assert bench.main(["--data", str(data), "--out", str(tmp_path / "bad"), "--epochs", "0"]) == 2
+    assert "--epochs must be at least 1" in capsys.readouterr().err
     first = tmp_path / "first"
     assert bench.main(["--data", str(data), "--out", str(first), "--smoke", "--device", "cpu"]) == 0
     text = (first / "tables.md").read_text()
