@@ -92,6 +92,7 @@ def test_tables_say_when_the_tasks_were_trained_at_different_budgets():
     published = ROOT / "docs" / "benchmarks" / "methods_cross"
     reports, trends = bench.load_published(published)
     assert set(reports) == {"breast-us", "polyp"}
+
     def at(task: str, epochs: int) -> dict:
         rep = json.loads(json.dumps(reports[task]))
         rep["spec"]["epochs"] = epochs
