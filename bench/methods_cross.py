@@ -32,6 +32,10 @@ identical by key to a finished one under --reuse is linked:
     python bench/methods_cross.py --tasks polyp --seeds 0 --out runs/mc/s0 &  # ... --seeds 1 --out runs/mc/s1
     python bench/methods_cross.py --tasks polyp --out runs/mc/all --reuse runs/mc/s0/polyp runs/mc/s1/polyp ...
 
+or, the same in one command (three processes, one torch thread each, then combined):
+
+    python bench/methods_cross.py --tasks polyp --jobs 3 --out runs/mc/all
+
 Data: ../shared/datasets (or --data / SIKD_SHARED_DATASETS); research use only, see its README.
 Re-running with the same --out resumes: finished stages are not retrained, finished reports not redone.
 """
@@ -43,6 +47,7 @@ import json
 import logging
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,6 +56,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sikd_core.errors import SpecError
 from sikd_core.health import reference_convergence
 from sikd_core.pipeline import ExperimentRun
 from sikd_core.report import method_label
@@ -156,6 +162,46 @@ def run_all(exps: dict[str, ExperimentRun], seeds: list[int]) -> None:
         if not (exp.workdir / "report.json").exists():
             print(f"[evaluation] {task} {exp.spec.name}", flush=True)
             exp.evaluate()
+
+
+def seed_folder(out: Path, seed: int) -> Path:
+    """Where ``--jobs`` trains ``seed`` (its own ``--out``; the log beside it)."""
+    return out / "seeds" / f"seed_{seed}"
+
+
+def train_seeds_apart(args: argparse.Namespace, out: Path, seeds: list[int]) -> str | None:
+    """Each seed trained by its own process of this script (at most ``args.jobs`` at once) in
+    :func:`seed_folder` with the same data, tasks, budget and device; an error naming the logs of the seeds
+    whose process failed, or None."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--data", args.data, "--device", args.device]
+    argv += (["--smoke"] if args.smoke else []) + (["--tasks", *args.tasks] if args.tasks else [])
+    argv += ["--epochs", str(args.epochs)] if args.epochs is not None else []
+    argv += ["--reuse", *args.reuse] if args.reuse else []
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    waiting, running, failed = list(seeds), {}, []
+    print(f"training seeds {seeds} in {min(args.jobs, len(seeds))} processes at once: logs "
+          f"{out / 'seeds'}/seed_<S>.log", flush=True)
+    while waiting or running:
+        while waiting and len(running) < args.jobs:
+            seed = waiting.pop(0)
+            folder = seed_folder(out, seed)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            with open(folder.parent / f"seed_{seed}.log", "ab") as log:
+                running[seed] = subprocess.Popen([*argv, "--seeds", str(seed), "--out", str(folder)],
+                                                 stdout=log, stderr=subprocess.STDOUT, env=env)
+        time.sleep(0.5)
+        for seed, proc in list(running.items()):
+            if proc.poll() is not None:
+                del running[seed]
+                print(f"  seed {seed} {'finished' if proc.returncode == 0 else 'FAILED'}", flush=True)
+                if proc.returncode != 0:
+                    failed.append(seed)
+    if failed:
+        failed.sort()
+        logs = ", ".join(str(seed_folder(out, seed).parent / f"seed_{seed}.log") for seed in failed)
+        return f"error: the process of seed(s) {failed} failed; see {logs}"
+    return None
 
 
 def missing_folder(data: Path, rels: list[str]) -> str | None:
@@ -347,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
                    "seeds trained side by side in separate --out folders combine into one report with --reuse")
     p.add_argument("--epochs", type=int, help="epochs of steps_per_epoch steps for every stage but the teacher "
                    "(which keeps teacher_epochs), instead of the settings': the budget")
+    p.add_argument("--jobs", type=int, default=1, help="train the seeds in this many processes at once (each in "
+                   "<out>/seeds/seed_<S>/, log beside it, one torch thread per process unless OMP_NUM_THREADS is "
+                   "set), then combine them here by --reuse without retraining")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.tables_from:
@@ -365,12 +414,28 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --epochs must be at least 1", file=sys.stderr)
             return 2
         s["epochs"] = args.epochs
+    if args.jobs < 1:
+        print("error: --jobs must be at least 1", file=sys.stderr)
+        return 2
     error = (missing_folder(data, [rel for task, pair in TASKS.items() if not args.tasks or task in args.tasks
                                    for rel in pair]) or record_settings(out, s))
     if error:
         print(error, file=sys.stderr)
         return 2
-    exps = build_experiments(data, out, s, args.device, args.tasks, [Path(r) for r in args.reuse])
+    apart = args.jobs > 1 and len(s["seeds"]) > 1
+    tasks = [task for task in TASKS if not args.tasks or task in args.tasks]
+    reuse = [Path(r) for r in args.reuse] + ([seed_folder(out, seed) / task for seed in s["seeds"] for task in tasks]
+                                             if apart else [])
+    try:  # the spec is checked here, before any process starts
+        exps = build_experiments(data, out, s, args.device, args.tasks, reuse)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if apart:
+        error = train_seeds_apart(args, out, s["seeds"])
+        if error:
+            print(error, file=sys.stderr)
+            return 2
     print(banner("methods", args.smoke, exps, s, f"methods: {METHODS}"), flush=True)
     t0 = time.monotonic()
     run_all(exps, s["seeds"])

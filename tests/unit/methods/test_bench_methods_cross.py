@@ -104,3 +104,41 @@ def test_tables_say_when_the_tasks_were_trained_at_different_budgets():
     assert "- polyp: unet" in head and "50 epochs × 20 steps of batch 8 (1 000 steps), teachers 60 epochs" in head
     assert "different budgets" not in bench.tables({"breast-us": at("breast-us", 50), "polyp": at("polyp", 50)},
                                                    trends)
+
+
+def test_jobs_train_the_seeds_in_separate_processes_then_combine_them_without_retraining(tmp_path, capsys):
+    """--jobs N trains each seed in its own process of the script (in <out>/seeds/seed_<S>/, with its log), then
+    links every finished stage into one report over all seeds; a seed whose process fails is a clear error
+    naming its log."""
+    data = SHARED.parent
+    if not (data / "polyp" / "kvasir-seg" / "images").is_dir():
+        pytest.fail(f"shared polyp data missing under {data}; set SIKD_SHARED_DATASETS")
+    bench = _bench()
+    out = tmp_path / "all"
+    assert bench.main(["--data", str(data), "--out", str(out), "--smoke", "--device", "cpu", "--tasks", "polyp",
+                       "--seeds", "0", "1", "--jobs", "2"]) == 0
+    printed = capsys.readouterr().out
+    for seed in (0, 1):
+        log = (out / "seeds" / f"seed_{seed}.log").read_text()
+        assert log.count("trained in") == 9 and f"polyp/teacher/{seed}" in log
+        assert json.loads((out / "seeds" / f"seed_{seed}" / "settings.json").read_text())["seeds"] == [seed]
+    assert printed.count("reused from") == 18 and "trained in" not in printed
+    report = json.loads((out / "polyp" / "methods" / "report.json").read_text())
+    assert sorted({r["seed"] for r in report["rows"]}) == [0, 1]
+    # a bad spec is said before any process starts
+    bad = tmp_path / "bad"
+    assert bench.main(["--data", str(data), "--out", str(bad), "--smoke", "--device", "no-such-device",
+                       "--tasks", "polyp", "--seeds", "0", "1", "--jobs", "2"]) == 2
+    assert "device must be auto, cpu" in capsys.readouterr().err and not (bad / "seeds").exists()
+    # a seed whose process fails (its --out is a file here) is named with its log; the other seed still trains
+    blocked = tmp_path / "blocked"
+    (blocked / "seeds").mkdir(parents=True)
+    (blocked / "seeds" / "seed_1").write_text("not a folder")
+    assert bench.main(["--data", str(data), "--out", str(blocked), "--smoke", "--device", "cpu", "--tasks", "polyp",
+                       "--seeds", "0", "1", "--jobs", "2", "--reuse", str(out / "seeds" / "seed_0" / "polyp")]) == 2
+    err = capsys.readouterr().err
+    assert f"the process of seed(s) [1] failed; see {blocked / 'seeds' / 'seed_1.log'}" in err
+    assert "FileExistsError" in (blocked / "seeds" / "seed_1.log").read_text()
+    assert (blocked / "seeds" / "seed_0" / "polyp" / "methods" / "report.json").is_file()
+    assert bench.main(["--data", str(data), "--out", str(tmp_path / "j0"), "--smoke", "--jobs", "0"]) == 2
+    assert "--jobs must be at least 1" in capsys.readouterr().err
