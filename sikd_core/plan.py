@@ -325,6 +325,10 @@ def plan(dataset: str | os.PathLike[str] | int, *, eval_datasets: list[Any] | No
                              f"{fitted} epochs for the {budget:g} min budget")
         epochs = min(epochs, fitted)
         spec["epochs"] = epochs
+        if total(epochs) + read > budget * 60:  # the 5-epoch floor: say so rather than promise the budget
+            reasons["epochs"] += (f"; even {epochs} epochs (the least planned) take "
+                                  f"{(total(epochs) + read) / 60:.1f} min, over the budget: give a larger budget, "
+                                  "fewer seeds or a faster device")
     seconds = total(epochs) + read
     out["estimate"] = {"seconds": round(seconds, 1), "minutes": round(seconds / 60, 1), "basis": t["basis"],
                        "step_seconds": round(t["step_s"], 4), "student_step_seconds": round(t["student_step_s"], 4),

@@ -29,7 +29,10 @@ def test_plan_on_kvasir_writes_a_spec_sikd_run_accepts(tmp_path, capsys):
     assert 2 <= spec.batch_size <= 8 and 5 <= spec.epochs <= 300
     assert "# estimated run time:" in text and "foreground" in text and "500 pairs" in text
     est = float(text.split("# estimated run time: ")[1].split(" min")[0])
-    assert 0 < est <= 20 * 1.25  # fitted to the budget (the images' read time is an estimate of its own)
+    # fitted to the budget (the images' read time is an estimate of its own), or, where this machine is too slow
+    # (loaded) for even the least epochs planned, the plan says so instead of promising the budget
+    over = "over the budget: give a larger budget" in text
+    assert (est > 20 and spec.epochs == 5) if over else 0 < est <= 20 * 1.25, text
     create_model(spec.network, 3, 2, **spec.network_kwargs)(__import__("torch").rand(1, 3, h, w))  # it builds and runs
     with pytest.raises(SystemExit) as e:
         main(["run", "--help"])

@@ -131,6 +131,21 @@ def test_a_described_device_is_not_timed_here_and_timings_can_be_given():
     assert spec["epochs"] < 300 and "cut to" in result["reasons"]["epochs"]  # fitted to the 20 minutes
 
 
+def test_a_budget_too_small_for_the_least_epochs_is_said_not_promised():
+    """A device too slow for even the 5 epochs the plan keeps at least: the estimate is over the budget and the
+    reason says so (the plan never claims to fit a budget it does not)."""
+    def slow(config: dict) -> dict:
+        return {"step_s": 2.0, "student_step_s": 3.0, "forward_s": 0.5, "basis": "timed on worker cpu"}
+
+    result = plan(1, fp=FP, dev=describe_device(cores=2), timings=slow, budget_minutes=20)
+    why, est = result["reasons"]["epochs"], result["estimate"]
+    assert result["spec"]["epochs"] == 5 and est["minutes"] > 20
+    assert f"even 5 epochs (the least planned) take {est['minutes']:.1f} min, over the budget" in why
+    assert "over the budget" in plan_yaml(result)
+    fits = plan(1, fp=FP, dev=describe_device(cores=2), timings=slow, budget_minutes=10_000)
+    assert "over the budget" not in fits["reasons"]["epochs"] and fits["estimate"]["minutes"] <= 10_000
+
+
 def test_cli_plans_for_another_machine(tmp_path, capsys):
     from sikd_core.data import generate_phantoms
 
