@@ -320,12 +320,14 @@ def plan(dataset: str | os.PathLike[str] | int, *, eval_datasets: list[Any] | No
 
     read = (fp["pairs"] + n_eval - n_test) * fp["read_seconds_per_pair"]  # images read and resized once
     if total(epochs) + read > budget * 60:  # fit the budget, keeping at least 5 epochs
-        fitted = max(5, int(epochs * (budget * 60 - read) / max(total(epochs), 1e-9)))
+        # total() is linear in the epochs: the most that fit, exactly (the evaluation's fixed time included)
+        per_epoch, fixed = total(1) - total(0), total(0)
+        fitted = max(5, math.floor((budget * 60 - read - fixed) / max(per_epoch, 1e-9)))
         reasons["epochs"] = (f"{target_steps} steps would take {(total(epochs) + read) / 60:.1f} min: cut to "
                              f"{fitted} epochs for the {budget:g} min budget")
         epochs = min(epochs, fitted)
         spec["epochs"] = epochs
-        if total(epochs) + read > budget * 60:  # the 5-epoch floor: say so rather than promise the budget
+        if total(epochs) + read > budget * 60 + 1e-6:  # at the 5-epoch floor: say so, do not promise the budget
             reasons["epochs"] += (f"; even {epochs} epochs (the least planned) take "
                                   f"{(total(epochs) + read) / 60:.1f} min, over the budget: give a larger budget, "
                                   "fewer seeds or a faster device")

@@ -142,8 +142,14 @@ def test_a_budget_too_small_for_the_least_epochs_is_said_not_promised():
     assert result["spec"]["epochs"] == 5 and est["minutes"] > 20
     assert f"even 5 epochs (the least planned) take {est['minutes']:.1f} min, over the budget" in why
     assert "over the budget" in plan_yaml(result)
-    fits = plan(1, fp=FP, dev=describe_device(cores=2), timings=slow, budget_minutes=10_000)
-    assert "over the budget" not in fits["reasons"]["epochs"] and fits["estimate"]["minutes"] <= 10_000
+    # a budget between: cut to the most epochs that fit it, the evaluation's fixed time included
+    budget = 3 * est["minutes"]
+    fits = plan(1, fp=FP, dev=describe_device(cores=2), timings=slow, budget_minutes=budget)
+    assert "over the budget" not in fits["reasons"]["epochs"] and "cut to" in fits["reasons"]["epochs"]
+    assert fits["spec"]["epochs"] > 5 and fits["estimate"]["seconds"] <= budget * 60
+    one_more = plan(1, fp=FP, dev=describe_device(cores=2), timings=slow, budget_minutes=budget,
+                    target_steps=10**9)["estimate"]["seconds"]
+    assert one_more == fits["estimate"]["seconds"]  # the fit does not depend on where it was cut from
 
 
 def test_cli_plans_for_another_machine(tmp_path, capsys):
