@@ -17,10 +17,16 @@ def _bench():
     return load_bench("methods_cross")
 
 
-def test_smoke_mode_runs_both_tasks_and_prints_every_table(tmp_path, capsys):
+def _data(task: str, dataset: str) -> Path:
+    """The shared datasets folder, failing (not skipping) when ``task``'s ``dataset`` is missing from it."""
     data = SHARED.parent
-    if not (data / "breast-us" / "busi" / "images").is_dir():
-        pytest.fail(f"shared breast-us data missing under {data}; set SIKD_SHARED_DATASETS")
+    if not (data / task / dataset / "images").is_dir():
+        pytest.fail(f"shared {task} data missing under {data}; set SIKD_SHARED_DATASETS")
+    return data
+
+
+def test_smoke_mode_runs_both_tasks_and_prints_every_table(tmp_path, capsys):
+    data = _data("breast-us", "busi")
     bench = _bench()
     assert bench.SETTINGS["seeds"] == [0, 1, 2] and len(bench.METHODS) == 7
     pub = tmp_path / "published"
@@ -61,9 +67,7 @@ def test_smoke_mode_runs_both_tasks_and_prints_every_table(tmp_path, capsys):
 def test_seeds_and_budget_can_be_chosen_and_combine_by_reuse(tmp_path, capsys):
     """--seeds and --epochs reach the experiment and its recorded settings; a seed trained in its own folder is
     linked, not retrained, by a run over more seeds that reuses that folder."""
-    data = SHARED.parent
-    if not (data / "polyp" / "kvasir-seg" / "images").is_dir():
-        pytest.fail(f"shared polyp data missing under {data}; set SIKD_SHARED_DATASETS")
+    data = _data("polyp", "kvasir-seg")
     bench = _bench()
     one = tmp_path / "seed1"
     assert bench.main(["--data", str(data), "--out", str(one), "--smoke", "--device", "cpu", "--tasks", "polyp",
@@ -110,9 +114,7 @@ def test_jobs_train_the_seeds_in_separate_processes_then_combine_them_without_re
     """--jobs N trains each seed in its own process of the script (in <out>/seeds/seed_<S>/, with its log), then
     links every finished stage into one report over all seeds; a seed whose process fails is a clear error
     naming its log."""
-    data = SHARED.parent
-    if not (data / "polyp" / "kvasir-seg" / "images").is_dir():
-        pytest.fail(f"shared polyp data missing under {data}; set SIKD_SHARED_DATASETS")
+    data = _data("polyp", "kvasir-seg")
     bench = _bench()
     out = tmp_path / "all"
     assert bench.main(["--data", str(data), "--out", str(out), "--smoke", "--device", "cpu", "--tasks", "polyp",
