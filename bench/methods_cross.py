@@ -36,6 +36,13 @@ or, the same in one command (three processes, one torch thread each, then combin
 
     python bench/methods_cross.py --tasks polyp --jobs 3 --out runs/mc/all
 
+The reference recipe differs from our baseline most in its (nnU-Net's) augmentation. Whether SIKD adds to a
+baseline augmented as nnU-Net's is a run of a few methods with the reference's augmentation (the spec's
+``augmentation: nnunet``; the reference is the same stage as in the full run, so --reuse links it):
+
+    python bench/methods_cross.py --tasks polyp --methods baseline sikd --augmentation nnunet --jobs 3 \
+        --out runs/mc/polyp_nnaug --reuse runs/mc/polyp/polyp
+
 Data: ../shared/datasets (or --data / SIKD_SHARED_DATASETS); research use only, see its README.
 Re-running with the same --out resumes: finished stages are not retrained, finished reports not redone.
 """
@@ -135,9 +142,9 @@ def build_experiments(data: Path, out: Path, s: dict[str, Any], device: str,
         common = dict(train_dataset=str(train), eval_datasets=[str(cross)], image_size=s["image_size"],
                       epochs=s["epochs"], teacher_epochs=s.get("teacher_epochs"), steps_per_epoch=s["steps_per_epoch"],
                       batch_size=s["batch_size"], lr=s["lr"], augment=s["augment"], device=device, feature_maps=0,
-                      save_predictions=False)
+                      save_predictions=False, augmentation=s.get("augmentation", "standard"))
         spec = parse_spec(dict(common, name=f"methods {task}", network="unet", network_kwargs={"widths": s["widths"]},
-                               seeds=s["seeds"], methods=[*METHODS, REFERENCE], alpha=s["alpha"],
+                               seeds=s["seeds"], methods=[*s.get("methods", METHODS), REFERENCE], alpha=s["alpha"],
                                recipe=s["recipe"]))
         exps[task] = ExperimentRun(spec, out / task / "methods", reuse_roots=list(reuse or []))
     return exps
@@ -176,6 +183,8 @@ def train_seeds_apart(args: argparse.Namespace, out: Path, seeds: list[int]) -> 
     argv = [sys.executable, str(Path(__file__).resolve()), "--data", args.data, "--device", args.device]
     argv += (["--smoke"] if args.smoke else []) + (["--tasks", *args.tasks] if args.tasks else [])
     argv += ["--epochs", str(args.epochs)] if args.epochs is not None else []
+    argv += ["--methods", *args.methods] if args.methods else []
+    argv += ["--augmentation", args.augmentation] if args.augmentation else []
     argv += ["--reuse", *args.reuse] if args.reuse else []
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
@@ -285,7 +294,8 @@ def tables(reports: dict[str, dict[str, Any]], trends: dict[str, dict[int, dict[
     head = ["Method"] + [f"{d} ({sp}) {m}" for _, d, sp in cols for m in ("Dice", "IoU")]
     lines = settings_lines(reports) + ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     summ = {task: {(s["method"], s["dataset"]): s for s in rep["summary"]} for task, rep in reports.items()}
-    for m in [*METHODS, REFERENCE]:
+    shown = {m for rep in reports.values() for m in rep.get("methods") or rep["spec"]["methods"]}
+    for m in [x for x in [*METHODS, REFERENCE] if x in shown]:  # a run of a few methods lists those only
         cells = [method_label(m)] + [_cell(summ[t], m, d, metric) for t, d, _ in cols for metric in ("dice", "iou")]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Paired per-case comparisons (method − comparator, per case averaged over seeds; 95% bootstrap "
@@ -344,7 +354,7 @@ def settings_lines(reports: dict[str, dict[str, Any]]) -> list[str]:
                    f"{sp['epochs']} epochs × {sp['steps_per_epoch']} steps of batch {sp['batch_size']} "
                    f"({_thousands(steps[task])} steps), teachers {sp.get('teacher_epochs') or sp['epochs']} epochs; "
                    f"recipe {sp.get('recipe')} (loss {sp.get('loss')}), lr {sp['lr']:g}, α {sp['alpha']:g}, "
-                   f"augmentation {'on' if sp.get('augment') else 'off'}; seeds {', '.join(map(str, sp['seeds']))}")
+                   f"augmentation {sp.get('augmentation', 'standard') if sp.get('augment') else 'off'}; seeds {', '.join(map(str, sp['seeds']))}")
     return out
 
 
@@ -393,6 +403,11 @@ def main(argv: list[str] | None = None) -> int:
                    "seeds trained side by side in separate --out folders combine into one report with --reuse")
     p.add_argument("--epochs", type=int, help="epochs of steps_per_epoch steps for every stage but the teacher "
                    "(which keeps teacher_epochs), instead of the settings': the budget")
+    p.add_argument("--methods", nargs="+", choices=METHODS, help="train only these of the seven methods (the "
+                   "reference always trains: it measures the baseline); the tables list these only")
+    p.add_argument("--augmentation", choices=["standard", "nnunet"], help="the augmentation every method but the "
+                   "reference trains with (the spec's `augmentation`; default standard): nnunet gives them the "
+                   "reference recipe's, to compare the methods over a baseline augmented as nnU-Net's")
     p.add_argument("--jobs", type=int, default=1, help="train the seeds in this many processes at once (each in "
                    "<out>/seeds/seed_<S>/, log beside it, one torch thread per process unless OMP_NUM_THREADS is "
                    "set), then combine them here by --reuse without retraining")
@@ -417,6 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         print("error: --jobs must be at least 1", file=sys.stderr)
         return 2
+    if args.methods:  # recorded only when given, so that runs of every method keep their recorded settings
+        s["methods"] = [m for m in METHODS if m in args.methods]
+    if args.augmentation and args.augmentation != "standard":
+        s["augmentation"] = args.augmentation
     error = (missing_folder(data, [rel for task, pair in TASKS.items() if not args.tasks or task in args.tasks
                                    for rel in pair]) or record_settings(out, s))
     if error:
@@ -436,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         if error:
             print(error, file=sys.stderr)
             return 2
-    print(banner("methods", args.smoke, exps, s, f"methods: {METHODS}"), flush=True)
+    print(banner("methods", args.smoke, exps, s, f"methods: {s.get('methods', METHODS)}"), flush=True)
     t0 = time.monotonic()
     run_all(exps, s["seeds"])
     if args.publish:

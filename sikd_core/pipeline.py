@@ -222,6 +222,13 @@ class ExperimentRun(ExperimentData):
                              poly_power=RECIPE["poly_power"])
         return config
 
+    def augmenter(self) -> Augmenter | ReferenceAugmenter | None:
+        """The augmentation every stage but the reference's trains with (``spec.augment``, ``spec.augmentation``);
+        the reference always has its own (:class:`ReferenceAugmenter`)."""
+        if not self.spec.augment:
+            return None
+        return ReferenceAugmenter() if self.spec.augmentation == "nnunet" else Augmenter()
+
     def run_stage(self, stage: str, seed: int, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
         """Train one stage (or return its record if it is already done)."""
         if not is_train_stage(stage):
@@ -246,7 +253,7 @@ class ExperimentRun(ExperimentData):
             callbacks = [*callbacks, HealthMonitor(self.spec.on_unhealthy, method=method,
                                                    teacher_input=self.spec.teacher_input if stage == "teacher" else None)]
         common: dict[str, Any] = dict(num_classes=self.num_classes, stage=stage, checkpoint_dir=out,
-                                      callbacks=callbacks, augmenter=Augmenter() if self.spec.augment else None,
+                                      callbacks=callbacks, augmenter=self.augmenter(),
                                       meta=meta)
         config = self._train_config(stage, seed)
         base, distilled = (stage, False) if stage in TRAIN_STAGES else parse_method(stage)

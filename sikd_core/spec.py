@@ -84,6 +84,11 @@ class ExperimentSpec(BaseModel):
         "dice_ce", description="Segmentation loss: ce (the paper's) or dice_ce (cross-entropy + soft Dice). Default "
         "by recipe: dice_ce for standard, ce for paper.")
     augment: StrictBool = Field(True, description="Flips, rotation, scale/translate, intensity jitter.")
+    augmentation: Literal["standard", "nnunet"] = Field(
+        "standard", description="Which augmentation every method but the reference trains with when augment is on: "
+        "standard (flips, rotation +-15 deg, scale 0.85-1.15, shifts, mild intensity jitter; the benchmarks' "
+        "default) or nnunet (the reference recipe's: full rotation, scale 0.7-1.4, mirroring, stronger intensity "
+        "jitter, Gaussian noise and blur), to compare methods over a baseline augmented as nnU-Net's.")
     val_fraction: Number = Field(0.1, ge=0.0, lt=0.9)
     test_fraction: Number = Field(0.2, gt=0.0, lt=0.9)
     split_seed: Seed = Field(0, description="Seed of the train/val/test split (same for every method).")
@@ -175,6 +180,13 @@ class ExperimentSpec(BaseModel):
             raise ValueError("eval_datasets must not contain the training dataset (its test split is the intra score)")
         if len(set(v)) != len(v):
             raise ValueError("eval_datasets holds duplicates")
+        return v
+
+    @field_validator("augmentation")
+    @classmethod
+    def _augmentation_needs_augment(cls, v: str, info: ValidationInfo) -> str:
+        if v != "standard" and info.data.get("augment") is False:
+            raise ValueError(f"augmentation {v!r} needs augment: true (augment: false trains without any)")
         return v
 
     @field_validator("test_fraction")

@@ -136,6 +136,8 @@ def stage_settings(spec: ExperimentSpec, planned: PlannedStage) -> dict[str, Any
     if planned.role == "student":
         keys += _STUDENT_KEYS
     out = {_KEY_NAMES.get(k, k): d[k] for k in keys}
+    if planned.method != REFERENCE and d["augment"] and d.get("augmentation", "standard") != "standard":
+        out["augmentation"] = d["augmentation"]  # only when not the default: stages trained before it keep their keys
     out.update(stage=planned.stage, role=planned.role, method=planned.method, network=planned.network,
                seed=planned.seed, epochs=planned.epochs)
     if planned.role == "student":  # the teacher it distils from, by what determines it

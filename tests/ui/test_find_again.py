@@ -83,7 +83,7 @@ def test_clone_and_edit_fills_the_form_with_the_spec_and_starts_a_new_experiment
     spec = tiny_spec(a, [c], name="original", image_size=[32, 48], epochs=3, teacher_epochs=2, batch_size=2,
                      lr=2e-3, weight_decay=1e-4, seeds=[1, 4], methods=["baseline", "sikd", "gin"], alpha=0.5,
                      teacher_input="label_map", student_head_init="random", teacher_skip_connections=True,
-                     loss="ce", recipe="paper", augment=False, val_fraction=0.15, test_fraction=0.25, split_seed=7,
+                     loss="ce", recipe="paper", augment=True, augmentation="nnunet", val_fraction=0.15, test_fraction=0.25, split_seed=7,
                      mask_mode="label", steps_per_epoch=5, amp=False, save_predictions=False, feature_maps=0,
                      on_unhealthy="stop", network_kwargs={"widths": [4, 8]})
     original = queue_user.post("/experiments", json=spec)
@@ -110,8 +110,9 @@ def test_clone_and_edit_fills_the_form_with_the_spec_and_starts_a_new_experiment
     assert at.selectbox(key="ne_tin").value == "label_map" and at.selectbox(key="ne_head").value == "random"
     assert at.selectbox(key="ne_loss").value == "ce" and at.selectbox(key="ne_mask").value == "label"
     assert at.selectbox(key="ne_unhealthy").value == "stop" and at.text_input(key="ne_device").value == "cpu"
-    assert [at.checkbox(key=k).value for k in ("ne_aug", "ne_amp", "ne_save", "ne_skips")] == [False, False, False,
+    assert [at.checkbox(key=k).value for k in ("ne_aug", "ne_amp", "ne_save", "ne_skips")] == [True, False, False,
                                                                                                True]
+    assert at.selectbox(key="ne_augkind").value == "nnunet"
     assert at.text_area(key="ne_kwargs").value == '{"widths": [4, 8]}'
     # edit one setting and start it: a new experiment, the same spec but for the name and that setting
     at.number_input(key="ne_alpha").set_value(4.0)

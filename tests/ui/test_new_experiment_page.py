@@ -88,7 +88,7 @@ def test_defaults_are_the_papers_and_mirror_the_spec(dashboard, services, queue_
     # every spec field has a widget (train/eval datasets are the two pickers above the form)
     shown = {"name", "train_dataset", "eval_datasets", "network", "network_kwargs", "image_size", "epochs",
              "teacher_epochs", "batch_size", "lr", "weight_decay", "seeds", "methods", "alpha", "teacher_input",
-             "teacher_skip_connections", "student_head_init", "loss", "augment", "val_fraction", "test_fraction",
+             "teacher_skip_connections", "student_head_init", "loss", "augment", "augmentation", "val_fraction", "test_fraction",
              "split_seed", "mask_mode", "steps_per_epoch", "device", "amp", "save_predictions", "feature_maps",
              "on_unhealthy", "recipe", "reuse"}  # the loss widget sets the recipe (standard: Dice + CE; paper: CE)
     assert shown == set(options["spec_schema"]["properties"])

@@ -270,3 +270,35 @@ def test_the_dashboard_says_when_the_reference_had_not_converged():
     assert reference_converged({"baseline_strength": [dict(row, reference_converged=None)]}) is True  # older report
     assert strength_frame({3: res}, {3: "polyp"})["Verdict"].tolist() == [
         "not clearly below (reference not converged: a lower bound only)"]
+
+
+# ------------------------------------------------------------------------------- augmentation: nnunet
+def test_augmentation_nnunet_gives_every_method_the_references_augmentation(phantom_sets, tmp_path, monkeypatch):
+    """``augmentation: nnunet`` trains the baseline (and every method) with the reference recipe's augmentation,
+    the control for "does SIKD add to a baseline augmented as nnU-Net's"; it needs ``augment`` on."""
+    from sikd_core.data import Augmenter
+
+    with pytest.raises(SpecError, match="augmentation 'nnunet' needs augment: true"):
+        _spec(phantom_sets, augment=False, augmentation="nnunet")
+    with pytest.raises(SpecError, match="augmentation"):
+        _spec(phantom_sets, augmentation="strong")
+    calls: list[int] = []
+    original = ReferenceAugmenter.__call__
+
+    def counted(self, images, labels, generator):
+        calls.append(images.shape[0])
+        return original(self, images, labels, generator)
+
+    monkeypatch.setattr(ReferenceAugmenter, "__call__", counted)
+    weights = {}
+    for kind in ("standard", "nnunet"):
+        calls.clear()
+        exp = ExperimentRun(_spec(phantom_sets, augmentation=kind, epochs=1, steps_per_epoch=2, methods=["baseline"]),
+                            tmp_path / kind)
+        assert type(exp.augmenter()) is (ReferenceAugmenter if kind == "nnunet" else Augmenter)
+        exp.run_stage("baseline", 0)
+        assert len(calls) == (2 if kind == "nnunet" else 0), (kind, calls)  # one call per training step
+        weights[kind] = load_bundle(exp.stage_dir("baseline", 0) / "model.pt").model.state_dict()
+        assert exp.spec.to_json_dict()["augmentation"] == kind  # stored with the experiment's spec
+    assert any(not torch.equal(weights["standard"][k], weights["nnunet"][k]) for k in weights["standard"])
+    assert ExperimentRun(_spec(phantom_sets, augment=False), tmp_path / "none").augmenter() is None

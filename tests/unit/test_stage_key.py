@@ -43,6 +43,8 @@ STUDENTS = ["gin+sikd", "student"]
     ({"lr": 5e-3}, ["baseline", "gin", "gin+sikd", "student", "teacher"]),  # reference: its own recipe's lr
     ({"loss": "ce"}, ["baseline", "gin", "gin+sikd", "student", "teacher"]),
     ({"batch_size": 4}, ALL), ({"augment": False}, ["baseline", "gin", "gin+sikd", "student", "teacher"]),
+    # the reference always trains with its own (nnU-Net-like) augmentation
+    ({"augmentation": "nnunet"}, ["baseline", "gin", "gin+sikd", "student", "teacher"]),
     ({"split_seed": 1}, ALL), ({"val_fraction": 0.2}, ALL), ({"test_fraction": 0.3}, ALL),
     ({"image_size": 48}, ALL), ({"mask_mode": "binary"}, ALL),
     ({"network_kwargs": {"widths": [8, 16]}}, ALL),  # the network's arguments
@@ -54,6 +56,18 @@ STUDENTS = ["gin+sikd", "student"]
 ])
 def test_what_a_stage_key_depends_on(change, expect):
     assert changed(keys(), keys(**change)) == expect
+
+
+def test_the_default_augmentation_leaves_the_keys_of_stages_trained_before_it_unchanged():
+    """``augmentation`` came after stages were first keyed: its default must not enter a key (else every stage
+    trained before it would be trained again); a spec stored without it reads as the default."""
+    from sikd_core.spec import stored_spec
+
+    spec = parse_spec(BASE)
+    for planned in spec.plan():
+        assert "augmentation" not in stage_settings(spec, planned)
+    old = stored_spec({k: v for k, v in spec.to_json_dict().items() if k != "augmentation"})
+    assert old.augmentation == "standard" and stage_keys(old, DATA) == stage_keys(spec, DATA)
 
 
 def test_keys_depend_on_the_seed_the_data_content_and_the_code_version(monkeypatch):
@@ -117,3 +131,12 @@ def test_cli_folders_reuse_stages_by_key(phantom_sets, tmp_path):
     assert "reused_from" not in third.run_stage("baseline", 0)
     fourth = ExperimentRun(parse_spec({**base, "split_seed": 3}), tmp_path / "d", reuse_roots=[tmp_path])
     assert "reused_from" not in fourth.run_stage("baseline", 0)
+
+
+def test_augmentation_can_be_swept_and_each_value_is_its_own_stage():
+    from sikd_core.sweep import expand_sweep
+
+    combos = expand_sweep({**BASE, "sweep": {"augmentation": ["standard", "nnunet"]}})
+    assert [values for values, _ in combos] == [{"augmentation": "standard"}, {"augmentation": "nnunet"}]
+    a, b = (stage_keys(parse_spec({k: v for k, v in spec.items() if k != "sweep"}), DATA) for _, spec in combos)
+    assert changed(a, b) == ["baseline", "gin", "gin+sikd", "student", "teacher"]  # the reference: its own

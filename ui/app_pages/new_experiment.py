@@ -234,6 +234,14 @@ with st.form("new_experiment", border=True, enter_to_submit=False):
                               key="ne_skips", help="The paper drops the teacher's skip connections; keep them "
                                                    "for the ablation.")
         slot("teacher_skip_connections", a[3])
+        augmentation = st.selectbox(
+            "Augmentation recipe", ["standard", "nnunet"],
+            index=["standard", "nnunet"].index(D.get("augmentation", "standard")), key="ne_augkind",
+            help="With Augmentation on, what every method but the reference trains with: standard (flips, rotation "
+                 "+-15 deg, scale 0.85-1.15, shifts, mild intensity jitter) or nnunet (the reference recipe's: full "
+                 "rotation, scale 0.7-1.4, stronger intensity jitter, Gaussian noise and blur), to compare the "
+                 "methods over a baseline augmented as nnU-Net's.")
+        slot("augmentation")
         on_unhealthy = st.selectbox(
             "When training turns unhealthy", ["warn", "stop"], index=["warn", "stop"].index(D.get("on_unhealthy", "warn")),
             key="ne_unhealthy", help="Collapsed predictions, validation Dice stuck at 0, an exploding loss or a teacher "
@@ -282,7 +290,7 @@ def form_body() -> tuple[dict[str, Any], dict[str, list[str]]]:
         "teacher_input": teacher_input, "teacher_skip_connections": bool(skips), "loss": loss,
         "recipe": "paper" if loss == "ce" else "standard",
         "student_head_init": head_init,
-        "augment": bool(augment), "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
+        "augment": bool(augment), "augmentation": augmentation if augment else "standard", "val_fraction": float(val_fraction), "test_fraction": float(test_fraction),
         "split_seed": int(split_seed), "mask_mode": mask_mode, "steps_per_epoch": int(steps) or None,
         "device": device, "amp": bool(amp), "save_predictions": bool(save_predictions),
         "feature_maps": int(feature_maps), "on_unhealthy": on_unhealthy, "reuse": bool(reuse),

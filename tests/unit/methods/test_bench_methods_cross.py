@@ -144,3 +144,30 @@ def test_jobs_train_the_seeds_in_separate_processes_then_combine_them_without_re
     assert (blocked / "seeds" / "seed_0" / "polyp" / "methods" / "report.json").is_file()
     assert bench.main(["--data", str(data), "--out", str(tmp_path / "j0"), "--smoke", "--jobs", "0"]) == 2
     assert "--jobs must be at least 1" in capsys.readouterr().err
+
+
+def test_a_few_methods_with_nnunet_augmentation_train_those_and_the_reference_only(tmp_path, capsys):
+    """--methods and --augmentation (passed on to the --jobs processes): the control "does SIKD add to a baseline
+    augmented as nnU-Net's" trains baseline, teacher, student and reference per seed, and its tables list those
+    methods only and say which augmentation they trained with."""
+    data = _data("polyp", "kvasir-seg")
+    bench = _bench()
+    out = tmp_path / "nnaug"
+    assert bench.main(["--data", str(data), "--out", str(out), "--smoke", "--device", "cpu", "--tasks", "polyp",
+                       "--seeds", "0", "1", "--jobs", "2", "--methods", "sikd", "baseline",
+                       "--augmentation", "nnunet"]) == 0
+    printed = capsys.readouterr().out
+    for seed in (0, 1):  # the children trained the same four stages the parent then links
+        log = (out / "seeds" / f"seed_{seed}.log").read_text()
+        assert log.count("trained in") == 4 and f"polyp/teacher/{seed}" in log and "polyp/gin" not in log
+    assert printed.count("reused from") == 8 and "trained in" not in printed
+    recorded = json.loads((out / "settings.json").read_text())
+    assert recorded["methods"] == ["baseline", "sikd"] and recorded["augmentation"] == "nnunet"
+    report = json.loads((out / "polyp" / "methods" / "report.json").read_text())
+    assert report["spec"]["augmentation"] == "nnunet" and report["methods"] == ["baseline", "sikd", "reference"]
+    text = (out / "tables.md").read_text()
+    assert "| Baseline |" in text and "| SIKD |" in text and "| Reference (nnU-Net-like) |" in text
+    assert "| GIN |" not in text and "| MaxStyle |" not in text
+    assert "augmentation nnunet; seeds 0, 1" in text
+    # the default run records neither key (its settings stay those of runs made before the flags)
+    assert "methods" not in bench.SETTINGS and "augmentation" not in bench.SETTINGS
