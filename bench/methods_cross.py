@@ -13,8 +13,8 @@ setting, which ``bench/recipe_defaults.py`` measured on the validation splits to
 0.02 Dice of the reference on Kvasir-SEG and BUSI), fixed before the run and never tuned on the cross-dataset
 scores. The budget, 50 epochs x 20 steps (1 000 steps; teachers 60 epochs), is the least at which
 ``bench/reference_budget.py`` found the baseline level with the reference on both training datasets (two seeds,
-on the test splits of Kvasir-SEG and BUSI: at 400 steps it trailed it by 0.041 on Kvasir-SEG); the published
-breast-us run of 2026-12-03 is still at 400 steps (``--epochs 20``), and the tables say so.
+on the test splits of Kvasir-SEG and BUSI: at 400 steps it trailed it by 0.041 on Kvasir-SEG); both published
+tasks were trained at it (polyps 2026-12-03/04, breast ultrasound 2026-12-04).
 BUS-BRA is scored on a fixed seeded subset of ``cross_limit`` images (evaluation time); every other set is
 used in full.
 
