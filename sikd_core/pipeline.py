@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from sikd_core.classmean import class_mean_image, label_map_image
-from sikd_core.data import Augmenter, Manifest
+from sikd_core.data import Manifest
 from sikd_core.data.fingerprint import manifest_fingerprint
 from sikd_core.errors import SIKDError, SpecError
 from sikd_core.evaluation import dataset_unit, score_cases
@@ -57,6 +57,7 @@ from sikd_core.methods.reference import (
     ReferenceAugmenter,
     ReferenceTrainer,
     reference_filters,
+    shared_augmenter,
 )
 from sikd_core.models import create_model, model_info
 from sikd_core.render import render_features, render_overlays
@@ -222,13 +223,6 @@ class ExperimentRun(ExperimentData):
                              poly_power=RECIPE["poly_power"])
         return config
 
-    def augmenter(self) -> Augmenter | ReferenceAugmenter | None:
-        """The augmentation every stage but the reference's trains with (``spec.augment``, ``spec.augmentation``);
-        the reference always has its own (:class:`ReferenceAugmenter`)."""
-        if not self.spec.augment:
-            return None
-        return ReferenceAugmenter() if self.spec.augmentation == "nnunet" else Augmenter()
-
     def run_stage(self, stage: str, seed: int, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
         """Train one stage (or return its record if it is already done)."""
         if not is_train_stage(stage):
@@ -253,7 +247,7 @@ class ExperimentRun(ExperimentData):
             callbacks = [*callbacks, HealthMonitor(self.spec.on_unhealthy, method=method,
                                                    teacher_input=self.spec.teacher_input if stage == "teacher" else None)]
         common: dict[str, Any] = dict(num_classes=self.num_classes, stage=stage, checkpoint_dir=out,
-                                      callbacks=callbacks, augmenter=self.augmenter(),
+                                      callbacks=callbacks, augmenter=shared_augmenter(self.spec.augment, self.spec.augmentation),
                                       meta=meta)
         config = self._train_config(stage, seed)
         base, distilled = (stage, False) if stage in TRAIN_STAGES else parse_method(stage)

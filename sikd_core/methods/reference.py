@@ -44,7 +44,7 @@ from sikd_core.models.registry import plan_dynunet_filters
 from sikd_core.training.trainer import Trainer
 
 __all__ = ["RECIPE", "REFERENCE", "REFERENCE_NETWORK", "DiceCELossNNUNet", "ReferenceAugmenter", "ReferenceTrainer",
-           "reference_filters"]
+           "reference_filters", "shared_augmenter"]
 
 #: The recipe's optimiser settings: nnU-Net's weight decay, schedule and (for "sgd") momentum; Adam at 3e-3 instead
 #: of nnU-Net's SGD at 0.01 by measurement at small budgets (module docstring).
@@ -134,6 +134,14 @@ class ReferenceAugmenter:
             sigma = self.blur_sigma[0] + float(u[i, 3]) * (self.blur_sigma[1] - self.blur_sigma[0])
             out[i] = _blur(out[i], sigma)
         return out.clamp(0.0, 1.0).to(images.dtype), labels
+
+
+def shared_augmenter(augment: bool, augmentation: str = "standard") -> Augmenter | ReferenceAugmenter | None:
+    """The augmentation every stage but the reference's trains with (a spec's ``augment`` and ``augmentation``):
+    none, ours (:class:`Augmenter`'s defaults) or, for ``nnunet``, the reference recipe's own."""
+    if not augment:
+        return None
+    return ReferenceAugmenter() if augmentation == "nnunet" else Augmenter()
 
 
 def _blur(img: Tensor, sigma: float) -> Tensor:

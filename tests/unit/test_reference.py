@@ -18,7 +18,12 @@ from sikd_core.errors import SpecError
 from sikd_core.health import convergence_findings, reference_convergence, still_rising
 from sikd_core.inference import load_bundle
 from sikd_core.methods import method_names, parse_method
-from sikd_core.methods.reference import DiceCELossNNUNet, ReferenceAugmenter, reference_filters
+from sikd_core.methods.reference import (
+    DiceCELossNNUNet,
+    ReferenceAugmenter,
+    reference_filters,
+    shared_augmenter,
+)
 from sikd_core.models import create_model
 from sikd_core.models.registry import plan_dynunet_filters
 from sikd_core.pipeline import ExperimentRun
@@ -295,10 +300,10 @@ def test_augmentation_nnunet_gives_every_method_the_references_augmentation(phan
         calls.clear()
         exp = ExperimentRun(_spec(phantom_sets, augmentation=kind, epochs=1, steps_per_epoch=2, methods=["baseline"]),
                             tmp_path / kind)
-        assert type(exp.augmenter()) is (ReferenceAugmenter if kind == "nnunet" else Augmenter)
+        assert type(shared_augmenter(True, kind)) is (ReferenceAugmenter if kind == "nnunet" else Augmenter)
         exp.run_stage("baseline", 0)
         assert len(calls) == (2 if kind == "nnunet" else 0), (kind, calls)  # one call per training step
         weights[kind] = load_bundle(exp.stage_dir("baseline", 0) / "model.pt").model.state_dict()
         assert exp.spec.to_json_dict()["augmentation"] == kind  # stored with the experiment's spec
     assert any(not torch.equal(weights["standard"][k], weights["nnunet"][k]) for k in weights["standard"])
-    assert ExperimentRun(_spec(phantom_sets, augment=False), tmp_path / "none").augmenter() is None
+    assert shared_augmenter(False, "standard") is None
