@@ -171,3 +171,24 @@ def test_a_few_methods_with_nnunet_augmentation_train_those_and_the_reference_on
     assert "augmentation nnunet; seeds 0, 1" in text
     # the default run records neither key (its settings stay those of runs made before the flags)
     assert "methods" not in bench.SETTINGS and "augmentation" not in bench.SETTINGS
+
+
+def test_the_published_augmentation_control_differs_from_the_main_run_in_augmentation_and_methods_only():
+    """docs/benchmarks/methods_cross_nnaug (the README's control) was trained as the main published run but for
+    `augmentation: nnunet` and its methods (baseline, sikd and the reference): read from each task's report."""
+    bench = _bench()
+    main, _ = bench.load_published(ROOT / "docs" / "benchmarks" / "methods_cross")
+    control, trends = bench.load_published(ROOT / "docs" / "benchmarks" / "methods_cross_nnaug")
+    assert set(control) == set(main) == {"breast-us", "polyp"} and set(trends) == set(control)
+    for task, rep in control.items():
+        # a subset of the cross dataset lives under each run's --out (the same seeded images): compare by name
+        a, b = ({**r["spec"], "eval_datasets": [Path(d).name for d in r["spec"]["eval_datasets"]]}
+                for r in (main[task], rep))
+        differ = {k for k in set(a) | set(b) if a.get(k, "standard" if k == "augmentation" else None) != b.get(k)}
+        cases = [{(r["dataset"], r["n_cases"]) for r in x["rows"]} for x in (main[task], rep)]
+        assert cases[0] == cases[1], task  # scored on the same number of cases per dataset
+        assert differ == {"augmentation", "methods"}, (task, differ)
+        assert b["augmentation"] == "nnunet" and rep["methods"] == ["baseline", "sikd", "reference"]
+        assert {(r["method"], r["seed"]) for r in rep["rows"]} == {(m, s) for m in rep["methods"] for s in (0, 1, 2)}
+    text = bench.tables(control, trends)
+    assert text.count("augmentation nnunet; seeds 0, 1, 2") == 2 and "| GIN |" not in text
