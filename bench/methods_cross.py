@@ -36,9 +36,10 @@ or, the same in one command (three processes, one torch thread each, then combin
 
     python bench/methods_cross.py --tasks polyp --jobs 3 --out runs/mc/all
 
-The reference recipe differs from our baseline most in its (nnU-Net's) augmentation. Whether SIKD adds to a
-baseline augmented as nnU-Net's is a run of a few methods with the reference's augmentation (the spec's
-``augmentation: nnunet``; the reference is the same stage as in the full run, so --reuse links it):
+Whether the reference's lead is its (nnU-Net's) augmentation, and whether SIKD adds to a baseline augmented as
+nnU-Net's, is a run of a few methods with the reference's augmentation (the spec's ``augmentation: nnunet``; the
+reference is the same stage as in the full run, so --reuse links it). Run 2026-12-04 on both tasks
+(``docs/benchmarks/methods_cross_nnaug``): it made our U-Net's baseline worse on all four datasets at 1 000 steps.
 
     python bench/methods_cross.py --tasks polyp --methods baseline sikd --augmentation nnunet --jobs 3 \
         --out runs/mc/polyp_nnaug --reuse runs/mc/polyp/polyp
@@ -354,7 +355,8 @@ def settings_lines(reports: dict[str, dict[str, Any]]) -> list[str]:
                    f"{sp['epochs']} epochs × {sp['steps_per_epoch']} steps of batch {sp['batch_size']} "
                    f"({_thousands(steps[task])} steps), teachers {sp.get('teacher_epochs') or sp['epochs']} epochs; "
                    f"recipe {sp.get('recipe')} (loss {sp.get('loss')}), lr {sp['lr']:g}, α {sp['alpha']:g}, "
-                   f"augmentation {sp.get('augmentation', 'standard') if sp.get('augment') else 'off'}; seeds {', '.join(map(str, sp['seeds']))}")
+                   f"augmentation {sp.get('augmentation', 'standard') if sp.get('augment') else 'off'}; "
+                   f"seeds {', '.join(map(str, sp['seeds']))}")
     return out
 
 

@@ -247,8 +247,8 @@ class ExperimentRun(ExperimentData):
             callbacks = [*callbacks, HealthMonitor(self.spec.on_unhealthy, method=method,
                                                    teacher_input=self.spec.teacher_input if stage == "teacher" else None)]
         common: dict[str, Any] = dict(num_classes=self.num_classes, stage=stage, checkpoint_dir=out,
-                                      callbacks=callbacks, augmenter=shared_augmenter(self.spec.augment, self.spec.augmentation),
-                                      meta=meta)
+                                      callbacks=callbacks, meta=meta,
+                                      augmenter=shared_augmenter(self.spec.augment, self.spec.augmentation))
         config = self._train_config(stage, seed)
         base, distilled = (stage, False) if stage in TRAIN_STAGES else parse_method(stage)
         teacher = None

@@ -21,8 +21,8 @@ from sikd_core.errors import SpecError
 #: Settings a sweep may vary: the distillation's, the teacher's and the recipe's (not the data or the network:
 #: experiments on other data or networks are not one ablation).
 SWEEPABLE: tuple[str, ...] = ("alpha", "teacher_input", "student_head_init", "teacher_skip_connections", "loss",
-                              "lr", "weight_decay", "epochs", "teacher_epochs", "batch_size", "augment", "augmentation",
-                              "steps_per_epoch", "recipe")
+                              "lr", "weight_decay", "epochs", "teacher_epochs", "batch_size", "augment",
+                              "augmentation", "steps_per_epoch", "recipe")
 #: Most experiments one sweep creates.
 MAX_SWEEP = 12
 

@@ -21,8 +21,8 @@ WIDGETS = {
     "alpha": "ne_alpha", "teacher_input": "ne_tin", "student_head_init": "ne_head", "teacher_epochs": "ne_tepochs",
     "weight_decay": "ne_wd", "steps_per_epoch": "ne_steps", "val_fraction": "ne_val", "test_fraction": "ne_test",
     "split_seed": "ne_split", "mask_mode": "ne_mask", "device": "ne_device", "feature_maps": "ne_feat",
-    "augment": "ne_aug", "augmentation": "ne_augkind", "amp": "ne_amp", "save_predictions": "ne_save", "teacher_skip_connections": "ne_skips",
-    "on_unhealthy": "ne_unhealthy", "reuse": "ne_reuse",
+    "augment": "ne_aug", "augmentation": "ne_augkind", "amp": "ne_amp", "save_predictions": "ne_save",
+    "teacher_skip_connections": "ne_skips", "on_unhealthy": "ne_unhealthy", "reuse": "ne_reuse",
 }
 #: Fields the form sets itself (the name, datasets, sizes, seeds, methods, network arguments; recipe follows loss).
 OWN = {"name", "train_dataset", "eval_datasets", "image_size", "seeds", "methods", "network_kwargs", "recipe"}
