@@ -438,13 +438,12 @@ def main(argv: list[str] | None = None) -> int:
         s["methods"] = [m for m in METHODS if m in args.methods]
     if args.augmentation and args.augmentation != "standard":
         s["augmentation"] = args.augmentation
-    error = (missing_folder(data, [rel for task, pair in TASKS.items() if not args.tasks or task in args.tasks
-                                   for rel in pair]) or record_settings(out, s))
+    tasks = [task for task in TASKS if not args.tasks or task in args.tasks]
+    error = missing_folder(data, [rel for task in tasks for rel in TASKS[task]]) or record_settings(out, s)
     if error:
         print(error, file=sys.stderr)
         return 2
     apart = args.jobs > 1 and len(s["seeds"]) > 1
-    tasks = [task for task in TASKS if not args.tasks or task in args.tasks]
     reuse = [Path(r) for r in args.reuse] + ([seed_folder(out, seed) / task for seed in s["seeds"] for task in tasks]
                                              if apart else [])
     try:  # the spec is checked here, before any process starts
